@@ -1,0 +1,1 @@
+"""The ``jobqueue`` command: one entry point over every component's subcommands."""

@@ -1,0 +1,160 @@
+"""The wire format of a job (SPEC §2): flat string fields of one stream entry.
+
+=============== ===================================================== ===========
+field           meaning                                               when absent
+=============== ===================================================== ===========
+``id``          job id, a ULID                                        stream entry id
+``type``        handler name                                          malformed
+``payload``     JSON object, as text                                  malformed
+``priority``    integer 1..10, as text                                ``5``
+``enqueued_at`` ISO-8601 UTC timestamp                                empty
+``attempts``    attempts already made, integer as text                ``0``
+=============== ===================================================== ===========
+
+Any other field (``run_at``, ``idempotency_key``, ``trace_id``, ...) is kept in
+``Job.extra`` and written back unchanged on retry and dead-lettering, so entries from a
+plain ``redis-cli XADD`` or a Node.js producer round-trip without loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from ulid import ULID
+
+from jobqueue.core.errors import MalformedJob
+
+DEFAULT_PRIORITY = 5
+MIN_PRIORITY, MAX_PRIORITY = 1, 10
+CORE_FIELDS = frozenset({"id", "type", "payload", "priority", "enqueued_at", "attempts"})
+
+
+def new_job_id() -> str:
+    """A fresh ULID: 26 characters, sortable by creation time."""
+    return str(ULID())
+
+
+def utc_now_iso() -> str:
+    """The current time as ISO-8601 UTC with milliseconds, e.g. ``2026-01-02T03:04:05.678Z``."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(slots=True)
+class Job:
+    """One job as read from, or about to be written to, a stream."""
+
+    type: str
+    payload: dict[str, Any]
+    id: str = field(default_factory=new_job_id)
+    priority: int = DEFAULT_PRIORITY
+    enqueued_at: str = field(default_factory=utc_now_iso)
+    attempts: int = 0
+    extra: dict[str, str] = field(default_factory=dict)
+    payload_text: str | None = None
+    """The payload exactly as read, so a retry writes back the producer's bytes."""
+
+    def fields(self) -> dict[str, str]:
+        """The stream entry fields of this job (what ``XADD`` writes)."""
+        payload = self.payload_text
+        if payload is None:
+            payload = orjson.dumps(self.payload).decode()
+        return {
+            **self.extra,
+            "id": self.id,
+            "type": self.type,
+            "payload": payload,
+            "priority": str(self.priority),
+            "enqueued_at": self.enqueued_at,
+            "attempts": str(self.attempts),
+        }
+
+
+def decode(entry_id: str, fields: Mapping[str, str]) -> Job:
+    """Parse one stream entry; raise `MalformedJob` with the reason if it breaks SPEC §2."""
+    job_type = fields.get("type")
+    if not job_type:
+        raise MalformedJob("missing field 'type'")
+    payload_text = fields.get("payload")
+    if payload_text is None:
+        raise MalformedJob("missing field 'payload'")
+    try:
+        payload = orjson.loads(payload_text)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedJob(f"'payload' is not valid JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise MalformedJob(f"'payload' must be a JSON object, not {type(payload).__name__}")
+    priority = _int_field(fields, "priority", DEFAULT_PRIORITY)
+    if not MIN_PRIORITY <= priority <= MAX_PRIORITY:
+        raise MalformedJob(f"'priority' must be {MIN_PRIORITY}..{MAX_PRIORITY}, got {priority}")
+    attempts = _int_field(fields, "attempts", 0)
+    if attempts < 0:
+        raise MalformedJob(f"'attempts' must not be negative, got {attempts}")
+    return Job(
+        id=fields.get("id") or entry_id,
+        type=job_type,
+        payload=payload,
+        payload_text=payload_text,
+        priority=priority,
+        enqueued_at=fields.get("enqueued_at", ""),
+        attempts=attempts,
+        extra={k: v for k, v in fields.items() if k not in CORE_FIELDS},
+    )
+
+
+def _int_field(fields: Mapping[str, str], name: str, default: int) -> int:
+    text = fields.get(name)
+    if text is None or text == "":
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise MalformedJob(f"'{name}' must be an integer, got {text!r}") from None
+
+
+def dead_letter_fields(
+    source_stream: str,
+    entry_id: str,
+    fields: Mapping[str, str],
+    reason: str,
+    attempts: int | None = None,
+    traceback: str | None = None,
+) -> dict[str, str]:
+    """The fields of a dead-letter entry (SPEC §2) for the stream entry ``fields``.
+
+    Works on raw fields, so a malformed entry is dead-lettered with whatever it had.
+    ``attempts`` overrides the entry's own count (the attempts actually made).
+    """
+    dead = {k: v for k, v in fields.items() if k not in ("id", "attempts")}
+    dead.update(
+        original_id=fields.get("id") or entry_id,
+        original_entry_id=entry_id,
+        source_stream=source_stream,
+        type=fields.get("type", ""),
+        payload=fields.get("payload", ""),
+        attempts=str(attempts if attempts is not None else fields.get("attempts", "0")),
+        failed_at=utc_now_iso(),
+        reason=reason,
+    )
+    if traceback:
+        dead["traceback"] = traceback
+    return dead
+
+
+def replay_fields(dead: Mapping[str, str]) -> dict[str, str]:
+    """The stream fields that re-enqueue a dead letter: its original job, attempts reset."""
+    dropped = {
+        "original_id",
+        "original_entry_id",
+        "source_stream",
+        "failed_at",
+        "reason",
+        "traceback",
+    }
+    fields = {k: v for k, v in dead.items() if k not in dropped}
+    fields["id"] = dead.get("original_id") or new_job_id()
+    fields["attempts"] = "0"
+    return fields

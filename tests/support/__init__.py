@@ -1,0 +1,1 @@
+"""Helpers the tests share: private Redis servers and worker processes."""
