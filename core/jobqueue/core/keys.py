@@ -4,15 +4,16 @@ A queue is named by its stream (default ``jobs:work``). Everything else hangs of
 name so two queues on one Redis never collide, and an operator, a producer and a worker
 configured with the same stream agree on every key without further settings.
 
-=====================  ===========  ==============================================
-key                    type         holds
-=====================  ===========  ==============================================
-``{stream}``           stream       jobs ready to run (SPEC §2 fields)
-``{dead}``             stream       dead letters (default ``jobs:dead``)
-``{stream}:delayed``   sorted set   delayed jobs and retries; score = due time, ms
-``{stream}:job:{id}``  hash         one job's status record (state, attempts, ...)
-``{stream}:idem:{k}``  string       job id enqueued under idempotency key ``k``
-=====================  ===========  ==============================================
+============================  ==========  =============================================
+key                        type        holds
+=========================  ==========  =============================================
+``{stream}``               stream      jobs ready to run (SPEC §2 fields)
+``{dead}``                 stream      dead letters (default ``jobs:dead``)
+``{stream}:delayed``       sorted set  ids of delayed jobs and retries; score = due ms
+``{stream}:delayed:jobs``  hash        job id -> JSON object of its stream fields
+``{stream}:job:{id}``      hash        one job's status record (state, attempts, ...)
+``{stream}:idem:{k}``      string      job id enqueued under idempotency key ``k``
+=========================  ==========  =============================================
 """
 
 from __future__ import annotations
@@ -36,6 +37,11 @@ class QueueKeys:
     def delayed(self) -> str:
         """Sorted set of delayed jobs and retries waiting out their backoff."""
         return f"{self.stream}:delayed"
+
+    @property
+    def delayed_jobs(self) -> str:
+        """Hash from job id to the JSON-encoded stream fields of each delayed job."""
+        return f"{self.stream}:delayed:jobs"
 
     def status(self, job_id: str) -> str:
         """Hash with the status record of one job."""
