@@ -4,7 +4,7 @@ A queue is named by its stream (default ``jobs:work``). Everything else hangs of
 name so two queues on one Redis never collide, and an operator, a producer and a worker
 configured with the same stream agree on every key without further settings.
 
-============================  ==========  =============================================
+=========================  ==========  =============================================
 key                        type        holds
 =========================  ==========  =============================================
 ``{stream}``               stream      jobs ready to run (SPEC §2 fields)
