@@ -1,0 +1,188 @@
+"""Sampling a queue: how much work waits, and where.
+
+``lag`` is the number of entries no consumer of the group has been given yet. Redis
+reports it in ``XINFO GROUPS``, but not always usefully: after ``XDEL``/``XTRIM`` past a
+group's position the field is NULL, and ``XPENDING`` alone only counts what was already
+delivered. So lag is derived in this order, and the sample says which source won:
+
+1. ``group``: ``XINFO GROUPS`` ``lag`` when Redis knows it;
+2. ``counted``: entries after the group's ``last-delivered-id``, counted by a bounded
+   server-side scan (exact up to `COUNT_CAP` entries);
+3. ``estimated``: ``entries-added - entries-read`` when the scan hit its cap (an upper
+   bound: it may include deleted entries).
+
+A group that does not exist yet has every entry of the stream as lag, so the first job
+wakes a queue scaled to zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from jobqueue.core.keys import QueueKeys
+
+COUNT_CAP = 10_000
+"""Most entries the fallback lag count scans in one call (keeps Redis responsive)."""
+
+# Counts entries strictly after ARGV[1], up to ARGV[2] of them, in chunks of 1000.
+_COUNT_AFTER = """
+local start = '(' .. ARGV[1]
+local cap = tonumber(ARGV[2])
+local counted = 0
+while counted < cap do
+  local batch = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', 1000)
+  local n = #batch
+  if n == 0 then return counted end
+  counted = counted + n
+  start = '(' .. batch[n][1]
+end
+return counted
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class GroupSample:
+    """One consumer group of the stream, as ``XINFO GROUPS`` and ``XINFO CONSUMERS`` see it."""
+
+    name: str
+    consumers: int
+    pending: int
+    last_delivered_id: str
+    entries_read: int | None
+    lag: int
+    lag_source: str
+    """``group``, ``counted``, ``estimated`` or ``no-group`` (see the module docstring)."""
+    consumer_names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSample:
+    """A snapshot of one queue. Counts are in jobs."""
+
+    stream: str
+    group: str
+    length: int
+    entries_added: int
+    lag: int
+    """Entries the queue's group has not delivered yet."""
+    pending: int
+    """Entries delivered to a consumer and not acknowledged yet (running or orphaned)."""
+    delayed: int
+    """Delayed jobs and retries waiting out their backoff."""
+    dead_letters: int
+    lag_source: str
+    groups: tuple[GroupSample, ...] = field(default=())
+
+    @property
+    def backlog(self) -> int:
+        """Work not finished: waiting (lag) plus delivered but unacknowledged (pending)."""
+        return self.lag + self.pending
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "stream": self.stream,
+            "group": self.group,
+            "length": self.length,
+            "entriesAdded": self.entries_added,
+            "lag": self.lag,
+            "lagSource": self.lag_source,
+            "pending": self.pending,
+            "delayed": self.delayed,
+            "deadLetters": self.dead_letters,
+            "consumerGroups": [
+                {
+                    "name": g.name,
+                    "consumers": g.consumers,
+                    "consumerNames": list(g.consumer_names),
+                    "pending": g.pending,
+                    "lastDeliveredId": g.last_delivered_id,
+                    "entriesRead": g.entries_read,
+                    "lag": g.lag,
+                    "lagSource": g.lag_source,
+                }
+                for g in self.groups
+            ],
+        }
+
+
+async def sample_queue(
+    redis: Redis, keys: QueueKeys, *, with_consumers: bool = False
+) -> QueueSample:
+    """Read one snapshot of the queue ``keys`` names (a handful of commands, one round trip
+    for the common case)."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.xinfo_stream(keys.stream)
+        pipe.xinfo_groups(keys.stream)
+        pipe.zcard(keys.delayed)
+        pipe.xlen(keys.dead)
+        stream_info, groups_info, delayed, dead = await pipe.execute(raise_on_error=False)
+    if isinstance(stream_info, ResponseError):
+        if "no such key" not in str(stream_info).lower():
+            raise stream_info
+        stream_info, groups_info = {"length": 0, "entries-added": 0}, []
+    for result in (delayed, dead):
+        if isinstance(result, Exception):
+            raise result
+    length = int(stream_info.get("length", 0))
+    groups = []
+    for info in groups_info:
+        groups.append(await _group_sample(redis, keys, info, length, with_consumers))
+    own = next((g for g in groups if g.name == keys.group), None)
+    if own is None:
+        own = GroupSample(keys.group, 0, 0, "0-0", None, length, "no-group")
+    return QueueSample(
+        stream=keys.stream,
+        group=keys.group,
+        length=length,
+        entries_added=int(stream_info.get("entries-added", length)),
+        lag=own.lag,
+        pending=own.pending,
+        delayed=int(delayed),
+        dead_letters=int(dead),
+        lag_source=own.lag_source,
+        groups=tuple(groups),
+    )
+
+
+async def _group_sample(
+    redis: Redis, keys: QueueKeys, info: dict[str, Any], length: int, with_consumers: bool
+) -> GroupSample:
+    name = str(info["name"])
+    entries_read = info.get("entries-read")
+    lag, source = await group_lag(redis, keys.stream, info, length)
+    consumer_names: tuple[str, ...] = ()
+    if with_consumers:
+        consumers = await redis.xinfo_consumers(keys.stream, name)
+        consumer_names = tuple(str(c["name"]) for c in consumers)
+    return GroupSample(
+        name=name,
+        consumers=int(info.get("consumers", 0)),
+        pending=int(info.get("pending", 0)),
+        last_delivered_id=str(info.get("last-delivered-id", "0-0")),
+        entries_read=None if entries_read is None else int(entries_read),
+        lag=lag,
+        lag_source=source,
+        consumer_names=consumer_names,
+    )
+
+
+async def group_lag(
+    redis: Redis, stream: str, info: dict[str, Any], length: int
+) -> tuple[int, str]:
+    """(lag, source) of one group from its ``XINFO GROUPS`` entry; see the module docstring."""
+    reported = info.get("lag")
+    if reported is not None:
+        return int(reported), "group"
+    last_delivered = str(info.get("last-delivered-id", "0-0"))
+    counted = int(await redis.eval(_COUNT_AFTER, 1, stream, last_delivered, COUNT_CAP))
+    if counted < COUNT_CAP:
+        return counted, "counted"
+    entries_read = info.get("entries-read")
+    if entries_read is None:
+        return max(counted, length), "estimated"
+    entries_added = int((await redis.xinfo_stream(stream)).get("entries-added", length))
+    return max(counted, entries_added - int(entries_read)), "estimated"
