@@ -1,0 +1,283 @@
+"""The typed spec of a ``JobQueue`` resource: one model for the CRD, the operator and local mode.
+
+The CRD's OpenAPI schema is generated from these models (`jobqueue.operator.crd`), so the
+cluster validates and defaults exactly what this module accepts. Field names are
+snake_case in Python and camelCase in YAML (``jobTimeoutSeconds``), as Kubernetes users
+expect; unknown keys are an error, never silently dropped.
+
+Use `load_jobqueue` for a whole YAML document (``apiVersion``/``kind``/``metadata``/``spec``)
+and `JobQueueSpec.model_validate` for a ``spec`` mapping (what Kopf hands a handler).
+Every failure is a `jobqueue.core.errors.ConfigError` naming the offending fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
+
+from jobqueue.core.errors import ConfigError
+from jobqueue.core.keys import DEFAULT_DEAD_STREAM, DEFAULT_GROUP, DEFAULT_STREAM
+
+GROUP = "jobqueue.dev"
+VERSION = "v1alpha1"
+KIND = "JobQueue"
+PLURAL = "jobqueues"
+SINGULAR = "jobqueue"
+SHORT_NAMES = ("jq",)
+API_VERSION = f"{GROUP}/{VERSION}"
+
+DEFAULT_TARGET_BACKLOG_S = 30.0
+"""Target used when a spec names neither ``targetBacklogSeconds`` nor ``lagPerReplica``."""
+GRACE_MARGIN_S = 30
+"""Seconds added to the job timeout for the default termination grace period."""
+
+
+class SpecModel(BaseModel):
+    """Base of every spec model: camelCase aliases, unknown keys rejected, docstrings kept."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        use_attribute_docstrings=True,
+    )
+
+
+class SecretKeyRef(SpecModel):
+    """One key of a Secret in the JobQueue's namespace."""
+
+    name: str = Field(min_length=1)
+    """Name of the Secret."""
+    key: str = Field(default="url", min_length=1)
+    """Key in the Secret whose value is the Redis URL."""
+
+
+class RedisSpec(SpecModel):
+    """Where the queue's Redis is: a URL, or a Secret holding one (never both)."""
+
+    url: str | None = Field(default=None, pattern=r"^rediss?://")
+    """``redis://`` or ``rediss://`` URL; local mode falls back to ``REDIS_URL``."""
+    secret_ref: SecretKeyRef | None = None
+    """Secret key holding the URL (use this when the URL carries a password)."""
+    tls: bool = False
+    """Require TLS: the URL must use ``rediss://``."""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> RedisSpec:
+        if self.url is not None and self.secret_ref is not None:
+            raise ValueError("give redis.url or redis.secretRef, not both")
+        if self.tls and self.url is not None and not self.url.startswith("rediss://"):
+            raise ValueError("redis.tls is true but redis.url does not start with rediss://")
+        return self
+
+
+class BackoffSpec(SpecModel):
+    """Exponential backoff with full jitter between attempts."""
+
+    base_seconds: float = Field(default=1.0, gt=0)
+    """Delay before the first retry, in seconds (doubles per attempt, jittered)."""
+    cap_seconds: float = Field(default=300.0, gt=0)
+    """Longest delay between two attempts, in seconds."""
+
+    @model_validator(mode="after")
+    def _cap_above_base(self) -> BackoffSpec:
+        if self.cap_seconds < self.base_seconds:
+            raise ValueError("retry.backoff.capSeconds must be >= baseSeconds")
+        return self
+
+
+class RetrySpec(SpecModel):
+    """How often a failing job is tried again."""
+
+    max_attempts: int = Field(default=5, ge=1, le=1000)
+    """Attempts per job, the first included, before it is dead-lettered."""
+    backoff: BackoffSpec = Field(default_factory=BackoffSpec)
+
+
+class EnvKeyRef(SpecModel):
+    """A key of a Secret or ConfigMap."""
+
+    name: str = Field(min_length=1)
+    key: str = Field(min_length=1)
+    optional: bool | None = None
+
+
+class FieldRef(SpecModel):
+    """A field of the pod (downward API), e.g. ``metadata.namespace``."""
+
+    field_path: str = Field(min_length=1)
+
+
+class EnvVarSource(SpecModel):
+    """Where an environment variable's value comes from (exactly one)."""
+
+    secret_key_ref: EnvKeyRef | None = None
+    config_map_key_ref: EnvKeyRef | None = None
+    field_ref: FieldRef | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> EnvVarSource:
+        given = [s for s in (self.secret_key_ref, self.config_map_key_ref, self.field_ref) if s]
+        if len(given) != 1:
+            raise ValueError("valueFrom needs exactly one of secretKeyRef/configMapKeyRef/fieldRef")
+        return self
+
+
+class EnvVar(SpecModel):
+    """An extra environment variable of the worker container."""
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+    value: str | None = None
+    value_from: EnvVarSource | None = None
+
+    @model_validator(mode="after")
+    def _value_or_source(self) -> EnvVar:
+        if self.value is not None and self.value_from is not None:
+            raise ValueError(f"env {self.name}: give value or valueFrom, not both")
+        return self
+
+
+class ResourcesSpec(SpecModel):
+    """Compute resources of one worker container (Kubernetes quantities, e.g. ``250m``)."""
+
+    requests: dict[str, str] = Field(
+        default_factory=lambda: {"cpu": "100m", "memory": "128Mi"},
+    )
+    limits: dict[str, str] = Field(default_factory=lambda: {"memory": "512Mi"})
+
+
+class WorkerSpec(SpecModel):
+    """The worker pods: what they run and how."""
+
+    image: str = Field(min_length=1)
+    """Container image with the worker app installed."""
+    app: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    """The worker app, ``module:attribute`` (``APP_REF`` of ``jobqueue worker``)."""
+    concurrency: int = Field(default=10, ge=1, le=10_000)
+    """Jobs one worker pod runs at the same time."""
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    env: list[EnvVar] = Field(default_factory=list)
+    """Extra environment of the worker container (cannot override the queue's own)."""
+    termination_grace_period_seconds: int | None = Field(default=None, ge=1)
+    """Grace period of a stopping pod; default: the job timeout plus 30 s, never less."""
+
+
+class ScalingSpec(SpecModel):
+    """How the operator scales the worker Deployment."""
+
+    min_replicas: int = Field(default=0, ge=0)
+    """Fewest worker pods; 0 lets an idle queue scale to zero."""
+    max_replicas: int = Field(default=10, ge=1)
+    """Most worker pods."""
+    target_backlog_seconds: float | None = Field(default=None, gt=0)
+    """Drain the backlog within this many seconds at the measured rate (default 30)."""
+    lag_per_replica: int | None = Field(default=None, ge=1)
+    """Waiting plus in-flight jobs one pod should carry (KEDA's ``lagCount``)."""
+    scale_down_stabilization_seconds: float = Field(default=60.0, ge=0)
+    """Scale down only to the highest recommendation of this many past seconds."""
+    idle_seconds_before_zero: float = Field(default=300.0, ge=0)
+    """Seconds a queue must be fully idle before scaling to zero replicas."""
+    poll_interval_seconds: float = Field(default=1.0, ge=0.1, le=300)
+    """Seconds between two samples of Redis."""
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ScalingSpec:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("scaling.minReplicas must be <= maxReplicas")
+        return self
+
+    @property
+    def effective_target_backlog_s(self) -> float | None:
+        """The backlog target in seconds; the default applies when no target was given."""
+        if self.target_backlog_seconds is None and self.lag_per_replica is None:
+            return DEFAULT_TARGET_BACKLOG_S
+        return self.target_backlog_seconds
+
+
+class JobQueueSpec(SpecModel):
+    """The ``spec`` of a JobQueue."""
+
+    redis: RedisSpec = Field(default_factory=RedisSpec)
+    stream: str = Field(default=DEFAULT_STREAM, min_length=1)
+    """Stream of ready jobs."""
+    group: str = Field(default=DEFAULT_GROUP, min_length=1)
+    """Consumer group the workers read with."""
+    dead_letter_stream: str = Field(default=DEFAULT_DEAD_STREAM, min_length=1)
+    """Stream of dead letters."""
+    retry: RetrySpec = Field(default_factory=RetrySpec)
+    job_timeout_seconds: float = Field(default=300.0, gt=0)
+    """Longest run of one attempt, in seconds; then it fails and is retried."""
+    visibility_timeout_seconds: float = Field(default=60.0, gt=0)
+    """Seconds a delivered job may go without a heartbeat before another pod reclaims it."""
+    max_deliveries: int = Field(default=5, ge=1, le=1000)
+    """Deliveries of one entry (crashed workers included) before it is dead-lettered."""
+    worker: WorkerSpec
+    scaling: ScalingSpec = Field(default_factory=ScalingSpec)
+    retention_policy: Literal["Retain", "Delete"] = "Retain"
+    """On delete of the JobQueue: keep the streams (Retain) or delete the queue's keys."""
+
+    @model_validator(mode="after")
+    def _distinct_streams(self) -> JobQueueSpec:
+        if self.stream == self.dead_letter_stream:
+            raise ValueError("stream and deadLetterStream must differ")
+        return self
+
+    @property
+    def grace_period_s(self) -> int:
+        """Termination grace period of a worker pod, at least the job timeout plus margin."""
+        floor = int(self.job_timeout_seconds) + GRACE_MARGIN_S
+        given = self.worker.termination_grace_period_seconds
+        return floor if given is None else max(given, floor)
+
+
+class JobQueueDocument(BaseModel):
+    """A whole JobQueue YAML document."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    api_version: Literal["jobqueue.dev/v1alpha1"] = Field(alias="apiVersion")
+    kind: Literal["JobQueue"]
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    spec: JobQueueSpec
+    status: dict[str, Any] | None = None
+
+    @property
+    def name(self) -> str:
+        return str(self.metadata.get("name", "jobqueue"))
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """One line per problem, ``where: what``, with camelCase paths as the user wrote them."""
+    lines = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "(document)"
+        lines.append(f"{where}: {error['msg']}")
+    return "; ".join(lines)
+
+
+def parse_spec(spec: Mapping[str, Any]) -> JobQueueSpec:
+    """Validate a ``spec`` mapping; raise ConfigError naming every bad field."""
+    try:
+        return JobQueueSpec.model_validate(dict(spec))
+    except ValidationError as exc:
+        raise ConfigError(f"invalid JobQueue spec: {describe_errors(exc)}") from None
+
+
+def load_jobqueue(text: str) -> JobQueueDocument:
+    """Parse one JobQueue YAML document; raise ConfigError with a clear reason."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError("a JobQueue document must be a YAML mapping")
+    try:
+        return JobQueueDocument.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid JobQueue: {describe_errors(exc)}") from None
