@@ -1,18 +1,25 @@
 """Sampling a queue: how much work waits, and where.
 
 ``lag`` is the number of entries no consumer of the group has been given yet. Redis
-reports it in ``XINFO GROUPS``, but not always usefully: after ``XDEL``/``XTRIM`` past a
-group's position the field is NULL, and ``XPENDING`` alone only counts what was already
-delivered. So lag is derived in this order, and the sample says which source won:
+reports it in ``XINFO GROUPS``, but not always usefully: after ``XDEL`` past a group's
+position (or for a group created at ``$`` or an arbitrary id) the field is NULL, and
+after ``XTRIM`` removes undelivered entries it is *stale* (still counts the trimmed
+entries, so it can exceed the stream's length). ``XPENDING`` alone only counts what was
+already delivered. So lag is derived in this order, and the sample says which rule won:
 
-1. ``group``: ``XINFO GROUPS`` ``lag`` when Redis knows it;
-2. ``counted``: entries after the group's ``last-delivered-id``, counted by a bounded
+1. ``empty``: the stream has no entries, so nothing waits;
+2. ``caught-up``: the group's ``last-delivered-id`` is at or past the last entry: 0;
+3. ``all-after``: it is before the first entry (everything it had read was trimmed):
+   every entry waits, lag = length (this is what corrects a stale XTRIM lag);
+4. ``group``: ``XINFO GROUPS`` ``lag`` when Redis knows it, clamped to the length;
+5. ``counted``: entries after ``last-delivered-id``, counted by a bounded
    server-side scan (exact up to `COUNT_CAP` entries);
-3. ``estimated``: ``entries-added - entries-read`` when the scan hit its cap (an upper
-   bound: it may include deleted entries).
+6. ``estimated``: ``entries-added - entries-read`` when the scan hit its cap, clamped
+   between the cap and the length (an upper bound: it may include deleted entries).
 
-A group that does not exist yet has every entry of the stream as lag, so the first job
-wakes a queue scaled to zero.
+Rules 1-3 are exact and cost nothing beyond ``XINFO STREAM``. A group that does not exist
+yet has every entry of the stream as lag (``no-group``), so the first job wakes a queue
+scaled to zero.
 """
 
 from __future__ import annotations
@@ -55,7 +62,8 @@ class GroupSample:
     entries_read: int | None
     lag: int
     lag_source: str
-    """``group``, ``counted``, ``estimated`` or ``no-group`` (see the module docstring)."""
+    """``empty``, ``caught-up``, ``all-after``, ``group``, ``counted``, ``estimated`` or
+    ``no-group`` (see the module docstring)."""
     consumer_names: tuple[str, ...] = ()
 
 
@@ -127,10 +135,11 @@ async def sample_queue(
     for result in (delayed, dead):
         if isinstance(result, Exception):
             raise result
-    length = int(stream_info.get("length", 0))
+    facts = StreamFacts.from_info(stream_info)
+    length = facts.length
     groups = []
     for info in groups_info:
-        groups.append(await _group_sample(redis, keys, info, length, with_consumers))
+        groups.append(await _group_sample(redis, keys, info, facts, with_consumers))
     own = next((g for g in groups if g.name == keys.group), None)
     if own is None:
         own = GroupSample(keys.group, 0, 0, "0-0", None, length, "no-group")
@@ -138,7 +147,7 @@ async def sample_queue(
         stream=keys.stream,
         group=keys.group,
         length=length,
-        entries_added=int(stream_info.get("entries-added", length)),
+        entries_added=facts.entries_added,
         lag=own.lag,
         pending=own.pending,
         delayed=int(delayed),
@@ -149,11 +158,11 @@ async def sample_queue(
 
 
 async def _group_sample(
-    redis: Redis, keys: QueueKeys, info: dict[str, Any], length: int, with_consumers: bool
+    redis: Redis, keys: QueueKeys, info: dict[str, Any], facts: StreamFacts, with_consumers: bool
 ) -> GroupSample:
     name = str(info["name"])
     entries_read = info.get("entries-read")
-    lag, source = await group_lag(redis, keys.stream, info, length)
+    lag, source = await group_lag(redis, keys.stream, info, facts)
     consumer_names: tuple[str, ...] = ()
     if with_consumers:
         consumers = await redis.xinfo_consumers(keys.stream, name)
@@ -170,19 +179,67 @@ async def _group_sample(
     )
 
 
+def parse_entry_id(entry_id: str) -> tuple[int, int]:
+    """``"ms-seq"`` as a comparable pair; ``"ms"`` alone means sequence 0."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamFacts:
+    """What ``XINFO STREAM`` says about the stream's extent."""
+
+    length: int
+    entries_added: int
+    first_id: str | None
+    last_id: str | None
+
+    @classmethod
+    def from_info(cls, info: dict[str, Any]) -> StreamFacts:
+        length = int(info.get("length", 0))
+        return cls(
+            length=length,
+            entries_added=int(info.get("entries-added", length)),
+            first_id=_entry_id(info.get("first-entry")),
+            last_id=_entry_id(info.get("last-entry")),
+        )
+
+
+def _entry_id(entry: Any) -> str | None:
+    # redis-py gives (id, fields) for an entry, None for an empty stream.
+    if not entry:
+        return None
+    return str(entry[0])
+
+
+def exact_lag(facts: StreamFacts, last_delivered_id: str) -> tuple[int, str] | None:
+    """Lag when the group's position alone decides it (rules 1-3), else None."""
+    if facts.length == 0 or facts.first_id is None or facts.last_id is None:
+        return 0, "empty"
+    position = parse_entry_id(last_delivered_id)
+    if position >= parse_entry_id(facts.last_id):
+        return 0, "caught-up"
+    if position < parse_entry_id(facts.first_id):
+        return facts.length, "all-after"
+    return None
+
+
 async def group_lag(
-    redis: Redis, stream: str, info: dict[str, Any], length: int
+    redis: Redis, stream: str, info: dict[str, Any], facts: StreamFacts
 ) -> tuple[int, str]:
     """(lag, source) of one group from its ``XINFO GROUPS`` entry; see the module docstring."""
+    last_delivered = str(info.get("last-delivered-id", "0-0"))
+    exact = exact_lag(facts, last_delivered)
+    if exact is not None:
+        return exact
     reported = info.get("lag")
     if reported is not None:
-        return int(reported), "group"
-    last_delivered = str(info.get("last-delivered-id", "0-0"))
+        return min(max(int(reported), 0), facts.length), "group"
     counted = int(await redis.eval(_COUNT_AFTER, 1, stream, last_delivered, COUNT_CAP))
     if counted < COUNT_CAP:
         return counted, "counted"
     entries_read = info.get("entries-read")
     if entries_read is None:
-        return max(counted, length), "estimated"
-    entries_added = int((await redis.xinfo_stream(stream)).get("entries-added", length))
-    return max(counted, entries_added - int(entries_read)), "estimated"
+        return facts.length, "estimated"
+    estimate = facts.entries_added - int(entries_read)
+    return min(max(estimate, counted), facts.length), "estimated"
