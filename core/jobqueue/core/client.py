@@ -1,0 +1,299 @@
+"""The Python client: enqueue, read status, cancel and replay, straight against Redis.
+
+`AsyncClient` is the implementation; `Client` is the same API for synchronous code
+(it runs the async client on a private event loop). Both write exactly the wire format
+of SPEC §2 (`jobqueue.core.wire.Job.fields`), so a job enqueued here and one posted to
+the HTTP API are indistinguishable. Every change is one atomic Lua step that also
+writes the job's status record (`jobqueue.core.scripts`).
+
+    async with AsyncClient.from_url("redis://localhost:6379/0") as client:
+        job = await client.enqueue("email", {"to": "a@example.com", "template": "hi"})
+        info = await client.get(job.job_id)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+import time
+from collections.abc import Coroutine, Sequence
+from types import TracebackType
+from typing import Any, Self, TypeVar, cast
+
+from redis.asyncio import Redis as AsyncRedis
+
+from jobqueue.core import scripts
+from jobqueue.core.backlog import QueueSample, sample_queue
+from jobqueue.core.client_types import (
+    CancelOutcome,
+    DeadLetter,
+    DeadPage,
+    Enqueued,
+    JobInfo,
+    NewJob,
+    enqueue_args,
+)
+from jobqueue.core.connection import async_redis
+from jobqueue.core.settings import QueueSettings
+from jobqueue.core.wire import replay_fields, utc_now_iso
+
+T = TypeVar("T")
+
+DEFAULT_IDEMPOTENCY_TTL_S = 24 * 3600
+JOBS_PER_SCRIPT_CALL = 500
+"""Bounds how long one script call holds Redis; bigger batches become several calls
+inside one MULTI, still one round trip."""
+ENTRY_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+
+__all__ = [
+    "AsyncClient",
+    "CancelOutcome",
+    "Client",
+    "DeadLetter",
+    "DeadPage",
+    "Enqueued",
+    "JobInfo",
+    "NewJob",
+]
+
+
+class AsyncClient:
+    """A queue's client on an asyncio Redis connection (strings decoded).
+
+    ``idempotency_ttl_s``: how long an idempotency key remembers its first job, seconds.
+    """
+
+    def __init__(
+        self,
+        redis: AsyncRedis,
+        settings: QueueSettings | None = None,
+        *,
+        idempotency_ttl_s: int = DEFAULT_IDEMPOTENCY_TTL_S,
+        owns_redis: bool = False,
+    ) -> None:
+        self.redis = redis
+        self.settings = settings or QueueSettings()
+        self.keys = self.settings.keys
+        self.idempotency_ttl_s = idempotency_ttl_s
+        self._owns_redis = owns_redis
+        self._enqueue = redis.register_script(scripts.ENQUEUE)
+        self._cancel = redis.register_script(scripts.CANCEL)
+        self._replay = redis.register_script(scripts.REPLAY)
+
+    @classmethod
+    def from_settings(
+        cls, settings: QueueSettings, *, idempotency_ttl_s: int = DEFAULT_IDEMPOTENCY_TTL_S
+    ) -> AsyncClient:
+        """A client with its own connection to ``settings.redis_url``; `aclose` closes it."""
+        redis = async_redis(settings.redis_url)
+        return cls(redis, settings, idempotency_ttl_s=idempotency_ttl_s, owns_redis=True)
+
+    @classmethod
+    def from_url(cls, url: str, **queue: Any) -> AsyncClient:
+        """A client of the queue ``queue`` (QueueSettings fields) on the Redis at ``url``."""
+        return cls.from_settings(QueueSettings(redis_url=url, **queue))
+
+    async def aclose(self) -> None:
+        if self._owns_redis:
+            await self.redis.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def enqueue(self, job_type: str, payload: dict[str, Any], **options: Any) -> Enqueued:
+        """Enqueue one job; ``options`` are the other `NewJob` fields (priority, delay_s...)."""
+        (result,) = await self.enqueue_many([NewJob(job_type, payload, **options)])
+        return result
+
+    async def enqueue_many(self, jobs: Sequence[NewJob]) -> list[Enqueued]:
+        """Enqueue ``jobs`` in one round trip, all or nothing; results in the same order.
+
+        Every job is checked before anything is written: one bad job raises ValueError
+        and nothing is enqueued.
+        """
+        now_ms = _now_ms()
+        prepared = [enqueue_args(job, now_ms) for job in jobs]
+        head = [
+            self.keys.status_prefix,
+            str(self.settings.status_ttl_s),
+            self.keys.idempotency(""),
+            str(self.idempotency_ttl_s),
+            utc_now_iso(),
+        ]
+        keys = [self.keys.stream, self.keys.delayed, self.keys.delayed_jobs]
+        chunks = [
+            prepared[i : i + JOBS_PER_SCRIPT_CALL]
+            for i in range(0, len(prepared), JOBS_PER_SCRIPT_CALL)
+        ]
+        if len(chunks) == 1:
+            replies = [await self._enqueue(keys=keys, args=head + _flatten(chunks[0]))]
+        else:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                for chunk in chunks:
+                    await self._enqueue(keys=keys, args=head + _flatten(chunk), client=pipe)
+                replies = await pipe.execute()
+        flat = [value for reply in replies for value in reply]
+        return [Enqueued.from_reply(flat[i : i + 4]) for i in range(0, len(flat), 4)]
+
+    async def get(self, job_id: str) -> JobInfo | None:
+        """The status record of ``job_id``, or None when unknown or expired."""
+        record = cast(dict[str, str], await self.redis.hgetall(self.keys.status(job_id)))
+        return JobInfo.from_record(job_id, record) if record else None
+
+    async def cancel(self, job_id: str) -> CancelOutcome:
+        """Cancel a queued or delayed job, or ask a running one to stop (docs/internals.md)."""
+        keys = [
+            self.keys.delayed,
+            self.keys.delayed_jobs,
+            self.keys.stream,
+            self.keys.status(job_id),
+        ]
+        args = [job_id, self.keys.group, utc_now_iso(), str(self.settings.status_ttl_s)]
+        answer, state = await self._cancel(keys=keys, args=args)
+        return CancelOutcome(job_id=job_id, answer=answer, state=state)
+
+    async def dead_letters(self, *, after: str | None = None, limit: int = 50) -> DeadPage:
+        """Dead letters oldest first, ``limit`` at most, starting after entry id ``after``."""
+        start = f"({after}" if after else "-"
+        if after is not None and not ENTRY_ID.match(after):
+            raise ValueError(
+                f"'after' must be a stream entry id like 1700000000000-0, got {after!r}"
+            )
+        entries = _entries(
+            await self.redis.xrange(self.keys.dead, min=start, max="+", count=limit + 1)
+        )
+        items = [DeadLetter(entry_id, fields) for entry_id, fields in entries[:limit]]
+        next_after = items[-1].entry_id if len(entries) > limit else None
+        return DeadPage(items=items, next_after=next_after)
+
+    async def dead_letter(self, entry_id: str) -> DeadLetter | None:
+        """One dead letter by its entry id in the dead-letter stream, or None."""
+        if not ENTRY_ID.match(entry_id):
+            return None
+        entries = _entries(
+            await self.redis.xrange(self.keys.dead, min=entry_id, max=entry_id, count=1)
+        )
+        return DeadLetter(entries[0][0], entries[0][1]) if entries else None
+
+    async def replay(self, dead_entry_id: str) -> Enqueued | None:
+        """Put a dead letter back on the stream with attempts reset, removing it atomically.
+
+        None when there is no such dead letter (never existed, replayed or deleted).
+        """
+        dead = await self.dead_letter(dead_entry_id)
+        if dead is None:
+            return None
+        fields = replay_fields(dead.fields)
+        job_id = fields["id"]
+        keys = [self.keys.dead, self.keys.stream, self.keys.status(job_id)]
+        args = [dead_entry_id, utc_now_iso(), str(self.settings.status_ttl_s)]
+        args += [fields.get("type", ""), fields.get("enqueued_at", "")]
+        args += [value for pair in fields.items() for value in pair]
+        entry_id = await self._replay(keys=keys, args=args)
+        if entry_id is None:
+            return None
+        return Enqueued(job_id=job_id, entry_id=entry_id, state="queued", duplicate=False)
+
+    async def delete_dead(self, dead_entry_id: str) -> bool:
+        """Delete one dead letter; False when there was none with that id."""
+        if not ENTRY_ID.match(dead_entry_id):
+            return False
+        return bool(await self.redis.xdel(self.keys.dead, dead_entry_id))
+
+    async def stats(self) -> QueueSample:
+        """Length, lag, pending, delayed and dead-letter counts and the consumer groups."""
+        return await sample_queue(self.redis, self.keys)
+
+    async def ping(self) -> bool:
+        return bool(await self.redis.ping())
+
+
+class Client:
+    """The synchronous `AsyncClient`: same methods, run on a private event loop.
+
+    For scripts and synchronous apps; inside a running event loop use `AsyncClient`.
+    """
+
+    def __init__(
+        self,
+        settings: QueueSettings | None = None,
+        *,
+        idempotency_ttl_s: int = DEFAULT_IDEMPOTENCY_TTL_S,
+    ) -> None:
+        self._runner = asyncio.Runner()
+        settings = settings or QueueSettings()
+        # The async client is created on the runner's loop, which its connections bind to.
+        self._async = self._run(_make_async(settings, idempotency_ttl_s))
+
+    @classmethod
+    def from_url(cls, url: str, **queue: Any) -> Client:
+        return cls(QueueSettings(redis_url=url, **queue))
+
+    @property
+    def settings(self) -> QueueSettings:
+        return self._async.settings
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self._runner.run(coro)
+
+    def close(self) -> None:
+        self._run(self._async.aclose())
+        self._runner.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.close()
+
+    def enqueue(self, job_type: str, payload: dict[str, Any], **options: Any) -> Enqueued:
+        return self._run(self._async.enqueue(job_type, payload, **options))
+
+    def enqueue_many(self, jobs: Sequence[NewJob]) -> list[Enqueued]:
+        return self._run(self._async.enqueue_many(jobs))
+
+    def get(self, job_id: str) -> JobInfo | None:
+        return self._run(self._async.get(job_id))
+
+    def cancel(self, job_id: str) -> CancelOutcome:
+        return self._run(self._async.cancel(job_id))
+
+    def dead_letters(self, *, after: str | None = None, limit: int = 50) -> DeadPage:
+        return self._run(self._async.dead_letters(after=after, limit=limit))
+
+    def dead_letter(self, entry_id: str) -> DeadLetter | None:
+        return self._run(self._async.dead_letter(entry_id))
+
+    def replay(self, dead_entry_id: str) -> Enqueued | None:
+        return self._run(self._async.replay(dead_entry_id))
+
+    def delete_dead(self, dead_entry_id: str) -> bool:
+        return self._run(self._async.delete_dead(dead_entry_id))
+
+    def stats(self) -> QueueSample:
+        return self._run(self._async.stats())
+
+    def ping(self) -> bool:
+        return self._run(self._async.ping())
+
+
+async def _make_async(settings: QueueSettings, idempotency_ttl_s: int) -> AsyncClient:
+    return AsyncClient.from_settings(settings, idempotency_ttl_s=idempotency_ttl_s)
+
+
+def _flatten(chunk: list[list[str]]) -> list[str]:
+    return [value for args in chunk for value in args]
+
+
+def _entries(reply: Any) -> list[tuple[str, dict[str, str]]]:
+    """Stream entries as the decoded connection returns them (redis-py types them loosely)."""
+    return cast(list[tuple[str, dict[str, str]]], reply or [])
+
+
+def _now_ms() -> int:
+    # Rounded up, so a delayed job is never due even a millisecond early.
+    return math.ceil(time.time() * 1000)

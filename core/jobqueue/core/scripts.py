@@ -1,0 +1,121 @@
+"""The Lua scripts of the client: enqueue, cancel and replay, each one atomic step.
+
+Each script moves a job *and* writes its status record in the same call, so the record
+never says something the streams do not (docs/internals.md). Status record keys are
+built inside the scripts from ``status_prefix`` + job id, as the worker's scripts do;
+that is fine on one Redis (this project does not target Redis Cluster).
+
+The argument layouts are documented above each script; `jobqueue.core.client` is the
+only caller.
+"""
+
+from __future__ import annotations
+
+# KEYS: stream, delayed (zset), delayed_jobs (hash)
+# ARGV: status_prefix, status_ttl_s, idempotency_prefix, idempotency_ttl_s, now_iso,
+#       then per job: idempotency_key ('' = none), job_id, due_ms ('0' = now), run_at_iso,
+#       delayed_json ('' unless delayed), type, enqueued_at, n_fields, k1, v1, ... kn, vn
+# Returns per job, flat: job_id, entry_id ('' when delayed), state, duplicate ('1'/'0').
+ENQUEUE = """
+local stream, delayed, delayed_jobs = KEYS[1], KEYS[2], KEYS[3]
+local status_prefix, status_ttl = ARGV[1], ARGV[2]
+local idem_prefix, idem_ttl, now = ARGV[3], ARGV[4], ARGV[5]
+local out = {}
+local i = 6
+while i <= #ARGV do
+  local idem, id, due_ms, run_at = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local delayed_json, job_type, enqueued_at = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
+  local first = i + 8
+  i = first + 2 * tonumber(ARGV[i + 7])
+  local existing = false
+  if idem ~= '' then
+    existing = redis.call('GET', idem_prefix .. idem)
+  end
+  if existing then
+    local record = redis.call('HMGET', status_prefix .. existing, 'entry_id', 'state')
+    out[#out + 1] = existing
+    out[#out + 1] = record[1] or ''
+    out[#out + 1] = record[2] or ''
+    out[#out + 1] = '1'
+  else
+    if idem ~= '' then
+      redis.call('SET', idem_prefix .. idem, id, 'EX', idem_ttl)
+    end
+    local status = status_prefix .. id
+    local entry_id, state = '', 'queued'
+    if due_ms ~= '0' then
+      state = 'delayed'
+      redis.call('ZADD', delayed, due_ms, id)
+      redis.call('HSET', delayed_jobs, id, delayed_json)
+      redis.call('HSET', status, 'state', state, 'type', job_type, 'enqueued_at', enqueued_at,
+        'attempts', '0', 'run_at', run_at, 'updated_at', now)
+    else
+      entry_id = redis.call('XADD', stream, '*', unpack(ARGV, first, i - 1))
+      redis.call('HSET', status, 'state', state, 'type', job_type, 'enqueued_at', enqueued_at,
+        'attempts', '0', 'entry_id', entry_id, 'updated_at', now)
+    end
+    redis.call('EXPIRE', status, status_ttl)
+    out[#out + 1] = id
+    out[#out + 1] = entry_id
+    out[#out + 1] = state
+    out[#out + 1] = '0'
+  end
+end
+return out
+"""
+
+# KEYS: delayed (zset), delayed_jobs (hash), stream, status record
+# ARGV: job_id, group, now_iso, status_ttl_s
+# Returns {answer, state}: answer is cancelled | cancel_requested | not_cancellable |
+# not_found; state is the job's state after the call ('' when unknown).
+CANCEL = """
+local delayed, delayed_jobs, stream, status = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local id, group, now, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local function mark_cancelled()
+  redis.call('HSET', status, 'state', 'cancelled', 'finished_at', now, 'updated_at', now)
+  redis.call('HDEL', status, 'run_at')
+  redis.call('EXPIRE', status, ttl)
+  return {'cancelled', 'cancelled'}
+end
+if redis.call('ZREM', delayed, id) == 1 then
+  redis.call('HDEL', delayed_jobs, id)
+  return mark_cancelled()
+end
+local state = redis.call('HGET', status, 'state')
+if not state then
+  return {'not_found', ''}
+end
+if state == 'succeeded' or state == 'dead' or state == 'cancelled' then
+  return {'not_cancellable', state}
+end
+local entry_id = redis.call('HGET', status, 'entry_id')
+if entry_id then
+  local pending = redis.pcall('XPENDING', stream, group, entry_id, entry_id, 1)
+  if type(pending) == 'table' and not pending.err and #pending > 0 then
+    redis.call('HSET', status, 'cancel_requested', '1', 'updated_at', now)
+    redis.call('EXPIRE', status, ttl)
+    return {'cancel_requested', state}
+  end
+  if redis.call('XDEL', stream, entry_id) == 1 then
+    return mark_cancelled()
+  end
+end
+return {'not_cancellable', state}
+"""
+
+# KEYS: dead stream, stream, status record of the replayed job
+# ARGV: dead_entry_id, now_iso, status_ttl_s, type, enqueued_at, k1, v1, ... (stream fields)
+# Returns the new stream entry id, or false when the dead letter is gone (already
+# replayed or deleted): XDEL succeeding first is what makes two replays enqueue once.
+REPLAY = """
+if redis.call('XDEL', KEYS[1], ARGV[1]) == 0 then
+  return false
+end
+local entry_id = redis.call('XADD', KEYS[2], '*', unpack(ARGV, 6))
+redis.call('HSET', KEYS[3], 'state', 'queued', 'entry_id', entry_id, 'attempts', '0',
+  'type', ARGV[4], 'updated_at', ARGV[2])
+redis.call('HSETNX', KEYS[3], 'enqueued_at', ARGV[5])
+redis.call('HDEL', KEYS[3], 'finished_at', 'cancel_requested', 'run_at')
+redis.call('EXPIRE', KEYS[3], ARGV[3])
+return entry_id
+"""
