@@ -1,0 +1,110 @@
+"""``jobqueue dev``: run one JobQueue on this machine (local mode)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.live import Live
+
+from jobqueue.core.errors import ConfigError
+from jobqueue.local.queue import LocalQueue, load_queue
+from jobqueue.local.session import DevSession
+from jobqueue.local.settings import DevSettings
+from jobqueue.local.view import Snapshot, plain_line, render
+
+
+@click.command("dev")
+@click.option(
+    "-f",
+    "--file",
+    "path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="JobQueue YAML to run (default: the built-in demo queue).",
+)
+@click.option("--redis-url", help="Redis to use [REDIS_URL]; default: a private redis-server.")
+@click.option("--host", "producer_host", help="Producer bind address [JOBQUEUE_PRODUCER_HOST].")
+@click.option(
+    "--port",
+    "producer_port",
+    type=click.IntRange(0, 65535),
+    help="Producer API port, 0 = no producer [JOBQUEUE_PRODUCER_PORT; default 8080].",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Keep Redis data and logs here [JOBQUEUE_DEV_DATA_DIR]; default: a temp dir.",
+)
+@click.option("--demo", is_flag=True, help="Enqueue bursts of demo jobs to watch scaling.")
+@click.option("--live/--no-live", default=True, help="Live view, or one log line per poll.")
+@click.option(
+    "--duration-s", type=click.FloatRange(min=0, min_open=True), help="Stop after N seconds."
+)
+@click.option(
+    "--exit-when-idle",
+    is_flag=True,
+    help="Stop once jobs have run and the queue is idle at its minimum replicas.",
+)
+def dev(
+    path: Path | None,
+    redis_url: str | None,
+    producer_host: str | None,
+    producer_port: int | None,
+    data_dir: Path | None,
+    demo: bool,
+    live: bool,
+    duration_s: float | None,
+    exit_when_idle: bool,
+) -> None:
+    """Run a JobQueue locally: Redis, the producer API and autoscaled worker processes.
+
+    Workers are started and stopped by the operator's scaling policy. Ctrl-C stops
+    everything (workers get SIGTERM and their grace period; Ctrl-C again kills them).
+    """  # fmt: skip
+    try:
+        queue = load_queue(path)
+        base = DevSettings.from_env()
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    settings = DevSettings(
+        redis_url=redis_url or base.redis_url,
+        producer_host=producer_host or base.producer_host,
+        producer_port=base.producer_port if producer_port is None else producer_port,
+        data_dir=data_dir or base.data_dir,
+        worker_metrics=base.worker_metrics,
+        demo=demo,
+        live=live,
+        duration_s=duration_s,
+        exit_when_idle=exit_when_idle,
+    )
+    try:
+        if settings.live:
+            _run_live(queue, settings)
+        else:
+            _run_lines(queue, settings)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _run_lines(queue: LocalQueue, settings: DevSettings) -> None:
+    """Line mode: one ``key=value`` line per poll and one line per event, flushed."""
+
+    def show(snap: Snapshot) -> None:
+        click.echo(plain_line(snap))
+
+    def log(line: str) -> None:
+        click.echo(f"event {line.strip()}")
+
+    asyncio.run(DevSession(queue, settings, show, log).run())
+
+
+def _run_live(queue: LocalQueue, settings: DevSettings) -> None:
+    """Live mode: the rich view redrawn on each poll; events show inside it."""
+    with Live(console=Console(), auto_refresh=False) as live:
+
+        def show(snap: Snapshot) -> None:
+            live.update(render(snap), refresh=True)
+
+        asyncio.run(DevSession(queue, settings, show, lambda line: None).run())

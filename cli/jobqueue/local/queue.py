@@ -1,0 +1,119 @@
+"""The JobQueue that local mode runs: the operator's spec, read from YAML, as worker flags.
+
+This is local mode's one contact with `jobqueue.operator.spec`: it loads the same YAML
+``kubectl apply`` takes and turns the spec into the command line and environment of a
+``jobqueue worker`` process, as the operator turns it into a Deployment's pod template.
+Fields that only mean something on Kubernetes (image, resources, Secrets) are ignored
+and, where a user might expect an effect, reported as warnings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from jobqueue.core.errors import ConfigError
+from jobqueue.core.keys import QueueKeys
+from jobqueue.operator.spec import JobQueueSpec, load_jobqueue
+
+DEMO_RESOURCE = "demo.yaml"
+
+
+@dataclass(frozen=True, slots=True)
+class LocalQueue:
+    """One JobQueue as local mode runs it."""
+
+    name: str
+    spec: JobQueueSpec
+    source: str
+    """Where the YAML came from: a path, or ``built-in demo``."""
+
+    @property
+    def keys(self) -> QueueKeys:
+        return QueueKeys(
+            stream=self.spec.stream, group=self.spec.group, dead=self.spec.dead_letter_stream
+        )
+
+    @property
+    def min_replicas(self) -> int:
+        return self.spec.scaling.min_replicas
+
+    @property
+    def max_replicas(self) -> int:
+        return self.spec.scaling.max_replicas
+
+    @property
+    def poll_interval_s(self) -> float:
+        return self.spec.scaling.poll_interval_seconds
+
+    @property
+    def grace_period_s(self) -> float:
+        """Seconds a stopping worker gets to finish its in-flight jobs."""
+        return float(self.spec.grace_period_s)
+
+    def worker_argv(
+        self, command: list[str], redis_url: str, consumer: str, http_port: int
+    ) -> list[str]:
+        """The full argv of one worker process (``command`` runs ``jobqueue``)."""
+        spec = self.spec
+        return [
+            *command,
+            "worker",
+            spec.worker.app,
+            "--redis-url", redis_url,
+            "--stream", spec.stream,
+            "--group", spec.group,
+            "--dead-stream", spec.dead_letter_stream,
+            "--concurrency", str(spec.worker.concurrency),
+            "--visibility-timeout-s", _number(spec.visibility_timeout_seconds),
+            "--grace-period-s", _number(self.grace_period_s),
+            "--max-deliveries", str(spec.max_deliveries),
+            "--job-timeout-s", _number(spec.job_timeout_seconds),
+            "--max-attempts", str(spec.retry.max_attempts),
+            "--http-port", str(http_port),
+            "--consumer", consumer,
+        ]  # fmt: skip
+
+    def worker_env(self) -> dict[str, str]:
+        """The extra environment of the worker processes (``worker.env`` with a value)."""
+        return {var.name: var.value for var in self.spec.worker.env if var.value is not None}
+
+    def warnings(self) -> list[str]:
+        """What in the spec local mode cannot honour, one sentence each."""
+        notes = [
+            f"worker.env {var.name}: valueFrom is resolved on Kubernetes only; not set locally"
+            for var in self.spec.worker.env
+            if var.value_from is not None
+        ]
+        if self.spec.redis.secret_ref is not None:
+            notes.append(
+                "redis.secretRef is read on Kubernetes only; using REDIS_URL or a private Redis"
+            )
+        return notes
+
+
+def _number(value: float) -> str:
+    """``30`` rather than ``30.0`` for whole numbers, so int-typed flags accept it too."""
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def load_queue(path: Path | None) -> LocalQueue:
+    """The JobQueue in the YAML file ``path``, or the built-in demo when None.
+
+    Raises ConfigError naming the file and what is wrong with it.
+    """
+    if path is None:
+        text = resources.files("jobqueue.local").joinpath(DEMO_RESOURCE).read_text()
+        source = "built-in demo"
+    else:
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+        source = str(path)
+    try:
+        document = load_jobqueue(text)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    return LocalQueue(name=document.name, spec=document.spec, source=source)

@@ -1,0 +1,179 @@
+"""What local mode shows: one `Snapshot` per poll, as a rich live view or one log line.
+
+The live view is for a person at a terminal (queue, rates, replicas, outcomes, events);
+the line form (``--no-live``) is for CI logs and tests: one line per poll, ``key=value``
+pairs that a program can parse.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
+
+from rich.console import Group, RenderableType
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from jobqueue.core.backlog import QueueSample
+from jobqueue.local.outcomes import DeadLetter
+
+OUTCOMES = ("succeeded", "retried", "dead", "cancelled")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``, for display."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything one frame of the view shows."""
+
+    queue_name: str
+    redis_url: str
+    producer_url: str
+    log_dir: str
+    elapsed_s: float
+    sample: QueueSample | None
+    """None while Redis cannot be read (see ``error``)."""
+    arrival_rate: float = 0.0
+    """Jobs added per second, recently."""
+    completion_rate: float = 0.0
+    """Jobs acknowledged per second, recently."""
+    replicas_current: int = 0
+    """Worker processes running."""
+    replicas_stopping: int = 0
+    """Worker processes finishing their in-flight jobs before they exit."""
+    replicas_desired: int = 0
+    min_replicas: int = 0
+    max_replicas: int = 0
+    reason: str = ""
+    outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
+    dead_letters: Sequence[DeadLetter] = ()
+    events: Sequence[str] = ()
+    error: str = ""
+
+    @property
+    def idle(self) -> bool:
+        """No job waiting, running or delayed, and no worker process left."""
+        sample = self.sample
+        return (
+            sample is not None
+            and sample.lag == 0
+            and sample.pending == 0
+            and sample.delayed == 0
+            and self.replicas_current == 0
+            and self.replicas_stopping == 0
+        )
+
+
+def plain_line(snap: Snapshot) -> str:
+    """One ``key=value`` line for logs: ``t=12.0s lag=3 pending=4 ... replicas=2/3``."""
+    parts = [f"t={snap.elapsed_s:.1f}s"]
+    if snap.sample is None:
+        parts.append(f"error={snap.error!r}")
+    else:
+        s = snap.sample
+        parts += [
+            f"lag={s.lag}",
+            f"pending={s.pending}",
+            f"delayed={s.delayed}",
+            f"dead={s.dead_letters}",
+        ]
+    done = sum(n for (_, outcome), n in snap.outcomes.items() if outcome == "succeeded")
+    parts += [
+        f"in={snap.arrival_rate:.1f}/s",
+        f"out={snap.completion_rate:.1f}/s",
+        f"replicas={snap.replicas_current}/{snap.replicas_desired}",
+        f"stopping={snap.replicas_stopping}",
+        f"succeeded={done}",
+        f"reason={snap.reason!r}",
+    ]
+    return " ".join(parts)
+
+
+def render(snap: Snapshot) -> RenderableType:
+    """The live view of one snapshot."""
+    header = Text.assemble(
+        ("jobqueue dev", "bold"),
+        f"  {snap.queue_name}  ",
+        (f"producer {snap.producer_url}  redis {redact_url(snap.redis_url)}", "dim"),
+        (f"  up {snap.elapsed_s:.0f}s", "dim"),
+    )
+    top = Table.grid(padding=(0, 4))
+    top.add_row(_queue_table(snap), _replicas_table(snap))
+    parts: list[RenderableType] = [header, top, _outcomes_table(snap)]
+    if snap.dead_letters:
+        parts.append(_dead_table(snap.dead_letters))
+    parts.append(_events_panel(snap))
+    parts.append(Text(f"logs: {snap.log_dir}    Ctrl-C stops everything", style="dim"))
+    return Group(*parts)
+
+
+def _queue_table(snap: Snapshot) -> RenderableType:
+    table = Table(title="queue", title_justify="left", show_header=False, box=None)
+    if snap.sample is None:
+        table.add_row(Text(f"Redis unreachable: {snap.error}", style="red"))
+        return table
+    s = snap.sample
+    for name, value in (
+        ("stream", s.stream),
+        ("lag (waiting)", str(s.lag)),
+        ("pending (running)", str(s.pending)),
+        ("delayed", str(s.delayed)),
+        ("dead letters", str(s.dead_letters)),
+        ("arrivals", f"{snap.arrival_rate:.1f} jobs/s"),
+        ("completions", f"{snap.completion_rate:.1f} jobs/s"),
+    ):
+        table.add_row(name, Text(value, style="bold"))
+    return table
+
+
+def _replicas_table(snap: Snapshot) -> RenderableType:
+    table = Table(title="workers", title_justify="left", show_header=False, box=None)
+    bar = "■" * snap.replicas_current + "□" * max(0, snap.replicas_desired - snap.replicas_current)
+    table.add_row(
+        "running / desired",
+        Text(f"{snap.replicas_current} / {snap.replicas_desired}", style="bold"),
+    )
+    table.add_row("stopping", str(snap.replicas_stopping))
+    table.add_row("bounds", f"{snap.min_replicas}..{snap.max_replicas}")
+    table.add_row("", Text(bar, style="green"))
+    table.add_row("policy", Text(snap.reason, overflow="fold"))
+    return table
+
+
+def _outcomes_table(snap: Snapshot) -> RenderableType:
+    table = Table(title="outcomes (all workers)", title_justify="left")
+    table.add_column("type")
+    for outcome in OUTCOMES:
+        table.add_column(outcome, justify="right")
+    types = sorted({job_type for job_type, _ in snap.outcomes})
+    for job_type in types:
+        table.add_row(job_type, *(str(snap.outcomes[(job_type, o)]) for o in OUTCOMES))
+    if not types:
+        table.add_row(Text("no job finished yet", style="dim"), *("" for _ in OUTCOMES))
+    return table
+
+
+def _dead_table(dead: Sequence[DeadLetter]) -> RenderableType:
+    table = Table(title="latest dead letters", title_justify="left")
+    for column in ("failed at", "type", "job", "reason"):
+        table.add_column(column)
+    for letter in dead:
+        table.add_row(letter.failed_at, letter.type, letter.job_id, letter.reason)
+    return table
+
+
+def _events_panel(snap: Snapshot) -> RenderableType:
+    body = "\n".join(snap.events) if snap.events else "(none yet)"
+    return Panel(Text(body), title="recent events", title_align="left")
