@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
 from jobqueue.core.errors import ConfigError
@@ -48,6 +48,13 @@ class SpecModel(BaseModel):
     )
 
 
+def _cel(*rules: tuple[str, str]) -> ConfigDict:
+    """Cross-field ``(rule, message)`` pairs of a model as CEL for the API server; the
+    model's validators enforce the same in Python (keep both in step)."""
+    validations: list[JsonValue] = [{"rule": rule, "message": msg} for rule, msg in rules]
+    return ConfigDict(json_schema_extra={"x-kubernetes-validations": validations})
+
+
 class SecretKeyRef(SpecModel):
     """One key of a Secret in the JobQueue's namespace."""
 
@@ -59,6 +66,14 @@ class SecretKeyRef(SpecModel):
 
 class RedisSpec(SpecModel):
     """Where the queue's Redis is: a URL, or a Secret holding one (never both)."""
+
+    model_config = _cel(
+        ("!(has(self.url) && has(self.secretRef))", "give redis.url or redis.secretRef, not both"),
+        (
+            "!self.tls || !has(self.url) || self.url.startsWith('rediss://')",
+            "redis.tls needs a rediss:// url",
+        ),
+    )
 
     url: str | None = Field(default=None, pattern=r"^rediss?://")
     """``redis://`` or ``rediss://`` URL; local mode falls back to ``REDIS_URL``."""
@@ -78,6 +93,10 @@ class RedisSpec(SpecModel):
 
 class BackoffSpec(SpecModel):
     """Exponential backoff with full jitter between attempts."""
+
+    model_config = _cel(
+        ("self.capSeconds >= self.baseSeconds", "capSeconds must be >= baseSeconds"),
+    )
 
     base_seconds: float = Field(default=1.0, gt=0)
     """Delay before the first retry, in seconds (doubles per attempt, jittered)."""
@@ -116,6 +135,14 @@ class FieldRef(SpecModel):
 class EnvVarSource(SpecModel):
     """Where an environment variable's value comes from (exactly one)."""
 
+    model_config = _cel(
+        (
+            "[has(self.secretKeyRef), has(self.configMapKeyRef), has(self.fieldRef)]"
+            ".filter(x, x).size() == 1",
+            "valueFrom needs exactly one source",
+        ),
+    )
+
     secret_key_ref: EnvKeyRef | None = None
     config_map_key_ref: EnvKeyRef | None = None
     field_ref: FieldRef | None = None
@@ -130,6 +157,10 @@ class EnvVarSource(SpecModel):
 
 class EnvVar(SpecModel):
     """An extra environment variable of the worker container."""
+
+    model_config = _cel(
+        ("!(has(self.value) && has(self.valueFrom))", "give value or valueFrom, not both"),
+    )
 
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$")
     value: str | None = None
@@ -171,6 +202,10 @@ class WorkerSpec(SpecModel):
 class ScalingSpec(SpecModel):
     """How the operator scales the worker Deployment."""
 
+    model_config = _cel(
+        ("self.minReplicas <= self.maxReplicas", "minReplicas must be <= maxReplicas"),
+    )
+
     min_replicas: int = Field(default=0, ge=0)
     """Fewest worker pods; 0 lets an idle queue scale to zero."""
     max_replicas: int = Field(default=10, ge=1)
@@ -202,6 +237,10 @@ class ScalingSpec(SpecModel):
 
 class JobQueueSpec(SpecModel):
     """The ``spec`` of a JobQueue."""
+
+    model_config = _cel(
+        ("self.stream != self.deadLetterStream", "stream and deadLetterStream must differ"),
+    )
 
     redis: RedisSpec = Field(default_factory=RedisSpec)
     stream: str = Field(default=DEFAULT_STREAM, min_length=1)
