@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from jobqueue.local.private_redis import free_port
@@ -40,6 +40,7 @@ class WorkerPool:
         grace_period_s: float,
         on_event: Callable[[str], None],
         with_http: bool = True,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self._argv_for = argv_for
         self._log_dir = log_dir
@@ -49,6 +50,7 @@ class WorkerPool:
         self._grace_period_s = grace_period_s
         self._on_event = on_event
         self._with_http = with_http
+        self._env = dict(env or {})
         self._seq = 0
         self._quick_crashes = 0
         self._not_before_s = 0.0
@@ -83,11 +85,15 @@ class WorkerPool:
         self._seq += 1
         name = f"{self._prefix}-w{self._seq}"
         port = free_port() if self._with_http else 0
-        child = spawn(name, self._argv_for(name, port), self._log_dir, http_port=port)
+        child = spawn(
+            name, self._argv_for(name, port), self._log_dir, env=self._env, http_port=port
+        )
         self.workers.append(child)
         self._on_event(f"started {name} (pid {child.pid})")
 
     def _reap(self, now: float) -> None:
+        if any(now - w.started_at_s >= QUICK_EXIT_S for w in self.running):
+            self._quick_crashes = 0  # workers stay up again: the crash loop is over
         for child in [w for w in self.workers if not w.alive]:
             self.workers.remove(child)
             code = child.returncode
@@ -106,7 +112,9 @@ class WorkerPool:
             self._quick_crashes = 0
             return
         self._quick_crashes += 1
-        delay_s = min(MAX_RESTART_DELAY_S, 2.0 ** (self._quick_crashes - 1))
+        if self._quick_crashes == 1:
+            return  # one early death (an OOM kill, a bad job) is replaced at once
+        delay_s = min(MAX_RESTART_DELAY_S, 2.0 ** (self._quick_crashes - 2))
         self._not_before_s = now + delay_s
         self._on_event(f"workers exit right after start: next start in {delay_s:.0f}s")
 

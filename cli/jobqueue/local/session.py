@@ -124,6 +124,7 @@ class DevSession:
             grace_period_s=self.queue.grace_period_s,
             on_event=self.event,
             with_http=self.settings.worker_metrics,
+            env={**CHILD_ENV, **self.queue.worker_env()},
         )
         self._install_signal_handlers()
         redis = async_redis(self.redis_url)

@@ -1,0 +1,69 @@
+"""Local mode feeds the operator's policy: samples of a real queue in, replicas out."""
+
+from __future__ import annotations
+
+import redis
+from redis.asyncio import Redis as AsyncRedis
+
+from jobqueue.core.backlog import sample_queue
+from jobqueue.core.keys import QueueKeys
+from jobqueue.local.autoscale import Autoscaler, RateWindow
+from jobqueue.operator.spec import parse_spec
+
+SPEC = {
+    "worker": {"image": "x", "app": "jobqueue.worker.testing:app", "concurrency": 2},
+    "scaling": {
+        "minReplicas": 0,
+        "maxReplicas": 3,
+        "lagPerReplica": 4,
+        "scaleDownStabilizationSeconds": 5,
+        "idleSecondsBeforeZero": 2,
+    },
+}
+KEYS = QueueKeys()
+
+
+def add_jobs(sync_redis: redis.Redis, n: int) -> None:
+    for i in range(n):
+        sync_redis.xadd(KEYS.stream, {"type": "record", "payload": f'{{"n": {i}}}'})
+
+
+async def test_a_burst_scales_up_to_the_maximum_and_an_idle_queue_back_to_zero(
+    redis_client: AsyncRedis, sync_redis: redis.Redis
+) -> None:
+    autoscaler = Autoscaler(parse_spec(SPEC))
+    sync_redis.xgroup_create(KEYS.stream, KEYS.group, id="0", mkstream=True)
+
+    # Given a burst of 20 jobs (lag 20, 4 per replica), the policy wants 5: capped at 3.
+    add_jobs(sync_redis, 20)
+    step = autoscaler.step(await sample_queue(redis_client, KEYS), replicas=0, time_s=100.0)
+    assert step.decision.replicas == 3
+    assert step.decision.limited
+
+    # When every job was delivered and acknowledged, the queue is idle.
+    entries = sync_redis.xreadgroup(KEYS.group, "c1", {KEYS.stream: ">"})
+    ids = [entry_id for entry_id, _ in entries[0][1]]
+    sync_redis.xack(KEYS.stream, KEYS.group, *ids)
+    step = autoscaler.step(await sample_queue(redis_client, KEYS), replicas=3, time_s=110.0)
+    assert step.completion_rate == 2.0  # 20 jobs acknowledged over 10 s
+
+    # Then, idle past idleSecondsBeforeZero, it scales to zero.
+    sample = await sample_queue(redis_client, KEYS)
+    autoscaler.step(sample, replicas=1, time_s=130.0)
+    step = autoscaler.step(sample, replicas=1, time_s=140.0)
+    assert step.decision.replicas == 0
+
+
+async def test_rates_count_arrivals_and_acknowledgements_per_second(
+    redis_client: AsyncRedis, sync_redis: redis.Redis
+) -> None:
+    rates = RateWindow(window_s=60.0)
+    sync_redis.xgroup_create(KEYS.stream, KEYS.group, id="0", mkstream=True)
+    rates.add(await sample_queue(redis_client, KEYS), 0.0)
+
+    add_jobs(sync_redis, 10)
+    entries = sync_redis.xreadgroup(KEYS.group, "c1", {KEYS.stream: ">"}, count=4)
+    sync_redis.xack(KEYS.stream, KEYS.group, *[entry_id for entry_id, _ in entries[0][1]])
+    rates.add(await sample_queue(redis_client, KEYS), 2.0)
+
+    assert rates.rates() == (5.0, 2.0)
