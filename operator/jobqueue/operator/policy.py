@@ -213,16 +213,18 @@ def _stabilize(
     first_time_s: float,
     why: str,
 ) -> tuple[int, str]:
-    if recommended >= sample.replicas:
+    # Replicas above a (lowered) maxReplicas are never held: the bound wins at once.
+    current = min(sample.replicas, settings.max_replicas)
+    if recommended >= current:
         return recommended, why
     highest = max(r for _, r in history)
     # Until the history spans a whole window (operator just started), the current
     # replicas stand in for the recommendations we never saw.
     if sample.time_s - first_time_s < settings.scale_down_stabilization_s:
-        highest = max(highest, sample.replicas)
-    if highest >= sample.replicas:
-        return sample.replicas, (
-            f"{why}: wants {recommended}, holding {sample.replicas} "
+        highest = max(highest, current)
+    if highest >= current:
+        return current, (
+            f"{why}: wants {recommended}, holding {current} "
             f"for the {settings.scale_down_stabilization_s:g} s stabilization window"
         )
     return highest, f"{why}: down to the window's highest recommendation {highest}"
