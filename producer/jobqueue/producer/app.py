@@ -1,0 +1,80 @@
+"""The producer's aiohttp application: `create_app` wires settings, Redis, the routes
+and the middlewares (metrics outermost, then JSON errors, then authentication)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+from redis.asyncio import Redis as AsyncRedis
+
+from jobqueue.core.client import AsyncClient
+from jobqueue.producer import routes_dead, routes_jobs, routes_meta
+from jobqueue.producer.auth import auth_middleware
+from jobqueue.producer.context import CLIENT, JOB_TYPES, METRICS, OPENAPI, SETTINGS
+from jobqueue.producer.errors import error_middleware
+from jobqueue.producer.job_types import JobTypes
+from jobqueue.producer.metrics import ProducerMetrics, metrics_middleware
+from jobqueue.producer.openapi import build_openapi
+from jobqueue.producer.settings import ProducerSettings
+
+
+def create_app(
+    settings: ProducerSettings | None = None,
+    redis: AsyncRedis | None = None,
+    job_types: JobTypes | None = None,
+) -> web.Application:
+    """The producer app. With ``redis`` it uses that connection (and leaves it open);
+    without, it connects to ``settings.queue.redis_url`` on startup and closes on cleanup.
+    ``job_types`` defaults to the file in ``settings.job_types_file`` (or the demo types).
+    """
+    settings = settings or ProducerSettings()
+    metrics = ProducerMetrics()
+    middlewares: list[Middleware] = [metrics_middleware(metrics), error_middleware]
+    if settings.auth_tokens:
+        middlewares.append(auth_middleware(settings.auth_tokens))
+    app = web.Application(middlewares=middlewares, client_max_size=settings.max_body_bytes)
+    app[SETTINGS] = settings
+    app[METRICS] = metrics
+    app[JOB_TYPES] = job_types or JobTypes.from_file(settings.job_types_file)
+    app[OPENAPI] = build_openapi(app[JOB_TYPES].names, auth=bool(settings.auth_tokens))
+    # Stats before /jobs/{job_id}, so "stats" is never taken for a job id.
+    app.add_routes(routes_jobs.routes)
+    app.add_routes(routes_dead.routes)
+    app.add_routes(routes_meta.routes)
+    if redis is not None:
+        app[CLIENT] = _client(redis, settings, owns_redis=False)
+    else:
+        app.cleanup_ctx.append(_own_redis)
+    return app
+
+
+def _client(redis: AsyncRedis, settings: ProducerSettings, *, owns_redis: bool) -> AsyncClient:
+    return AsyncClient(
+        redis,
+        settings.queue,
+        idempotency_ttl_s=settings.idempotency_ttl_s,
+        owns_redis=owns_redis,
+    )
+
+
+async def _own_redis(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    client = AsyncClient.from_settings(settings.queue, idempotency_ttl_s=settings.idempotency_ttl_s)
+    app[CLIENT] = client
+    yield
+    await client.aclose()
+
+
+def run(settings: ProducerSettings) -> None:
+    """Serve until SIGTERM/SIGINT, then finish in-flight requests (up to
+    ``shutdown_timeout_s``) before closing Redis."""
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        shutdown_timeout=settings.shutdown_timeout_s,
+        access_log=None,
+        print=None,
+    )

@@ -1,0 +1,72 @@
+"""Errors as JSON with a reason: never a traceback, never an HTML page.
+
+`error_middleware` turns aiohttp's HTTP errors (404, 405, 413, ...) into
+``{"error": reason, "detail": ...}``, Redis being unreachable into a 503 the caller may
+retry, and anything unexpected into a bare 500 whose traceback goes to the log only.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from redis import exceptions as redis_errors
+
+from jobqueue.producer.models import ErrorBody, InvalidJob, Issue
+
+log = logging.getLogger(__name__)
+
+REDIS_UNAVAILABLE = (
+    redis_errors.ConnectionError,  # includes BusyLoadingError (Redis still loading)
+    redis_errors.TimeoutError,
+    redis_errors.ReadOnlyError,  # a replica, or a failover in progress
+    redis_errors.OutOfMemoryError,
+    redis_errors.TryAgainError,
+)
+RETRY_AFTER_S = "1"
+_PASSED_HEADERS = ("Allow", "WWW-Authenticate", "Retry-After")
+
+
+def json_error(
+    status: int, error: str, detail: str | None = None, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """A JSON error response: ``{"error": error, "detail": detail}``."""
+    body = ErrorBody(error=error, detail=detail).model_dump_json(exclude_none=True)
+    return web.Response(status=status, text=body, content_type="application/json", headers=headers)
+
+
+def invalid_job(issues: Iterable[tuple[str, str]]) -> web.Response:
+    """422 ``{"error": "Invalid job", "issues": [{"field", "message"}, ...]}``."""
+    body = InvalidJob(issues=[Issue(field=f, message=m) for f, m in issues])
+    return web.Response(status=422, text=body.model_dump_json(), content_type="application/json")
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _from_http_exception(exc)
+    except REDIS_UNAVAILABLE as exc:
+        log.warning("Redis unavailable during %s %s: %s", request.method, request.path, exc)
+        return json_error(
+            503,
+            "Redis unavailable",
+            "the queue's Redis cannot be reached or cannot write now; retry later",
+            headers={"Retry-After": RETRY_AFTER_S},
+        )
+    except Exception:
+        # The last resort: the traceback goes to the log, the caller gets a reason only.
+        log.exception("unexpected error during %s %s", request.method, request.path)
+        return json_error(500, "Internal error", "see the producer's log")
+
+
+def _from_http_exception(exc: web.HTTPException) -> web.Response:
+    default_text = f"{exc.status}: {exc.reason}"
+    detail = exc.text if exc.text and exc.text != default_text else None
+    headers = {k: exc.headers[k] for k in _PASSED_HEADERS if k in exc.headers}
+    return json_error(exc.status, exc.reason, detail, headers)

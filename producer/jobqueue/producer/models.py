@@ -1,0 +1,172 @@
+"""The HTTP API's request and response bodies (pydantic v2); OpenAPI is built from them.
+
+Requests reject unknown fields (``extra="forbid"``) and coerce nothing (``strict``), so a
+typo or a string where a number belongs is a 422 naming the field. Response field names
+follow SPEC §4 (``jobId``, ``streamEntryId``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Self
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+MAX_DELAY_S = 366 * 24 * 3600
+"""Longest delay accepted, in seconds (a year and a day)."""
+MAX_BATCH_JOBS = 10_000
+"""Hard cap on a batch in the schema; the configured ``max_batch_jobs`` is checked too."""
+
+
+class JobIn(BaseModel):
+    """One job to enqueue (``POST /jobs``)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    type: str = Field(min_length=1, max_length=200, description="Handler name.")
+    payload: dict[str, Any] = Field(description="The job's arguments.")
+    priority: int = Field(5, ge=1, le=10)
+    delay_seconds: float | None = Field(
+        None, ge=0, le=MAX_DELAY_S, description="Run no earlier than this many seconds from now."
+    )
+    run_at: AwareDatetime | None = Field(None, description="Run no earlier than this time.")
+    idempotency_key: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="A repeat with this key within its TTL enqueues nothing.",
+    )
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> Self:
+        if self.delay_seconds is not None and self.run_at is not None:
+            raise ValueError("give delay_seconds or run_at, not both")
+        return self
+
+
+class BatchIn(BaseModel):
+    """Many jobs in one request (``POST /jobs/batch``): all are valid or none is enqueued."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    jobs: list[JobIn] = Field(min_length=1, max_length=MAX_BATCH_JOBS)
+
+
+class Accepted(BaseModel):
+    """A job accepted; ``streamEntryId`` is null while the job is delayed. ``duplicate``:
+    its idempotency key was seen before, this is the first job and nothing was enqueued."""
+
+    status: Literal["accepted"] = "accepted"
+    jobId: str
+    streamEntryId: str | None
+    state: str
+    duplicate: bool = False
+
+
+class BatchAccepted(BaseModel):
+    status: Literal["accepted"] = "accepted"
+    jobs: list[Accepted]
+
+
+class Issue(BaseModel):
+    """One problem: ``field`` is a dotted path into the body, e.g. ``payload.to``."""
+
+    field: str
+    message: str
+
+
+class InvalidJob(BaseModel):
+    error: Literal["Invalid job"] = "Invalid job"
+    issues: list[Issue]
+
+
+class ErrorBody(BaseModel):
+    """Any other error: a short reason, and a detail when one helps."""
+
+    error: str
+    detail: str | None = None
+
+
+class JobStatusOut(BaseModel):
+    """A job's status record; timestamps are ISO-8601 UTC."""
+
+    jobId: str
+    state: str
+    type: str
+    attempts: int
+    enqueuedAt: str | None
+    startedAt: str | None
+    finishedAt: str | None
+    updatedAt: str | None
+    runAt: str | None
+    lastError: str | None
+    streamEntryId: str | None
+    cancelRequested: bool
+
+
+class CancelOut(BaseModel):
+    """``cancelled``: it will never run; ``cancel_requested``: it is running and its
+    worker was asked to stop cooperatively."""
+
+    jobId: str
+    result: Literal["cancelled", "cancel_requested"]
+    state: str
+
+
+class GroupOut(BaseModel):
+    name: str
+    consumers: int
+    consumerNames: list[str]
+    pending: int
+    lastDeliveredId: str
+    entriesRead: int | None
+    lag: int
+    lagSource: str
+
+
+class StatsOut(BaseModel):
+    """SPEC §4 stats plus lag, pending, delayed and dead-letter counts (in jobs)."""
+
+    stream: str
+    group: str
+    length: int
+    entriesAdded: int
+    lag: int
+    lagSource: str
+    pending: int
+    delayed: int
+    deadLetters: int
+    consumerGroups: list[GroupOut]
+
+
+class DeadLetterOut(BaseModel):
+    """A dead letter; ``id`` is its entry id in the dead-letter stream."""
+
+    id: str
+    jobId: str
+    type: str
+    reason: str
+    failedAt: str
+    attempts: str
+    fields: dict[str, str]
+
+
+class DeadPageOut(BaseModel):
+    """Oldest first; pass ``next`` as ``after`` for the next page (null: no more)."""
+
+    items: list[DeadLetterOut]
+    next: str | None
+
+
+class ReplayOut(BaseModel):
+    status: Literal["replayed"] = "replayed"
+    jobId: str
+    streamEntryId: str
+
+
+class HealthOut(BaseModel):
+    status: str
+
+
+class DeletedOut(BaseModel):
+    status: Literal["deleted"] = "deleted"
+    id: str

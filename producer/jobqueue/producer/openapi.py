@@ -1,0 +1,128 @@
+"""``GET /openapi.json``: the OpenAPI 3.1 document, generated from `models`.
+
+The operation table below is the one list of what the API offers; request and response
+schemas come from the pydantic models, so the document cannot drift from validation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from jobqueue.producer import models as m
+from jobqueue.producer.routes_dead import ENTRY_ID_PATTERN, MAX_PAGE
+from jobqueue.producer.routes_jobs import IDEMPOTENCY_HEADER, JOB_ID_PATTERN
+
+REF = "#/components/schemas/{model}"
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str
+    summary: str
+    responses: dict[int, type[BaseModel]]
+    body: type[BaseModel] | None = None
+    parameters: list[dict[str, Any]] = field(default_factory=list)
+    open: bool = False
+    """Reachable without a token when authentication is on."""
+
+
+def _path_param(name: str, pattern: str) -> dict[str, Any]:
+    schema = {"type": "string", "pattern": f"^{pattern}$"}
+    return {"name": name, "in": "path", "required": True, "schema": schema}
+
+
+JOB_ID = _path_param("job_id", JOB_ID_PATTERN)
+ENTRY_ID = _path_param("entry_id", ENTRY_ID_PATTERN)
+IDEMPOTENCY = {
+    "name": IDEMPOTENCY_HEADER,
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+}
+PAGE = [
+    {
+        "name": "limit",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
+    },
+    {
+        "name": "after",
+        "in": "query",
+        "schema": {"type": "string", "pattern": f"^{ENTRY_ID_PATTERN}$"},
+    },
+]
+E = m.ErrorBody
+OPERATIONS = [
+    Operation("post", "/jobs", "Enqueue one job", {202: m.Accepted, 413: E, 422: m.InvalidJob},
+              m.JobIn, [IDEMPOTENCY]),
+    Operation("post", "/jobs/batch", "Enqueue many jobs, all or nothing",
+              {202: m.BatchAccepted, 413: E, 422: m.InvalidJob}, m.BatchIn),
+    Operation("get", "/jobs/stats", "Queue length, lag, pending, delayed, dead letters",
+              {200: m.StatsOut}),
+    Operation("get", "/jobs/{job_id}", "A job's status", {200: m.JobStatusOut, 404: E},
+              parameters=[JOB_ID]),
+    Operation("delete", "/jobs/{job_id}", "Cancel a job (or ask a running one to stop)",
+              {200: m.CancelOut, 404: E, 409: E}, parameters=[JOB_ID]),
+    Operation("get", "/dead", "Dead letters, oldest first, paged", {200: m.DeadPageOut, 400: E},
+              parameters=PAGE),
+    Operation("post", "/dead/{entry_id}/replay", "Replay a dead letter onto the stream",
+              {200: m.ReplayOut, 404: E}, parameters=[ENTRY_ID]),
+    Operation("delete", "/dead/{entry_id}", "Delete a dead letter", {200: m.DeletedOut, 404: E},
+              parameters=[ENTRY_ID]),
+    Operation("get", "/healthz", "Liveness", {200: m.HealthOut}, open=True),
+    Operation("get", "/readyz", "Readiness: Redis answers", {200: m.HealthOut, 503: E}, open=True),
+]  # fmt: skip
+
+
+def build_openapi(job_types: list[str], *, auth: bool) -> dict[str, Any]:
+    """The OpenAPI 3.1 document; ``job_types`` become the enum of a job's ``type``."""
+    models = {model for op in OPERATIONS for model in [op.body, *op.responses.values()] if model}
+    _, top = models_json_schema(
+        [(model, "validation" if model in (m.JobIn, m.BatchIn) else "serialization")
+         for model in sorted(models, key=lambda model: model.__name__)],
+        ref_template=REF,
+    )  # fmt: skip
+    schemas: dict[str, Any] = top["$defs"]
+    schemas["JobIn"]["properties"]["type"]["enum"] = job_types
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        paths.setdefault(op.path, {})[op.method] = _operation(op, auth)
+    document: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {"title": "jobqueue producer", "version": "1"},
+        "paths": paths,
+        "components": {"schemas": schemas},
+    }
+    if auth:
+        scheme = {"type": "http", "scheme": "bearer"}
+        document["components"]["securitySchemes"] = {"bearerAuth": scheme}
+    return document
+
+
+def _operation(op: Operation, auth: bool) -> dict[str, Any]:
+    responses: dict[str, Any] = {}
+    statuses = dict(op.responses)
+    if auth and not op.open:
+        statuses[401] = m.ErrorBody
+    if not op.open:
+        statuses[503] = m.ErrorBody
+    for status, model in sorted(statuses.items()):
+        content = {"application/json": {"schema": {"$ref": REF.format(model=model.__name__)}}}
+        responses[str(status)] = {"description": op.summary, "content": content}
+    operation: dict[str, Any] = {"summary": op.summary, "responses": responses}
+    if op.parameters:
+        operation["parameters"] = op.parameters
+    if op.body is not None:
+        schema = {"$ref": REF.format(model=op.body.__name__)}
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": schema}},
+        }
+    if auth and not op.open:
+        operation["security"] = [{"bearerAuth": []}]
+    return operation

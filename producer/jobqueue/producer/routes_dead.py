@@ -1,0 +1,61 @@
+"""``/dead``: list dead letters page by page, replay one onto the stream, delete one."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from jobqueue.core.client import DeadLetter
+from jobqueue.producer.context import CLIENT
+from jobqueue.producer.errors import json_error
+from jobqueue.producer.models import DeadLetterOut, DeadPageOut, DeletedOut, ReplayOut
+from jobqueue.producer.routes_jobs import json_response
+
+routes = web.RouteTableDef()
+DEFAULT_PAGE = 50
+MAX_PAGE = 500
+ENTRY_ID_PATTERN = "[0-9]{1,20}-[0-9]{1,20}"
+
+
+def _out(dead: DeadLetter) -> DeadLetterOut:
+    return DeadLetterOut(
+        id=dead.entry_id,
+        jobId=dead.job_id,
+        type=dead.type,
+        reason=dead.reason,
+        failedAt=dead.failed_at,
+        attempts=dead.attempts,
+        fields=dict(dead.fields),
+    )
+
+
+@routes.get("/dead")
+async def list_dead(request: web.Request) -> web.Response:
+    """Dead letters oldest first; ``limit`` (1..500, default 50) and ``after`` (an id)."""
+    text = request.query.get("limit", str(DEFAULT_PAGE))
+    if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE:
+        return json_error(400, "Invalid query", f"'limit' must be an integer 1..{MAX_PAGE}")
+    after = request.query.get("after") or None
+    try:
+        page = await request.app[CLIENT].dead_letters(after=after, limit=int(text))
+    except ValueError as exc:
+        return json_error(400, "Invalid query", str(exc))
+    return json_response(DeadPageOut(items=[_out(d) for d in page.items], next=page.next_after))
+
+
+@routes.post(f"/dead/{{entry_id:{ENTRY_ID_PATTERN}}}/replay")
+async def replay_dead(request: web.Request) -> web.Response:
+    """Put a dead letter back on the stream, attempts reset, the dead entry removed."""
+    entry_id = request.match_info["entry_id"]
+    replayed = await request.app[CLIENT].replay(entry_id)
+    if replayed is None or replayed.entry_id is None:
+        return json_error(404, "Dead letter not found", f"no dead letter {entry_id!r}")
+    return json_response(ReplayOut(jobId=replayed.job_id, streamEntryId=replayed.entry_id))
+
+
+@routes.delete(f"/dead/{{entry_id:{ENTRY_ID_PATTERN}}}")
+async def delete_dead(request: web.Request) -> web.Response:
+    """Delete one dead letter for good."""
+    entry_id = request.match_info["entry_id"]
+    if not await request.app[CLIENT].delete_dead(entry_id):
+        return json_error(404, "Dead letter not found", f"no dead letter {entry_id!r}")
+    return json_response(DeletedOut(id=entry_id))

@@ -1,0 +1,182 @@
+"""``/jobs``: enqueue one or many jobs, read a job's status, cancel it, queue stats."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from jobqueue.core.client import InvalidNewJob, NewJob
+from jobqueue.producer.context import CLIENT, JOB_TYPES, METRICS, SETTINGS
+from jobqueue.producer.errors import invalid_job, json_error
+from jobqueue.producer.models import (
+    Accepted,
+    BatchAccepted,
+    BatchIn,
+    CancelOut,
+    JobIn,
+    JobStatusOut,
+    StatsOut,
+)
+
+routes = web.RouteTableDef()
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+JOB_ID_PATTERN = "[0-9A-Za-z_-]{1,64}"
+
+
+def json_response(model: BaseModel, status: int = 200) -> web.Response:
+    return web.Response(
+        status=status, text=model.model_dump_json(), content_type="application/json"
+    )
+
+
+def _issues(exc: ValidationError, prefix: str = "") -> list[tuple[str, str]]:
+    issues = []
+    for error in exc.errors(include_url=False):
+        path = ".".join(str(part) for part in error["loc"])
+        issues.append((prefix + path if path else prefix.rstrip(".") or "body", error["msg"]))
+    return issues
+
+
+async def _json_body(request: web.Request) -> bytes:
+    """The body, checked to be strict JSON first: orjson refuses NaN and Infinity, which
+    pydantic would let through into a payload."""
+    body = await request.read()
+    try:
+        orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise _Invalid([("body", f"invalid JSON: {exc}")]) from None
+    return body
+
+
+class _Invalid(Exception):
+    def __init__(self, issues: list[tuple[str, str]]) -> None:
+        self.issues = issues
+
+
+def _new_job(job: JobIn, idempotency_key: str | None) -> NewJob:
+    return NewJob(
+        type=job.type,
+        payload=job.payload,
+        priority=job.priority,
+        delay_s=job.delay_seconds,
+        run_at=job.run_at,
+        idempotency_key=idempotency_key or job.idempotency_key,
+    )
+
+
+def _header_key(request: web.Request, job: JobIn) -> str | None:
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is None:
+        return None
+    if not 0 < len(key) <= 200:
+        raise _Invalid([(IDEMPOTENCY_HEADER, "must be 1..200 characters")])
+    if job.idempotency_key is not None and job.idempotency_key != key:
+        raise _Invalid([(IDEMPOTENCY_HEADER, "differs from the body's idempotency_key")])
+    return key
+
+
+async def _enqueue(request: web.Request, jobs: list[NewJob]) -> list[Accepted]:
+    try:
+        results = await request.app[CLIENT].enqueue_many(jobs)
+    except InvalidNewJob as exc:
+        where = f"jobs.{exc.index}." if len(jobs) > 1 else ""
+        raise _Invalid([(f"{where}payload", exc.reason)]) from None
+    counter = request.app[METRICS].enqueued
+    for job, result in zip(jobs, results, strict=True):
+        if not result.duplicate:
+            counter.labels(job.type).inc()
+    return [
+        Accepted(jobId=r.job_id, streamEntryId=r.entry_id, state=r.state, duplicate=r.duplicate)
+        for r in results
+    ]
+
+
+@routes.post("/jobs")
+async def post_job(request: web.Request) -> web.Response:
+    """Enqueue one job: 202 accepted, or 422 naming every bad field."""
+    try:
+        job = JobIn.model_validate_json(await _json_body(request))
+        key = _header_key(request, job)
+        issues = request.app[JOB_TYPES].issues(job.type, job.payload)
+        if issues:
+            return invalid_job(issues)
+        [accepted] = await _enqueue(request, [_new_job(job, key)])
+    except ValidationError as exc:
+        return invalid_job(_issues(exc))
+    except _Invalid as exc:
+        return invalid_job(exc.issues)
+    return json_response(accepted, status=202)
+
+
+@routes.post("/jobs/batch")
+async def post_batch(request: web.Request) -> web.Response:
+    """Enqueue many jobs in one round trip to Redis: all valid and enqueued, or none."""
+    try:
+        if IDEMPOTENCY_HEADER in request.headers:
+            raise _Invalid([(IDEMPOTENCY_HEADER, "give idempotency_key per job in a batch")])
+        batch = BatchIn.model_validate_json(await _json_body(request))
+        limit = request.app[SETTINGS].max_batch_jobs
+        if len(batch.jobs) > limit:
+            raise _Invalid([("jobs", f"at most {limit} jobs per batch")])
+        types = request.app[JOB_TYPES]
+        issues = []
+        for index, job in enumerate(batch.jobs):
+            issues += types.issues(job.type, job.payload, prefix=f"jobs.{index}.")
+        if issues:
+            return invalid_job(issues)
+        accepted = await _enqueue(request, [_new_job(job, None) for job in batch.jobs])
+    except ValidationError as exc:
+        return invalid_job(_issues(exc))
+    except _Invalid as exc:
+        return invalid_job(exc.issues)
+    return json_response(BatchAccepted(jobs=accepted), status=202)
+
+
+@routes.get("/jobs/stats")
+async def get_stats(request: web.Request) -> web.Response:
+    """The queue's length, lag, pending, delayed and dead-letter counts, consumer groups."""
+    sample = await request.app[CLIENT].stats()
+    return json_response(StatsOut.model_validate(sample.as_dict()))
+
+
+@routes.get(f"/jobs/{{job_id:{JOB_ID_PATTERN}}}")
+async def get_job(request: web.Request) -> web.Response:
+    """A job's state, attempts, timestamps and last error; 404 when unknown or expired."""
+    job_id = request.match_info["job_id"]
+    info = await request.app[CLIENT].get(job_id)
+    if info is None:
+        return json_error(404, "Job not found", f"no status record for {job_id!r} (or expired)")
+    return json_response(
+        JobStatusOut(
+            jobId=info.job_id,
+            state=info.state,
+            type=info.type,
+            attempts=info.attempts,
+            enqueuedAt=info.enqueued_at,
+            startedAt=info.started_at,
+            finishedAt=info.finished_at,
+            updatedAt=info.updated_at,
+            runAt=info.run_at,
+            lastError=info.last_error,
+            streamEntryId=info.entry_id,
+            cancelRequested=info.cancel_requested,
+        )
+    )
+
+
+@routes.delete(f"/jobs/{{job_id:{JOB_ID_PATTERN}}}")
+async def cancel_job(request: web.Request) -> web.Response:
+    """Cancel a queued or delayed job, or ask a running one to stop; the answer says which."""
+    job_id = request.match_info["job_id"]
+    outcome = await request.app[CLIENT].cancel(job_id)
+    if outcome.answer == "not_found":
+        return json_error(404, "Job not found", f"no status record for {job_id!r} (or expired)")
+    if outcome.answer not in ("cancelled", "cancel_requested"):
+        return json_error(409, "Job not cancellable", f"the job is already {outcome.state}")
+    result: Literal["cancelled", "cancel_requested"] = (
+        "cancelled" if outcome.answer == "cancelled" else "cancel_requested"
+    )
+    return json_response(CancelOut(jobId=job_id, result=result, state=outcome.state))

@@ -1,0 +1,75 @@
+"""The producer's settings: where to listen, who may call, what jobs to accept.
+
+Environment (flags of ``jobqueue producer`` win over it): the queue's variables of
+`jobqueue.core.settings.QueueSettings` plus ``JOBQUEUE_PRODUCER_HOST``,
+``JOBQUEUE_PRODUCER_PORT``, ``JOBQUEUE_AUTH_TOKENS`` (comma separated),
+``JOBQUEUE_AUTH_TOKENS_FILE`` (a mounted Secret: tokens separated by newlines or commas),
+``JOBQUEUE_JOB_TYPES_FILE``, ``JOBQUEUE_MAX_BODY_BYTES``, ``JOBQUEUE_MAX_BATCH_JOBS``,
+``JOBQUEUE_IDEMPOTENCY_TTL_S``, ``JOBQUEUE_SHUTDOWN_TIMEOUT_S``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from jobqueue.core.errors import ConfigError
+from jobqueue.core.settings import QueueSettings, env_value
+
+
+@dataclass(frozen=True, slots=True)
+class ProducerSettings:
+    """Everything ``jobqueue producer`` needs; each field has a default."""
+
+    queue: QueueSettings = field(default_factory=QueueSettings)
+    host: str = "0.0.0.0"
+    port: int = 8080
+    auth_tokens: tuple[str, ...] = ()
+    """Bearer tokens accepted; empty means authentication is off."""
+    job_types_file: str | None = None
+    """YAML/JSON file of accepted job types and their payload JSON Schemas; None = demo types."""
+    max_body_bytes: int = 1024 * 1024
+    """Largest request body accepted, in bytes; larger ones get 413."""
+    max_batch_jobs: int = 1000
+    """Most jobs in one ``POST /jobs/batch``."""
+    idempotency_ttl_s: int = 24 * 3600
+    """How long an idempotency key remembers its first job, in seconds."""
+    shutdown_timeout_s: float = 30.0
+    """How long SIGTERM waits for in-flight requests, in seconds."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ProducerSettings:
+        env = os.environ if environ is None else environ
+        tokens = split_tokens(env_value(env, "JOBQUEUE_AUTH_TOKENS", "", str))
+        tokens_file = env_value(env, "JOBQUEUE_AUTH_TOKENS_FILE", "", str)
+        if tokens_file:
+            tokens += read_tokens_file(tokens_file)
+        return cls(
+            queue=QueueSettings.from_env(env),
+            host=env_value(env, "JOBQUEUE_PRODUCER_HOST", "0.0.0.0", str),
+            port=env_value(env, "JOBQUEUE_PRODUCER_PORT", 8080, int),
+            auth_tokens=tokens,
+            job_types_file=env_value(env, "JOBQUEUE_JOB_TYPES_FILE", None, str),
+            max_body_bytes=env_value(env, "JOBQUEUE_MAX_BODY_BYTES", 1024 * 1024, int),
+            max_batch_jobs=env_value(env, "JOBQUEUE_MAX_BATCH_JOBS", 1000, int),
+            idempotency_ttl_s=env_value(env, "JOBQUEUE_IDEMPOTENCY_TTL_S", 24 * 3600, int),
+            shutdown_timeout_s=env_value(env, "JOBQUEUE_SHUTDOWN_TIMEOUT_S", 30.0, float),
+        )
+
+
+def split_tokens(text: str) -> tuple[str, ...]:
+    """Tokens separated by commas or newlines, blanks dropped."""
+    return tuple(t.strip() for t in text.replace("\n", ",").split(",") if t.strip())
+
+
+def read_tokens_file(path: str) -> tuple[str, ...]:
+    """The tokens in ``path``; ConfigError when it cannot be read or holds none."""
+    try:
+        tokens = split_tokens(Path(path).read_text())
+    except OSError as exc:
+        raise ConfigError(f"JOBQUEUE_AUTH_TOKENS_FILE={path!r} cannot be read: {exc}") from None
+    if not tokens:
+        raise ConfigError(f"JOBQUEUE_AUTH_TOKENS_FILE={path!r} holds no token")
+    return tokens
