@@ -94,6 +94,7 @@ class WorkerPool:
     def _reap(self, now: float) -> None:
         if any(now - w.started_at_s >= QUICK_EXIT_S for w in self.running):
             self._quick_crashes = 0  # workers stay up again: the crash loop is over
+        shortest_uptime_s: float | None = None
         for child in [w for w in self.workers if not w.alive]:
             self.workers.remove(child)
             code = child.returncode
@@ -105,7 +106,11 @@ class WorkerPool:
             tail = child.log_tail().splitlines()[-1:]
             if tail and code > 0:
                 self._on_event(f"  {child.name}: {tail[0][:160]}")
-            self._note_crash(now - child.started_at_s, now)
+            uptime_s = now - child.started_at_s
+            shortest_uptime_s = min(uptime_s, shortest_uptime_s or uptime_s)
+        if shortest_uptime_s is not None:
+            # Once per reconcile: workers that die together are one crash, not several.
+            self._note_crash(shortest_uptime_s, now)
 
     def _note_crash(self, uptime_s: float, now: float) -> None:
         if uptime_s >= QUICK_EXIT_S:
