@@ -1,0 +1,119 @@
+"""The worker app: handlers registered by job type, with per-type options.
+
+::
+
+    app = App()
+
+    @app.handler("email", timeout_s=30, max_attempts=5, backoff=Backoff(base_s=2))
+    async def send_email(ctx: JobContext) -> None:
+        await deliver(ctx.payload["to"], ctx.payload["template"])
+
+A handler is ``async def`` (run on the event loop) or a plain function (run in a worker
+thread, off the loop). It returns normally for success, raises `jobqueue.core.errors.Retry`
+to ask for another attempt, `jobqueue.core.errors.Fatal` to dead-letter at once; any
+other exception is a failed attempt.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis as AsyncRedis
+
+from jobqueue.core.errors import ConfigError
+from jobqueue.core.wire import Job
+from jobqueue.worker.backoff import Backoff
+
+
+@dataclass(slots=True)
+class JobContext:
+    """What a handler receives: the job, where it came from, and the worker's Redis."""
+
+    job: Job
+    entry_id: str
+    """Stream entry id this delivery came from."""
+    redis: AsyncRedis
+    """The worker's asyncio Redis client (strings decoded); usable from async handlers."""
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        return self.job.payload
+
+    @property
+    def attempt(self) -> int:
+        """Which attempt this is, 1 for the first."""
+        return self.job.attempts + 1
+
+
+Handler = Callable[[JobContext], Awaitable[object]] | Callable[[JobContext], object]
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerSpec:
+    """One registered handler and its options (``None`` = the worker's default)."""
+
+    job_type: str
+    fn: Handler
+    is_async: bool
+    timeout_s: float | None = None
+    max_attempts: int | None = None
+    backoff: Backoff | None = None
+
+
+class App:
+    """A set of handlers, one per job type."""
+
+    def __init__(self, name: str = "jobqueue") -> None:
+        self.name = name
+        self.handlers: dict[str, HandlerSpec] = {}
+
+    def handler(
+        self,
+        job_type: str,
+        *,
+        timeout_s: float | None = None,
+        max_attempts: int | None = None,
+        backoff: Backoff | None = None,
+    ) -> Callable[[Handler], Handler]:
+        """Register the decorated function for jobs of ``job_type``."""
+        if timeout_s is not None and timeout_s <= 0:
+            raise ConfigError(f"{job_type}: timeout_s must be positive")
+        if max_attempts is not None and max_attempts < 1:
+            raise ConfigError(f"{job_type}: max_attempts must be at least 1")
+
+        def register(fn: Handler) -> Handler:
+            if job_type in self.handlers:
+                raise ConfigError(f"a handler for job type {job_type!r} is already registered")
+            self.handlers[job_type] = HandlerSpec(
+                job_type=job_type,
+                fn=fn,
+                is_async=inspect.iscoroutinefunction(fn),
+                timeout_s=timeout_s,
+                max_attempts=max_attempts,
+                backoff=backoff,
+            )
+            return fn
+
+        return register
+
+    def get(self, job_type: str) -> HandlerSpec | None:
+        return self.handlers.get(job_type)
+
+
+def load_app(ref: str) -> App:
+    """The `App` named by ``module:attribute``; a clear ConfigError when it is not one."""
+    module_name, sep, attribute = ref.partition(":")
+    if not sep or not module_name or not attribute:
+        raise ConfigError(f"APP_REF must look like 'module:attribute', got {ref!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"cannot import {module_name!r}: {exc}") from exc
+    app = getattr(module, attribute, None)
+    if not isinstance(app, App):
+        raise ConfigError(f"{ref} is not a jobqueue.worker.App (got {type(app).__name__})")
+    return app

@@ -1,0 +1,113 @@
+"""``jobqueue worker APP_REF``: run a worker for the app named ``module:attribute``.
+
+Every flag has an environment variable (docs/internals.md); flags win over the
+environment, the environment over the defaults of `WorkerSettings`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import sys
+from typing import Any
+
+import click
+
+from jobqueue.core.errors import ConfigError
+from jobqueue.worker.app import load_app
+from jobqueue.worker.runner import Worker
+from jobqueue.worker.settings import WorkerSettings
+
+# flag -> (WorkerSettings field, or "queue.<field>"), in the order --help shows them.
+FLAG_FIELDS = {
+    "redis_url": "queue.redis_url",
+    "stream": "queue.stream",
+    "group": "queue.group",
+    "dead_stream": "queue.dead_stream",
+    "concurrency": "concurrency",
+    "visibility_timeout_s": "visibility_timeout_s",
+    "grace_period_s": "grace_period_s",
+    "max_deliveries": "max_deliveries",
+    "job_timeout_s": "job_timeout_s",
+    "max_attempts": "max_attempts",
+    "http_port": "http_port",
+    "consumer": "consumer",
+}
+
+
+def settings_from(env_settings: WorkerSettings, flags: dict[str, Any]) -> WorkerSettings:
+    """``env_settings`` with every flag that was given (not None) applied on top."""
+    queue_changes: dict[str, Any] = {}
+    changes: dict[str, Any] = {}
+    for flag, target in FLAG_FIELDS.items():
+        value = flags.get(flag)
+        if value is None:
+            continue
+        if target.startswith("queue."):
+            queue_changes[target.removeprefix("queue.")] = value
+        else:
+            changes[target] = value
+    if flags.get("burst"):
+        changes["burst"] = True
+    queue = dataclasses.replace(env_settings.queue, **queue_changes)
+    return dataclasses.replace(env_settings, queue=queue, **changes)
+
+
+@click.command("worker")
+@click.argument("app_ref")
+@click.option("--redis-url", help="Redis URL [REDIS_URL].")
+@click.option("--stream", help="Stream to consume [JOBQUEUE_STREAM, jobs:work].")
+@click.option("--group", help="Consumer group [JOBQUEUE_GROUP, workers].")
+@click.option("--dead-stream", help="Dead-letter stream [JOBQUEUE_DEAD_STREAM, jobs:dead].")
+@click.option("--concurrency", type=int, help="Most jobs in flight [JOBQUEUE_CONCURRENCY, 64].")
+@click.option(
+    "--visibility-timeout-s",
+    type=float,
+    help="Idle seconds before an entry is reclaimed [JOBQUEUE_VISIBILITY_TIMEOUT_S, 30].",
+)
+@click.option(
+    "--grace-period-s",
+    type=float,
+    help="Seconds in-flight jobs may finish after SIGTERM [JOBQUEUE_GRACE_PERIOD_S, 25].",
+)
+@click.option(
+    "--max-deliveries",
+    type=int,
+    help="Deliveries before a worker-killing job is dead [JOBQUEUE_MAX_DELIVERIES, 5].",
+)
+@click.option(
+    "--job-timeout-s",
+    type=float,
+    help="Default job timeout, seconds [JOBQUEUE_JOB_TIMEOUT_S, 300].",
+)
+@click.option(
+    "--max-attempts", type=int, help="Default attempts per job [JOBQUEUE_MAX_ATTEMPTS, 5]."
+)
+@click.option(
+    "--http-port",
+    type=int,
+    help="Port of /healthz /readyz /metrics, 0 = off [JOBQUEUE_WORKER_HTTP_PORT, 8081].",
+)
+@click.option("--consumer", help="Consumer name [POD_NAME, default hostname-pid].")
+@click.option("--burst", is_flag=True, help="Exit 0 once the queue is empty [JOBQUEUE_BURST].")
+@click.option(
+    "--log-level",
+    default="INFO",
+    envvar="JOBQUEUE_LOG_LEVEL",
+    show_default=True,
+    help="Logging level [JOBQUEUE_LOG_LEVEL].",
+)
+def worker(app_ref: str, log_level: str, **flags: Any) -> None:
+    """Run a worker for APP_REF (module:attribute naming a jobqueue.worker.App)."""
+    logging.basicConfig(
+        level=log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    try:
+        settings = settings_from(WorkerSettings.from_env(), flags)
+        app = load_app(app_ref)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from exc
+    code = asyncio.run(Worker(app, settings).run())
+    sys.exit(code)

@@ -1,0 +1,88 @@
+"""Turning delivered entries into running jobs: decode, check, register, start.
+
+Every entry the reader gets is registered in `InFlight` at once (that is what keeps the
+pending list within ``concurrency``). Then, per entry:
+
+- fields gone (the entry was deleted while pending): acknowledged away;
+- breaks the wire format: dead-lettered with the reason (``malformed``);
+- delivered more than ``max_deliveries`` times (it keeps killing workers):
+  dead-lettered (``deliveries``);
+- otherwise marked ``running`` (one script call for the batch) and run as its own task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+from jobqueue.core.errors import MalformedJob
+from jobqueue.core.wire import decode
+from jobqueue.worker.execution import Executor
+from jobqueue.worker.inflight import Delivery, InFlight
+from jobqueue.worker.outcomes import Outcomes
+from jobqueue.worker.reader import Entry
+from jobqueue.worker.settings import WorkerSettings
+
+log = logging.getLogger("jobqueue.worker")
+
+
+class Dispatcher:
+    """Starts one task per delivered entry."""
+
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        inflight: InFlight,
+        executor: Executor,
+        outcomes: Outcomes,
+    ) -> None:
+        self.max_deliveries = settings.max_deliveries
+        self.inflight = inflight
+        self.executor = executor
+        self.outcomes = outcomes
+
+    async def dispatch(self, entries: list[Entry]) -> None:
+        runnable: list[Delivery] = []
+        for entry_id, fields, deliveries in entries:
+            if entry_id in self.inflight:
+                continue
+            delivery = Delivery(entry_id, fields)
+            self.inflight.add(delivery)
+            if not fields:
+                self._spawn(delivery, self.outcomes.discard(delivery))
+                continue
+            try:
+                delivery.job = decode(entry_id, fields)
+            except MalformedJob as exc:
+                self._spawn(delivery, self.outcomes.dead(delivery, "malformed", exc.reason))
+                continue
+            if deliveries > self.max_deliveries:
+                reason = (
+                    f"delivered {deliveries} times (max_deliveries={self.max_deliveries}):"
+                    " the job keeps killing its worker"
+                )
+                self._spawn(delivery, self.outcomes.dead(delivery, "deliveries", reason))
+                continue
+            runnable.append(delivery)
+        self.outcomes.metrics.in_flight.set(self.inflight.count)
+        if runnable:
+            await self.outcomes.mark_running(runnable)
+            for delivery in runnable:
+                self._spawn(delivery, self.executor.run(delivery))
+
+    def _spawn(self, delivery: Delivery, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        delivery.task = task
+        task.add_done_callback(lambda t: self._done(delivery, t))
+
+    def _done(self, delivery: Delivery, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            # The outcome could not be recorded (not a Redis outage: those are retried).
+            # The entry stays pending in Redis and is reclaimed once its claim goes stale.
+            log.error("entry %s: outcome not recorded", delivery.entry_id, exc_info=exc)
+            self.inflight.release(delivery.entry_id)

@@ -1,0 +1,125 @@
+"""Running one delivered job and turning what happened into its outcome.
+
+=================================  =============================================
+the handler ...                    outcome
+=================================  =============================================
+returns                            succeeded (acknowledged in the next batch)
+raises ``Retry(delay_s=...)``      retry after ``delay_s`` (or the backoff)
+raises ``Fatal``                   dead-lettered now (reason ``fatal``)
+raises anything else / times out   retry with backoff; dead once attempts are used up
+is cancelled by the client         cancelled
+=================================  =============================================
+
+A failure stays inside its own task: other jobs in flight never notice it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+
+from redis.asyncio import Redis as AsyncRedis
+
+from jobqueue.core.errors import Fatal, Retry
+from jobqueue.worker.app import App, HandlerSpec, JobContext
+from jobqueue.worker.backoff import Backoff
+from jobqueue.worker.inflight import Delivery
+from jobqueue.worker.outcomes import Outcomes
+from jobqueue.worker.settings import WorkerSettings
+
+log = logging.getLogger("jobqueue.worker")
+
+
+class Executor:
+    """Runs deliveries with the app's handlers and records each outcome."""
+
+    def __init__(
+        self, app: App, settings: WorkerSettings, redis: AsyncRedis, outcomes: Outcomes
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.redis = redis
+        self.outcomes = outcomes
+        self.default_backoff = Backoff(base_s=settings.backoff_base_s, cap_s=settings.backoff_cap_s)
+        # Sync handlers run here, off the event loop; one thread per slot at most.
+        self.pool = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="jobqueue-job")
+
+    async def run(self, delivery: Delivery) -> None:
+        """Run one delivery to its recorded outcome (a task per delivery)."""
+        job = delivery.job
+        assert job is not None
+        spec = self.app.get(job.type)
+        if spec is None:
+            await self.outcomes.dead(delivery, "no_handler", f"no handler for type {job.type!r}")
+            return
+        timeout_s = spec.timeout_s or self.settings.job_timeout_s
+        ctx = JobContext(job=job, entry_id=delivery.entry_id, redis=self.redis)
+        started = time.perf_counter()
+        delivery.handler_running = True
+        try:
+            async with asyncio.timeout(timeout_s):
+                if spec.is_async:
+                    await spec.fn(ctx)  # type: ignore[misc]
+                else:
+                    await asyncio.get_running_loop().run_in_executor(self.pool, spec.fn, ctx)
+        except asyncio.CancelledError:
+            delivery.handler_running = False
+            if not delivery.cancel_requested:
+                raise  # the worker is stopping: leave the entry pending for reclaim
+            _uncancel()
+            await self.outcomes.cancelled(delivery, time.perf_counter() - started)
+            return
+        except Exception as exc:  # any handler error is a failed attempt
+            delivery.handler_running = False
+            await self._failed(delivery, spec, exc, time.perf_counter() - started, timeout_s)
+            return
+        delivery.handler_running = False
+        self.outcomes.succeeded(delivery, time.perf_counter() - started)
+
+    async def _failed(
+        self,
+        delivery: Delivery,
+        spec: HandlerSpec,
+        exc: Exception,
+        duration_s: float,
+        timeout_s: float,
+    ) -> None:
+        job = delivery.job
+        assert job is not None
+        made = job.attempts + 1
+        if isinstance(exc, TimeoutError):
+            error = f"timed out after {timeout_s:g} s"
+        else:
+            error = f"{type(exc).__name__}: {exc}"
+        tb = "".join(traceback.format_exception(exc, limit=-8))
+        if isinstance(exc, Fatal):
+            await self.outcomes.dead(
+                delivery, "fatal", error, attempts=made, traceback=tb, duration_s=duration_s
+            )
+            return
+        max_attempts = spec.max_attempts or self.settings.max_attempts
+        if made >= max_attempts:
+            error = f"attempts exhausted ({made}/{max_attempts}), last error: {error}"
+            await self.outcomes.dead(
+                delivery, "attempts", error, attempts=made, traceback=tb, duration_s=duration_s
+            )
+            return
+        delay_s = exc.delay_s if isinstance(exc, Retry) else None
+        if delay_s is None:
+            delay_s = (spec.backoff or self.default_backoff).delay_s(made)
+        log.info("job %s (%s) attempt %d failed: %s", job.id, job.type, made, error)
+        await self.outcomes.retry(delivery, error, delay_s, duration_s)
+
+    def close(self) -> None:
+        # Threads still running a timed-out sync handler cannot be interrupted; do not
+        # wait for them.
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _uncancel() -> None:
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()

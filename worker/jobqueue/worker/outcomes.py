@@ -1,0 +1,179 @@
+"""Recording a job's outcome in Redis, atomically with its acknowledgement.
+
+Successes are batched: completions queue up while one flush is on the wire and go out
+together in the next script call, so under load one round trip acknowledges many jobs
+and at low load a job is acknowledged at once (no timer to wait out). Retries, dead
+letters and cancellations are rarer and go one script call each. Every write repeats
+through Redis outages (`persist`); the entry stays pending until it lands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import orjson
+from redis.asyncio import Redis as AsyncRedis
+
+from jobqueue.core.keys import QueueKeys
+from jobqueue.core.wire import dead_letter_fields, utc_now_iso
+from jobqueue.worker import scripts
+from jobqueue.worker.inflight import Delivery
+from jobqueue.worker.metrics import UNKNOWN_TYPE, WorkerMetrics
+from jobqueue.worker.resilience import persist
+
+MAX_ACK_BATCH = 1000
+"""Most entries per success script call (bounds the script's argument list)."""
+MAX_ERROR_CHARS = 500
+MAX_TRACEBACK_CHARS = 4000
+
+
+@dataclass(slots=True)
+class Succeeded:
+    entry_id: str
+    job_id: str
+    job_type: str
+    duration_s: float
+
+
+class Outcomes:
+    """The atomic outcome steps of one worker; ``on_acked(entry_id)`` frees the slot."""
+
+    def __init__(
+        self,
+        redis: AsyncRedis,
+        keys: QueueKeys,
+        status_ttl_s: int,
+        metrics: WorkerMetrics,
+        on_acked: Callable[[str], None],
+    ) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.ttl_s = status_ttl_s
+        self.metrics = metrics
+        self.on_acked = on_acked
+        self._ack_succeeded = redis.register_script(scripts.ACK_SUCCEEDED)
+        self._ack_retry = redis.register_script(scripts.ACK_RETRY)
+        self._ack_dead = redis.register_script(scripts.ACK_DEAD)
+        self._ack_cancelled = redis.register_script(scripts.ACK_CANCELLED)
+        self._mark_running = redis.register_script(scripts.MARK_RUNNING)
+        self._batch: list[Succeeded] = []
+        self._wake = asyncio.Event()
+
+    async def mark_running(self, deliveries: list[Delivery]) -> None:
+        """Status ``running`` for one read batch, one script call."""
+        args: list[str | int] = [self.keys.status_prefix, self.ttl_s, utc_now_iso()]
+        for d in deliveries:
+            if d.job is not None:
+                args += (d.job.id, d.job.attempts + 1, d.entry_id, d.job.type)
+        if len(args) > 3:
+            await persist(lambda: self._mark_running(args=args), "mark running")
+
+    def succeeded(self, delivery: Delivery, duration_s: float) -> None:
+        """Queue a success for the next acknowledgement batch."""
+        job = delivery.job
+        assert job is not None
+        self._batch.append(Succeeded(delivery.entry_id, job.id, job.type, duration_s))
+        self._wake.set()
+
+    async def run_acks(self) -> None:
+        """Flush queued successes until cancelled (the worker stops it last)."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._batch:
+                batch, self._batch = self._batch[:MAX_ACK_BATCH], self._batch[MAX_ACK_BATCH:]
+                await self._flush(batch)
+
+    async def _flush(self, batch: list[Succeeded]) -> None:
+        args: list[str | int] = [self.keys.group, self.keys.status_prefix, self.ttl_s]
+        args.append(utc_now_iso())
+        by_type: dict[str, list[float]] = {}
+        for item in batch:
+            args += (item.entry_id, item.job_id)
+            by_type.setdefault(item.job_type, []).append(item.duration_s)
+        keys = [self.keys.stream]
+        await persist(lambda: self._ack_succeeded(keys=keys, args=args), "acknowledge")
+        for item in batch:
+            self.on_acked(item.entry_id)
+        for job_type, durations in by_type.items():
+            self.metrics.succeeded(job_type, len(durations), durations)
+
+    async def retry(
+        self, delivery: Delivery, error: str, delay_s: float, duration_s: float
+    ) -> None:
+        """Ack + schedule the next attempt ``delay_s`` from now in the delayed set."""
+        job = delivery.job
+        assert job is not None
+        job.attempts += 1
+        due = datetime.now(UTC).timestamp() + delay_s
+        run_at = datetime.fromtimestamp(due, UTC).isoformat(timespec="milliseconds")
+        keys = [
+            self.keys.stream,
+            self.keys.delayed,
+            self.keys.delayed_jobs,
+            self.keys.status(job.id),
+        ]
+        args: list[str | int] = [
+            self.keys.group,
+            delivery.entry_id,
+            job.id,
+            orjson.dumps(job.fields()).decode(),
+            int(due * 1000),
+            utc_now_iso(),
+            run_at.replace("+00:00", "Z"),
+            error[:MAX_ERROR_CHARS],
+            job.attempts,
+            self.ttl_s,
+        ]
+        await persist(lambda: self._ack_retry(keys=keys, args=args), "schedule retry")
+        self.on_acked(delivery.entry_id)
+        self.metrics.finished(job.type, "retried", duration_s)
+
+    async def dead(
+        self,
+        delivery: Delivery,
+        reason: str,
+        error: str,
+        *,
+        attempts: int | None = None,
+        traceback: str | None = None,
+        duration_s: float | None = None,
+    ) -> None:
+        """Ack + dead-letter entry (SPEC §2 fields); ``reason`` is the metric's label."""
+        job = delivery.job
+        job_id = job.id if job is not None else (delivery.fields.get("id") or delivery.entry_id)
+        made = attempts if attempts is not None else (job.attempts if job else 0)
+        message = f"{reason}: {error}"[:MAX_ERROR_CHARS]
+        tb = traceback[-MAX_TRACEBACK_CHARS:] if traceback else None
+        fields = dead_letter_fields(
+            self.keys.stream, delivery.entry_id, delivery.fields, message, made, tb
+        )
+        keys = [self.keys.stream, self.keys.dead, self.keys.status(job_id)]
+        args: list[str | int] = [self.keys.group, delivery.entry_id, message, utc_now_iso()]
+        args += (self.ttl_s, made)
+        for name, value in fields.items():
+            args += (name, value)
+        await persist(lambda: self._ack_dead(keys=keys, args=args), "dead-letter")
+        self.on_acked(delivery.entry_id)
+        label = job.type if job is not None and reason not in ("no_handler",) else UNKNOWN_TYPE
+        self.metrics.finished(label, "dead", duration_s)
+        self.metrics.dead(label, reason)
+
+    async def cancelled(self, delivery: Delivery, duration_s: float) -> None:
+        """Ack + status ``cancelled`` for a job the client cancelled while it ran."""
+        job = delivery.job
+        assert job is not None
+        keys = [self.keys.stream, self.keys.status(job.id)]
+        args: list[str | int] = [self.keys.group, delivery.entry_id, utc_now_iso(), self.ttl_s]
+        await persist(lambda: self._ack_cancelled(keys=keys, args=args), "cancel")
+        self.on_acked(delivery.entry_id)
+        self.metrics.finished(job.type, "cancelled", duration_s)
+
+    async def discard(self, delivery: Delivery) -> None:
+        """Ack an entry deleted while it was pending (nothing is left to run)."""
+        stream, group, entry_id = self.keys.stream, self.keys.group, delivery.entry_id
+        await persist(lambda: self.redis.xack(stream, group, entry_id), "ack deleted entry")
+        self.on_acked(entry_id)

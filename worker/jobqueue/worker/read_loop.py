@@ -1,0 +1,115 @@
+"""The read loop, supervised: reconnect on Redis outages, restart on crashes.
+
+A Redis outage (connection drop, restart) pauses reading with a jittered backoff and
+resumes where it was; nothing is lost, since undelivered entries stay in the stream and
+delivered ones stay pending. Any other exception is a crash: the loop is restarted
+in-process with a growing delay, re-draining this consumer's pending entries first; after
+``max_loop_crashes`` crashes without a good read in between the process is beyond repair
+and `LoopBeyondRepair` ends it with a non-zero exit (the kubelet restarts the pod).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from redis.asyncio import Redis as AsyncRedis
+from redis.exceptions import ResponseError
+
+from jobqueue.worker.inflight import InFlight
+from jobqueue.worker.reader import Reader, ensure_group
+from jobqueue.worker.resilience import TRANSIENT_ERRORS, reconnect_delay_s
+from jobqueue.worker.settings import WorkerSettings
+
+log = logging.getLogger("jobqueue.worker")
+CRASH_BASE_S, CRASH_CAP_S = 0.1, 30.0
+
+
+class LoopBeyondRepair(Exception):
+    """The read loop crashed ``max_loop_crashes`` times in a row."""
+
+
+class ReadLoop:
+    """Runs `Reader` until the stop event is set."""
+
+    def __init__(
+        self,
+        redis: AsyncRedis,
+        settings: WorkerSettings,
+        reader: Reader,
+        inflight: InFlight,
+        stopping: asyncio.Event,
+    ) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.reader = reader
+        self.inflight = inflight
+        self.stopping = stopping
+        self.crashes = 0
+        """Crashes since the last good read."""
+        self.restarts = 0
+        """Crashes survived since start (restarts of the loop)."""
+        self.outages = 0
+        """Failed Redis calls since the last good read."""
+        self.last_read_at = time.monotonic()
+
+    async def run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                await ensure_group(self.redis, self.settings.queue.keys)
+                await self.reader.drain_own(self._room)
+                await self._read_until_stopped()
+            except TRANSIENT_ERRORS as exc:
+                self.outages += 1
+                if self.outages == 1 or self.outages % 20 == 0:
+                    log.warning("read loop: Redis unavailable (%s), reconnecting", exc)
+                await self._pause(reconnect_delay_s(self.outages))
+            except Exception as exc:
+                if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
+                    log.warning("consumer group vanished (Redis lost its data?); recreating")
+                    continue
+                self._crashed(exc)
+                await self._pause(min(CRASH_CAP_S, CRASH_BASE_S * 2**self.crashes))
+
+    async def _read_until_stopped(self) -> None:
+        while await self._room():
+            arrived = await self.reader.read_new()
+            self.last_read_at = time.monotonic()
+            self.crashes = self.outages = 0
+            if self.settings.burst and arrived == 0 and await self._burst_done():
+                log.info("burst: queue empty, stopping")
+                self.stopping.set()
+
+    def _crashed(self, exc: Exception) -> None:
+        self.crashes += 1
+        self.restarts += 1
+        log.error("read loop crashed (%d in a row)", self.crashes, exc_info=exc)
+        if self.crashes >= self.settings.max_loop_crashes:
+            raise LoopBeyondRepair(f"{self.crashes} crashes in a row, last: {exc!r}") from exc
+
+    async def _room(self) -> bool:
+        """Wait for a free slot; False once the worker is stopping."""
+        while self.inflight.free == 0 and not self.stopping.is_set():
+            room = asyncio.ensure_future(self.inflight.wait_for_room())
+            stop = asyncio.ensure_future(self.stopping.wait())
+            await asyncio.wait({room, stop}, return_when=asyncio.FIRST_COMPLETED)
+            room.cancel()
+            stop.cancel()
+        return not self.stopping.is_set()
+
+    async def _pause(self, delay_s: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), delay_s)
+
+    async def _burst_done(self) -> bool:
+        """Nothing in flight here, nothing delayed, nothing pending in the group."""
+        if self.inflight.count:
+            return False
+        keys = self.settings.queue.keys
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zcard(keys.delayed)
+            pipe.xpending(keys.stream, keys.group)
+            delayed, pending = await pipe.execute()
+        return int(delayed) == 0 and int(pending["pending"]) == 0

@@ -1,0 +1,94 @@
+"""Taking over entries whose consumer went quiet, with ``XAUTOCLAIM``.
+
+An entry idle in any consumer's pending list for longer than the visibility timeout
+belongs to a worker that died (a live worker refreshes the claims of its jobs, see
+`heartbeat`). The sweep follows XAUTOCLAIM's cursor through the whole pending list but
+claims no more than this worker's free capacity. Each claimed entry is handed on with
+its delivery count, so a job that keeps killing workers is dead-lettered instead of
+being retried forever.
+
+Consumers left behind by pods that no longer exist are removed from the group, but only
+once they hold nothing (checked and deleted in one script, so an entry is never dropped).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from redis.asyncio import Redis as AsyncRedis
+
+from jobqueue.core.keys import QueueKeys
+from jobqueue.worker.inflight import InFlight
+from jobqueue.worker.metrics import WorkerMetrics
+from jobqueue.worker.reader import Dispatch, delivery_counts
+
+log = logging.getLogger("jobqueue.worker")
+
+# KEYS: stream. ARGV: group, consumer. Deletes the consumer only if it holds nothing.
+DELETE_IF_IDLE = """
+local held = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
+if #held > 0 then return 0 end
+return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2]) + 1
+"""
+
+
+class Reclaimer:
+    """One worker's periodic sweep of idle entries."""
+
+    def __init__(
+        self,
+        redis: AsyncRedis,
+        keys: QueueKeys,
+        consumer: str,
+        inflight: InFlight,
+        metrics: WorkerMetrics,
+        visibility_timeout_s: float,
+        dispatch: Dispatch,
+    ) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.consumer = consumer
+        self.inflight = inflight
+        self.metrics = metrics
+        self.min_idle_ms = int(visibility_timeout_s * 1000)
+        self.dispatch = dispatch
+        self._delete_if_idle = redis.register_script(DELETE_IF_IDLE)
+
+    async def sweep(self) -> int:
+        """Claim idle entries up to the free capacity; returns how many were claimed."""
+        cursor, claimed = "0-0", 0
+        while self.inflight.free > 0:
+            reply: list[Any] = await self.redis.xautoclaim(
+                self.keys.stream,
+                self.keys.group,
+                self.consumer,
+                min_idle_time=self.min_idle_ms,
+                start_id=cursor,
+                count=self.inflight.free,
+            )
+            cursor, rows = reply[0], reply[1]
+            fresh = [(i, f or {}) for i, f in rows if i is not None and i not in self.inflight]
+            if fresh:
+                counts = await delivery_counts(self.redis, self.keys, [i for i, _ in fresh])
+                log.info("reclaimed %d idle entries", len(fresh))
+                self.metrics.reclaimed.inc(len(fresh))
+                await self.dispatch([(i, f, counts.get(i, 1)) for i, f in fresh])
+                claimed += len(fresh)
+            if cursor == "0-0":
+                break
+        return claimed
+
+    async def prune_consumers(self, idle_ms: int) -> list[str]:
+        """Remove other consumers idle for ``idle_ms`` that hold no entries."""
+        removed = []
+        for info in await self.redis.xinfo_consumers(self.keys.stream, self.keys.group):
+            name = info["name"]
+            if name == self.consumer or int(info["pending"]) or int(info["idle"]) < idle_ms:
+                continue
+            keys, args = [self.keys.stream], [self.keys.group, name]
+            if await self._delete_if_idle(keys=keys, args=args):
+                removed.append(name)
+        if removed:
+            log.info("removed consumers of departed workers: %s", ", ".join(removed))
+        return removed

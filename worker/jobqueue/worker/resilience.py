@@ -1,0 +1,47 @@
+"""Riding out Redis going away: which errors are transient, and retrying through them.
+
+A dropped connection, a server restart (``LOADING`` while the AOF replays) or a timeout
+is transient: the worker backs off and tries again, nothing is lost because an entry is
+acknowledged only once its outcome is written. Anything else (a ``ResponseError`` from a
+bad command, a bug) is not caught here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
+
+T = TypeVar("T")
+log = logging.getLogger("jobqueue.worker")
+
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (ConnectionError, TimeoutError, BusyLoadingError)
+RECONNECT_BASE_S = 0.05
+RECONNECT_CAP_S = 2.0
+
+
+def reconnect_delay_s(failures: int) -> float:
+    """Full-jitter delay before the ``failures``-th retry of a Redis call, seconds."""
+    return random.random() * min(RECONNECT_CAP_S, RECONNECT_BASE_S * 2.0 ** min(failures, 10))
+
+
+async def persist(call: Callable[[], Awaitable[T]], what: str) -> T:
+    """``await call()`` until it does not fail with a transient Redis error.
+
+    Used for the writes that must land (outcomes): they are idempotent (an entry already
+    acknowledged is not acted on twice), so repeating one whose reply was lost is safe.
+    Cancelling the calling task is the only way out, and leaves the entry pending.
+    """
+    failures = 0
+    while True:
+        try:
+            return await call()
+        except TRANSIENT_ERRORS as exc:
+            failures += 1
+            if failures == 1 or failures % 20 == 0:
+                log.warning("%s: Redis unavailable (%s), retrying", what, exc)
+            await asyncio.sleep(reconnect_delay_s(failures))

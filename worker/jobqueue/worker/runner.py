@@ -1,0 +1,172 @@
+"""The worker's lifecycle: start the loops, wait for a stop, stop gracefully.
+
+`Worker.run` reads top to bottom: signals set the stop event; the read loop and the
+periodic loops (reclaim, delayed promotion, heartbeat, trim) and the HTTP side server
+start as tasks; then it waits for the stop event; then it lets in-flight jobs finish
+within the grace period and stops everything. Jobs that did not finish stay pending in
+Redis, to be drained on restart or reclaimed by another worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+
+from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis as AsyncRedis
+
+from jobqueue.core.connection import async_redis
+from jobqueue.worker.app import App
+from jobqueue.worker.dispatch import Dispatcher
+from jobqueue.worker.execution import Executor
+from jobqueue.worker.heartbeat import Heartbeat
+from jobqueue.worker.http import SideServer
+from jobqueue.worker.inflight import InFlight
+from jobqueue.worker.metrics import WorkerMetrics
+from jobqueue.worker.outcomes import Outcomes
+from jobqueue.worker.promote import Promoter
+from jobqueue.worker.read_loop import LoopBeyondRepair, ReadLoop
+from jobqueue.worker.reader import Reader
+from jobqueue.worker.reclaim import Reclaimer
+from jobqueue.worker.resilience import TRANSIENT_ERRORS
+from jobqueue.worker.settings import WorkerSettings
+from jobqueue.worker.trim import Trimmer
+
+log = logging.getLogger("jobqueue.worker")
+
+EXIT_OK, EXIT_BEYOND_REPAIR = 0, 1
+
+
+class Worker:
+    """One consumer of one queue, running the handlers of ``app``."""
+
+    def __init__(
+        self,
+        app: App,
+        settings: WorkerSettings,
+        *,
+        redis: AsyncRedis | None = None,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        keys = settings.queue.keys
+        # The socket timeout must outlast the longest blocking read.
+        self.redis = redis or async_redis(
+            settings.queue.redis_url, socket_timeout_s=settings.block_ms / 1000 + 10
+        )
+        self.metrics = WorkerMetrics(registry)
+        self.stopping = asyncio.Event()
+        self.inflight = InFlight(settings.concurrency)
+        self.outcomes = Outcomes(
+            self.redis, keys, settings.queue.status_ttl_s, self.metrics, self._release
+        )
+        self.executor = Executor(app, settings, self.redis, self.outcomes)
+        self.dispatcher = Dispatcher(settings, self.inflight, self.executor, self.outcomes)
+        dispatch = self.dispatcher.dispatch
+        consumer = settings.consumer
+        reader = Reader(self.redis, keys, consumer, self.inflight, settings.block_ms, dispatch)
+        self.read_loop = ReadLoop(self.redis, settings, reader, self.inflight, self.stopping)
+        self.reclaimer = Reclaimer(
+            self.redis,
+            keys,
+            consumer,
+            self.inflight,
+            self.metrics,
+            settings.visibility_timeout_s,
+            dispatch,
+        )
+        self.promoter = Promoter(self.redis, keys, settings.queue.status_ttl_s)
+        self.heartbeat = Heartbeat(self.redis, keys, consumer, self.inflight)
+        self.trimmer = Trimmer(self.redis, keys)
+        self.http = SideServer(self.redis, self.metrics, self.read_loop)
+
+    async def run(self, *, handle_signals: bool = True) -> int:
+        """Run until stopped (signal, `stop`, or burst done); returns the exit code."""
+        if handle_signals:
+            self._install_signal_handlers()
+        s = self.settings
+        log.info("worker %s: stream %s group %s", s.consumer, s.queue.stream, s.queue.group)
+        if s.http_port:
+            await self.http.start(s.http_host, s.http_port)
+        acks = asyncio.create_task(self.outcomes.run_acks(), name="acks")
+        reading = asyncio.create_task(self.read_loop.run(), name="read-loop")
+        periodic = [
+            self._every(s.reclaim_interval_s, self._reclaim, "reclaim"),
+            self._every(s.promote_interval_s, self.promoter.promote_due, "promote"),
+            self._every(s.heartbeat_interval_s, self.heartbeat.beat, "heartbeat"),
+            self._every(s.trim_interval_s, self.trimmer.trim, "trim"),
+        ]
+        await self.stopping.wait()
+        code = await self._finish_reading(reading)
+        await self._drain_in_flight(s.grace_period_s)
+        for task in [*periodic, acks]:
+            task.cancel()
+        await asyncio.gather(*periodic, acks, return_exceptions=True)
+        await self._close()
+        log.info("worker %s stopped (exit %d)", s.consumer, code)
+        return code
+
+    def stop(self) -> None:
+        """Ask the worker to stop reading and finish gracefully."""
+        self.stopping.set()
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop)
+
+    async def _finish_reading(self, reading: asyncio.Task[None]) -> int:
+        try:
+            await reading
+        except LoopBeyondRepair as exc:
+            log.error("read loop beyond repair, exiting: %s", exc)
+            return EXIT_BEYOND_REPAIR
+        return EXIT_OK
+
+    async def _drain_in_flight(self, grace_period_s: float) -> None:
+        """Wait up to the grace period for in-flight jobs; abandon the rest (pending)."""
+        try:
+            await asyncio.wait_for(self.inflight.wait_until_empty(), grace_period_s)
+        except TimeoutError:
+            left = list(self.inflight.deliveries.values())
+            log.warning("grace period over: %d jobs left pending for reclaim", len(left))
+            tasks = [d.task for d in left if d.task is not None]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _reclaim(self) -> None:
+        await self.reclaimer.sweep()
+        idle_ms = int(max(10 * self.settings.visibility_timeout_s, 300) * 1000)
+        await self.reclaimer.prune_consumers(idle_ms)
+
+    def _release(self, entry_id: str) -> None:
+        self.inflight.release(entry_id)
+        self.metrics.in_flight.set(self.inflight.count)
+
+    def _every(
+        self, interval_s: float, step: Callable[[], Awaitable[object]], name: str
+    ) -> asyncio.Task[None]:
+        async def loop() -> None:
+            while True:
+                try:
+                    await step()
+                except TRANSIENT_ERRORS as exc:
+                    log.warning("%s: Redis unavailable (%s)", name, exc)
+                except Exception:
+                    # A periodic step failing must not take the worker down; the next
+                    # tick tries again, and the log says why.
+                    log.exception("%s failed", name)
+                await asyncio.sleep(interval_s)
+
+        return asyncio.create_task(loop(), name=name)
+
+    async def _close(self) -> None:
+        self.executor.close()
+        await self.http.stop()
+        with contextlib.suppress(*TRANSIENT_ERRORS):
+            await self.redis.aclose()

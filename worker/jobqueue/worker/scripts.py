@@ -1,0 +1,66 @@
+"""The Lua scripts that make each outcome one atomic step with its acknowledgement.
+
+Every script acts only if its ``XACK`` removed the entry from the pending list, so a
+script repeated after a lost reply, or run late by a worker whose entry was reclaimed
+and finished elsewhere, changes nothing. Status-record keys are built from a prefix
+argument (``{stream}:job:``), as docs/internals.md describes.
+"""
+
+from __future__ import annotations
+
+# KEYS: stream. ARGV: group, status prefix, ttl_s, now_iso, then (entry_id, job_id)*.
+ACK_SUCCEEDED = """
+local acked = 0
+for i = 5, #ARGV, 2 do
+  if redis.call('XACK', KEYS[1], ARGV[1], ARGV[i]) == 1 then
+    acked = acked + 1
+    local key = ARGV[2] .. ARGV[i + 1]
+    redis.call('HSET', key, 'state', 'succeeded', 'finished_at', ARGV[4], 'updated_at', ARGV[4])
+    redis.call('EXPIRE', key, ARGV[3])
+  end
+end
+return acked
+"""
+
+# KEYS: stream, delayed, delayed_jobs, status.
+# ARGV: group, entry_id, job_id, fields_json, due_ms, now_iso, run_at_iso, error, attempts, ttl.
+ACK_RETRY = """
+if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+redis.call('ZADD', KEYS[2], ARGV[5], ARGV[3])
+redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
+redis.call('HSET', KEYS[4], 'state', 'retrying', 'last_error', ARGV[8], 'run_at', ARGV[7],
+  'attempts', ARGV[9], 'updated_at', ARGV[6])
+redis.call('EXPIRE', KEYS[4], ARGV[10])
+return 1
+"""
+
+# KEYS: stream, dead stream, status. ARGV: group, entry_id, error, now_iso, ttl, attempts,
+# then the dead-letter entry's fields as name, value pairs.
+ACK_DEAD = """
+if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+redis.call('XADD', KEYS[2], '*', unpack(ARGV, 7))
+redis.call('HSET', KEYS[3], 'state', 'dead', 'last_error', ARGV[3], 'finished_at', ARGV[4],
+  'updated_at', ARGV[4], 'attempts', ARGV[6])
+redis.call('EXPIRE', KEYS[3], ARGV[5])
+return 1
+"""
+
+# KEYS: stream, status. ARGV: group, entry_id, now_iso, ttl.
+ACK_CANCELLED = """
+if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+redis.call('HSET', KEYS[2], 'state', 'cancelled', 'finished_at', ARGV[3], 'updated_at', ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+return 1
+"""
+
+# No KEYS (records are derived). ARGV: status prefix, ttl_s, now_iso,
+# then (job_id, attempt, entry_id, type)*.
+MARK_RUNNING = """
+for i = 4, #ARGV, 4 do
+  local key = ARGV[1] .. ARGV[i]
+  redis.call('HSET', key, 'state', 'running', 'started_at', ARGV[3], 'updated_at', ARGV[3],
+    'attempts', ARGV[i + 1], 'entry_id', ARGV[i + 2], 'type', ARGV[i + 3])
+  redis.call('EXPIRE', key, ARGV[2])
+end
+return 1
+"""

@@ -1,0 +1,116 @@
+"""The worker's settings: one typed dataclass, read from the environment or flags.
+
+Every duration carries its unit in its name. ``WorkerSettings.from_env`` reads the
+variables listed in docs/internals.md; the CLI overrides them with its flags.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from jobqueue.core.errors import ConfigError
+from jobqueue.core.settings import QueueSettings, env_value, parse_bool
+
+DEFAULT_HTTP_PORT = 8081
+
+
+def default_consumer(environ: Mapping[str, str]) -> str:
+    """``POD_NAME`` when set (a restarted pod then recovers its own entries), else host-pid."""
+    return environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    """How one worker process runs; defaults suit a pod with a 30 s termination grace."""
+
+    queue: QueueSettings = field(default_factory=QueueSettings)
+    consumer: str = "worker"
+    """Consumer name in the group; stable across restarts of the same pod."""
+    concurrency: int = 64
+    """Most jobs delivered to this worker and not yet acknowledged, at any time."""
+    visibility_timeout_s: float = 30.0
+    """An entry idle this long in another consumer's pending list is reclaimed, seconds."""
+    grace_period_s: float = 25.0
+    """On SIGTERM, how long in-flight jobs may still run before the worker exits, seconds."""
+    max_deliveries: int = 5
+    """A job delivered more often than this (it keeps killing workers) is dead-lettered."""
+    job_timeout_s: float = 300.0
+    """Default per-job timeout in seconds; a handler may set its own."""
+    max_attempts: int = 5
+    """Default attempts per job, the first one included; a handler may set its own."""
+    backoff_base_s: float = 1.0
+    """Default ceiling of the first retry delay, seconds (doubles per attempt, jittered)."""
+    backoff_cap_s: float = 300.0
+    """Default largest retry delay, seconds."""
+    http_port: int = DEFAULT_HTTP_PORT
+    """Port of /healthz, /readyz and /metrics; 0 turns the side server off."""
+    http_host: str = "0.0.0.0"
+    block_ms: int = 1000
+    """Longest blocking XREADGROUP, milliseconds; bounds how long a stop request waits."""
+    promote_interval_s: float = 0.5
+    """How often due retries and delayed jobs are moved back to the stream, seconds."""
+    trim_interval_s: float = 30.0
+    """How often the stream is trimmed below what every group has finished, seconds."""
+    burst: bool = False
+    """Exit 0 once the stream, the delayed set and in-flight work are all empty."""
+    max_loop_crashes: int = 5
+    """Read-loop crashes in a row (no good read between) before the process gives up."""
+
+    def __post_init__(self) -> None:
+        positive = {
+            "concurrency": self.concurrency,
+            "visibility_timeout_s": self.visibility_timeout_s,
+            "max_deliveries": self.max_deliveries,
+            "job_timeout_s": self.job_timeout_s,
+            "max_attempts": self.max_attempts,
+            "block_ms": self.block_ms,
+            "promote_interval_s": self.promote_interval_s,
+            "trim_interval_s": self.trim_interval_s,
+            "max_loop_crashes": self.max_loop_crashes,
+        }
+        for name, value in positive.items():
+            if value <= 0:
+                raise ConfigError(f"{name} must be positive, got {value}")
+        if self.grace_period_s < 0:
+            raise ConfigError(f"grace_period_s must not be negative, got {self.grace_period_s}")
+        if not 0 <= self.http_port <= 65535:
+            raise ConfigError(f"http_port must be 0..65535, got {self.http_port}")
+        if not self.consumer:
+            raise ConfigError("consumer name must not be empty")
+
+    @property
+    def heartbeat_interval_s(self) -> float:
+        """How often in-flight claims are refreshed and cancellations checked, seconds."""
+        return self.visibility_timeout_s / 3
+
+    @property
+    def reclaim_interval_s(self) -> float:
+        """How often idle entries of other consumers are looked for, seconds."""
+        return min(self.visibility_timeout_s / 2, 10.0)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> WorkerSettings:
+        """Settings from ``REDIS_URL``, ``JOBQUEUE_*`` and ``POD_NAME``; defaults elsewhere."""
+        env = os.environ if environ is None else environ
+        base = cls()
+        return cls(
+            queue=QueueSettings.from_env(env),
+            consumer=default_consumer(env),
+            concurrency=env_value(env, "JOBQUEUE_CONCURRENCY", base.concurrency, int),
+            visibility_timeout_s=env_value(
+                env, "JOBQUEUE_VISIBILITY_TIMEOUT_S", base.visibility_timeout_s, float
+            ),
+            grace_period_s=env_value(env, "JOBQUEUE_GRACE_PERIOD_S", base.grace_period_s, float),
+            max_deliveries=env_value(env, "JOBQUEUE_MAX_DELIVERIES", base.max_deliveries, int),
+            job_timeout_s=env_value(env, "JOBQUEUE_JOB_TIMEOUT_S", base.job_timeout_s, float),
+            max_attempts=env_value(env, "JOBQUEUE_MAX_ATTEMPTS", base.max_attempts, int),
+            backoff_base_s=env_value(env, "JOBQUEUE_BACKOFF_BASE_S", base.backoff_base_s, float),
+            backoff_cap_s=env_value(env, "JOBQUEUE_BACKOFF_CAP_S", base.backoff_cap_s, float),
+            http_port=env_value(env, "JOBQUEUE_WORKER_HTTP_PORT", base.http_port, int),
+            block_ms=env_value(env, "JOBQUEUE_BLOCK_MS", base.block_ms, int),
+            trim_interval_s=env_value(env, "JOBQUEUE_TRIM_INTERVAL_S", base.trim_interval_s, float),
+            burst=env_value(env, "JOBQUEUE_BURST", False, parse_bool),
+        )
