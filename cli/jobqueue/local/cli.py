@@ -11,7 +11,7 @@ from rich.live import Live
 
 from jobqueue.core.errors import ConfigError
 from jobqueue.local.queue import LocalQueue, load_queue
-from jobqueue.local.session import DevSession
+from jobqueue.local.session import run_dev
 from jobqueue.local.settings import DevSettings
 from jobqueue.local.view import Snapshot, plain_line, render
 
@@ -97,7 +97,7 @@ def _run_lines(queue: LocalQueue, settings: DevSettings) -> None:
     def log(line: str) -> None:
         click.echo(f"event {line.strip()}")
 
-    asyncio.run(DevSession(queue, settings, show, log).run())
+    asyncio.run(run_dev(queue, settings, show, log))
 
 
 def _run_live(queue: LocalQueue, settings: DevSettings) -> None:
@@ -107,4 +107,4 @@ def _run_live(queue: LocalQueue, settings: DevSettings) -> None:
         def show(snap: Snapshot) -> None:
             live.update(render(snap), refresh=True)
 
-        asyncio.run(DevSession(queue, settings, show, lambda line: None).run())
+        asyncio.run(run_dev(queue, settings, show, lambda line: None))

@@ -2,7 +2,7 @@
 
 ::
 
-    start Redis (REDIS_URL, the spec's redis.url, or a private redis-server)
+    start Redis (--redis-url/REDIS_URL, the spec's redis.url, or a private redis-server)
     start the producer API; install Ctrl-C/SIGTERM handlers; start demo bursts if asked
     every poll: sample the queue -> the operator's policy -> the worker pool -> the view
     on Ctrl-C, SIGTERM, --duration-s or --exit-when-idle: stop the demo, SIGTERM the
@@ -18,9 +18,7 @@ import contextlib
 import shutil
 import signal
 import tempfile
-import time
-from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import aiohttp
@@ -34,37 +32,66 @@ from jobqueue.core.connection import async_redis
 from jobqueue.core.settings import QueueSettings
 from jobqueue.local import demo
 from jobqueue.local.autoscale import Autoscaler
+from jobqueue.local.events import EventLog
 from jobqueue.local.outcomes import DeadLetter, OutcomeTally, recent_dead_letters
 from jobqueue.local.pool import WorkerPool
 from jobqueue.local.private_redis import PrivateRedis
-from jobqueue.local.processes import Child, describe_exit, jobqueue_command, spawn, stop_all
+from jobqueue.local.processes import Child, jobqueue_command, stop_all
+from jobqueue.local.producer_process import ProducerProcess
 from jobqueue.local.queue import LocalQueue
 from jobqueue.local.settings import DevSettings
 from jobqueue.local.view import Snapshot
 
-EVENTS_SHOWN = 10
 PRODUCER_STOP_S = 10.0
-PRODUCER_RESTART_AFTER_S = 5.0
-"""A producer that dies sooner than this after its start is not restarted."""
+"""Seconds the producer gets to finish its requests when local mode stops."""
 CHILD_ENV = {"PYTHONUNBUFFERED": "1"}
 
 
+async def run_dev(
+    queue: LocalQueue,
+    settings: DevSettings,
+    show: Callable[[Snapshot], None],
+    log: Callable[[str], None],
+) -> None:
+    """Run ``queue`` locally until stopped; nothing it started is left running after."""
+    events = EventLog(log)
+    run_dir = settings.data_dir or Path(tempfile.mkdtemp(prefix="jobqueue-dev-"))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    private: PrivateRedis | None = None
+    try:
+        url = settings.redis_url or queue.spec.redis.url
+        if url is None:
+            private = PrivateRedis(run_dir / "redis")
+            private.start()
+            url = private.url
+            events(f"private Redis on {url} (AOF on, data in {run_dir / 'redis'})")
+        await DevSession(queue, settings, url, run_dir, events, show).run()
+    finally:
+        if private is not None:
+            private.stop()
+            events("private Redis stopped")
+        if settings.data_dir is None:
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+
 class DevSession:
-    """Everything one ``jobqueue dev`` started, and the loop that drives it."""
+    """The producer and the worker pool of one run, and the poll loop that drives them."""
 
     def __init__(
         self,
         queue: LocalQueue,
         settings: DevSettings,
+        redis_url: str,
+        run_dir: Path,
+        events: EventLog,
         show: Callable[[Snapshot], None],
-        log: Callable[[str], None],
     ) -> None:
         self.queue = queue
         self.settings = settings
+        self.redis_url = redis_url
+        self.log_dir = run_dir / "logs"
+        self.event = events
         self._show = show
-        self._log = log
-        self._events: deque[str] = deque(maxlen=EVENTS_SHOWN)
-        self._started_s = time.monotonic()
         self._stop = asyncio.Event()
         self._stop_signals = 0
         self._desired = 0
@@ -72,66 +99,36 @@ class DevSession:
         self._reason = "waiting for the first sample"
         self._autoscaler = Autoscaler(queue.spec)
         self._tally = OutcomeTally()
-        self._command = jobqueue_command()
-        self.redis_url = ""
-        self.run_dir = Path()
-        self._private_redis: PrivateRedis | None = None
-        self._producer: Child | None = None
-        self.pool: WorkerPool | None = None
-
-    def event(self, message: str) -> None:
-        """Record one event for the view (and the log in line mode)."""
-        line = f"{time.monotonic() - self._started_s:6.1f}s {message}"
-        self._events.append(line)
-        self._log(line)
+        command = jobqueue_command()
+        self.pool = WorkerPool(
+            lambda name, port: queue.worker_argv(command, redis_url, name, port),
+            self.log_dir,
+            name_prefix=queue.name,
+            grace_period_s=queue.grace_period_s,
+            on_event=events,
+            with_http=settings.worker_metrics,
+            env={**CHILD_ENV, **queue.worker_env()},
+        )
+        self.producer = ProducerProcess(
+            command,
+            queue,
+            redis_url,
+            host=settings.producer_host,
+            port=settings.producer_port,
+            log_dir=self.log_dir,
+            on_event=events,
+            env=CHILD_ENV,
+        )
 
     async def run(self) -> None:
-        """Run until stopped; everything started is stopped again before this returns."""
-        self._prepare_run_dir()
-        try:
-            self._start_redis()
-            await self._run_started()
-        finally:
-            if self._private_redis is not None:
-                self._private_redis.stop()
-                self.event("private Redis stopped")
-            if self.settings.data_dir is None:
-                shutil.rmtree(self.run_dir, ignore_errors=True)
-
-    def _prepare_run_dir(self) -> None:
-        if self.settings.data_dir is None:
-            self.run_dir = Path(tempfile.mkdtemp(prefix="jobqueue-dev-"))
-        else:
-            self.run_dir = self.settings.data_dir
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-
-    def _start_redis(self) -> None:
-        url = self.settings.redis_url or self.queue.spec.redis.url
-        if url is None:
-            self._private_redis = PrivateRedis(self.run_dir / "redis")
-            self._private_redis.start()
-            url = self._private_redis.url
-            self.event(f"private Redis on {url} (AOF on, data in {self.run_dir / 'redis'})")
-        self.redis_url = url
-
-    async def _run_started(self) -> None:
+        """Poll until a stop condition; then stop the demo and every child process."""
         for note in self.queue.warnings():
             self.event(f"note: {note}")
-        self.pool = WorkerPool(
-            self._worker_argv,
-            self.run_dir / "logs",
-            name_prefix=self.queue.name,
-            grace_period_s=self.queue.grace_period_s,
-            on_event=self.event,
-            with_http=self.settings.worker_metrics,
-            env={**CHILD_ENV, **self.queue.worker_env()},
-        )
         self._install_signal_handlers()
         redis = async_redis(self.redis_url)
-        client = AsyncClient(redis, self._queue_settings())
-        demo_task = self._start_demo(client)
+        demo_task = self._start_demo(AsyncClient(redis, self._queue_settings()))
         try:
-            self._start_producer()
+            self.producer.start()
             async with aiohttp.ClientSession() as http:
                 await self._poll_until_stopped(redis, http)
         finally:
@@ -144,44 +141,16 @@ class DevSession:
             self._remove_signal_handlers()
 
     def _queue_settings(self) -> QueueSettings:
-        spec = self.queue.spec
+        keys = self.queue.keys
         return QueueSettings(
-            redis_url=self.redis_url,
-            stream=spec.stream,
-            group=spec.group,
-            dead_stream=spec.dead_letter_stream,
+            redis_url=self.redis_url, stream=keys.stream, group=keys.group, dead_stream=keys.dead
         )
-
-    def _worker_argv(self, consumer: str, http_port: int) -> list[str]:
-        return self.queue.worker_argv(self._command, self.redis_url, consumer, http_port)
 
     def _start_demo(self, client: AsyncClient) -> asyncio.Task[None] | None:
         if not self.settings.demo:
             return None
         self.event("demo: bursts of email/report/webhook/thumbnail jobs")
         return asyncio.create_task(demo.run_bursts(client, self.event), name="demo bursts")
-
-    def _start_producer(self) -> None:
-        port = self.settings.producer_port
-        if port == 0:
-            return
-        spec = self.queue.spec
-        argv = [
-            *self._command, "producer",
-            "--redis-url", self.redis_url,
-            "--stream", spec.stream,
-            "--dead-stream", spec.dead_letter_stream,
-            "--host", self.settings.producer_host,
-            "--port", str(port),
-        ]  # fmt: skip
-        self._producer = spawn("producer", argv, self.run_dir / "logs", env=CHILD_ENV)
-        self.event(f"producer API on {self.producer_url} (pid {self._producer.pid})")
-
-    @property
-    def producer_url(self) -> str:
-        if self.settings.producer_port == 0:
-            return "(off)"
-        return f"http://{self.settings.producer_host}:{self.settings.producer_port}"
 
     async def _poll_until_stopped(self, redis: Redis, http: aiohttp.ClientSession) -> None:
         interval_s = self.queue.poll_interval_s
@@ -195,15 +164,14 @@ class DevSession:
 
     async def _tick(self, redis: Redis, http: aiohttp.ClientSession) -> Snapshot:
         """One poll: sample, decide, reconcile the workers, and build the view's snapshot."""
-        assert self.pool is not None
-        now = time.monotonic()
-        self._check_producer()
+        now = self.event.elapsed_s()
+        self.producer.check()
         try:
             sample = await sample_queue(redis, self.queue.keys)
             dead = await recent_dead_letters(redis, self.queue.keys.dead)
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             # Workers keep running (they retry on their own); scaling waits for Redis.
-            self.pool.reconcile(self._desired, now)
+            self.pool.reconcile(self._desired)
             return self._snapshot(now, None, error=str(exc) or type(exc).__name__)
         step = self._autoscaler.step(sample, self._desired, now)
         if step.decision.replicas != self._desired:
@@ -211,7 +179,7 @@ class DevSession:
         self._desired = step.decision.replicas
         self._reason = step.decision.reason
         self._seen_work = self._seen_work or sample.backlog > 0 or self._desired > 0
-        self.pool.reconcile(self._desired, now)
+        self.pool.reconcile(self._desired)
         await self._tally.scrape(http, ((w.name, w.http_port) for w in self.pool.workers))
         return self._snapshot(
             now, sample, dead=dead, arrival=step.arrival_rate, completion=step.completion_rate
@@ -227,13 +195,12 @@ class DevSession:
         completion: float = 0.0,
         error: str = "",
     ) -> Snapshot:
-        assert self.pool is not None
         return Snapshot(
             queue_name=self.queue.name,
             redis_url=self.redis_url,
-            producer_url=self.producer_url,
-            log_dir=str(self.run_dir / "logs"),
-            elapsed_s=now - self._started_s,
+            producer_url=self.producer.url,
+            log_dir=str(self.log_dir),
+            elapsed_s=now,
             sample=sample,
             arrival_rate=arrival,
             completion_rate=completion,
@@ -245,7 +212,7 @@ class DevSession:
             reason=self._reason,
             outcomes=self._tally.totals(),
             dead_letters=tuple(dead),
-            events=tuple(self._events),
+            events=self.event.recent,
             error=error,
         )
 
@@ -271,36 +238,25 @@ class DevSession:
             and snap.replicas_stopping == 0
         )
 
-    def _check_producer(self) -> None:
-        producer = self._producer
-        if producer is None or producer.alive:
-            return
-        code = producer.returncode
-        assert code is not None
-        tail = producer.log_tail().splitlines()[-1:]
-        self.event(f"producer exited ({describe_exit(code)}): {tail[0] if tail else ''}")
-        if time.monotonic() - producer.started_at_s < PRODUCER_RESTART_AFTER_S:
-            # It died at start (port taken, bad flags): restarting would only loop.
-            self._producer = None
-            self.event("producer not restarted: see its log")
-            return
-        self._start_producer()
+    def _children(self) -> Iterator[Child]:
+        yield from self.pool.workers
+        if self.producer.child is not None:
+            yield self.producer.child
 
     async def _stop_children(self) -> None:
-        assert self.pool is not None
-        children = [*self.pool.workers, *([self._producer] if self._producer else [])]
+        children = list(self._children())
         if not children:
             return
         self.event(
-            f"stopping {len(self.pool.workers)} worker(s) and the producer "
-            f"(grace period {self.queue.grace_period_s:g}s; Ctrl-C again to kill now)"
+            f"stopping {len(children)} process(es) (grace period "
+            f"{self.queue.grace_period_s:g}s; Ctrl-C again to kill them now)"
         )
         grace_s = max(self.queue.grace_period_s, PRODUCER_STOP_S)
         # Blocking waits run in a thread so a second Ctrl-C is still handled meanwhile.
         await asyncio.to_thread(stop_all, children, grace_s)
-        self.event(f"all {len(children)} processes stopped")
+        self.event(f"all {len(children)} process(es) stopped")
         self.pool.workers.clear()
-        self._producer = None
+        self.producer.child = None
 
     def _install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -314,11 +270,11 @@ class DevSession:
 
     def _on_signal(self, signum: int) -> None:
         self._stop_signals += 1
+        name = signal.Signals(signum).name
         if self._stop_signals == 1:
-            self.event(f"{signal.Signals(signum).name}: stopping everything")
+            self.event(f"{name}: stopping everything")
             self._stop.set()
             return
-        self.event(f"{signal.Signals(signum).name} again: killing what is left")
-        assert self.pool is not None
-        for child in [*self.pool.workers, *([self._producer] if self._producer else [])]:
+        self.event(f"{name} again: killing what is left")
+        for child in self._children():
             child.kill()

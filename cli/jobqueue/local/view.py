@@ -62,19 +62,6 @@ class Snapshot:
     events: Sequence[str] = ()
     error: str = ""
 
-    @property
-    def idle(self) -> bool:
-        """No job waiting, running or delayed, and no worker process left."""
-        sample = self.sample
-        return (
-            sample is not None
-            and sample.lag == 0
-            and sample.pending == 0
-            and sample.delayed == 0
-            and self.replicas_current == 0
-            and self.replicas_stopping == 0
-        )
-
 
 def plain_line(snap: Snapshot) -> str:
     """One ``key=value`` line for logs: ``t=12.0s lag=3 pending=4 ... replicas=2/3``."""
