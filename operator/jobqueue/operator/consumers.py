@@ -1,0 +1,63 @@
+"""Removing the consumers of worker pods that no longer exist, without orphaning a job.
+
+Each worker pod reads as the consumer named after its pod (``POD_NAME``). When a pod is
+gone its consumer stays in the group forever unless someone deletes it; but deleting a
+consumer that still holds pending entries would drop those entries from the PEL, and
+with them every chance of reclaiming the jobs. So a consumer is deleted only when:
+
+- no pod of the JobQueue carries its name, and
+- it has no pending entries — checked and deleted in one Lua script, so an entry cannot
+  slip in between (the others reclaim its entries with ``XAUTOCLAIM`` first).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from jobqueue.core.keys import QueueKeys
+
+# KEYS[1] stream; ARGV[1] group, ARGV[2] consumer. 1 = deleted, 0 = kept (has pending).
+_DELETE_IF_IDLE = """
+local held = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
+if #held > 0 then return 0 end
+redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ReapResult:
+    """What one pass did: consumers deleted, and dead ones kept for their pending jobs."""
+
+    deleted: tuple[str, ...] = ()
+    kept_pending: tuple[str, ...] = ()
+
+
+async def reap_dead_consumers(
+    redis: Redis, keys: QueueKeys, live_pods: Collection[str], min_idle_ms: int = 0
+) -> ReapResult:
+    """Delete the group's consumers that match no live pod and hold nothing.
+
+    ``min_idle_ms`` spares consumers that were active recently (a pod that is starting
+    may read before it shows up in a pod listing taken a moment earlier).
+    """
+    try:
+        consumers = await redis.xinfo_consumers(keys.stream, keys.group)
+    except ResponseError as exc:
+        if "no such key" in str(exc).lower() or "nogroup" in str(exc).lower():
+            return ReapResult()
+        raise
+    deleted, kept = [], []
+    for consumer in consumers:
+        name = str(consumer["name"])
+        if name in live_pods or int(consumer.get("idle", 0)) < min_idle_ms:
+            continue
+        if int(await redis.eval(_DELETE_IF_IDLE, 1, keys.stream, keys.group, name)):
+            deleted.append(name)
+        else:
+            kept.append(name)
+    return ReapResult(deleted=tuple(deleted), kept_pending=tuple(kept))

@@ -1,0 +1,85 @@
+"""The operator's Prometheus metrics (names from docs/internals.md) and its HTTP endpoint.
+
+Each `OperatorMetrics` owns a private registry, so two operators in one process (tests)
+never collide. Labels are ``namespace`` and ``jobqueue`` (low cardinality: one series
+per JobQueue).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from jobqueue.operator.policy import Decision, Sample
+
+LABELS = ("namespace", "jobqueue")
+
+
+class OperatorMetrics:
+    """Gauges of each JobQueue's last sample and decision, and a counter of scalings."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        reg = self.registry
+        self.lag = Gauge("jobqueue_queue_lag_jobs", "Jobs never delivered", LABELS, registry=reg)
+        self.pending = Gauge(
+            "jobqueue_queue_pending_jobs", "Jobs delivered, not acknowledged", LABELS, registry=reg
+        )
+        self.delayed = Gauge(
+            "jobqueue_queue_delayed_jobs", "Delayed jobs and retries", LABELS, registry=reg
+        )
+        self.dead = Gauge(
+            "jobqueue_queue_dead_letters", "Entries in the dead-letter stream", LABELS, registry=reg
+        )
+        self.arrival = Gauge(
+            "jobqueue_queue_arrival_rate_jobs_per_second", "Jobs added", LABELS, registry=reg
+        )
+        self.completion = Gauge(
+            "jobqueue_queue_completion_rate_jobs_per_second", "Jobs done", LABELS, registry=reg
+        )
+        self.replicas = Gauge(
+            "jobqueue_worker_replicas", "Worker replicas", (*LABELS, "kind"), registry=reg
+        )
+        self.decisions = Counter(
+            "jobqueue_scaling_decisions",
+            "Scaling decisions that changed replicas",
+            (*LABELS, "direction"),
+            registry=reg,
+        )
+
+    def observe(
+        self, namespace: str, name: str, sample: Sample, dead: int, decision: Decision
+    ) -> None:
+        """Record one poll of one JobQueue."""
+        labels = (namespace, name)
+        self.lag.labels(*labels).set(sample.lag)
+        self.pending.labels(*labels).set(sample.pending)
+        self.delayed.labels(*labels).set(sample.delayed)
+        self.dead.labels(*labels).set(dead)
+        self.arrival.labels(*labels).set(sample.arrival_rate)
+        self.completion.labels(*labels).set(sample.completion_rate)
+        self.replicas.labels(*labels, "current").set(sample.replicas)
+        self.replicas.labels(*labels, "desired").set(decision.replicas)
+        if decision.direction != "none":
+            self.decisions.labels(*labels, decision.direction).inc()
+
+    def forget(self, namespace: str, name: str) -> None:
+        """Drop the series of a deleted JobQueue."""
+        for gauge in (self.lag, self.pending, self.delayed, self.dead, self.arrival):
+            _remove(gauge, namespace, name)
+        _remove(self.completion, namespace, name)
+        for kind in ("current", "desired"):
+            _remove(self.replicas, namespace, name, kind)
+        for direction in ("up", "down"):
+            _remove(self.decisions, namespace, name, direction)
+
+    def exposition(self) -> tuple[bytes, str]:
+        """The text format body and its content type."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def _remove(metric: Gauge | Counter, *labels: str) -> None:
+    with contextlib.suppress(KeyError):  # never observed: nothing to drop
+        metric.remove(*labels)
