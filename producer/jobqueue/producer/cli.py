@@ -1,0 +1,155 @@
+"""The producer's commands: ``producer`` serves the HTTP API; ``enqueue``, ``stats``,
+``jobs`` and ``dead`` work straight against Redis with the Python client.
+
+Queue flags (``--redis-url``, ``--stream``, ``--group``, ``--dead-stream``) win over
+their environment variables (docs/internals.md), which win over the defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+import click
+import orjson
+from rich.progress import Progress
+
+from jobqueue.core.client import InvalidNewJob, NewJob
+from jobqueue.core.errors import ConfigError
+from jobqueue.producer import cli_output as out
+from jobqueue.producer.cli_common import connected, queue_options, queue_settings
+from jobqueue.producer.cli_dead import dead
+from jobqueue.producer.job_types import JobTypes
+from jobqueue.producer.settings import ProducerSettings
+
+__all__ = ["dead", "enqueue", "jobs", "producer", "stats"]
+ENQUEUE_CHUNK = 1000
+"""Jobs per round trip of ``enqueue --count``."""
+
+
+@click.command("producer")
+@click.option("--redis-url", help="Redis URL [REDIS_URL].")
+@click.option("--stream", help="Stream of the queue [JOBQUEUE_STREAM, jobs:work].")
+@click.option("--dead-stream", help="Dead letters [JOBQUEUE_DEAD_STREAM, jobs:dead].")
+@click.option("--host", help="Address to listen on [JOBQUEUE_PRODUCER_HOST, 0.0.0.0].")
+@click.option("--port", type=int, help="Port to listen on [JOBQUEUE_PRODUCER_PORT, 8080].")
+def producer(**flags: Any) -> None:
+    """Serve the HTTP producer API until SIGTERM, then finish in-flight requests."""
+    from jobqueue.producer.app import run  # aiohttp only for this command
+
+    try:
+        settings = ProducerSettings.from_env()
+        host, port = flags.pop("host"), flags.pop("port")
+        queue = dataclasses.replace(settings.queue, **{k: v for k, v in flags.items() if v})
+        settings = dataclasses.replace(
+            settings, queue=queue, host=host or settings.host, port=port or settings.port
+        )
+        JobTypes.from_file(settings.job_types_file)  # fail before listening
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    run(settings)
+
+
+def _payload(text: str) -> dict[str, Any]:
+    try:
+        payload = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="PAYLOAD_JSON") from None
+    if not isinstance(payload, dict):
+        raise click.BadParameter("must be a JSON object", param_hint="PAYLOAD_JSON")
+    return payload
+
+
+def _check_type(job_type: str, payload: dict[str, Any]) -> None:
+    """Apply ``JOBQUEUE_JOB_TYPES_FILE`` when it is set, as the HTTP API does."""
+    path = ProducerSettings.from_env().job_types_file
+    if path is None:
+        return
+    issues = JobTypes.from_file(path).issues(job_type, payload)
+    if issues:
+        raise click.BadParameter("; ".join(f"{f}: {m}" for f, m in issues), param_hint="job")
+
+
+@click.command("enqueue")
+@click.argument("job_type")
+@click.argument("payload_json")
+@click.option("--count", type=click.IntRange(min=1), default=1, help="How many copies.")
+@click.option("--priority", type=click.IntRange(1, 10), default=5, help="1..10, default 5.")
+@click.option("--delay", type=click.FloatRange(min=0), help="Seconds before it may run.")
+@click.option("--idempotency-key", help="Enqueue at most once under this key.")
+@queue_options
+def enqueue(job_type: str, payload_json: str, **flags: Any) -> None:
+    """Enqueue COUNT jobs of JOB_TYPE with PAYLOAD_JSON straight into Redis."""
+    settings = queue_settings(flags)
+    payload = _payload(payload_json)
+    try:
+        _check_type(job_type, payload)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    job = NewJob(
+        job_type,
+        payload,
+        priority=flags["priority"],
+        delay_s=flags["delay"],
+        idempotency_key=flags["idempotency_key"],
+    )
+    count: int = flags["count"]
+    results = []
+    with (
+        connected(settings) as client,
+        Progress(transient=True, disable=count <= ENQUEUE_CHUNK) as bar,
+    ):
+        task = bar.add_task("enqueueing", total=count)
+        for start in range(0, count, ENQUEUE_CHUNK):
+            chunk = [job] * min(ENQUEUE_CHUNK, count - start)
+            try:
+                results += client.enqueue_many(chunk)
+            except InvalidNewJob as exc:
+                raise click.BadParameter(exc.reason, param_hint="job") from None
+            bar.advance(task, len(chunk))
+    out.emit_json(results) if flags["as_json"] else out.enqueued(results)
+
+
+@click.command("stats")
+@queue_options
+def stats(**flags: Any) -> None:
+    """Show the queue's length, lag, pending, delayed and dead letters, and its groups."""
+    with connected(queue_settings(flags)) as client:
+        sample = client.stats()
+    out.emit_json(sample.as_dict()) if flags["as_json"] else out.stats(sample)
+
+
+@click.group("jobs")
+def jobs() -> None:
+    """Read or cancel one job."""
+
+
+@jobs.command("get")
+@click.argument("job_id")
+@queue_options
+def jobs_get(job_id: str, **flags: Any) -> None:
+    """Show a job's state, attempts, timestamps and last error."""
+    with connected(queue_settings(flags)) as client:
+        info = client.get(job_id)
+    if info is None:
+        raise click.ClickException(f"no job {job_id!r} (unknown, or its record expired)")
+    out.emit_json(info) if flags["as_json"] else out.job_info(info)
+
+
+@jobs.command("cancel")
+@click.argument("job_id")
+@queue_options
+def jobs_cancel(job_id: str, **flags: Any) -> None:
+    """Cancel a queued or delayed job; a running one is asked to stop."""
+    with connected(queue_settings(flags)) as client:
+        outcome = client.cancel(job_id)
+    if flags["as_json"]:
+        out.emit_json(outcome)
+    elif outcome.answer in ("cancelled", "cancel_requested"):
+        out.cancel_outcome(outcome)
+    if outcome.answer == "not_found":
+        raise click.ClickException(f"no job {job_id!r} (unknown, or its record expired)")
+    if outcome.answer == "not_cancellable":
+        raise click.ClickException(f"job {job_id!r} is already {outcome.state}")

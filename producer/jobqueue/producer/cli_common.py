@@ -1,0 +1,55 @@
+"""What the client-side commands share: the queue flags and a connected client."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import click
+from redis import exceptions as redis_errors
+
+from jobqueue.core.client import Client
+from jobqueue.core.errors import ConfigError
+from jobqueue.core.settings import QueueSettings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def queue_options(command: F) -> F:
+    """``--redis-url``, ``--stream``, ``--group``, ``--dead-stream`` and ``--json``."""
+    options = [
+        click.option("--redis-url", help="Redis URL [REDIS_URL]."),
+        click.option("--stream", help="Stream of the queue [JOBQUEUE_STREAM, jobs:work]."),
+        click.option("--group", help="Consumer group [JOBQUEUE_GROUP, workers]."),
+        click.option("--dead-stream", help="Dead letters [JOBQUEUE_DEAD_STREAM, jobs:dead]."),
+        click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def queue_settings(flags: dict[str, Any]) -> QueueSettings:
+    """The queue from the environment with the given flags applied."""
+    names = ("redis_url", "stream", "group", "dead_stream")
+    given = {name: flags.pop(name) for name in names if flags.get(name) is not None}
+    for name in names:
+        flags.pop(name, None)
+    try:
+        return dataclasses.replace(QueueSettings.from_env(), **given)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@contextmanager
+def connected(settings: QueueSettings) -> Iterator[Client]:
+    """A sync client; Redis errors become a clear message and exit status 1."""
+    try:
+        with Client(settings) as client:
+            yield client
+    except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
+        raise click.ClickException(f"cannot reach Redis: {exc}") from None
+    except redis_errors.ResponseError as exc:
+        raise click.ClickException(f"Redis refused the command: {exc}") from None

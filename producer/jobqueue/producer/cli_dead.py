@@ -1,0 +1,101 @@
+"""``jobqueue dead list|replay|delete``: look after the dead-letter stream."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from rich.progress import Progress
+
+from jobqueue.core.client import Client
+from jobqueue.producer import cli_output as out
+from jobqueue.producer.cli_common import connected, queue_options, queue_settings
+
+PAGE = 500
+"""Dead letters read per round trip by ``replay --all`` / ``delete --all``."""
+
+
+@click.group("dead")
+def dead() -> None:
+    """List, replay or delete dead letters."""
+
+
+@dead.command("list")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, help="Most to show.")
+@click.option("--after", help="Start after this dead-letter id (paging).")
+@queue_options
+def dead_list(limit: int, after: str | None, **flags: Any) -> None:
+    """Dead letters, oldest first."""
+    with connected(queue_settings(flags)) as client:
+        try:
+            page = client.dead_letters(after=after, limit=limit)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--after") from None
+    if flags["as_json"]:
+        out.emit_json({"items": page.items, "next": page.next_after})
+    else:
+        out.dead_letters(page.items, page.next_after)
+
+
+def _all_ids(client: Client) -> list[str]:
+    ids: list[str] = []
+    after = None
+    while True:
+        page = client.dead_letters(after=after, limit=PAGE)
+        ids += [d.entry_id for d in page.items]
+        if page.next_after is None:
+            return ids
+        after = page.next_after
+
+
+def _each(ids: tuple[str, ...], every: bool, flags: dict[str, Any], verb: str) -> dict[str, Any]:
+    """Apply ``verb`` (replay or delete) to each dead letter, with progress; a summary."""
+    if bool(ids) == every:
+        raise click.UsageError("give dead-letter ids, or --all")
+    done: dict[str, Any] = {}
+    missing: list[str] = []
+    with connected(queue_settings(flags)) as client:
+        targets = _all_ids(client) if every else list(ids)
+        with Progress(transient=True, disable=len(targets) < PAGE) as bar:
+            task = bar.add_task(verb, total=len(targets))
+            for entry_id in targets:
+                if verb == "replay":
+                    replayed = client.replay(entry_id)
+                    result: Any = replayed.job_id if replayed else None
+                else:
+                    result = client.delete_dead(entry_id) or None
+                if result is None:
+                    missing.append(entry_id)
+                else:
+                    done[entry_id] = result
+                bar.advance(task)
+    return {"done": done, "missing": missing}
+
+
+def _report(summary: dict[str, Any], past: str, as_json: bool) -> None:
+    if as_json:
+        out.emit_json(summary)
+    else:
+        click.echo(f"{past} {len(summary['done'])} dead letters")
+        for entry_id in summary["missing"]:
+            click.echo(f"no dead letter {entry_id}", err=True)
+    if summary["missing"]:
+        raise click.exceptions.Exit(1)
+
+
+@dead.command("replay")
+@click.argument("ids", nargs=-1)
+@click.option("--all", "every", is_flag=True, help="Replay every dead letter.")
+@queue_options
+def dead_replay(ids: tuple[str, ...], every: bool, **flags: Any) -> None:
+    """Put dead letters back on the stream (attempts reset), removing them from the dead."""
+    _report(_each(ids, every, flags, "replay"), "replayed", flags["as_json"])
+
+
+@dead.command("delete")
+@click.argument("ids", nargs=-1)
+@click.option("--all", "every", is_flag=True, help="Delete every dead letter.")
+@queue_options
+def dead_delete(ids: tuple[str, ...], every: bool, **flags: Any) -> None:
+    """Delete dead letters for good."""
+    _report(_each(ids, every, flags, "delete"), "deleted", flags["as_json"])
