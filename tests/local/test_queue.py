@@ -23,6 +23,7 @@ spec:
   maxDeliveries: 4
   retry:
     maxAttempts: 7
+    backoff: {baseSeconds: 0.5, capSeconds: 9}
   worker:
     image: example/orders:1
     app: orders.jobs:app
@@ -85,7 +86,11 @@ def test_plain_env_values_are_passed_and_secret_refs_are_reported(tmp_path: Path
 
     queue = load_queue(path)
 
-    assert queue.worker_env() == {"GREETING": "hello"}
+    env = queue.worker_env()
+
+    assert env["GREETING"] == "hello"
+    assert "API_KEY" not in env
+    assert (env["JOBQUEUE_BACKOFF_BASE_S"], env["JOBQUEUE_BACKOFF_CAP_S"]) == ("0.5", "9")
     assert any("API_KEY" in note and "valueFrom" in note for note in queue.warnings())
 
 

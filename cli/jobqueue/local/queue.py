@@ -76,8 +76,15 @@ class LocalQueue:
         ]  # fmt: skip
 
     def worker_env(self) -> dict[str, str]:
-        """The extra environment of the worker processes (``worker.env`` with a value)."""
-        return {var.name: var.value for var in self.spec.worker.env if var.value is not None}
+        """The environment of the worker processes: the retry backoff (it has no flag)
+        and ``worker.env`` entries that carry a value."""
+        backoff = self.spec.retry.backoff
+        env = {
+            "JOBQUEUE_BACKOFF_BASE_S": _number(backoff.base_seconds),
+            "JOBQUEUE_BACKOFF_CAP_S": _number(backoff.cap_seconds),
+        }
+        env.update({var.name: var.value for var in self.spec.worker.env if var.value is not None})
+        return env
 
     def warnings(self) -> list[str]:
         """What in the spec local mode cannot honour, one sentence each."""
