@@ -1,0 +1,61 @@
+"""Job types and payload schemas from configuration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from jobqueue.core.errors import ConfigError
+from jobqueue.producer.job_types import JobTypes
+
+
+def test_the_demo_types_check_the_fields_their_handlers_need() -> None:
+    types = JobTypes.from_file(None)
+
+    assert types.names == ["email", "report", "thumbnail", "webhook"]
+    assert types.issues("email", {"to": "a@example.com", "template": "welcome"}) == []
+    assert types.issues("report", {"report_id": 12}) == []
+    assert [f for f, _ in types.issues("webhook", {"url": "ftp://x"})] == ["payload.url"]
+    assert [f for f, _ in types.issues("thumbnail", {})] == ["payload"]
+    assert [f for f, _ in types.issues("email", {"to": "nobody", "template": "t"})] == [
+        "payload.to"
+    ]
+
+
+def test_a_yaml_file_names_the_types_and_null_accepts_any_payload(tmp_path: Path) -> None:
+    config = tmp_path / "types.yaml"
+    config.write_text(
+        "resize:\n"
+        "  type: object\n"
+        "  required: [width]\n"
+        "  properties: {width: {type: integer, minimum: 1}}\n"
+        "cleanup: null\n"
+    )
+
+    types = JobTypes.from_file(str(config))
+
+    assert types.names == ["cleanup", "resize"]
+    assert types.issues("cleanup", {"anything": [1, 2]}) == []
+    [(field, message)] = types.issues("resize", {"width": 0})
+    assert field == "payload.width"
+    assert "minimum" in message
+    assert [f for f, _ in types.issues("email", {}, prefix="jobs.3.")] == ["jobs.3.type"]
+
+
+@pytest.mark.parametrize(
+    ("text", "complaint"),
+    [
+        ("- a\n- b\n", "must map type names"),
+        ("{}", "at least one type"),
+        ("broken: {type: 12}\n", "invalid JSON Schema"),
+        ("broken: [1]\n", "object or null"),
+        ("a: [", "cannot be read"),
+    ],
+)
+def test_a_bad_types_file_is_a_config_error(tmp_path: Path, text: str, complaint: str) -> None:
+    config = tmp_path / "types.yaml"
+    config.write_text(text)
+
+    with pytest.raises(ConfigError, match=complaint):
+        JobTypes.from_file(str(config))
