@@ -1,0 +1,248 @@
+"""charts/jobqueue: it lints and renders with real Helm, and what it renders is valid."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from typing import Any
+
+import helm_python as helm
+import pytest
+import yaml
+from k8s.objects import (
+    CHART,
+    CRD_FILE,
+    MANIFESTS,
+    NAMESPACE,
+    Obj,
+    all_on_values,
+    chart,
+    crd_objects,
+    load_documents,
+    name_of,
+    render_chart,
+    render_notes,
+    validate_jobqueue,
+    validate_k8s,
+)
+
+from jobqueue.operator.spec import parse_spec
+
+log = logging.getLogger(__name__)
+
+NOT_OURS = {
+    "ServiceMonitor": "monitoring.coreos.com is the Prometheus Operator's CRD, not shipped here",
+    "PodMonitor": "monitoring.coreos.com is the Prometheus Operator's CRD, not shipped here",
+}
+
+
+def of_kind(objects: list[Obj], kind: str) -> list[Obj]:
+    return [obj for obj in objects if obj["kind"] == kind]
+
+
+def one(objects: list[Obj], kind: str, name_part: str = "") -> Obj:
+    (found,) = [obj for obj in of_kind(objects, kind) if name_part in obj["metadata"]["name"]]
+    return found
+
+
+def validate_all(objects: list[Obj]) -> set[str]:
+    """Validate every object; return the kinds skipped because no schema of ours covers them."""
+    skipped = set()
+    for obj in objects:
+        if obj["kind"] == "JobQueue":
+            validate_jobqueue(obj)
+            parse_spec(obj["spec"])
+        elif obj["kind"] in NOT_OURS:
+            log.warning("not validated: %s (%s)", name_of(obj), NOT_OURS[obj["kind"]])
+            skipped.add(obj["kind"])
+        else:
+            validate_k8s(obj)
+    return skipped
+
+
+@pytest.mark.parametrize("values", [None, "all-on"], ids=["default", "all-on"])
+def test_the_chart_lints_without_findings(values: str | None) -> None:
+    report = helm.lint(CHART, all_on_values() if values else None, strict=True)
+    assert report["errors"] == []
+    assert [m for m in report["messages"] if m["severity"] >= 2] == []
+
+
+def test_default_render_validates(default_objects: list[Obj]) -> None:
+    assert validate_all(default_objects) == set()
+
+
+def test_all_on_render_validates(all_on_objects: list[Obj]) -> None:
+    # everything validates except the Prometheus Operator's monitors (logged)
+    assert validate_all(all_on_objects) == {"ServiceMonitor", "PodMonitor"}
+    kinds = {obj["kind"] for obj in all_on_objects}
+    assert {"JobQueue", "ConfigMap", "Role", "RoleBinding", "Secret", "Service"} <= kinds
+
+
+def test_the_chart_ships_the_generated_crd() -> None:
+    assert crd_objects() == load_documents(CRD_FILE.read_text())
+    for crd in crd_objects():
+        validate_k8s(crd)
+
+
+BAD_VALUES: dict[str, dict[str, Any]] = {
+    "unknown-top-level-key": {"replicaCount": 3},
+    "unknown-nested-key": {"operator": {"replica": 2}},
+    "replicas-not-a-number": {"operator": {"replicas": "two"}},
+    "zero-operator-replicas": {"operator": {"replicas": 0}},
+    "bad-pull-policy": {"image": {"pullPolicy": "Sometimes"}},
+    "http-redis-url": {"redis": {"url": "http://redis:6379"}},
+    "limits-removed": {"operator": {"resources": {"limits": None}}},
+    "memory-limit-missing": {"producer": {"resources": {"limits": {"memory": None}}}},
+    "short-token": {"producer": {"auth": {"tokens": ["short"]}}},
+    "token-with-comma": {"producer": {"auth": {"tokens": ["abcdefghijklmnop,qrstuvwxyz"]}}},
+    "bad-namespace": {"operator": {"watchNamespaces": ["Not_A_Namespace"]}},
+    "port-out-of-range": {"producer": {"port": 70000}},
+    "jobqueue-without-spec": {"jobQueues": [{"name": "demo"}]},
+}
+
+
+@pytest.mark.parametrize("values", BAD_VALUES.values(), ids=BAD_VALUES.keys())
+def test_values_outside_the_schema_are_rejected(values: dict[str, Any]) -> None:
+    # the schema check Helm runs at install time, given the user's values alone
+    with pytest.raises(helm.HelmValuesError):
+        chart().validate_schema(values)
+    # and lint reports it as an error
+    assert helm.lint(CHART, values)["errors"]
+
+
+def test_a_redis_url_from_an_existing_secret_creates_no_secret() -> None:
+    objects = render_chart({"redis": {"existingSecret": "my-redis", "existingSecretKey": "uri"}})
+    assert not of_kind(objects, "Secret")
+    env = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
+    redis = next(var for var in env if var["name"] == "REDIS_URL")
+    assert redis["valueFrom"]["secretKeyRef"] == {"name": "my-redis", "key": "uri"}
+
+
+def test_the_redis_url_never_appears_in_a_pod_spec(all_on_objects: list[Obj]) -> None:
+    url = all_on_values()["redis"]["url"]
+    for obj in all_on_objects:
+        if obj["kind"] != "Secret":
+            assert url not in json.dumps(obj), name_of(obj)
+
+
+def _tokens(objects: list[Obj]) -> str:
+    secret = one(objects, "Secret", "producer-auth")
+    return base64.b64decode(secret["data"]["tokens"]).decode()
+
+
+def test_the_producer_token_is_generated_when_none_is_given() -> None:
+    # given the producer on and no token; when the chart is installed twice
+    first = _tokens(render_chart({"producer": {"enabled": True}}))
+    second = _tokens(render_chart({"producer": {"enabled": True}}))
+    # then each install gets a long random token of its own
+    assert len(first) == 48
+    assert first.isalnum()
+    assert first != second
+
+
+def test_given_producer_tokens_are_used_as_they_are(all_on_objects: list[Obj]) -> None:
+    assert _tokens(all_on_objects).split(",") == all_on_values()["producer"]["auth"]["tokens"]
+    pod = one(all_on_objects, "Deployment", "producer")["spec"]["template"]["spec"]
+    env = {var["name"]: var.get("value") for var in pod["containers"][0]["env"]}
+    assert env["JOBQUEUE_AUTH_TOKENS_FILE"] == "/var/run/secrets/jobqueue/auth/tokens"
+    assert "JOBQUEUE_AUTH_TOKENS" not in env
+
+
+def test_an_existing_producer_secret_is_mounted_not_created() -> None:
+    objects = render_chart({"producer": {"enabled": True, "auth": {"existingSecret": "tokens"}}})
+    assert not [obj for obj in of_kind(objects, "Secret") if "producer" in name_of(obj)]
+    pod = one(objects, "Deployment", "producer")["spec"]["template"]["spec"]
+    auth = next(volume for volume in pod["volumes"] if volume["name"] == "auth")
+    assert auth["secret"]["secretName"] == "tokens"
+
+
+def test_watching_namespaces_grants_roles_there_and_nothing_namespaced_cluster_wide(
+    all_on_objects: list[Obj],
+) -> None:
+    watched = all_on_values()["operator"]["watchNamespaces"]
+    roles = of_kind(all_on_objects, "Role")
+    assert sorted(role["metadata"]["namespace"] for role in roles) == sorted(watched)
+    bindings = of_kind(all_on_objects, "RoleBinding")
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == sorted(watched)
+    (cluster_role,) = of_kind(all_on_objects, "ClusterRole")
+    assert [rule["resources"] for rule in cluster_role["rules"]] == [["customresourcedefinitions"]]
+    args = one(all_on_objects, "Deployment", "operator")["spec"]["template"]["spec"]
+    assert [a for a in args["containers"][0]["args"] if a.startswith("--namespace")] == [
+        f"--namespace={ns}" for ns in watched
+    ]
+
+
+def test_dashboards_configmap_carries_every_dashboard_for_the_grafana_sidecar(
+    all_on_objects: list[Obj],
+) -> None:
+    configmap = one(all_on_objects, "ConfigMap", "dashboards")
+    assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert configmap["metadata"]["namespace"] == "monitoring"
+    shipped = {path.name: path.read_text() for path in (MANIFESTS / "dashboards").glob("*.json")}
+    assert configmap["data"] == shipped
+
+
+def test_the_helm_test_hook_runs_the_enqueue_and_wait_script(default_objects: list[Obj]) -> None:
+    pod = one(default_objects, "Pod", "test")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    container = pod["spec"]["containers"][0]
+    assert container["command"] == ["python", "-c"]
+    assert container["args"] == [(CHART / "files" / "helm_test.py").read_text()]
+    env = {var["name"]: var.get("value") for var in container["env"]}
+    assert json.loads(env["TEST_PAYLOAD"]) == chart().values["tests"]["payload"]
+
+
+def test_jobqueues_from_values_render_in_the_release_namespace(all_on_objects: list[Obj]) -> None:
+    (queue,) = of_kind(all_on_objects, "JobQueue")
+    assert queue["metadata"]["namespace"] == NAMESPACE
+    assert queue["spec"] == all_on_values()["jobQueues"][0]["spec"]
+
+
+def test_live_update_mode_keeps_the_root_filesystem_read_only(all_on_objects: list[Obj]) -> None:
+    pod = one(all_on_objects, "Deployment", "operator")["spec"]["template"]["spec"]
+    (init,) = pod["initContainers"]
+    assert init["securityContext"]["readOnlyRootFilesystem"] is True
+    mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+    assert mounts["live-sources"].endswith("site-packages/jobqueue")
+
+
+def test_notes_tell_how_to_reach_the_producer() -> None:
+    notes = render_notes({"producer": {"enabled": True}})
+    assert "port-forward svc/jq-jobqueue-producer" in notes
+    assert "jq-jobqueue-producer-auth" in notes
+    assert "producer" not in render_notes().split("helm test")[0].lower()
+
+
+def _commented(lines: list[str], index: int) -> bool:
+    """Whether line ``index`` or one of the blocks holding it has a comment right above."""
+    indent = len(lines[index]) - len(lines[index].lstrip(" -"))
+    while index > 0:
+        if lines[index - 1].strip().startswith("#"):
+            return True
+        parents = [
+            i
+            for i in range(index - 1, -1, -1)
+            if lines[i].strip()
+            and not lines[i].strip().startswith("#")
+            and len(lines[i]) - len(lines[i].lstrip(" -")) < indent
+        ]
+        if not parents:
+            return False
+        index = parents[0]
+        indent = len(lines[index]) - len(lines[index].lstrip(" -"))
+    return False
+
+
+def test_values_yaml_documents_every_key() -> None:
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    for index, line in enumerate(lines):
+        stripped = line.strip()
+        if stripped and not stripped.startswith("#"):
+            assert _commented(lines, index), f"values.yaml:{index + 1} {stripped!r} has no comment"
+
+
+def test_default_values_match_the_schema_defaults_shape() -> None:
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())
+    chart().validate_schema(defaults)
+    chart().validate_schema(all_on_values())
