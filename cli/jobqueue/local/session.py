@@ -18,7 +18,7 @@ import contextlib
 import shutil
 import signal
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import aiohttp
@@ -33,6 +33,7 @@ from jobqueue.core.settings import QueueSettings
 from jobqueue.local import demo
 from jobqueue.local.autoscale import Autoscaler
 from jobqueue.local.events import EventLog
+from jobqueue.local.job_types import producer_job_types_env
 from jobqueue.local.outcomes import DeadLetter, OutcomeTally, recent_dead_letters
 from jobqueue.local.pool import WorkerPool
 from jobqueue.local.private_redis import PrivateRedis
@@ -65,7 +66,8 @@ async def run_dev(
             private.start()
             url = private.url
             events(f"private Redis on {url} (AOF on, data in {run_dir / 'redis'})")
-        await DevSession(queue, settings, url, run_dir, events, show).run()
+        producer_env = producer_job_types_env(queue.spec.worker.app, run_dir, events)
+        await DevSession(queue, settings, url, run_dir, events, show, producer_env).run()
     finally:
         if private is not None:
             private.stop()
@@ -85,6 +87,7 @@ class DevSession:
         run_dir: Path,
         events: EventLog,
         show: Callable[[Snapshot], None],
+        producer_env: Mapping[str, str],
     ) -> None:
         self.queue = queue
         self.settings = settings
@@ -117,7 +120,7 @@ class DevSession:
             port=settings.producer_port,
             log_dir=self.log_dir,
             on_event=events,
-            env=CHILD_ENV,
+            env={**CHILD_ENV, **producer_env},
         )
 
     async def run(self) -> None:
