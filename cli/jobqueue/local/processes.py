@@ -76,9 +76,10 @@ class Child:
         return self.process.poll() is None
 
     def terminate(self, now_s: float) -> None:
-        """Ask the child to stop (SIGTERM); it keeps its grace period."""
-        if self.stopping_since_s is None:
-            self.stopping_since_s = now_s
+        """Ask the child to stop (SIGTERM, once); it keeps its grace period."""
+        if self.stopping_since_s is not None:
+            return  # a second SIGTERM could read as "stop now" to the child
+        self.stopping_since_s = now_s
         if self.alive:
             self.process.send_signal(signal.SIGTERM)
 

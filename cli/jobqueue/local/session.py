@@ -18,7 +18,7 @@ import contextlib
 import shutil
 import signal
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import aiohttp
@@ -100,6 +100,10 @@ class DevSession:
         self._desired = 0
         self._seen_work = False
         self._reason = "waiting for the first sample"
+        self._sample: QueueSample | None = None
+        self._error = ""
+        self._rates = (0.0, 0.0)
+        self._dead: tuple[DeadLetter, ...] = ()
         self._autoscaler = Autoscaler(queue.spec)
         self._tally = OutcomeTally()
         command = jobqueue_command()
@@ -171,42 +175,35 @@ class DevSession:
         self.producer.check()
         try:
             sample = await sample_queue(redis, self.queue.keys)
-            dead = await recent_dead_letters(redis, self.queue.keys.dead)
+            self._dead = tuple(await recent_dead_letters(redis, self.queue.keys.dead))
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             # Workers keep running (they retry on their own); scaling waits for Redis.
             self.pool.reconcile(self._desired)
-            return self._snapshot(now, None, error=str(exc) or type(exc).__name__)
+            self._sample, self._error = None, str(exc) or type(exc).__name__
+            return self._snapshot()
         step = self._autoscaler.step(sample, self._desired, now)
         if step.decision.replicas != self._desired:
             self.event(f"scale {self._desired} -> {step.decision.replicas}: {step.decision.reason}")
         self._desired = step.decision.replicas
         self._reason = step.decision.reason
+        self._sample, self._error = sample, ""
+        self._rates = (step.arrival_rate, step.completion_rate)
         self._seen_work = self._seen_work or sample.backlog > 0 or self._desired > 0
         self.pool.reconcile(self._desired)
         await self._tally.scrape(http, ((w.name, w.http_port) for w in self.pool.workers))
-        return self._snapshot(
-            now, sample, dead=dead, arrival=step.arrival_rate, completion=step.completion_rate
-        )
+        return self._snapshot()
 
-    def _snapshot(
-        self,
-        now: float,
-        sample: QueueSample | None,
-        *,
-        dead: Sequence[DeadLetter] = (),
-        arrival: float = 0.0,
-        completion: float = 0.0,
-        error: str = "",
-    ) -> Snapshot:
+    def _snapshot(self) -> Snapshot:
+        """The view of the last poll, with the processes and events as they are now."""
         return Snapshot(
             queue_name=self.queue.name,
             redis_url=self.redis_url,
             producer_url=self.producer.url,
             log_dir=str(self.log_dir),
-            elapsed_s=now,
-            sample=sample,
-            arrival_rate=arrival,
-            completion_rate=completion,
+            elapsed_s=self.event.elapsed_s(),
+            sample=self._sample,
+            arrival_rate=self._rates[0],
+            completion_rate=self._rates[1],
             replicas_current=len(self.pool.running),
             replicas_stopping=len(self.pool.stopping),
             replicas_desired=self._desired,
@@ -214,9 +211,9 @@ class DevSession:
             max_replicas=self.queue.max_replicas,
             reason=self._reason,
             outcomes=self._tally.totals(),
-            dead_letters=tuple(dead),
+            dead_letters=self._dead,
             events=self.event.recent,
-            error=error,
+            error=self._error,
         )
 
     def _should_finish(self, snap: Snapshot) -> bool:
@@ -254,12 +251,16 @@ class DevSession:
             f"stopping {len(children)} process(es) (grace period "
             f"{self.queue.grace_period_s:g}s; Ctrl-C again to kill them now)"
         )
+        for child in children:
+            child.terminate(self.event.elapsed_s())
+        self._show(self._snapshot())
         grace_s = max(self.queue.grace_period_s, PRODUCER_STOP_S)
         # Blocking waits run in a thread so a second Ctrl-C is still handled meanwhile.
         await asyncio.to_thread(stop_all, children, grace_s)
-        self.event(f"all {len(children)} process(es) stopped")
         self.pool.workers.clear()
         self.producer.child = None
+        self.event(f"all {len(children)} process(es) stopped")
+        self._show(self._snapshot())
 
     def _install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
