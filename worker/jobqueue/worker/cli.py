@@ -6,13 +6,13 @@ environment, the environment over the defaults of `WorkerSettings`.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import sys
 from typing import Any
 
 import click
+import uvloop
 
 from jobqueue.core.errors import ConfigError
 from jobqueue.worker.app import load_app
@@ -109,5 +109,5 @@ def worker(app_ref: str, log_level: str, **flags: Any) -> None:
         app = load_app(app_ref)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from exc
-    code = asyncio.run(Worker(app, settings).run())
+    code = uvloop.run(Worker(app, settings).run())
     sys.exit(code)

@@ -68,7 +68,7 @@ class Dispatcher:
             runnable.append(delivery)
         self.outcomes.metrics.in_flight.set(self.inflight.count)
         if runnable:
-            await self.outcomes.mark_running(runnable)
+            self.outcomes.mark_running(runnable)
             for delivery in runnable:
                 self._spawn(delivery, self.executor.run(delivery))
 

@@ -26,7 +26,7 @@ from redis.asyncio import Redis as AsyncRedis
 from jobqueue.core.errors import Fatal, Retry
 from jobqueue.worker.app import App, HandlerSpec, JobContext
 from jobqueue.worker.backoff import Backoff
-from jobqueue.worker.inflight import Delivery
+from jobqueue.worker.inflight import Delivery, InFlight
 from jobqueue.worker.outcomes import Outcomes
 from jobqueue.worker.settings import WorkerSettings
 
@@ -58,23 +58,28 @@ class Executor:
         timeout_s = spec.timeout_s or self.settings.job_timeout_s
         ctx = JobContext(job=job, entry_id=delivery.entry_id, redis=self.redis)
         started = time.perf_counter()
+        delivery.deadline = time.monotonic() + timeout_s
         delivery.handler_running = True
         try:
-            async with asyncio.timeout(timeout_s):
-                if spec.is_async:
-                    await spec.fn(ctx)  # type: ignore[misc]
-                else:
-                    await asyncio.get_running_loop().run_in_executor(self.pool, spec.fn, ctx)
+            if spec.is_async:
+                await spec.fn(ctx)  # type: ignore[misc]
+            else:
+                await asyncio.get_running_loop().run_in_executor(self.pool, spec.fn, ctx)
         except asyncio.CancelledError:
             delivery.handler_running = False
-            if not delivery.cancel_requested:
+            if delivery.timed_out:
+                _uncancel()
+                error = TimeoutError(f"timed out after {timeout_s:g} s")
+                await self._failed(delivery, spec, error, time.perf_counter() - started)
+            elif delivery.cancel_requested:
+                _uncancel()
+                await self.outcomes.cancelled(delivery, time.perf_counter() - started)
+            else:
                 raise  # the worker is stopping: leave the entry pending for reclaim
-            _uncancel()
-            await self.outcomes.cancelled(delivery, time.perf_counter() - started)
             return
         except Exception as exc:  # any handler error is a failed attempt
             delivery.handler_running = False
-            await self._failed(delivery, spec, exc, time.perf_counter() - started, timeout_s)
+            await self._failed(delivery, spec, exc, time.perf_counter() - started)
             return
         delivery.handler_running = False
         self.outcomes.succeeded(delivery, time.perf_counter() - started)
@@ -85,15 +90,11 @@ class Executor:
         spec: HandlerSpec,
         exc: Exception,
         duration_s: float,
-        timeout_s: float,
     ) -> None:
         job = delivery.job
         assert job is not None
         made = job.attempts + 1
-        if isinstance(exc, TimeoutError):
-            error = f"timed out after {timeout_s:g} s"
-        else:
-            error = f"{type(exc).__name__}: {exc}"
+        error = f"{type(exc).__name__}: {exc}"
         tb = "".join(traceback.format_exception(exc, limit=-8))
         if isinstance(exc, Fatal):
             await self.outcomes.dead(
@@ -117,6 +118,21 @@ class Executor:
         # Threads still running a timed-out sync handler cannot be interrupted; do not
         # wait for them.
         self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def cancel_overdue(inflight: InFlight, now: float) -> int:
+    """Cancel every handler running past its deadline (`time.monotonic` seconds);
+    each becomes a failed attempt. Returns how many.
+
+    One sweep over the in-flight jobs every tick costs far less than a timer per job.
+    """
+    overdue = 0
+    for d in inflight.deliveries.values():
+        if d.handler_running and not d.timed_out and now > d.deadline and d.task is not None:
+            d.timed_out = True
+            d.task.cancel()
+            overdue += 1
+    return overdue
 
 
 def _uncancel() -> None:

@@ -23,6 +23,9 @@ class Delivery:
     job: Job | None = None
     """The decoded job; None for a malformed entry."""
     task: asyncio.Task[None] | None = None
+    deadline: float = 0.0
+    """`time.monotonic` after which the running handler is cancelled as timed out."""
+    timed_out: bool = False
     handler_running: bool = False
     """True while the handler runs; only then may a cancellation request stop it."""
     cancel_requested: bool = False

@@ -2,7 +2,8 @@
 
 Successes are batched: completions queue up while one flush is on the wire and go out
 together in the next script call, so under load one round trip acknowledges many jobs
-and at low load a job is acknowledged at once (no timer to wait out). Retries, dead
+and at low load a job is acknowledged at once (no timer to wait out). The ``running``
+marks of newly read jobs ride in the same call. Retries, dead
 letters and cancellations are rarer and go one script call each. Every write repeats
 through Redis outages (`persist`); the entry stays pending until it lands.
 """
@@ -54,22 +55,20 @@ class Outcomes:
         self.ttl_s = status_ttl_s
         self.metrics = metrics
         self.on_acked = on_acked
-        self._ack_succeeded = redis.register_script(scripts.ACK_SUCCEEDED)
+        self._flush_script = redis.register_script(scripts.FLUSH)
         self._ack_retry = redis.register_script(scripts.ACK_RETRY)
         self._ack_dead = redis.register_script(scripts.ACK_DEAD)
         self._ack_cancelled = redis.register_script(scripts.ACK_CANCELLED)
-        self._mark_running = redis.register_script(scripts.MARK_RUNNING)
         self._batch: list[Succeeded] = []
+        self._running: list[str | int] = []
         self._wake = asyncio.Event()
 
-    async def mark_running(self, deliveries: list[Delivery]) -> None:
-        """Status ``running`` for one read batch, one script call."""
-        args: list[str | int] = [self.keys.status_prefix, self.ttl_s, utc_now_iso()]
+    def mark_running(self, deliveries: list[Delivery]) -> None:
+        """Queue status ``running`` for one read batch (sent with the next flush)."""
         for d in deliveries:
             if d.job is not None:
-                args += (d.job.id, d.job.attempts + 1, d.entry_id, d.job.type)
-        if len(args) > 3:
-            await persist(lambda: self._mark_running(args=args), "mark running")
+                self._running += (d.job.id, d.job.attempts + 1, d.entry_id, d.job.type)
+        self._wake.set()
 
     def succeeded(self, delivery: Delivery, duration_s: float) -> None:
         """Queue a success for the next acknowledgement batch."""
@@ -79,23 +78,25 @@ class Outcomes:
         self._wake.set()
 
     async def run_acks(self) -> None:
-        """Flush queued successes until cancelled (the worker stops it last)."""
+        """Flush queued running marks and successes until cancelled (stopped last)."""
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self._batch:
+            while self._batch or self._running:
                 batch, self._batch = self._batch[:MAX_ACK_BATCH], self._batch[MAX_ACK_BATCH:]
-                await self._flush(batch)
+                running, self._running = self._running, []
+                await self._flush(running, batch)
 
-    async def _flush(self, batch: list[Succeeded]) -> None:
-        args: list[str | int] = [self.keys.group, self.keys.status_prefix, self.ttl_s]
-        args.append(utc_now_iso())
+    async def _flush(self, running: list[str | int], batch: list[Succeeded]) -> None:
+        ids: list[str] = []
         by_type: dict[str, list[float]] = {}
         for item in batch:
-            args += (item.entry_id, item.job_id)
+            ids += (item.entry_id, item.job_id)
             by_type.setdefault(item.job_type, []).append(item.duration_s)
+        args: list[str | int | bytes] = [self.keys.group, self.keys.status_prefix, self.ttl_s]
+        args += (utc_now_iso(), orjson.dumps(running), orjson.dumps(ids))
         keys = [self.keys.stream]
-        await persist(lambda: self._ack_succeeded(keys=keys, args=args), "acknowledge")
+        await persist(lambda: self._flush_script(keys=keys, args=args), "acknowledge")
         for item in batch:
             self.on_acked(item.entry_id)
         for job_type, durations in by_type.items():

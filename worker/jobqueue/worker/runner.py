@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import Awaitable, Callable
 
 from prometheus_client import CollectorRegistry
@@ -21,7 +22,7 @@ from redis.asyncio import Redis as AsyncRedis
 from jobqueue.core.connection import async_redis
 from jobqueue.worker.app import App
 from jobqueue.worker.dispatch import Dispatcher
-from jobqueue.worker.execution import Executor
+from jobqueue.worker.execution import Executor, cancel_overdue
 from jobqueue.worker.heartbeat import Heartbeat
 from jobqueue.worker.http import SideServer
 from jobqueue.worker.inflight import InFlight
@@ -38,6 +39,9 @@ from jobqueue.worker.trim import Trimmer
 log = logging.getLogger("jobqueue.worker")
 
 EXIT_OK, EXIT_BEYOND_REPAIR = 0, 1
+TIMEOUT_TICK_S = 0.1
+"""How often handlers past their timeout are looked for: a job's timeout is honoured
+within this many seconds."""
 
 
 class Worker:
@@ -99,6 +103,7 @@ class Worker:
             self._every(s.promote_interval_s, self.promoter.promote_due, "promote"),
             self._every(s.heartbeat_interval_s, self.heartbeat.beat, "heartbeat"),
             self._every(s.trim_interval_s, self.trimmer.trim, "trim"),
+            self._every(TIMEOUT_TICK_S, self._cancel_overdue, "timeouts"),
         ]
         await self.stopping.wait()
         code = await self._finish_reading(reading)
@@ -143,6 +148,10 @@ class Worker:
         await self.reclaimer.sweep()
         idle_ms = int(max(10 * self.settings.visibility_timeout_s, 300) * 1000)
         await self.reclaimer.prune_consumers(idle_ms)
+
+    async def _cancel_overdue(self) -> None:
+        if cancel_overdue(self.inflight, time.monotonic()):
+            log.info("cancelled handlers past their timeout")
 
     def _release(self, entry_id: str) -> None:
         self.inflight.release(entry_id)

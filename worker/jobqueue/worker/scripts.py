@@ -8,13 +8,34 @@ argument (``{stream}:job:``), as docs/internals.md describes.
 
 from __future__ import annotations
 
-# KEYS: stream. ARGV: group, status prefix, ttl_s, now_iso, then (entry_id, job_id)*.
-ACK_SUCCEEDED = """
+# Batches travel as one JSON array argument: packing one argument per job costs the
+# client far more than cjson.decode costs the server.
+
+# The status writes of the success path, one call per flush: first ``running`` for newly
+# read jobs, then ack + ``succeeded`` for finished ones.
+# KEYS: stream. ARGV: group, status prefix, ttl_s, now_iso,
+# JSON [job_id, attempt, entry_id, type, ...] to mark running,
+# JSON [entry_id, job_id, ...] to acknowledge as succeeded.
+# A job may finish before its ``running`` mark is sent; both then travel in this one call,
+# and a record that already shows an outcome is never set back to running.
+FLUSH = """
+local running = cjson.decode(ARGV[5])
+local settled = {succeeded = true, dead = true, cancelled = true, retrying = true}
+for i = 1, #running, 4 do
+  local key = ARGV[2] .. running[i]
+  local state = redis.call('HGET', key, 'state')
+  if not (state and settled[state]) then
+    redis.call('HSET', key, 'state', 'running', 'started_at', ARGV[4], 'updated_at', ARGV[4],
+      'attempts', running[i + 1], 'entry_id', running[i + 2], 'type', running[i + 3])
+    redis.call('EXPIRE', key, ARGV[3])
+  end
+end
 local acked = 0
-for i = 5, #ARGV, 2 do
-  if redis.call('XACK', KEYS[1], ARGV[1], ARGV[i]) == 1 then
+local done = cjson.decode(ARGV[6])
+for i = 1, #done, 2 do
+  if redis.call('XACK', KEYS[1], ARGV[1], done[i]) == 1 then
     acked = acked + 1
-    local key = ARGV[2] .. ARGV[i + 1]
+    local key = ARGV[2] .. done[i + 1]
     redis.call('HSET', key, 'state', 'succeeded', 'finished_at', ARGV[4], 'updated_at', ARGV[4])
     redis.call('EXPIRE', key, ARGV[3])
   end
@@ -50,17 +71,5 @@ ACK_CANCELLED = """
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
 redis.call('HSET', KEYS[2], 'state', 'cancelled', 'finished_at', ARGV[3], 'updated_at', ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
-return 1
-"""
-
-# No KEYS (records are derived). ARGV: status prefix, ttl_s, now_iso,
-# then (job_id, attempt, entry_id, type)*.
-MARK_RUNNING = """
-for i = 4, #ARGV, 4 do
-  local key = ARGV[1] .. ARGV[i]
-  redis.call('HSET', key, 'state', 'running', 'started_at', ARGV[3], 'updated_at', ARGV[3],
-    'attempts', ARGV[i + 1], 'entry_id', ARGV[i + 2], 'type', ARGV[i + 3])
-  redis.call('EXPIRE', key, ARGV[2])
-end
 return 1
 """

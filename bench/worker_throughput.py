@@ -1,0 +1,140 @@
+"""Worker throughput: no-op jobs/s of one `jobqueue worker` process vs a raw redis-py loop.
+
+Both run in this invocation against one private redis-server the benchmark starts:
+
+1. the raw loop: ``XREADGROUP COUNT 100``, decode each entry's payload (orjson), one
+   multi-id ``XACK`` per batch — the floor any Redis Streams consumer in Python pays;
+2. ``jobqueue worker jobqueue.worker.testing:app`` (default settings but
+   ``--concurrency``) consuming the same number of ``noop`` jobs, status records and
+   all.
+
+The jobs are written before the clock starts and made visible at once (the group is
+created at the end of the stream, then moved to 0), so neither side pays for enqueueing.
+The worker's CPU time comes from /proc (user + system), divided by the jobs it ran.
+
+    .venv/bin/python bench/worker_throughput.py [--jobs 100000] [--concurrency 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+from support.redis_server import RedisServer, free_port  # noqa: E402
+
+STREAM, GROUP = "bench:work", "workers"
+FILL_CHUNK = 5000
+
+
+def fill(client: redis.Redis, jobs: int) -> None:
+    """Write ``jobs`` noop entries (SPEC §2 fields) behind a group created at the end."""
+    client.delete(STREAM)
+    client.xgroup_create(STREAM, GROUP, id="$", mkstream=True)
+    fields = {"type": "noop", "payload": '{"n": 1}', "priority": "5", "attempts": "0"}
+    for start in range(0, jobs, FILL_CHUNK):
+        with client.pipeline(transaction=False) as pipe:
+            for n in range(start, min(jobs, start + FILL_CHUNK)):
+                pipe.xadd(
+                    STREAM, {**fields, "id": f"job-{n}", "enqueued_at": "2026-01-01T00:00:00Z"}
+                )
+            pipe.execute()
+
+
+def raw_loop(client: redis.Redis, jobs: int) -> float:
+    """Seconds the minimal loop takes to consume ``jobs`` entries."""
+    fill(client, jobs)
+    client.xgroup_setid(STREAM, GROUP, id="0")
+    done = 0
+    started = time.perf_counter()
+    while done < jobs:
+        reply = client.xreadgroup(GROUP, "raw", {STREAM: ">"}, count=100, block=1000)
+        rows = reply[0][1]
+        for _, entry in rows:
+            orjson.loads(entry["payload"])
+        client.xack(STREAM, GROUP, *[entry_id for entry_id, _ in rows])
+        done += len(rows)
+    return time.perf_counter() - started
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds used so far by process ``pid``."""
+    parts = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def finished(client: redis.Redis, jobs: int) -> bool:
+    for group in client.xinfo_groups(STREAM):
+        if group["name"] == GROUP:
+            return int(group["entries-read"] or 0) >= jobs and int(group["pending"]) == 0
+    return False
+
+
+def worker_run(client: redis.Redis, url: str, jobs: int, concurrency: int) -> tuple[float, float]:
+    """(seconds, CPU seconds) one worker process takes to run ``jobs`` noop jobs."""
+    fill(client, jobs)
+    command = [str(ROOT / ".venv/bin/jobqueue"), "worker", "jobqueue.worker.testing:app"]
+    command += ["--redis-url", url, "--stream", STREAM, "--group", GROUP]
+    command += ["--concurrency", str(concurrency), "--http-port", str(free_port())]
+    command += ["--consumer", "bench-worker"]
+    proc = subprocess.Popen(command, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not any(c["name"] == "bench-worker" for c in client.xinfo_consumers(STREAM, GROUP)):
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("the worker did not start")
+            time.sleep(0.05)
+        cpu_before = cpu_s(proc.pid)
+        started = time.perf_counter()
+        client.xgroup_setid(STREAM, GROUP, id="0")
+        # A blocked XREADGROUP is woken by a new entry, not by SETID: add one (a no-op).
+        client.xadd(STREAM, {"type": "noop", "payload": "{}", "id": "wake"})
+        while not finished(client, jobs + 1):
+            if proc.poll() is not None:
+                raise RuntimeError(f"the worker exited with {proc.returncode}")
+            time.sleep(0.02)
+        elapsed = time.perf_counter() - started
+        return elapsed, cpu_s(proc.pid) - cpu_before
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=100_000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=2, help="best of this many runs each")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        server = RedisServer(Path(tmp))
+        server.start()
+        try:
+            client = redis.Redis.from_url(server.url, decode_responses=True)
+            raw_s = min(raw_loop(client, args.jobs) for _ in range(args.rounds))
+            runs = [
+                worker_run(client, server.url, args.jobs, args.concurrency)
+                for _ in range(args.rounds)
+            ]
+            worker_s, worker_cpu_s = min(runs)
+        finally:
+            server.stop()
+    raw_rate, worker_rate = args.jobs / raw_s, args.jobs / worker_s
+    print(f"jobs per run          {args.jobs}")
+    print(f"raw redis-py loop     {raw_rate:10.0f} jobs/s")
+    print(f"jobqueue worker       {worker_rate:10.0f} jobs/s  (concurrency {args.concurrency})")
+    print(f"ratio worker/raw      {worker_rate / raw_rate:10.2f}")
+    print(f"worker CPU per job    {worker_cpu_s / args.jobs * 1e6:10.1f} us")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""Worker settings: environment, flags over environment, clear errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from jobqueue.core.errors import ConfigError
+from jobqueue.worker.app import App, load_app
+from jobqueue.worker.cli import settings_from
+from jobqueue.worker.settings import WorkerSettings
+
+
+def test_environment_sets_every_documented_knob() -> None:
+    env = {
+        "REDIS_URL": "redis://example:6380/2",
+        "JOBQUEUE_STREAM": "s",
+        "JOBQUEUE_GROUP": "g",
+        "JOBQUEUE_DEAD_STREAM": "d",
+        "JOBQUEUE_CONCURRENCY": "7",
+        "JOBQUEUE_VISIBILITY_TIMEOUT_S": "12.5",
+        "JOBQUEUE_GRACE_PERIOD_S": "3",
+        "JOBQUEUE_MAX_DELIVERIES": "4",
+        "JOBQUEUE_JOB_TIMEOUT_S": "9",
+        "JOBQUEUE_MAX_ATTEMPTS": "2",
+        "JOBQUEUE_WORKER_HTTP_PORT": "0",
+        "POD_NAME": "worker-abc",
+    }
+    s = WorkerSettings.from_env(env)
+    assert (s.queue.redis_url, s.queue.stream, s.queue.group) == (
+        "redis://example:6380/2",
+        "s",
+        "g",
+    )
+    assert s.queue.dead_stream == "d"
+    assert (s.concurrency, s.visibility_timeout_s, s.grace_period_s) == (7, 12.5, 3.0)
+    assert (s.max_deliveries, s.job_timeout_s, s.max_attempts) == (4, 9.0, 2)
+    assert (s.http_port, s.consumer) == (0, "worker-abc")
+
+
+def test_without_pod_name_the_consumer_is_host_and_pid() -> None:
+    assert WorkerSettings.from_env({}).consumer.rsplit("-", 1)[1].isdigit()
+
+
+def test_flags_win_over_the_environment() -> None:
+    env = WorkerSettings.from_env({"JOBQUEUE_CONCURRENCY": "7", "JOBQUEUE_STREAM": "s"})
+    s = settings_from(env, {"concurrency": 3, "stream": None, "dead_stream": "dd", "burst": True})
+    assert (s.concurrency, s.queue.stream, s.queue.dead_stream, s.burst) == (3, "s", "dd", True)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("JOBQUEUE_CONCURRENCY", "0"),
+        ("JOBQUEUE_CONCURRENCY", "many"),
+        ("JOBQUEUE_GRACE_PERIOD_S", "-1"),
+    ],
+)
+def test_bad_values_are_a_config_error_naming_the_problem(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=r"JOBQUEUE|concurrency|grace"):
+        WorkerSettings.from_env({name: value})
+
+
+def test_app_refs_resolve_or_say_why_not() -> None:
+    assert isinstance(load_app("jobqueue.worker.testing:app"), App)
+    with pytest.raises(ConfigError, match=r"module:attribute"):
+        load_app("jobqueue.worker.testing")
+    with pytest.raises(ConfigError, match=r"cannot import"):
+        load_app("no_such_module_here:app")
+    with pytest.raises(ConfigError, match=r"not a jobqueue.worker\.App"):
+        load_app("jobqueue.worker.testing:CRASH_COUNTS_KEY")
+
+
+def test_a_type_cannot_have_two_handlers() -> None:
+    app = App()
+
+    @app.handler("a")
+    async def first(ctx: object) -> None: ...
+
+    with pytest.raises(ConfigError, match=r"already registered"):
+
+        @app.handler("a")
+        async def second(ctx: object) -> None: ...
