@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 from typing import Any
 
 import helm_python as helm
@@ -23,18 +22,11 @@ from k8s.objects import (
     name_of,
     render_chart,
     render_notes,
-    validate_jobqueue,
     validate_k8s,
+    validate_object,
 )
 
 from jobqueue.operator.spec import parse_spec
-
-log = logging.getLogger(__name__)
-
-NOT_OURS = {
-    "ServiceMonitor": "monitoring.coreos.com is the Prometheus Operator's CRD, not shipped here",
-    "PodMonitor": "monitoring.coreos.com is the Prometheus Operator's CRD, not shipped here",
-}
 
 
 def of_kind(objects: list[Obj], kind: str) -> list[Obj]:
@@ -47,17 +39,13 @@ def one(objects: list[Obj], kind: str, name_part: str = "") -> Obj:
 
 
 def validate_all(objects: list[Obj]) -> set[str]:
-    """Validate every object; return the kinds skipped because no schema of ours covers them."""
+    """Validate every object; return the kinds skipped because no schema here covers them."""
     skipped = set()
     for obj in objects:
-        if obj["kind"] == "JobQueue":
-            validate_jobqueue(obj)
-            parse_spec(obj["spec"])
-        elif obj["kind"] in NOT_OURS:
-            log.warning("not validated: %s (%s)", name_of(obj), NOT_OURS[obj["kind"]])
+        if not validate_object(obj):
             skipped.add(obj["kind"])
-        else:
-            validate_k8s(obj)
+        if obj["kind"] == "JobQueue":
+            parse_spec(obj["spec"])
     return skipped
 
 
@@ -79,8 +67,11 @@ def test_all_on_render_validates(all_on_objects: list[Obj]) -> None:
     assert {"JobQueue", "ConfigMap", "Role", "RoleBinding", "Secret", "Service"} <= kinds
 
 
-def test_the_chart_ships_the_generated_crd() -> None:
-    assert crd_objects() == load_documents(CRD_FILE.read_text())
+def test_the_chart_ships_the_generated_crd_and_kopf_peering() -> None:
+    peering = load_documents((MANIFESTS / "peering" / "crds.yaml").read_text())
+    by_name = {crd["metadata"]["name"]: crd for crd in crd_objects()}
+    expected = load_documents(CRD_FILE.read_text()) + peering
+    assert by_name == {crd["metadata"]["name"]: crd for crd in expected}
     for crd in crd_objects():
         validate_k8s(crd)
 
@@ -112,11 +103,16 @@ def test_values_outside_the_schema_are_rejected(values: dict[str, Any]) -> None:
 
 
 def test_a_redis_url_from_an_existing_secret_creates_no_secret() -> None:
-    objects = render_chart({"redis": {"existingSecret": "my-redis", "existingSecretKey": "uri"}})
+    values = {"redis": {"existingSecret": "my-redis", "existingSecretKey": "uri"}}
+    objects = render_chart(
+        {**values, "producer": {"enabled": True, "auth": {"existingSecret": "t"}}}
+    )
     assert not of_kind(objects, "Secret")
-    env = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
-    redis = next(var for var in env if var["name"] == "REDIS_URL")
-    assert redis["valueFrom"]["secretKeyRef"] == {"name": "my-redis", "key": "uri"}
+    pods = [one(objects, "Pod")["spec"], one(objects, "Deployment", "producer")["spec"]["template"]]
+    for pod in pods:
+        env = pod.get("spec", pod)["containers"][0]["env"]
+        redis = next(var for var in env if var["name"] == "REDIS_URL")
+        assert redis["valueFrom"]["secretKeyRef"] == {"name": "my-redis", "key": "uri"}
 
 
 def test_the_redis_url_never_appears_in_a_pod_spec(all_on_objects: list[Obj]) -> None:
@@ -167,10 +163,20 @@ def test_watching_namespaces_grants_roles_there_and_nothing_namespaced_cluster_w
     assert sorted(b["metadata"]["namespace"] for b in bindings) == sorted(watched)
     (cluster_role,) = of_kind(all_on_objects, "ClusterRole")
     assert [rule["resources"] for rule in cluster_role["rules"]] == [["customresourcedefinitions"]]
-    args = one(all_on_objects, "Deployment", "operator")["spec"]["template"]["spec"]
-    assert [a for a in args["containers"][0]["args"] if a.startswith("--namespace")] == [
-        f"--namespace={ns}" for ns in watched
-    ]
+    peerings = of_kind(all_on_objects, "KopfPeering")
+    assert sorted(p["metadata"]["namespace"] for p in peerings) == sorted(watched)
+    assert not of_kind(all_on_objects, "ClusterKopfPeering")
+    pod = one(all_on_objects, "Deployment", "operator")["spec"]["template"]["spec"]
+    env = {var["name"]: var.get("value") for var in pod["containers"][0]["env"]}
+    assert env["JOBQUEUE_OPERATOR_NAMESPACES"] == ",".join(watched)
+
+
+def test_cluster_wide_by_default_with_one_cluster_peering(default_objects: list[Obj]) -> None:
+    (peering,) = of_kind(default_objects, "ClusterKopfPeering")
+    pod = one(default_objects, "Deployment", "operator")["spec"]["template"]["spec"]
+    env = {var["name"]: var.get("value") for var in pod["containers"][0]["env"]}
+    assert env["JOBQUEUE_OPERATOR_NAMESPACES"] == ""
+    assert env["JOBQUEUE_OPERATOR_PEERING"] == peering["metadata"]["name"]
 
 
 def test_dashboards_configmap_carries_every_dashboard_for_the_grafana_sidecar(

@@ -22,19 +22,19 @@ from k8s.objects import (
     render_chart,
     validate_jobqueue,
     validate_k8s,
+    validate_object,
 )
 
 from jobqueue.operator.spec import parse_spec
 
 SAMPLE = MANIFESTS / "samples" / "jobqueue.yaml"
-CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
-
-
-def _validate(obj: Obj) -> None:
-    if obj["kind"] == "JobQueue":
-        validate_jobqueue(obj)
-    else:
-        validate_k8s(obj)
+CLUSTER_SCOPED = {
+    "Namespace",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "CustomResourceDefinition",
+    "ClusterKopfPeering",
+}
 
 
 @pytest.mark.parametrize("path", manifest_files(), ids=lambda p: str(p.relative_to(MANIFESTS)))
@@ -44,7 +44,7 @@ def test_every_manifest_validates_against_the_kubernetes_schemas(path: Path) -> 
     assert documents, f"{path} holds no object"
     for obj in documents:
         # then it matches the current release's schema (or, a JobQueue, the CRD's)
-        _validate(obj)
+        assert validate_object(obj), f"{name_of(obj)} has no schema to check it"
 
 
 def test_strict_validation_rejects_a_misspelt_field() -> None:

@@ -6,17 +6,32 @@ import copy
 
 import pytest
 from k8s.objects import (
+    MANIFESTS,
     Obj,
     all_on_values,
     kustomize_build,
     kustomize_dirs,
+    load_documents,
     pod_templates,
     render_chart,
+    validate_k8s,
 )
 from k8s.pod_security import house_violations, restricted_violations
 
-# Only the operator talks to the Kubernetes API; every other pod leaves the token out.
-API_CLIENTS = ("operator",)
+from jobqueue.operator.deployment import build_deployment
+from jobqueue.operator.spec import parse_spec
+
+
+def worker_deployment() -> Obj:
+    """The worker Deployment the operator creates for the sample JobQueue."""
+    sample = load_documents((MANIFESTS / "samples" / "jobqueue.yaml").read_text())[0]
+    spec = parse_spec(sample["spec"])
+    return build_deployment("demo", "jobqueue", "0000-uid", spec, replicas=2)
+
+
+def is_api_client(name: str) -> bool:
+    """Only the operator talks to the Kubernetes API; every other pod leaves the token out."""
+    return name.endswith("-operator")
 
 
 def _shipped_pods() -> list[tuple[str, Obj]]:
@@ -35,6 +50,7 @@ def _shipped_pods() -> list[tuple[str, Obj]]:
         pods.extend(
             (f"chart {label}: {name}", spec) for name, spec in pod_templates(render_chart(values))
         )
+    pods.extend((f"built by the operator: {n}", s) for n, s in pod_templates([worker_deployment()]))
     return pods
 
 
@@ -43,7 +59,7 @@ SHIPPED_PODS = _shipped_pods()
 
 def test_every_component_has_a_pod_under_check() -> None:
     names = " ".join(name for name, _ in SHIPPED_PODS)
-    for component in ("operator", "producer", "test", "redis"):
+    for component in ("jobqueue-operator", "producer", "test", "redis", "demo-worker"):
         assert component in names
 
 
@@ -54,8 +70,7 @@ def test_pod_meets_the_restricted_profile(name: str, pod: Obj) -> None:
 
 @pytest.mark.parametrize(("name", "pod"), SHIPPED_PODS, ids=[name for name, _ in SHIPPED_PODS])
 def test_pod_meets_the_house_rules(name: str, pod: Obj) -> None:
-    api_client = any(component in name for component in API_CLIENTS)
-    assert house_violations(pod, mounts_api_token=api_client) == []
+    assert house_violations(pod, mounts_api_token=is_api_client(name)) == []
 
 
 SECURE_POD: Obj = {
@@ -149,3 +164,34 @@ def test_the_house_check_catches_writable_roots_missing_limits_probes_and_tokens
     del pod["automountServiceAccountToken"]
     assert len(house_violations(pod, mounts_api_token=False)) == 4
     assert len(house_violations(pod, mounts_api_token=True)) == 3
+
+
+def test_the_worker_deployment_validates_and_mounts_no_token() -> None:
+    deployment = worker_deployment()
+    validate_k8s(deployment)
+    assert deployment["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+
+
+@pytest.mark.parametrize("values", [None, "all-on"], ids=["default", "all-on"])
+def test_worker_network_policy_and_pod_monitor_select_the_worker_pods(values: str | None) -> None:
+    pod_labels = worker_deployment()["spec"]["template"]["metadata"]["labels"]
+    ports = {p["containerPort"] for p in worker_deployment_container()["ports"]}
+    objects = render_chart(all_on_values() if values else None)
+    objects += kustomize_build(MANIFESTS / "operator")
+    selectors = [
+        (obj["spec"]["podSelector"]["matchLabels"], obj["spec"]["ingress"][0]["ports"])
+        for obj in objects
+        if obj["kind"] == "NetworkPolicy" and obj["metadata"]["name"].endswith("worker")
+    ]
+    assert len(selectors) == 2  # the chart's and the kustomize base's
+    for match, ingress in selectors:
+        assert match.items() <= pod_labels.items()
+        assert {rule["port"] for rule in ingress} == ports
+    for monitor in [obj for obj in objects if obj["kind"] == "PodMonitor"]:
+        assert monitor["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+        assert {e["portNumber"] for e in monitor["spec"]["podMetricsEndpoints"]} == ports
+
+
+def worker_deployment_container() -> Obj:
+    container: Obj = worker_deployment()["spec"]["template"]["spec"]["containers"][0]
+    return container

@@ -64,6 +64,11 @@ app.kubernetes.io/component: worker
 {{- end }}
 {{- end }}
 
+{{/* The Kopf peering object the operator replicas share. */}}
+{{- define "jobqueue.peeringName" -}}
+{{- include "jobqueue.componentName" (dict "root" . "component" "operator") }}
+{{- end }}
+
 {{- define "jobqueue.operatorServiceAccount" -}}
 {{- include "jobqueue.componentName" (dict "root" . "component" "operator") }}
 {{- end }}
