@@ -1,0 +1,45 @@
+"""``jobqueue dev`` on bad input and on an unreachable Redis: clear words, no traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from click.testing import CliRunner
+from local.dev_process import DevProcess
+from support.redis_server import free_port
+
+from jobqueue.cli.main import cli
+
+
+def test_a_missing_queue_file_is_a_usage_error_naming_it(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["dev", "-f", str(tmp_path / "nope.yaml"), "--no-live"])
+
+    assert result.exit_code == 2
+    assert "cannot read" in result.output
+    assert "nope.yaml" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_an_invalid_queue_file_names_the_bad_field(tmp_path: Path) -> None:
+    path = tmp_path / "q.yaml"
+    path.write_text(
+        "apiVersion: jobqueue.dev/v1alpha1\nkind: JobQueue\nmetadata: {name: q}\n"
+        "spec:\n  worker: {image: x, app: 'not an app ref'}\n"
+    )
+
+    result = CliRunner().invoke(cli, ["dev", "-f", str(path), "--no-live"])
+
+    assert result.exit_code == 2
+    assert "spec.worker.app" in result.output
+
+
+def test_an_unreachable_redis_is_reported_each_poll_and_nothing_is_started(start_dev) -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"  # nobody listens there
+
+    dev: DevProcess = start_dev("--port", "0", "--duration-s", "1.5", redis_url=url)
+
+    assert dev.wait_exit() == 0, dev.output
+    assert "error=" in dev.output
+    assert "Connection refused" in dev.output or "Error" in dev.output
+    assert dev.worker_pids() == {}
+    assert "Traceback" not in dev.output
