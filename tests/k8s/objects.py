@@ -88,13 +88,15 @@ def all_on_values() -> Obj:
     return values
 
 
-def render_chart(values: Obj | None = None, *, namespace: str = NAMESPACE) -> list[Obj]:
+def render_chart(
+    values: Obj | None = None, *, namespace: str = NAMESPACE, release: str = RELEASE
+) -> list[Obj]:
     """The objects charts/jobqueue renders for an install with ``values``.
 
     Schema validation runs first, as ``helm install`` does; NOTES.txt is left out.
     """
     chart().validate_schema(values or {})
-    rendered = chart().render(values or {}, name=RELEASE, namespace=namespace, is_install=True)
+    rendered = chart().render(values or {}, name=release, namespace=namespace, is_install=True)
     objects: list[Obj] = []
     for template, text in sorted(rendered.items()):
         if template.endswith("NOTES.txt"):

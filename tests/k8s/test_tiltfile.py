@@ -1,0 +1,130 @@
+"""The Tiltfile, evaluated without Tilt (not installed here): Tilt's builtins are replaced by
+recorders, then what it would build, deploy and sync is checked against the repository.
+
+Starlark is a subset of Python, so the Tiltfile runs as Python; the recorders capture the
+arguments of each Tilt call, and the chart is rendered with real Helm from the same
+``--set`` values `helm()` would pass.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import helm_python as helm
+import pytest
+from k8s.objects import ROOT, Obj, crd_objects, kustomize_build, render_chart, validate_object
+from k8s.pod_security import restricted_violations
+
+TILT_CONSTANTS = ("TRIGGER_MODE_MANUAL", "TRIGGER_MODE_AUTO")
+
+
+class TiltCalls:
+    """Every call the Tiltfile makes, by builtin name, as (args, kwargs)."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, list[tuple[tuple[Any, ...], dict[str, Any]]]] = defaultdict(list)
+
+    def recorder(self, name: str, returns: Any = None) -> Any:
+        def record(*args: Any, **kwargs: Any) -> Any:
+            self.calls[name].append((args, kwargs))
+            return returns if returns is not None else (name, args, kwargs)
+
+        return record
+
+
+def evaluate_tiltfile() -> TiltCalls:
+    tilt = TiltCalls()
+    names = [
+        "load",
+        "allow_k8s_contexts",
+        "docker_build",
+        "docker_build_with_restart",
+        "k8s_kind",
+        "k8s_yaml",
+        "k8s_resource",
+        "kustomize",
+        "helm",
+        "local_resource",
+        "sync",
+        "run",
+        "fall_back_on",
+    ]
+    namespace: dict[str, Any] = {name: tilt.recorder(name) for name in names}
+    namespace.update({name: name for name in TILT_CONSTANTS})
+    exec(compile((ROOT / "Tiltfile").read_text(), "Tiltfile", "exec"), namespace)
+    return tilt
+
+
+TILT = evaluate_tiltfile()
+
+
+def _helm_call() -> tuple[tuple[Any, ...], dict[str, Any]]:
+    ((args, kwargs),) = TILT.calls["helm"]
+    return args, kwargs
+
+
+def tilt_chart_values() -> dict[str, Any]:
+    """The values `helm(..., set=[...])` passes, parsed by Helm's own --set parser."""
+    _, kwargs = _helm_call()
+    return helm.parse_set_string(",".join(kwargs["set"]))
+
+
+def tilt_objects() -> list[Obj]:
+    args, kwargs = _helm_call()
+    assert (ROOT / args[0]).resolve() == (ROOT / "charts" / "jobqueue").resolve()
+    return render_chart(tilt_chart_values(), namespace=kwargs["namespace"], release=kwargs["name"])
+
+
+def test_the_tilt_values_pass_the_chart_schema_and_render_valid_objects() -> None:
+    for obj in tilt_objects():
+        validate_object(obj)
+
+
+def test_the_dev_redis_comes_from_the_kustomize_dev_directory() -> None:
+    ((args, _),) = TILT.calls["kustomize"]
+    assert kustomize_build(ROOT / args[0])
+
+
+def test_live_update_syncs_existing_source_folders_into_the_installed_package() -> None:
+    ((args, kwargs),) = TILT.calls["docker_build_with_restart"]
+    assert args[0] == tilt_chart_values()["image"]["repository"]
+    assert kwargs["entrypoint"] == ["jobqueue"]
+    syncs = TILT.calls["sync"]
+    assert len(syncs) == 6
+    for (local, remote), _ in syncs:
+        assert (ROOT / local / "__init__.py").is_file(), local
+        assert remote.startswith("/opt/venv/lib/python3.11/site-packages/jobqueue/")
+        assert remote.rsplit("/", 1)[1] == local.rsplit("/", 1)[1]
+
+
+def test_the_workers_get_their_own_image_through_the_jobqueue() -> None:
+    ((args, _),) = TILT.calls["docker_build"]
+    (queue,) = tilt_chart_values()["jobQueues"]
+    assert queue["spec"]["worker"]["image"] == args[0]
+    ((kind_args, kind_kwargs),) = TILT.calls["k8s_kind"]
+    assert kind_args == ("JobQueue",)
+    assert kind_kwargs["image_json_path"] == "{.spec.worker.image}"
+
+
+def test_live_update_keeps_every_pod_restricted() -> None:
+    for obj in tilt_objects():
+        if obj["kind"] == "Deployment":
+            assert restricted_violations(obj["spec"]["template"]["spec"]) == []
+
+
+@pytest.mark.parametrize("call", TILT.calls["k8s_resource"], ids=lambda c: str(c[0] or c[1]))
+def test_every_object_a_tilt_resource_names_exists(call: Any) -> None:
+    args, kwargs = call
+    deployed = tilt_objects() + kustomize_build(ROOT / "manifests" / "dev")
+    known = {f"{o['metadata']['name']}:{o['kind'].lower()}" for o in deployed}
+    known |= {f"{crd['metadata']['name']}:customresourcedefinition" for crd in crd_objects()}
+    workloads = {o["metadata"]["name"] for o in deployed if o["kind"] in ("Deployment", "JobQueue")}
+    if args:
+        assert args[0] in workloads
+    for selector in kwargs.get("objects", []):
+        assert selector in known, selector
+    for port in kwargs.get("port_forwards", []):
+        local, remote = port.split(":")
+        assert int(local) > 1024
+        assert int(remote) > 0
