@@ -54,12 +54,17 @@ class ReadLoop:
         self.outages = 0
         """Failed Redis calls since the last good read."""
         self.last_read_at = time.monotonic()
+        self.drained = asyncio.Event()
+        """Set once this consumer's own pending entries were re-delivered after start;
+        reclaiming waits for it, so an entry is not claimed and drained at once (each
+        counts a delivery)."""
 
     async def run(self) -> None:
         while not self.stopping.is_set():
             try:
                 await ensure_group(self.redis, self.settings.queue.keys)
                 await self.reader.drain_own(self._room)
+                self.drained.set()
                 await self._read_until_stopped()
             except TRANSIENT_ERRORS as exc:
                 self.outages += 1

@@ -145,6 +145,8 @@ class Worker:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _reclaim(self) -> None:
+        if not self.read_loop.drained.is_set():
+            return
         await self.reclaimer.sweep()
         idle_ms = int(max(10 * self.settings.visibility_timeout_s, 300) * 1000)
         await self.reclaimer.prune_consumers(idle_ms)
