@@ -166,7 +166,7 @@ def test_entries_from_plain_redis_cli_xadd_are_consumed(
     port = str(redis_server.port)
     # given entries written the way a shell script or another language would
     minimal = ["type", "record", "payload", '{"into":"done"}']
-    full = minimal + ["id", "01J0000000000000000000CLI1", "priority", "3", "attempts", "0"]
+    full = [*minimal, "id", "01J0000000000000000000CLI1", "priority", "3", "attempts", "0"]
     full += ["enqueued_at", "2026-01-01T00:00:00Z", "trace_id", "xyz"]
     for fields in (minimal, full):
         subprocess.run([cli, "-p", port, "XADD", STREAM, "*", *fields], check=True)
