@@ -34,12 +34,13 @@ def test_an_invalid_queue_file_names_the_bad_field(tmp_path: Path) -> None:
 
 
 def test_an_unreachable_redis_is_reported_each_poll_and_nothing_is_started(start_dev) -> None:
-    url = f"redis://127.0.0.1:{free_port()}/0"  # nobody listens there
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"  # nobody listens there
 
     dev: DevProcess = start_dev("--port", "0", "--duration-s", "1.5", redis_url=url)
 
     assert dev.wait_exit() == 0, dev.output
     assert "error=" in dev.output
-    assert "Connection refused" in dev.output or "Error" in dev.output
+    assert f"connecting to 127.0.0.1:{port}" in dev.output
     assert dev.worker_pids() == {}
     assert "Traceback" not in dev.output

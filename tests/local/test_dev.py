@@ -80,6 +80,9 @@ def test_a_burst_starts_workers_every_job_completes_and_workers_stop_when_idle(
     assert set(runs) == set(recorded)
     assert sync_redis.xlen(KEYS.dead) == 0
     assert "queue idle at its minimum replicas" in dev.output
+    # The outcome counts shown come from the workers' /metrics, read over HTTP.
+    last_poll = [line for line in dev.lines if line.startswith("t=")][-1]
+    assert "succeeded=70" in last_poll, dev.output
     assert dev.worker_pids(), dev.output
     assert not any(pid_alive(pid) for pid in dev.child_pids())
 

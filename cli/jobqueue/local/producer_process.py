@@ -25,7 +25,6 @@ class ProducerProcess:
         self,
         command: list[str],
         queue: LocalQueue,
-        redis_url: str,
         *,
         host: str,
         port: int,
@@ -36,7 +35,6 @@ class ProducerProcess:
         spec = queue.spec
         self._argv = [
             *command, "producer",
-            "--redis-url", redis_url,
             "--stream", spec.stream,
             "--dead-stream", spec.dead_letter_stream,
             "--host", host,

@@ -52,16 +52,17 @@ class LocalQueue:
         """Seconds a stopping worker gets to finish its in-flight jobs."""
         return float(self.spec.grace_period_s)
 
-    def worker_argv(
-        self, command: list[str], redis_url: str, consumer: str, http_port: int
-    ) -> list[str]:
-        """The full argv of one worker process (``command`` runs ``jobqueue``)."""
+    def worker_argv(self, command: list[str], consumer: str, http_port: int) -> list[str]:
+        """The full argv of one worker process (``command`` runs ``jobqueue``).
+
+        The Redis URL is not in it: it goes in ``REDIS_URL``, so a password never shows
+        in the process list.
+        """
         spec = self.spec
         return [
             *command,
             "worker",
             spec.worker.app,
-            "--redis-url", redis_url,
             "--stream", spec.stream,
             "--group", spec.group,
             "--dead-stream", spec.dead_letter_stream,

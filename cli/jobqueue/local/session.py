@@ -107,24 +107,25 @@ class DevSession:
         self._autoscaler = Autoscaler(queue.spec)
         self._tally = OutcomeTally()
         command = jobqueue_command()
+        # The URL goes by environment, never argv: `ps` must not show a password.
+        child_env = {**CHILD_ENV, "REDIS_URL": redis_url}
         self.pool = WorkerPool(
-            lambda name, port: queue.worker_argv(command, redis_url, name, port),
+            lambda name, port: queue.worker_argv(command, name, port),
             self.log_dir,
             name_prefix=queue.name,
             grace_period_s=queue.grace_period_s,
             on_event=events,
             with_http=settings.worker_metrics,
-            env={**CHILD_ENV, **queue.worker_env()},
+            env={**child_env, **queue.worker_env()},
         )
         self.producer = ProducerProcess(
             command,
             queue,
-            redis_url,
             host=settings.producer_host,
             port=settings.producer_port,
             log_dir=self.log_dir,
             on_event=events,
-            env={**CHILD_ENV, **producer_env},
+            env={**child_env, **producer_env},
         )
 
     async def run(self) -> None:
