@@ -60,7 +60,11 @@ class KubeApi:
 
     def _make_session(self) -> aiohttp.ClientSession:
         info = self._info
-        headers = {"Accept": "application/json", **info.as_http_headers()}
+        headers = {
+            "Accept": "application/json",
+            "User-Agent": FIELD_MANAGER,
+            **info.as_http_headers(),
+        }
         tls = info.as_ssl_context() if info.server.startswith("https") else False
         connector = aiohttp.TCPConnector(ssl=tls, limit=8)
         return aiohttp.ClientSession(

@@ -147,7 +147,7 @@ def load_replicas(sample: Sample, settings: PolicySettings) -> tuple[int, str]:
         demands.append((wanted, f"backlog {backlog} at {settings.lag_per_replica}/replica"))
     wanted, why = max(demands, key=lambda d: d[0]) if demands else (0, "no target")
     if wanted == 0 and not is_idle(sample):
-        return 1, f"{why}; work present keeps one replica"
+        return 1, f"{why}; jobs waiting, running, delayed or arriving keep one replica"
     return wanted, why
 
 

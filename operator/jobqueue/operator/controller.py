@@ -1,0 +1,196 @@
+"""The Kopf handlers of the JobQueue resource, registered on a registry of our own.
+
+Nothing registers at import time: `build_registry` creates a fresh `kopf.OperatorRegistry`
+with handlers that close over one `OperatorContext`, so tests (and two operators in one
+process) never share state.
+
+- login: Kopf's credentials (service account, else kubeconfig; or a given server) are
+  also handed to our `KubeApi`, so both talk to the same cluster as the same user;
+- create / update / resume: the worker Deployment and the consumer group match the spec;
+- daemon: one `QueueScaler` loop per JobQueue, stopped when the JobQueue goes;
+- delete: the Deployment goes (the owner reference would do it too, but not on clusters
+  without the garbage collector, and not before the finalizer is released); with
+  ``retentionPolicy: Delete`` the queue's Redis keys go too, else the streams stay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import kopf
+from redis.exceptions import RedisError
+
+from jobqueue.core.connection import async_redis
+from jobqueue.core.errors import ConfigError
+from jobqueue.operator.deployment import deployment_name
+from jobqueue.operator.kube import KubeApi, KubeApiError
+from jobqueue.operator.reconcile import (
+    delete_queue_keys,
+    ensure_deployment,
+    ensure_group,
+    queue_keys,
+    resolve_redis_url,
+)
+from jobqueue.operator.scaler import OperatorContext, QueueScaler
+from jobqueue.operator.spec import GROUP, PLURAL, VERSION, JobQueueSpec, parse_spec
+
+log = logging.getLogger(__name__)
+RESOURCE = (GROUP, VERSION, PLURAL)
+FINALIZER = f"{GROUP}/finalizer"
+DELETE_RETRIES = 3
+"""Attempts at deleting a queue's Redis keys before the JobQueue is let go anyway."""
+
+
+def kopf_settings(ctx: OperatorContext) -> kopf.OperatorSettings:
+    """Kopf's own settings for this operator."""
+    settings = kopf.OperatorSettings()
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
+    settings.peering.name = ctx.settings.peering
+    # With peering, replicas wait for the peering CRD instead of all acting at once.
+    settings.peering.mandatory = not ctx.settings.standalone
+    settings.peering.standalone = ctx.settings.standalone
+    settings.peering.priority = ctx.settings.priority
+    settings.posting.level = logging.INFO
+    settings.watching.server_timeout = 300
+    return settings
+
+
+def build_registry(ctx: OperatorContext, server: str | None = None) -> kopf.OperatorRegistry:
+    """A registry with the JobQueue handlers; ``server`` overrides the login (tests)."""
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        if server is not None:
+            info: kopf.ConnectionInfo | None = kopf.ConnectionInfo(server=server, insecure=True)
+        else:
+            info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+        if info is not None:
+            ctx.api = KubeApi(info)
+        return info
+
+    @kopf.on.resume(*RESOURCE, registry=registry)
+    @kopf.on.create(*RESOURCE, registry=registry)
+    @kopf.on.update(*RESOURCE, field="spec", registry=registry)
+    async def reconcile(
+        body: kopf.Body, name: str, namespace: str | None, uid: str, **_: Any
+    ) -> None:
+        spec = _valid_spec(body)
+        await ensure_deployment(ctx.require_api(), name, _ns(namespace), uid, spec)
+        await _ensure_group(ctx, body, _ns(namespace), spec)
+
+    @kopf.daemon(*RESOURCE, registry=registry, cancellation_timeout=10.0)
+    async def scale(
+        body: kopf.Body,
+        name: str,
+        namespace: str | None,
+        uid: str,
+        stopped: kopf.DaemonStopped,
+        **_: Any,
+    ) -> None:
+        scaler = QueueScaler(ctx, _ns(namespace), name, uid)
+        try:
+            while not stopped:
+                try:
+                    interval_s = await scaler.tick(body)
+                except (KubeApiError, kopf.TemporaryError, OSError) as exc:
+                    log.warning("%s/%s: poll failed: %s", namespace, name, exc)
+                    interval_s = 1.0
+                await stopped.wait(interval_s)
+        finally:
+            await scaler.close()
+
+    @kopf.on.delete(*RESOURCE, registry=registry)
+    async def delete(
+        body: kopf.Body, name: str, namespace: str | None, retry: int, **_: Any
+    ) -> None:
+        api = ctx.require_api()
+        await api.delete_deployment(_ns(namespace), deployment_name(name))
+        try:
+            spec = parse_spec(body.get("spec") or {})
+        except ConfigError:
+            return  # an invalid spec never got a queue of ours: nothing else to remove
+        if spec.retention_policy == "Delete":
+            await _delete_keys(api, body, _ns(namespace), spec, retry)
+
+    return registry
+
+
+def _ns(namespace: str | None) -> str:
+    if namespace is None:  # JobQueue is a namespaced resource: never happens
+        raise kopf.PermanentError("JobQueue without a namespace")
+    return namespace
+
+
+def _valid_spec(body: kopf.Body) -> JobQueueSpec:
+    try:
+        return parse_spec(body.get("spec") or {})
+    except ConfigError as exc:
+        # The scaling loop reports it as a condition; Kopf posts this as an Event.
+        raise kopf.PermanentError(str(exc)) from None
+
+
+async def _ensure_group(
+    ctx: OperatorContext, body: kopf.Body, namespace: str, spec: JobQueueSpec
+) -> None:
+    try:
+        url = await resolve_redis_url(ctx.require_api(), namespace, spec)
+    except ConfigError as exc:
+        raise kopf.PermanentError(str(exc)) from None
+    redis = async_redis(url, socket_timeout_s=5.0)
+    try:
+        if await ensure_group(redis, queue_keys(spec)):
+            kopf.info(body, reason="GroupCreated", message=f"{spec.group} on {spec.stream}")
+    except (RedisError, OSError) as exc:
+        # The Deployment exists already; the scaling loop reports Redis and retries.
+        raise kopf.TemporaryError(f"Redis unreachable: {exc!r}", delay=5) from None
+    finally:
+        await redis.aclose()
+
+
+async def _delete_keys(
+    api: KubeApi, body: kopf.Body, namespace: str, spec: JobQueueSpec, retry: int
+) -> None:
+    try:
+        url = await resolve_redis_url(api, namespace, spec)
+        redis = async_redis(url, socket_timeout_s=5.0)
+        try:
+            removed = await delete_queue_keys(redis, queue_keys(spec))
+        finally:
+            await redis.aclose()
+    except (ConfigError, RedisError, OSError) as exc:
+        if retry + 1 >= DELETE_RETRIES:
+            kopf.warn(body, reason="KeysKept", message=f"could not delete the queue keys: {exc!r}")
+            return
+        raise kopf.TemporaryError(f"deleting the queue keys: {exc!r}", delay=2) from None
+    kopf.info(body, reason="KeysDeleted", message=f"{removed} keys of {spec.stream} deleted")
+
+
+async def run_operator(
+    ctx: OperatorContext,
+    *,
+    server: str | None = None,
+    stop_flag: asyncio.Event | None = None,
+    ready_flag: asyncio.Event | None = None,
+) -> None:
+    """Run the operator until ``stop_flag`` is set (or the process is signalled)."""
+    namespaces = ctx.settings.namespaces
+    try:
+        await kopf.operator(
+            registry=build_registry(ctx, server),
+            settings=kopf_settings(ctx),
+            clusterwide=not namespaces,
+            namespaces=namespaces,
+            standalone=ctx.settings.standalone,
+            priority=ctx.settings.priority,
+            stop_flag=stop_flag,
+            ready_flag=ready_flag,
+        )
+    finally:
+        # After Kopf returned: every daemon, and so every API call, has finished.
+        if ctx.api is not None:
+            await ctx.api.close()

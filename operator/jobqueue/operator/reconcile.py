@@ -1,0 +1,96 @@
+"""What a JobQueue owns, made to match its spec: the worker Deployment, the consumer group,
+and on delete (with ``retentionPolicy: Delete``) the queue's Redis keys.
+
+These steps are idempotent; Kopf's create/update/resume handlers and the scaling loop
+(when the Deployment vanished) call them.
+"""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from jobqueue.core.errors import ConfigError
+from jobqueue.core.keys import QueueKeys
+from jobqueue.operator.deployment import build_deployment, deployment_name
+from jobqueue.operator.kube import KubeApi
+from jobqueue.operator.spec import JobQueueSpec
+
+DELETE_BATCH = 500
+"""Keys unlinked per command when a queue's keys are deleted."""
+
+
+def queue_keys(spec: JobQueueSpec) -> QueueKeys:
+    return QueueKeys(stream=spec.stream, group=spec.group, dead=spec.dead_letter_stream)
+
+
+async def resolve_redis_url(api: KubeApi, namespace: str, spec: JobQueueSpec) -> str:
+    """The Redis URL of the spec, read from its Secret when it names one."""
+    ref = spec.redis.secret_ref
+    if ref is None:
+        if spec.redis.url is None:
+            raise ConfigError("spec.redis needs url or secretRef")
+        return spec.redis.url
+    url = await api.secret_value(namespace, ref.name, ref.key)
+    if url is None:
+        raise ConfigError(f"secret {ref.name!r} has no key {ref.key!r}")
+    url = url.strip()
+    if not url.startswith(("redis://", "rediss://")):
+        raise ConfigError(f"secret {ref.name!r} key {ref.key!r} is not a redis:// URL")
+    if spec.redis.tls and not url.startswith("rediss://"):
+        raise ConfigError(f"redis.tls is true but secret {ref.name!r} holds a redis:// URL")
+    return url
+
+
+async def ensure_group(redis: Redis, keys: QueueKeys) -> bool:
+    """Create the consumer group at the stream's start (jobs already queued are served);
+    False when it existed."""
+    try:
+        await redis.xgroup_create(keys.stream, keys.group, id="0", mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" in str(exc):
+            return False
+        raise
+    return True
+
+
+async def ensure_deployment(
+    api: KubeApi, name: str, namespace: str, uid: str, spec: JobQueueSpec
+) -> int:
+    """Create the worker Deployment or bring its template in line; its replicas now.
+
+    A new Deployment starts at ``minReplicas``; an existing one keeps its replicas (the
+    scaling loop owns them), so a spec change rolls pods out without resizing.
+    """
+    existing = await api.get_deployment(namespace, deployment_name(name))
+    if existing is None:
+        replicas = spec.scaling.min_replicas
+        await api.create_deployment(
+            namespace, build_deployment(name, namespace, uid, spec, replicas)
+        )
+        return replicas
+    replicas = int(existing.get("spec", {}).get("replicas", spec.scaling.min_replicas))
+    bounded = min(max(replicas, spec.scaling.min_replicas), spec.scaling.max_replicas)
+    await api.apply_deployment(namespace, build_deployment(name, namespace, uid, spec, bounded))
+    return bounded
+
+
+async def delete_queue_keys(redis: Redis, keys: QueueKeys) -> int:
+    """Delete every key of the queue (streams, delayed jobs, status records, idempotency
+    keys); the number of keys removed."""
+    removed = int(await redis.unlink(keys.stream, keys.dead, keys.delayed, keys.delayed_jobs))
+    for prefix in (keys.status_prefix, keys.idempotency("")):
+        batch: list[str] = []
+        async for key in redis.scan_iter(match=_glob_escape(prefix) + "*", count=DELETE_BATCH):
+            batch.append(key)
+            if len(batch) >= DELETE_BATCH:
+                removed += int(await redis.unlink(*batch))
+                batch = []
+        if batch:
+            removed += int(await redis.unlink(*batch))
+    return removed
+
+
+def _glob_escape(text: str) -> str:
+    # Stream names may hold glob characters; match them literally.
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)

@@ -1,0 +1,243 @@
+"""The scaling loop of one JobQueue: sample Redis, ask the policy, act, report.
+
+One `QueueScaler` lives in the Kopf daemon of each JobQueue. Every poll interval
+`QueueScaler.tick` reads top to bottom:
+
+1. parse the live spec (invalid: condition + Event, try again next poll);
+2. sample Redis (unreachable: condition + Event, keep the replicas as they are);
+3. know the Deployment's replicas (re-read now and then; recreate it if it vanished);
+4. measure rates, call `jobqueue.operator.policy.decide`;
+5. patch ``spec.replicas`` only when the decision changes them, with an Event;
+6. metrics every poll, status when `StatusBook` says it is worth a write;
+7. now and then, remove the consumers of pods that no longer exist.
+
+Errors of one JobQueue stay in its own loop: the others keep being served.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import kopf
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from jobqueue.core.backlog import QueueSample, sample_queue
+from jobqueue.core.connection import async_redis
+from jobqueue.core.errors import ConfigError
+from jobqueue.operator.consumers import reap_dead_consumers
+from jobqueue.operator.deployment import deployment_name, selector_labels
+from jobqueue.operator.kube import KubeApi, KubeApiError
+from jobqueue.operator.metrics import OperatorMetrics
+from jobqueue.operator.policy import Decision, PolicySettings, PolicyState, Sample, decide
+from jobqueue.operator.rates import RateWindow
+from jobqueue.operator.reconcile import (
+    ensure_deployment,
+    ensure_group,
+    queue_keys,
+    resolve_redis_url,
+)
+from jobqueue.operator.settings import OperatorSettings
+from jobqueue.operator.spec import JobQueueSpec, parse_spec
+from jobqueue.operator.status import StatusBook, utc_now
+
+log = logging.getLogger(__name__)
+DEFAULT_POLL_S = 1.0
+REDIS_ERRORS = (RedisError, OSError)
+
+
+@dataclass
+class OperatorContext:
+    """What every JobQueue's loop shares: settings, metrics, the API client, the clock."""
+
+    settings: OperatorSettings
+    metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
+    api: KubeApi | None = None
+    clock: Callable[[], float] = time.monotonic
+    polls: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """Polls done per ``(namespace, name)`` (for tests and benchmarks)."""
+
+    def require_api(self) -> KubeApi:
+        if self.api is None:
+            raise kopf.TemporaryError("not logged in to the Kubernetes API yet", delay=1)
+        return self.api
+
+
+class QueueScaler:
+    """Scales the worker Deployment of one JobQueue (see the module doc)."""
+
+    def __init__(self, ctx: OperatorContext, namespace: str, name: str, uid: str) -> None:
+        self.ctx, self.namespace, self.name, self.uid = ctx, namespace, name, uid
+        self.book = StatusBook()
+        self.rates = RateWindow()
+        self.state = PolicyState()
+        self.redis: Redis | None = None
+        self._redis_key: tuple[str, str] | None = None
+        self._replicas: int | None = None
+        self._replicas_read_s = float("-inf")
+        self._reaped_s = float("-inf")
+        self._last_error = ""
+
+    async def close(self) -> None:
+        if self.redis is not None:
+            await self.redis.aclose()
+            self.redis = None
+        self.ctx.metrics.forget(self.namespace, self.name)
+
+    async def tick(self, body: kopf.Body) -> float:
+        """One poll; the seconds to wait before the next."""
+        self.ctx.polls[(self.namespace, self.name)] += 1
+        generation = int(body.get("metadata", {}).get("generation") or 0)
+        try:
+            spec = parse_spec(body.get("spec") or {})
+        except ConfigError as exc:
+            await self._fail(body, generation, "Ready", "InvalidSpec", str(exc))
+            return DEFAULT_POLL_S
+        poll_s = spec.scaling.poll_interval_seconds
+        try:
+            redis = await self._redis_for(spec)
+            sample = await sample_queue(redis, queue_keys(spec))
+        except ConfigError as exc:
+            await self._fail(body, generation, "RedisReachable", "RedisConfig", str(exc))
+            return poll_s
+        except REDIS_ERRORS as exc:
+            await self._fail(body, generation, "RedisReachable", "RedisUnreachable", repr(exc))
+            return poll_s
+        await self._scale(body, generation, spec, sample)
+        return poll_s
+
+    async def _scale(
+        self, body: kopf.Body, generation: int, spec: JobQueueSpec, sample: QueueSample
+    ) -> None:
+        now = self.ctx.clock()
+        replicas = await self._current_replicas(spec, now)
+        if sample.lag_source == "no-group" and self.redis is not None:
+            await ensure_group(self.redis, queue_keys(spec))
+        rates = self.rates.observe(now, sample)
+        observed = Sample(
+            time_s=now,
+            lag=sample.lag,
+            pending=sample.pending,
+            replicas=replicas,
+            delayed=sample.delayed,
+            arrival_rate=rates.arrival,
+            completion_rate=rates.completion,
+        )
+        decision = decide(observed, PolicySettings.from_spec(spec), self.state)
+        self.state = decision.state
+        if decision.replicas != replicas:
+            await self._apply(body, decision)
+        self.ctx.metrics.observe(self.namespace, self.name, observed, sample.dead_letters, decision)
+        self._record(generation, sample, observed, decision)
+        await self._write_status(now)
+        if now - self._reaped_s >= self.ctx.settings.reap_interval_s:
+            self._reaped_s = now
+            await self._reap(body, spec)
+
+    async def _redis_for(self, spec: JobQueueSpec) -> Redis:
+        url = await resolve_redis_url(self.ctx.require_api(), self.namespace, spec)
+        key = (url, spec.stream)
+        if self.redis is None or key != self._redis_key:
+            if self.redis is not None:
+                await self.redis.aclose()
+            self.redis, self._redis_key = async_redis(url, socket_timeout_s=5.0), key
+        return self.redis
+
+    async def _current_replicas(self, spec: JobQueueSpec, now: float) -> int:
+        """The Deployment's replicas: what we last set, re-read every refresh interval."""
+        due = now - self._replicas_read_s >= self.ctx.settings.deployment_refresh_s
+        if self._replicas is None or due:
+            api = self.ctx.require_api()
+            found = await api.get_deployment(self.namespace, deployment_name(self.name))
+            if found is None:
+                log.warning(
+                    "%s/%s: worker Deployment missing, recreating", self.namespace, self.name
+                )
+                self._replicas = await ensure_deployment(
+                    api, self.name, self.namespace, self.uid, spec
+                )
+            else:
+                self._replicas = int(found.get("spec", {}).get("replicas") or 0)
+            self._replicas_read_s = now
+        return self._replicas
+
+    async def _apply(self, body: kopf.Body, decision: Decision) -> None:
+        api = self.ctx.require_api()
+        if not await api.scale_deployment(
+            self.namespace, deployment_name(self.name), decision.replicas
+        ):
+            self._replicas = None  # vanished: the next poll recreates it
+            return
+        self._replicas = decision.replicas
+        message = f"{decision.current} -> {decision.replicas}: {decision.reason}"
+        reason = "ScaledUp" if decision.direction == "up" else "ScaledDown"
+        kopf.info(body, reason=reason, message=message)
+        self.book.update(lastScaleTime=utc_now(), lastScaleReason=message)
+
+    def _record(
+        self, generation: int, sample: QueueSample, observed: Sample, decision: Decision
+    ) -> None:
+        book = self.book
+        book.update(
+            lag=sample.lag,
+            lagSource=sample.lag_source,
+            pending=sample.pending,
+            delayed=sample.delayed,
+            deadLetters=sample.dead_letters,
+            arrivalRate=round(observed.arrival_rate, 2),
+            completionRate=round(observed.completion_rate, 2),
+            replicas=decision.replicas,
+            desiredReplicas=decision.recommended,
+            deployment=deployment_name(self.name),
+            observedGeneration=generation,
+        )
+        book.set_condition("RedisReachable", True, "Sampled", "", generation)
+        book.set_condition(
+            "ScalingLimited",
+            decision.limited,
+            "AtMaxReplicas" if decision.limited else "WithinBounds",
+            decision.reason if decision.limited else "",
+            generation,
+        )
+        book.set_condition("Ready", True, "Scaling", "", generation)
+        self._last_error = ""
+
+    async def _fail(
+        self, body: kopf.Body, generation: int, kind: str, reason: str, message: str
+    ) -> None:
+        """Record an error as conditions, one Event per distinct error, status at once."""
+        self.book.set_condition(kind, False, reason, message, generation)
+        if kind != "Ready":
+            self.book.set_condition("Ready", False, reason, message, generation)
+        self.book.update(observedGeneration=generation)
+        if message != self._last_error:
+            self._last_error = message
+            kopf.warn(body, reason=reason, message=message)
+        await self._write_status(self.ctx.clock())
+
+    async def _write_status(self, now: float) -> None:
+        patch = self.book.pending_patch(now, self.ctx.settings.status_interval_s)
+        if patch is None:
+            return
+        try:
+            written = await self.ctx.require_api().patch_status(self.namespace, self.name, patch)
+        except KubeApiError as exc:
+            log.warning("%s/%s: status not written: %s", self.namespace, self.name, exc)
+            return
+        if written:
+            self.book.written(patch, now)
+
+    async def _reap(self, body: kopf.Body, spec: JobQueueSpec) -> None:
+        if self.redis is None:
+            return
+        api = self.ctx.require_api()
+        pods = await api.pod_names(self.namespace, selector_labels(self.name))
+        min_idle_ms = int(self.ctx.settings.reap_min_idle_s * 1000)
+        result = await reap_dead_consumers(self.redis, queue_keys(spec), pods, min_idle_ms)
+        if result.deleted:
+            names = ", ".join(result.deleted)
+            kopf.info(body, reason="ConsumersRemoved", message=f"gone pods: {names}")

@@ -1,0 +1,282 @@
+"""The controller against a Kubernetes API emulator over HTTP and a real Redis.
+
+Kopf runs in-process (see conftest); each test applies JobQueues as a user would and
+watches what the operator does to Deployments, statuses, Events and Redis.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis.asyncio import Redis
+from support.kube_emulator import (
+    DEPLOYMENTS,
+    JOBQUEUES,
+    NAMESPACE,
+    PODS,
+    KubeEmulator,
+    apply,
+    eventually,
+    jobqueue,
+)
+from support.redis_server import free_port
+
+from jobqueue.operator.scaler import OperatorContext
+
+
+def replicas_of(kube: KubeEmulator, name: str) -> int | None:
+    deployment = kube.get(DEPLOYMENTS, NAMESPACE, f"{name}-worker")
+    return None if deployment is None else int(deployment["spec"]["replicas"])
+
+
+def condition(kube: KubeEmulator, name: str, kind: str) -> dict[str, Any] | None:
+    body = kube.get(JOBQUEUES, NAMESPACE, name) or {}
+    for cond in body.get("status", {}).get("conditions", []):
+        if cond["type"] == kind:
+            return dict(cond)
+    return None
+
+
+def event_reasons(kube: KubeEmulator, name: str) -> set[str]:
+    return {e.get("reason", "") for e in kube.events(involved=name)}
+
+
+async def enqueue(redis: Redis, stream: str, count: int) -> None:
+    for i in range(count):
+        await redis.xadd(stream, {"type": "noop", "payload": "{}", "id": f"job-{i}"})
+
+
+async def test_applying_a_jobqueue_creates_its_owned_worker_deployment(
+    kube: KubeEmulator, operator: OperatorContext, redis_url: str, redis_client: Redis
+) -> None:
+    created = await apply(kube, jobqueue("emails", redis_url, jobTimeoutSeconds=120))
+
+    deployment: dict[str, Any] = await eventually(
+        lambda: kube.get(DEPLOYMENTS, NAMESPACE, "emails-worker"), what="deployment"
+    )
+    [owner] = deployment["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["name"]) == ("JobQueue", "emails")
+    assert (owner["uid"], owner["controller"]) == (created["metadata"]["uid"], True)
+    assert deployment["spec"]["replicas"] == 0  # minReplicas, nothing queued
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["terminationGracePeriodSeconds"] >= 120 + 30
+    [container] = pod["containers"]
+    assert container["args"] == ["worker", "acme.jobs:app"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert env["JOBQUEUE_STREAM"]["value"] == "emails:work"
+    assert env["REDIS_URL"]["value"] == redis_url
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    # And the consumer group exists for the workers to read with
+    groups = await eventually(lambda: redis_client.xinfo_groups("emails:work"), what="group")
+    assert [g["name"] for g in groups] == ["workers"]
+
+
+async def test_a_burst_raises_replicas_within_a_few_polls_and_draining_brings_them_to_zero(
+    kube: KubeEmulator, operator: OperatorContext, redis_url: str, redis_client: Redis
+) -> None:
+    # Given a queue at zero replicas (lagPerReplica 10, maxReplicas 5, poll 0.2 s)
+    await apply(kube, jobqueue("burst", redis_url))
+    await eventually(lambda: replicas_of(kube, "burst") == 0, what="deployment at 0")
+    await eventually(lambda: redis_client.xinfo_groups("burst:work"), what="group")
+
+    # When 35 jobs arrive, then replicas go to 4 and the status and Events say so
+    await enqueue(redis_client, "burst:work", 35)
+    await eventually(lambda: replicas_of(kube, "burst") == 4, what="4 replicas")
+    status = await eventually(
+        lambda: (
+            (kube.get(JOBQUEUES, NAMESPACE, "burst") or {}).get("status", {}).get("lag") == 35
+            and kube.get(JOBQUEUES, NAMESPACE, "burst")["status"]
+        ),  # type: ignore[index]
+        what="status with lag 35",
+    )
+    assert (status["replicas"], status["desiredReplicas"], status["pending"]) == (4, 4, 0)
+    assert status["observedGeneration"] == 1
+    await eventually(lambda: "ScaledUp" in event_reasons(kube, "burst"), what="ScaledUp event")
+
+    # When the workers take and acknowledge every job, replicas come back to zero
+    taken = await redis_client.xreadgroup("workers", "burst-worker-a", {"burst:work": ">"})
+    ids = [entry_id for _, entries in taken for entry_id, _ in entries]
+    assert len(ids) == 35
+    await redis_client.xack("burst:work", "workers", *ids)
+    await eventually(lambda: replicas_of(kube, "burst") == 0, timeout_s=20, what="back to 0")
+    assert "ScaledDown" in event_reasons(kube, "burst")
+
+
+async def test_a_single_job_wakes_a_queue_at_zero(
+    kube: KubeEmulator, operator: OperatorContext, redis_url: str, redis_client: Redis
+) -> None:
+    await apply(kube, jobqueue("single", redis_url, scaling={"lagPerReplica": 1000}))
+    await eventually(lambda: replicas_of(kube, "single") == 0, what="deployment at 0")
+    await enqueue(redis_client, "single:work", 1)
+    await eventually(lambda: replicas_of(kube, "single") == 1, what="woken to 1")
+
+
+async def test_an_invalid_spec_gets_a_condition_and_an_event_while_others_are_served(
+    kube: KubeEmulator, operator: OperatorContext, redis_url: str, redis_client: Redis
+) -> None:
+    # Given a JobQueue the API server's CEL rule would have refused (min > max) and a good one
+    await apply(kube, jobqueue("broken", redis_url, scaling={"minReplicas": 3, "maxReplicas": 1}))
+    await apply(kube, jobqueue("healthy", redis_url))
+
+    ready = await eventually(lambda: condition(kube, "broken", "Ready"), what="Ready condition")
+    assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
+    assert "minReplicas must be <= maxReplicas" in ready["message"]
+    await eventually(lambda: "InvalidSpec" in event_reasons(kube, "broken"), what="event")
+    assert kube.get(DEPLOYMENTS, NAMESPACE, "broken-worker") is None
+
+    # Then the healthy one still scales
+    await eventually(lambda: replicas_of(kube, "healthy") == 0, what="healthy deployment")
+    await enqueue(redis_client, "healthy:work", 3)
+    await eventually(lambda: replicas_of(kube, "healthy") == 1, what="healthy scaled")
+
+
+async def test_unreachable_redis_is_a_condition_and_an_event(
+    kube: KubeEmulator, operator: OperatorContext
+) -> None:
+    nowhere = f"redis://127.0.0.1:{free_port()}/0"
+    await apply(kube, jobqueue("offline", nowhere))
+    reachable = await eventually(
+        lambda: condition(kube, "offline", "RedisReachable"), what="RedisReachable"
+    )
+    assert (reachable["status"], reachable["reason"]) == ("False", "RedisUnreachable")
+    await eventually(lambda: "RedisUnreachable" in event_reasons(kube, "offline"), what="event")
+    # The Deployment does not depend on Redis: it exists, at minReplicas
+    await eventually(lambda: replicas_of(kube, "offline") == 0, what="deployment")
+
+
+async def test_dead_consumers_are_removed_but_never_one_holding_pending_jobs(
+    kube: KubeEmulator, operator: OperatorContext, redis_url: str, redis_client: Redis
+) -> None:
+    # Given three consumers: a live pod's, a gone pod's with nothing pending, and a gone
+    # pod's still holding a job
+    stream = "reap:work"
+    await redis_client.xgroup_create(stream, "workers", id="0", mkstream=True)
+    await enqueue(redis_client, stream, 3)
+    for consumer in ("reap-worker-live", "reap-worker-gone", "reap-worker-busy"):
+        await redis_client.xreadgroup("workers", consumer, {stream: ">"}, count=1)
+    for consumer in ("reap-worker-live", "reap-worker-gone"):
+        [entry] = await redis_client.xpending_range(stream, "workers", "-", "+", 1, consumer)
+        await redis_client.xack(stream, "workers", entry["message_id"])
+    pod = {
+        "metadata": {"name": "reap-worker-live", "labels": {"app.kubernetes.io/instance": "reap"}}
+    }
+    await kube.create(PODS, NAMESPACE, pod)
+
+    # When the operator runs for the JobQueue
+    await apply(kube, jobqueue("reap", redis_url))
+
+    # Then only the gone, idle consumer is removed
+    async def consumers() -> set[str]:
+        return {c["name"] for c in await redis_client.xinfo_consumers(stream, "workers")}
+
+    await eventually(
+        lambda: _without(consumers(), "reap-worker-gone"), what="gone consumer removed"
+    )
+    assert await consumers() == {"reap-worker-live", "reap-worker-busy"}
+    [busy] = await redis_client.xpending_range(stream, "workers", "-", "+", 10, "reap-worker-busy")
+    assert busy["times_delivered"] == 1
+
+
+async def _without(names: Any, name: str) -> bool:
+    return name not in await names
+
+
+async def test_a_spec_change_rolls_out_and_keeps_the_replicas(
+    kube: KubeEmulator, operator: OperatorContext, redis_url: str, redis_client: Redis
+) -> None:
+    await apply(kube, jobqueue("roll", redis_url))
+    await enqueue(redis_client, "roll:work", 15)
+    await eventually(lambda: replicas_of(kube, "roll") == 2, what="scaled to 2")
+
+    await kube.patch_spec(JOBQUEUES, NAMESPACE, "roll", {"worker": {"image": "acme/jobs:2.0"}})
+
+    def image() -> str:
+        deployment = kube.get(DEPLOYMENTS, NAMESPACE, "roll-worker") or {}
+        containers = deployment.get("spec", {}).get("template", {}).get("spec", {})["containers"]
+        return str(containers[0]["image"])
+
+    await eventually(lambda: image() == "acme/jobs:2.0", what="new image")
+    assert replicas_of(kube, "roll") == 2
+    await eventually(
+        lambda: (
+            (kube.get(JOBQUEUES, NAMESPACE, "roll") or {})
+            .get("status", {})
+            .get("observedGeneration")
+            == 2
+        ),
+        what="observedGeneration 2",
+    )
+
+
+async def test_deleting_removes_the_deployment_and_keeps_streams_unless_told(
+    kube: KubeEmulator, operator: OperatorContext, redis_url: str, redis_client: Redis
+) -> None:
+    await apply(kube, jobqueue("keep", redis_url))
+    await apply(kube, jobqueue("purge", redis_url, retentionPolicy="Delete"))
+    for name in ("keep", "purge"):
+        await enqueue(redis_client, f"{name}:work", 2)
+        await eventually(lambda n=name: replicas_of(kube, n) == 1, what=f"{name} scaled")
+
+    for name in ("keep", "purge"):
+        await kube.delete(JOBQUEUES, NAMESPACE, name)
+    for name in ("keep", "purge"):
+        await eventually(lambda n=name: kube.get(JOBQUEUES, NAMESPACE, n) is None, what="gone")
+        assert kube.get(DEPLOYMENTS, NAMESPACE, f"{name}-worker") is None
+
+    assert await redis_client.xlen("keep:work") == 2
+    assert await redis_client.exists("purge:work") == 0
+
+
+async def test_a_steady_queue_does_not_flood_the_api_server_with_status_writes(
+    kube: KubeEmulator, operator: OperatorContext, redis_url: str
+) -> None:
+    await apply(kube, jobqueue("quiet", redis_url))
+    await eventually(lambda: condition(kube, "quiet", "Ready"), what="first status")
+
+    def status_writes() -> int:
+        return sum(
+            1
+            for r in kube.requests
+            if r.subresource == "status" and r.name == "quiet" and r.method == "PATCH"
+        )
+
+    before = status_writes()
+    start = operator.polls[(NAMESPACE, "quiet")]
+    # When 15 more polls of the unchanging queue (0.2 s each) have run
+    await eventually(
+        lambda: operator.polls[(NAMESPACE, "quiet")] >= start + 15, timeout_s=30, what="polls"
+    )
+    # Then nothing new was written: every field is as last written
+    assert status_writes() - before <= 1
+
+
+async def test_the_operator_makes_only_the_documented_api_calls(
+    kube: KubeEmulator, operator: OperatorContext, redis_url: str, redis_client: Redis
+) -> None:
+    # Given a JobQueue that scales up and is deleted (every kind of call the operator makes)
+    await apply(kube, jobqueue("calls", redis_url))
+    await enqueue(redis_client, "calls:work", 1)
+    await eventually(lambda: replicas_of(kube, "calls") == 1, what="scaled")
+    await kube.patch_spec(JOBQUEUES, NAMESPACE, "calls", {"worker": {"concurrency": 2}})
+    await kube.delete(JOBQUEUES, NAMESPACE, "calls")
+    await eventually(lambda: kube.get(JOBQUEUES, NAMESPACE, "calls") is None, what="deleted")
+
+    # Then every request is one the RBAC of the chart grants (kube.py documents them)
+    allowed = {
+        ("list", "jobqueue.dev/v1alpha1/jobqueues", ""),
+        ("watch", "jobqueue.dev/v1alpha1/jobqueues", ""),
+        ("patch", "jobqueue.dev/v1alpha1/jobqueues", ""),
+        ("patch", "jobqueue.dev/v1alpha1/jobqueues", "status"),
+        ("get", "apps/v1/deployments", ""),
+        ("create", "apps/v1/deployments", ""),
+        ("patch", "apps/v1/deployments", ""),
+        ("delete", "apps/v1/deployments", ""),
+        ("list", "v1/pods", ""),
+        ("create", "v1/events", ""),
+    }
+    assert kube.calls <= allowed, kube.calls - allowed
+    assert ("patch", "apps/v1/deployments", "") in kube.calls
