@@ -1,0 +1,78 @@
+"""``jobqueue operator`` (run the Kopf operator) and ``jobqueue crd`` (print the CRD).
+
+Flags win over the environment (`OperatorSettings.from_env`), the environment over the
+defaults.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from typing import Any
+
+import click
+
+from jobqueue.operator.crd import crd_yaml
+from jobqueue.operator.scaler import OperatorContext
+from jobqueue.operator.settings import OperatorSettings
+
+
+@click.command("operator")
+@click.option(
+    "--namespace",
+    "-n",
+    "namespaces",
+    multiple=True,
+    help="Watch only this namespace (repeatable) [JOBQUEUE_OPERATOR_NAMESPACES; all].",
+)
+@click.option("--http-port", type=int, help="/healthz and /metrics port, 0 = off [8080].")
+@click.option(
+    "--standalone/--peering",
+    default=None,
+    help="Run alone, or coordinate replicas by Kopf peering [JOBQUEUE_OPERATOR_STANDALONE].",
+)
+@click.option("--priority", type=int, help="Peering priority [JOBQUEUE_OPERATOR_PRIORITY, 0].")
+@click.option("--verbose", "-v", is_flag=True, help="Debug logging.")
+def operator(
+    namespaces: tuple[str, ...],
+    http_port: int | None,
+    standalone: bool | None,
+    priority: int | None,
+    verbose: bool,
+) -> None:
+    """Run the Kubernetes operator: scale each JobQueue's workers on its lag."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    settings = OperatorSettings.from_env()
+    changes: dict[str, Any] = {
+        "namespaces": namespaces or None,
+        "http_port": http_port,
+        "standalone": standalone,
+        "priority": priority,
+    }
+    settings = dataclasses.replace(settings, **{k: v for k, v in changes.items() if v is not None})
+    asyncio.run(_serve(OperatorContext(settings=settings)))
+
+
+async def _serve(ctx: OperatorContext) -> None:
+    # Imported here: Kopf is only needed when the operator actually runs.
+    from jobqueue.operator.controller import run_operator
+    from jobqueue.operator.http import start_http
+
+    runner = None
+    if ctx.settings.http_port:
+        runner = await start_http(ctx.metrics, ctx.settings.http_port)
+    try:
+        await run_operator(ctx)
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+
+
+@click.command("crd")
+def crd() -> None:
+    """Print the JobQueue CRD generated from the spec model (what scripts/gen-crd commits)."""
+    click.echo(crd_yaml(), nl=False)
