@@ -85,6 +85,8 @@ def test_a_burst_starts_workers_every_job_completes_and_workers_stop_when_idle(
     assert "succeeded=70" in last_poll, dev.output
     assert dev.worker_pids(), dev.output
     assert not any(pid_alive(pid) for pid in dev.child_pids())
+    # The stopped workers' consumers were removed from the group (they held nothing).
+    assert sync_redis.xinfo_consumers(KEYS.stream, KEYS.group) == []
 
 
 def test_a_worker_killed_mid_run_is_replaced_and_loses_nothing(
@@ -125,6 +127,8 @@ def test_a_worker_killed_mid_run_is_replaced_and_loses_nothing(
     assert set(sync_redis.hgetall("done")) == set(recorded)
     assert sync_redis.xlen(KEYS.dead) == 0
     assert not any(pid_alive(pid) for pid in dev.child_pids())
+    # Its jobs reclaimed, the killed worker's consumer was removed with the others.
+    assert sync_redis.xinfo_consumers(KEYS.stream, KEYS.group) == []
 
 
 def test_ctrl_c_stops_every_process_and_keeps_the_queue_in_the_private_redis(

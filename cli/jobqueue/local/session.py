@@ -32,6 +32,7 @@ from jobqueue.core.connection import async_redis
 from jobqueue.core.settings import QueueSettings
 from jobqueue.local import demo
 from jobqueue.local.autoscale import Autoscaler
+from jobqueue.local.consumers import local_consumer_pattern, reap_local_consumers
 from jobqueue.local.events import EventLog
 from jobqueue.local.job_types import producer_job_types_env
 from jobqueue.local.outcomes import DeadLetter, OutcomeTally, recent_dead_letters
@@ -43,6 +44,8 @@ from jobqueue.local.queue import LocalQueue
 from jobqueue.local.settings import DevSettings
 from jobqueue.local.view import Snapshot
 
+REAP_INTERVAL_S = 10.0
+"""Seconds between two passes removing the consumers of workers that are gone."""
 PRODUCER_STOP_S = 10.0
 """Seconds the producer gets to finish its requests when local mode stops."""
 CHILD_ENV = {"PYTHONUNBUFFERED": "1"}
@@ -104,6 +107,8 @@ class DevSession:
         self._error = ""
         self._rates = (0.0, 0.0)
         self._dead: tuple[DeadLetter, ...] = ()
+        self._reaped_s = 0.0
+        self._consumer_pattern = local_consumer_pattern(queue.name)
         self._autoscaler = Autoscaler(queue.spec)
         self._tally = OutcomeTally()
         command = jobqueue_command()
@@ -145,6 +150,7 @@ class DevSession:
                 with contextlib.suppress(asyncio.CancelledError):
                     await demo_task
             await self._stop_children()
+            await self._reap_consumers(redis)
             await redis.aclose()
             self._remove_signal_handlers()
 
@@ -192,7 +198,23 @@ class DevSession:
         self._seen_work = self._seen_work or sample.backlog > 0 or self._desired > 0
         self.pool.reconcile(self._desired)
         await self._tally.scrape(http, ((w.name, w.http_port) for w in self.pool.workers))
+        if now - self._reaped_s >= REAP_INTERVAL_S:
+            self._reaped_s = now
+            await self._reap_consumers(redis)
         return self._snapshot()
+
+    async def _reap_consumers(self, redis: Redis) -> None:
+        """Remove consumers of this queue's local workers that are gone and hold nothing."""
+        running = [w.name for w in self.pool.workers]
+        try:
+            result = await reap_local_consumers(
+                redis, self.queue.keys, self._consumer_pattern, running
+            )
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            self.event(f"consumers not cleaned up, Redis unreachable: {exc}")
+            return
+        if result.deleted:
+            self.event(f"removed {len(result.deleted)} consumer(s) of stopped workers")
 
     def _snapshot(self) -> Snapshot:
         """The view of the last poll, with the processes and events as they are now."""
