@@ -207,3 +207,37 @@ def _answers(url: str) -> bool:
         return False
     finally:
         client.close()
+
+
+def test_a_private_redis_killed_mid_run_is_restarted_from_its_aof_and_loses_nothing(
+    tmp_path: Path, start_dev
+) -> None:
+    data_dir = tmp_path / "data"
+    dev: DevProcess = start_dev(
+        "-f", queue_file(tmp_path), "--port", "0", "--data-dir", str(data_dir), "--exit-when-idle"
+    )
+    found = dev.wait_for_line(r"private Redis on (redis://\S+) \(pid (\d+)")
+    url, redis_pid = found.group(1), int(found.group(2))
+    slow = enqueue(url, [NewJob("sleep", {"ms": 300}) for _ in range(30)])
+    recorded = enqueue(url, [NewJob("record", {"into": "done"}) for _ in range(20)])
+    private = redis.Redis.from_url(url, decode_responses=True)
+    dev.wait_until(lambda: _pending(private) > 0)
+    private.close()
+
+    # When the private Redis is SIGKILLed while workers hold jobs
+    os.kill(redis_pid, signal.SIGKILL)
+
+    # Then dev restarts it from its AOF, the workers carry on, and every job succeeds.
+    dev.wait_for_line(r"private Redis back")
+    assert dev.wait_exit() == 0, dev.output
+    server = RedisServer(data_dir / "redis", appendonly=True)
+    server.start()
+    try:
+        client = redis.Redis.from_url(server.url, decode_responses=True)
+        seen = states(client, slow + recorded)
+        done = client.hgetall("done")
+        client.close()
+    finally:
+        server.stop()
+    assert set(seen.values()) == {JobState.SUCCEEDED}, seen
+    assert set(done) == set(recorded)

@@ -1,8 +1,8 @@
 """A private redis-server for local mode when no ``REDIS_URL`` is given.
 
-It listens on 127.0.0.1 on a free port, keeps its data in its own directory with AOF on
-(``appendfsync everysec``), so a restart of the server keeps the queued jobs, and it is
-stopped when local mode exits.
+It listens on 127.0.0.1 on a free port and keeps its data in its own directory with AOF
+on and ``appendfsync always``, so even a SIGKILLed server restarts with every job it
+acknowledged. Local mode restarts it if it dies, and stops it when local mode exits.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class PrivateRedis:
             "--dir", str(self.directory),
             "--save", "",
             "--appendonly", "yes",
-            "--appendfsync", "everysec",
+            "--appendfsync", "always",
             "--logfile", str(self.log_path),
         ]  # fmt: skip
         # A session of its own: Ctrl-C in the terminal reaches local mode only, which
@@ -86,6 +86,14 @@ class PrivateRedis:
             raise ConfigError(f"redis-server on port {self.port} did not answer PING")
         finally:
             client.close()
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid if self.process is not None else 0
 
     def _log_tail(self) -> str:
         try:

@@ -29,6 +29,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from jobqueue.core.backlog import QueueSample, sample_queue
 from jobqueue.core.client import AsyncClient
 from jobqueue.core.connection import async_redis
+from jobqueue.core.errors import ConfigError
 from jobqueue.core.settings import QueueSettings
 from jobqueue.local import demo
 from jobqueue.local.autoscale import Autoscaler
@@ -68,9 +69,11 @@ async def run_dev(
             private = PrivateRedis(run_dir / "redis")
             private.start()
             url = private.url
-            events(f"private Redis on {url} (AOF on, data in {run_dir / 'redis'})")
+            events(f"private Redis on {url} (pid {private.pid}, AOF in {run_dir / 'redis'})")
         producer_env = producer_job_types_env(queue.spec.worker.app, run_dir, events)
-        await DevSession(queue, settings, url, run_dir, events, show, producer_env).run()
+        session = DevSession(queue, settings, url, run_dir, events, show, producer_env)
+        session.private_redis = private
+        await session.run()
     finally:
         if private is not None:
             private.stop()
@@ -109,6 +112,8 @@ class DevSession:
         self._dead: tuple[DeadLetter, ...] = ()
         self._reaped_s = 0.0
         self._consumer_pattern = local_consumer_pattern(queue.name)
+        self.private_redis: PrivateRedis | None = None
+        """The redis-server local mode started, restarted here if it dies."""
         self._autoscaler = Autoscaler(queue.spec)
         self._tally = OutcomeTally()
         command = jobqueue_command()
@@ -180,6 +185,7 @@ class DevSession:
         """One poll: sample, decide, reconcile the workers, and build the view's snapshot."""
         now = self.event.elapsed_s()
         self.producer.check()
+        await self._check_private_redis()
         try:
             sample = await sample_queue(redis, self.queue.keys)
             self._dead = tuple(await recent_dead_letters(redis, self.queue.keys.dead))
@@ -215,6 +221,19 @@ class DevSession:
             return
         if result.deleted:
             self.event(f"removed {len(result.deleted)} consumer(s) of stopped workers")
+
+    async def _check_private_redis(self) -> None:
+        private = self.private_redis
+        if private is None or private.alive:
+            return
+        code = private.process.returncode if private.process is not None else None
+        self.event(f"private Redis exited ({code}): restarting it from its AOF")
+        try:
+            await asyncio.to_thread(private.start)
+        except ConfigError as exc:
+            self.event(f"private Redis did not restart: {exc}")
+            return
+        self.event(f"private Redis back (pid {private.pid})")
 
     def _snapshot(self) -> Snapshot:
         """The view of the last poll, with the processes and events as they are now."""
