@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aiohttp import ClientResponse, ClientSession
 from aiohttp.test_utils import TestServer
+from support.redis_server import free_port
 
 from jobqueue.producer.job_types import DEMO_JOB_TYPES, JobTypes
 
@@ -38,3 +46,44 @@ async def _json(response: ClientResponse) -> Any:
 
 
 StartApi = Callable[..., Awaitable["Api"]]
+
+
+class ProducerProcess:
+    """``jobqueue producer`` in a subprocess on a free port, for signal and fuzz tests."""
+
+    def __init__(self, redis_url: str, **env: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        binary = Path(sys.executable).with_name("jobqueue")
+        environ = {**os.environ, "REDIS_URL": redis_url, **env}
+        environ["JOBQUEUE_PRODUCER_PORT"] = str(self.port)
+        environ["JOBQUEUE_PRODUCER_HOST"] = "127.0.0.1"
+        self.process = subprocess.Popen(
+            [str(binary), "producer"], env=environ, stderr=subprocess.PIPE, text=True
+        )
+        self._wait_healthy()
+
+    def _wait_healthy(self, timeout_s: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"producer exited: {self.process.stderr.read()}")  # type: ignore[union-attr]
+            try:
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise TimeoutError("producer did not become healthy")
+
+    def terminate(self, timeout_s: float = 30.0) -> int:
+        """SIGTERM, then the exit status."""
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=timeout_s)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        if self.process.stderr is not None:
+            self.process.stderr.close()

@@ -30,6 +30,7 @@ from jobqueue.core.client_types import (
     DeadLetter,
     DeadPage,
     Enqueued,
+    InvalidNewJob,
     JobInfo,
     NewJob,
     enqueue_args,
@@ -44,7 +45,7 @@ DEFAULT_IDEMPOTENCY_TTL_S = 24 * 3600
 JOBS_PER_SCRIPT_CALL = 500
 """Bounds how long one script call holds Redis; bigger batches become several calls
 inside one MULTI, still one round trip."""
-ENTRY_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+ENTRY_ID = re.compile(r"^[0-9]{1,19}-[0-9]{1,19}$")
 
 __all__ = [
     "AsyncClient",
@@ -53,6 +54,7 @@ __all__ = [
     "DeadLetter",
     "DeadPage",
     "Enqueued",
+    "InvalidNewJob",
     "JobInfo",
     "NewJob",
 ]
@@ -112,11 +114,16 @@ class AsyncClient:
     async def enqueue_many(self, jobs: Sequence[NewJob]) -> list[Enqueued]:
         """Enqueue ``jobs`` in one round trip, all or nothing; results in the same order.
 
-        Every job is checked before anything is written: one bad job raises ValueError
-        and nothing is enqueued.
+        Every job is checked before anything is written: one bad job raises
+        `InvalidNewJob` (a ValueError saying which job and why) and nothing is enqueued.
         """
         now_ms = _now_ms()
-        prepared = [enqueue_args(job, now_ms) for job in jobs]
+        prepared = []
+        for index, job in enumerate(jobs):
+            try:
+                prepared.append(enqueue_args(job, now_ms))
+            except ValueError as exc:
+                raise InvalidNewJob(index, str(exc)) from None
         head = [
             self.keys.status_prefix,
             str(self.settings.status_ttl_s),
@@ -158,21 +165,20 @@ class AsyncClient:
 
     async def dead_letters(self, *, after: str | None = None, limit: int = 50) -> DeadPage:
         """Dead letters oldest first, ``limit`` at most, starting after entry id ``after``."""
-        start = f"({after}" if after else "-"
-        if after is not None and not ENTRY_ID.match(after):
+        if after is not None and not is_entry_id(after):
             raise ValueError(
                 f"'after' must be a stream entry id like 1700000000000-0, got {after!r}"
             )
-        entries = _entries(
-            await self.redis.xrange(self.keys.dead, min=start, max="+", count=limit + 1)
-        )
+        start = "-" if after is None else f"({after}"
+        reply = await self.redis.xrange(self.keys.dead, min=start, max="+", count=limit + 1)
+        entries = _entries(reply)
         items = [DeadLetter(entry_id, fields) for entry_id, fields in entries[:limit]]
         next_after = items[-1].entry_id if len(entries) > limit else None
         return DeadPage(items=items, next_after=next_after)
 
     async def dead_letter(self, entry_id: str) -> DeadLetter | None:
         """One dead letter by its entry id in the dead-letter stream, or None."""
-        if not ENTRY_ID.match(entry_id):
+        if not is_entry_id(entry_id):
             return None
         entries = _entries(
             await self.redis.xrange(self.keys.dead, min=entry_id, max=entry_id, count=1)
@@ -200,7 +206,7 @@ class AsyncClient:
 
     async def delete_dead(self, dead_entry_id: str) -> bool:
         """Delete one dead letter; False when there was none with that id."""
-        if not ENTRY_ID.match(dead_entry_id):
+        if not is_entry_id(dead_entry_id):
             return False
         return bool(await self.redis.xdel(self.keys.dead, dead_entry_id))
 
@@ -287,6 +293,12 @@ async def _make_async(settings: QueueSettings, idempotency_ttl_s: int) -> AsyncC
 
 def _flatten(chunk: list[list[str]]) -> list[str]:
     return [value for args in chunk for value in args]
+
+
+def is_entry_id(text: str) -> bool:
+    """Whether ``text`` is a full stream entry id, ``<ms>-<seq>``; up to 19 digits each,
+    so both fit the unsigned 64 bits Redis allows."""
+    return ENTRY_ID.match(text) is not None
 
 
 def _entries(reply: Any) -> list[tuple[str, dict[str, str]]]:

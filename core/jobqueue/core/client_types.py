@@ -7,6 +7,7 @@ enqueue script (`jobqueue.core.scripts.ENQUEUE`).
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,15 @@ from jobqueue.core.status import JobState
 from jobqueue.core.wire import CORE_FIELDS, MAX_PRIORITY, MIN_PRIORITY, Job
 
 MAX_IDEMPOTENCY_KEY_CHARS = 200
+
+
+class InvalidNewJob(ValueError):
+    """Job number ``index`` of an enqueue cannot be accepted; ``reason`` says why."""
+
+    def __init__(self, index: int, reason: str) -> None:
+        super().__init__(f"job {index}: {reason}")
+        self.index = index
+        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +87,12 @@ def enqueue_args(job: NewJob, now_ms: int) -> list[str]:
     if job.idempotency_key is not None:
         extra["idempotency_key"] = job.idempotency_key
     wire = Job(type=job.type, payload=dict(job.payload), priority=job.priority, extra=extra)
-    fields = wire.fields()
+    try:
+        fields = wire.fields()
+    except orjson.JSONEncodeError:
+        # orjson refuses integers beyond 64 bits; the standard library writes any JSON.
+        wire.payload_text = _stdlib_json(wire.payload)
+        fields = wire.fields()
     due_ms = job.due_ms(now_ms)
     run_at = ""
     delayed_json = ""
@@ -88,6 +103,13 @@ def enqueue_args(job: NewJob, now_ms: int) -> list[str]:
     head = [job.idempotency_key or "", wire.id, str(due_ms), run_at, delayed_json]
     head += [wire.type, wire.enqueued_at, str(len(fields))]
     return head + [value for pair in fields.items() for value in pair]
+
+
+def _stdlib_json(payload: dict[str, Any]) -> str:
+    try:
+        return json.dumps(payload, separators=(",", ":"), allow_nan=False)
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise ValueError(f"'payload' cannot be encoded as JSON: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)

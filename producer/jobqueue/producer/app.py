@@ -38,7 +38,7 @@ def create_app(
     app[SETTINGS] = settings
     app[METRICS] = metrics
     app[JOB_TYPES] = job_types or JobTypes.from_file(settings.job_types_file)
-    app[OPENAPI] = build_openapi(app[JOB_TYPES].names, auth=bool(settings.auth_tokens))
+    app[OPENAPI] = build_openapi(app[JOB_TYPES], auth=bool(settings.auth_tokens))
     # Stats before /jobs/{job_id}, so "stats" is never taken for a job id.
     app.add_routes(routes_jobs.routes)
     app.add_routes(routes_dead.routes)

@@ -60,6 +60,8 @@ class JobTypes:
         if not schemas:
             raise ConfigError("job types: at least one type must be configured")
         self._validators: dict[str, Draft202012Validator | None] = {}
+        self.schemas = dict(schemas)
+        """Type name -> JSON Schema of its payload (None: any object), as configured."""
         for name, schema in schemas.items():
             self._validators[name] = _validator(name, schema)
 

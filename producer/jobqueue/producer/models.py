@@ -7,9 +7,17 @@ follow SPEC §4 (``jobId``, ``streamEntryId``).
 
 from __future__ import annotations
 
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_validator,
+)
+from pydantic.config import JsonDict
 
 MAX_DELAY_S = 366 * 24 * 3600
 """Longest delay accepted, in seconds (a year and a day)."""
@@ -17,14 +25,32 @@ MAX_BATCH_JOBS = 10_000
 """Hard cap on a batch in the schema; the configured ``max_batch_jobs`` is checked too."""
 
 
+def _whole_number(value: Any) -> Any:
+    """JSON Schema counts ``7.0`` as an integer, so the API does too (strings stay wrong)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+Priority = Annotated[int, BeforeValidator(_whole_number)]
+
+
+_NOT_BOTH_SCHEDULES: JsonDict = {
+    "not": {
+        "required": ["delay_seconds", "run_at"],
+        "properties": {"delay_seconds": {"type": "number"}, "run_at": {"type": "string"}},
+    }
+}
+
+
 class JobIn(BaseModel):
     """One job to enqueue (``POST /jobs``)."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_NOT_BOTH_SCHEDULES)
 
     type: str = Field(min_length=1, max_length=200, description="Handler name.")
     payload: dict[str, Any] = Field(description="The job's arguments.")
-    priority: int = Field(5, ge=1, le=10)
+    priority: Priority = Field(5, ge=1, le=10)
     delay_seconds: float | None = Field(
         None, ge=0, le=MAX_DELAY_S, description="Run no earlier than this many seconds from now."
     )

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from jobqueue.producer import models as m
+from jobqueue.producer.job_types import JobTypes
 from jobqueue.producer.routes_dead import ENTRY_ID_PATTERN, MAX_PAGE
 from jobqueue.producer.routes_jobs import IDEMPOTENCY_HEADER, JOB_ID_PATTERN
 
@@ -79,8 +80,9 @@ OPERATIONS = [
 ]  # fmt: skip
 
 
-def build_openapi(job_types: list[str], *, auth: bool) -> dict[str, Any]:
-    """The OpenAPI 3.1 document; ``job_types`` become the enum of a job's ``type``."""
+def build_openapi(job_types: JobTypes, *, auth: bool) -> dict[str, Any]:
+    """The OpenAPI 3.1 document; a job's ``payload`` schema is its type's, so the document
+    says exactly which bodies are accepted."""
     models = {model for op in OPERATIONS for model in [op.body, *op.responses.values()] if model}
     _, top = models_json_schema(
         [(model, "validation" if model in (m.JobIn, m.BatchIn) else "serialization")
@@ -88,7 +90,8 @@ def build_openapi(job_types: list[str], *, auth: bool) -> dict[str, Any]:
         ref_template=REF,
     )  # fmt: skip
     schemas: dict[str, Any] = top["$defs"]
-    schemas["JobIn"]["properties"]["type"]["enum"] = job_types
+    schemas["JobIn"]["properties"]["type"]["enum"] = job_types.names
+    schemas["JobIn"]["oneOf"] = [_payload_of(name, job_types) for name in job_types.names]
     paths: dict[str, dict[str, Any]] = {}
     for op in OPERATIONS:
         paths.setdefault(op.path, {})[op.method] = _operation(op, auth)
@@ -102,6 +105,16 @@ def build_openapi(job_types: list[str], *, auth: bool) -> dict[str, Any]:
         scheme = {"type": "http", "scheme": "bearer"}
         document["components"]["securitySchemes"] = {"bearerAuth": scheme}
     return document
+
+
+def _payload_of(name: str, job_types: JobTypes) -> dict[str, Any]:
+    """The branch of ``JobIn`` for one job type: that type, and its payload schema."""
+    payload = dict(job_types.schemas[name] or {})
+    payload.setdefault("type", "object")
+    return {
+        "properties": {"type": {"const": name}, "payload": payload},
+        "required": ["type"],
+    }
 
 
 def _operation(op: Operation, auth: bool) -> dict[str, Any]:

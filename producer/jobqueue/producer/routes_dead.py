@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from aiohttp import web
 
 from jobqueue.core.client import DeadLetter
@@ -13,7 +15,8 @@ from jobqueue.producer.routes_jobs import json_response
 routes = web.RouteTableDef()
 DEFAULT_PAGE = 50
 MAX_PAGE = 500
-ENTRY_ID_PATTERN = "[0-9]{1,20}-[0-9]{1,20}"
+ENTRY_ID_PATTERN = "[0-9]{1,19}-[0-9]{1,19}"
+LIMIT = re.compile("^[0-9]{1,6}$")
 
 
 def _out(dead: DeadLetter) -> DeadLetterOut:
@@ -31,10 +34,13 @@ def _out(dead: DeadLetter) -> DeadLetterOut:
 @routes.get("/dead")
 async def list_dead(request: web.Request) -> web.Response:
     """Dead letters oldest first; ``limit`` (1..500, default 50) and ``after`` (an id)."""
+    unknown = sorted(set(request.query) - {"limit", "after"})
+    if unknown:
+        return json_error(400, "Invalid query", f"unknown parameters {unknown}")
     text = request.query.get("limit", str(DEFAULT_PAGE))
-    if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE:
+    if not LIMIT.match(text) or not 1 <= int(text) <= MAX_PAGE:
         return json_error(400, "Invalid query", f"'limit' must be an integer 1..{MAX_PAGE}")
-    after = request.query.get("after") or None
+    after = request.query.get("after")
     try:
         page = await request.app[CLIENT].dead_letters(after=after, limit=int(text))
     except ValueError as exc:
