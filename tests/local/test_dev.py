@@ -241,3 +241,41 @@ def test_a_private_redis_killed_mid_run_is_restarted_from_its_aof_and_loses_noth
         server.stop()
     assert set(seen.values()) == {JobState.SUCCEEDED}, seen
     assert set(done) == set(recorded)
+
+
+def test_a_second_ctrl_c_kills_at_once_and_the_next_run_finishes_the_jobs(
+    tmp_path: Path, start_dev
+) -> None:
+    data_dir = tmp_path / "data"
+    args = ["-f", queue_file(tmp_path), "--port", "0", "--data-dir", str(data_dir)]
+    dev: DevProcess = start_dev(*args)
+    url = dev.wait_for_line(r"private Redis on (redis://\S+)").group(1)
+    job_ids = enqueue(url, [NewJob("sleep", {"ms": 4000}) for _ in range(6)])
+    private = redis.Redis.from_url(url, decode_responses=True)
+    dev.wait_until(lambda: _pending(private) > 0)
+    private.close()
+
+    # Given dev stopping gracefully (first Ctrl-C) while jobs run for seconds more,
+    dev.process.send_signal(signal.SIGINT)
+    dev.wait_for_line(r"stopping \d+ process\(es\)")
+    # when Ctrl-C comes again, then dev kills what is left and exits, leaving nothing.
+    dev.process.send_signal(signal.SIGINT)
+    assert dev.wait_exit() == 0, dev.output
+    assert "SIGINT again: killing what is left" in dev.output
+    assert not any(pid_alive(pid) for pid in dev.child_pids())
+
+    # The killed jobs stayed pending in the private Redis's data: the next run
+    # reclaims and finishes every one of them.
+    again: DevProcess = start_dev(*args, "--exit-when-idle")
+    assert again.wait_exit() == 0, again.output
+    server = RedisServer(data_dir / "redis", appendonly=True)
+    server.start()
+    try:
+        client = redis.Redis.from_url(server.url, decode_responses=True)
+        seen = states(client, job_ids)
+        consumers = client.xinfo_consumers(KEYS.stream, KEYS.group)
+        client.close()
+    finally:
+        server.stop()
+    assert set(seen.values()) == {JobState.SUCCEEDED}, seen
+    assert consumers == []  # the killed run's consumers were removed once emptied
