@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
+from pathlib import Path
 from typing import Any
 
 import helm_python as helm
@@ -100,6 +102,32 @@ def test_values_outside_the_schema_are_rejected(values: dict[str, Any]) -> None:
         chart().validate_schema(values)
     # and lint reports it as an error
     assert helm.lint(CHART, values)["errors"]
+
+
+INVALID_COMBINATIONS: dict[str, tuple[dict[str, Any], str]] = {
+    "tokens-and-existing-secret": (
+        {"producer": {"enabled": True, "auth": {"tokens": ["a" * 20], "existingSecret": "t"}}},
+        "not both",
+    ),
+    "no-dashboards-in-the-chart": ({"dashboards": {"enabled": True}}, "dashboards"),
+}
+
+
+@pytest.mark.parametrize(
+    ("values", "reason"), INVALID_COMBINATIONS.values(), ids=INVALID_COMBINATIONS.keys()
+)
+def test_invalid_combinations_fail_the_render_with_a_reason(
+    values: dict[str, Any], reason: str, tmp_path: Path
+) -> None:
+    chart_dir = CHART
+    if "dashboards" in values:
+        # a copy of the chart whose dashboards link is broken (e.g. packaged without it)
+        chart_dir = tmp_path / "jobqueue"
+        shutil.copytree(
+            CHART, chart_dir, symlinks=True, ignore=shutil.ignore_patterns("dashboards")
+        )
+    with helm.Chart.load(chart_dir) as loaded, pytest.raises(helm.HelmRenderError, match=reason):
+        loaded.render(values, name="jq", namespace=NAMESPACE)
 
 
 def test_a_redis_url_from_an_existing_secret_creates_no_secret() -> None:

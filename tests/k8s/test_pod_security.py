@@ -183,7 +183,9 @@ def test_worker_network_policy_and_pod_monitor_select_the_worker_pods(values: st
         for obj in objects
         if obj["kind"] == "NetworkPolicy" and obj["metadata"]["name"].endswith("worker")
     ]
-    assert len(selectors) == 2  # the chart's and the kustomize base's
+    # the kustomize base's, and the chart's in each namespace whose JobQueues it serves
+    watched = all_on_values()["operator"]["watchNamespaces"] if values else ["jobqueue"]
+    assert len(selectors) == 1 + len(watched)
     for match, ingress in selectors:
         assert match.items() <= pod_labels.items()
         assert {rule["port"] for rule in ingress} == ports
