@@ -21,7 +21,8 @@ from jobqueue.producer.job_types import DEMO_JOB_TYPES, JobTypes
 
 README_EXAMPLE = b'{"type":"email","payload":{"to":"user@example.com","template":"welcome"}}'
 """The reference design's curl example body, byte for byte."""
-TEST_TYPES = JobTypes({**DEMO_JOB_TYPES, "record": None, "noop": None})
+TEST_TYPES = JobTypes({**DEMO_JOB_TYPES, **dict.fromkeys(["record", "noop", "sleep", "crash"])})
+"""The demo types plus those of `jobqueue.worker.testing:app`, any payload."""
 
 
 @dataclass
