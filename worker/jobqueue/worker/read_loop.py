@@ -92,6 +92,7 @@ class ReadLoop:
         self.restarts += 1
         log.error("read loop crashed (%d in a row)", self.crashes, exc_info=exc)
         if self.crashes >= self.settings.max_loop_crashes:
+            self.stopping.set()  # the worker stops gracefully, then exits non-zero
             raise LoopBeyondRepair(f"{self.crashes} crashes in a row, last: {exc!r}") from exc
 
     async def _room(self) -> bool:

@@ -1,0 +1,72 @@
+"""The worker's HTTP side server over real HTTP: /healthz, /readyz, /metrics."""
+
+from __future__ import annotations
+
+import aiohttp
+from redis.asyncio import Redis as AsyncRedis
+from support.redis_server import RedisServer, free_port
+from worker.conftest import dead_letters, enqueue, eventually, running, settings_for
+
+from jobqueue.core.connection import async_redis
+from jobqueue.worker.testing import app as testing_app
+
+
+async def test_health_readiness_and_metrics(redis_client: AsyncRedis, redis_url: str) -> None:
+    port = free_port()
+    settings = settings_for(redis_url, http_port=port, http_host="127.0.0.1")
+    await enqueue(redis_client, "record", {"into": "done"})
+    await enqueue(redis_client, "nope")
+    base = f"http://127.0.0.1:{port}"
+    async with running(testing_app, settings), aiohttp.ClientSession() as http:
+        await eventually(lambda: _has_dead(redis_client), what="the dead letter")
+        await eventually(lambda: _status(http, f"{base}/healthz", 200), what="the server")
+        async with http.get(f"{base}/healthz") as response:
+            assert response.status == 200
+            assert (await response.json())["status"] == "ok"
+        async with http.get(f"{base}/readyz") as response:
+            assert response.status == 200
+        async with http.get(f"{base}/metrics") as response:
+            assert response.status == 200
+            text = await response.text()
+    assert 'jobqueue_jobs_total{outcome="succeeded",type="record"} 1.0' in text
+    assert 'jobqueue_jobs_dead_lettered_total{reason="no_handler",type="_unknown"} 1.0' in text
+    assert "jobqueue_job_duration_seconds_bucket" in text
+    assert "jobqueue_jobs_in_flight 0.0" in text
+    assert "jobqueue_jobs_reclaimed_total 0.0" in text
+
+
+async def _has_dead(client: AsyncRedis) -> bool:
+    return len(await dead_letters(client)) == 1
+
+
+async def test_readiness_follows_redis_while_health_stays_up(own_redis: RedisServer) -> None:
+    port = free_port()
+    settings = settings_for(own_redis.url, http_port=port, http_host="127.0.0.1")
+    base = f"http://127.0.0.1:{port}"
+    async with running(testing_app, settings), aiohttp.ClientSession() as http:
+        await eventually(lambda: _status(http, f"{base}/readyz", 200), what="ready")
+        # when Redis goes away, the worker is not ready but still healthy (no restart)
+        own_redis.kill()
+        await eventually(lambda: _status(http, f"{base}/readyz", 503), what="not ready")
+        assert await _status(http, f"{base}/healthz", 200)
+        # and when it is back, the worker is ready again and works
+        own_redis.start()
+        await eventually(lambda: _status(http, f"{base}/readyz", 200), what="ready again")
+        client = async_redis(own_redis.url)
+        try:
+            job_id = await enqueue(client, "record", {"into": "done"})
+
+            async def recorded() -> bool:
+                return await client.hget("done", job_id) == "1"
+
+            await eventually(recorded, what="a job after the outage")
+        finally:
+            await client.aclose()
+
+
+async def _status(http: aiohttp.ClientSession, url: str, expected: int) -> bool:
+    try:
+        async with http.get(url) as response:
+            return response.status == expected
+    except aiohttp.ClientConnectionError:  # the side server is not listening yet
+        return False

@@ -1,0 +1,187 @@
+"""The worker's runtime in-process against a real Redis: backpressure, supervision,
+reclaim and heartbeat."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from redis.asyncio import Redis as AsyncRedis
+from worker.conftest import (
+    GROUP,
+    STREAM,
+    dead_letters,
+    enqueue,
+    eventually,
+    group_pending,
+    run_burst,
+    running,
+    settings_for,
+)
+
+from jobqueue.worker.app import App, JobContext
+from jobqueue.worker.reader import Reader
+from jobqueue.worker.runner import Worker
+from jobqueue.worker.testing import app as testing_app
+
+
+async def test_a_burst_of_10000_jobs_never_exceeds_the_concurrency_limit(
+    redis_client: AsyncRedis, redis_url: str
+) -> None:
+    # given 10,000 jobs and a handler that tracks how many run at once
+    app, now, peak, done = App(), [0], [0], [0]
+
+    @app.handler("count")
+    async def count(ctx: JobContext) -> None:
+        now[0] += 1
+        peak[0] = max(peak[0], now[0])
+        await asyncio.sleep(0.001)
+        now[0] -= 1
+        done[0] += 1
+
+    await redis_client.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+    async with redis_client.pipeline(transaction=False) as pipe:
+        for n in range(10_000):
+            pipe.xadd(STREAM, {"id": f"job-{n}", "type": "count", "payload": "{}"})
+        await pipe.execute()
+    # when a worker with concurrency 50 runs them, sampling its pending list meanwhile
+    worker = Worker(app, settings_for(redis_url, concurrency=50, burst=True))
+    held: list[int] = []
+
+    async def sample() -> None:
+        while True:
+            summary = await redis_client.xpending(STREAM, GROUP)
+            held.append(int(summary["pending"]))
+            await asyncio.sleep(0.005)
+
+    sampler = asyncio.create_task(sample())
+    assert await asyncio.wait_for(worker.run(handle_signals=False), 120) == 0
+    sampler.cancel()
+    assert len(held) > 10, "the sampler must have run along"
+    # then all ran, never more than 50 at once, and Redis never held more than 50 for it
+    assert done[0] == 10_000
+    assert 1 < peak[0] <= 50
+    assert max(held) <= 50
+    assert await group_pending(redis_client) == 0
+
+
+async def test_a_crashed_read_loop_is_restarted_and_work_continues(
+    redis_client: AsyncRedis, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a read loop whose next read blows up once, after entries were delivered
+    original, blown = Reader.read_new, [False]
+
+    async def read_new_once_broken(self: Reader) -> int:
+        arrived = await original(self)
+        if arrived and not blown[0]:
+            blown[0] = True
+            raise RuntimeError("bug in the read loop")
+        return arrived
+
+    monkeypatch.setattr(Reader, "read_new", read_new_once_broken)
+    ids = [await enqueue(redis_client, "record", {"into": "done"}) for _ in range(5)]
+    # when the worker runs
+    worker = Worker(testing_app, settings_for(redis_url, burst=True))
+    assert await asyncio.wait_for(worker.run(handle_signals=False), 60) == 0
+    # then the loop was restarted in-process and every job ran exactly once
+    assert blown[0]
+    assert worker.read_loop.restarts == 1
+    assert await redis_client.hgetall("done") == {i: "1" for i in ids}
+
+
+async def test_a_read_loop_beyond_repair_exits_non_zero(
+    redis_client: AsyncRedis, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def always_broken(self: Reader) -> int:
+        raise RuntimeError("corrupt state")
+
+    monkeypatch.setattr(Reader, "read_new", always_broken)
+    settings = settings_for(redis_url, max_loop_crashes=3)
+    worker = Worker(testing_app, settings)
+    assert await asyncio.wait_for(worker.run(handle_signals=False), 60) == 1
+
+
+async def test_a_long_job_keeps_its_claim_and_is_not_stolen(
+    redis_client: AsyncRedis, redis_url: str
+) -> None:
+    # given a job that runs five times longer than the visibility timeout
+    job_id = await enqueue(redis_client, "sleep", {"ms": 2500})
+    holder = settings_for(redis_url, consumer="holder", visibility_timeout_s=0.5)
+    thief = settings_for(redis_url, consumer="thief", visibility_timeout_s=0.5)
+    async with running(testing_app, holder):
+        await eventually(
+            lambda: _state_is(redis_client, job_id, "running"), what="the job to start"
+        )
+        # when another worker sweeps for idle entries all along
+        async with running(testing_app, thief) as other:
+            await eventually(
+                lambda: _state_is(redis_client, job_id, "succeeded"), what="the job to finish"
+            )
+            # then it never took the job over: one delivery, no reclaim
+            assert other.metrics.reclaimed._value.get() == 0
+    [(entry_id, _)] = await redis_client.xrange(STREAM)
+    assert await redis_client.hget(f"{STREAM}:job:{job_id}", "attempts") == "1"
+    assert entry_id
+
+
+async def test_entries_of_a_dead_consumer_are_reclaimed_and_poison_ones_dead_lettered(
+    redis_client: AsyncRedis, redis_url: str
+) -> None:
+    # given two entries a vanished consumer took, one of them delivered 5 times already
+    await redis_client.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+    fine = await enqueue(redis_client, "record", {"into": "done"})
+    poison = await enqueue(redis_client, "record", {"into": "done"})
+    rows = await redis_client.xreadgroup(GROUP, "ghost", {STREAM: ">"}, count=2)
+    poison_entry = rows[0][1][1][0]
+    for _ in range(4):  # each XCLAIM counts one more delivery
+        await redis_client.xclaim(STREAM, GROUP, "ghost", 0, [poison_entry])
+    await asyncio.sleep(0.3)  # let the entries go idle past the visibility timeout
+    # when a worker with max_deliveries=3 sweeps
+    settings = settings_for(redis_url, visibility_timeout_s=0.2, max_deliveries=3)
+    async with running(testing_app, settings) as worker:
+        await eventually(
+            lambda: _state_is(redis_client, fine, "succeeded"), what="the fine one to run"
+        )
+        await eventually(lambda: _dead_count(redis_client, 1), what="the poison one to be dead")
+        assert worker.metrics.reclaimed._value.get() == 2
+    # then the fine one ran, the poison one did not and is a dead letter with the reason
+    assert await redis_client.hgetall("done") == {fine: "1"}
+    [dead] = await dead_letters(redis_client)
+    assert dead["original_id"] == poison
+    assert dead["reason"].startswith("deliveries: delivered 6 times (max_deliveries=3)")
+    assert await group_pending(redis_client) == 0
+
+
+async def _state_is(client: AsyncRedis, job_id: str, state: str) -> bool:
+    return await client.hget(f"{STREAM}:job:{job_id}", "state") == state
+
+
+async def _dead_count(client: AsyncRedis, n: int) -> bool:
+    return len(await dead_letters(client)) == n
+
+
+async def test_burst_mode_waits_for_delayed_retries_before_exiting(
+    redis_client: AsyncRedis, redis_url: str
+) -> None:
+    job_id = await enqueue(redis_client, "fail", {"times": 1, "into": "done"})
+    settings = settings_for(redis_url, backoff_base_s=0.5, backoff_cap_s=0.5)
+    assert await run_burst(testing_app, settings) == 0
+    assert await redis_client.hgetall("done") == {job_id: "1"}
+
+
+async def test_departed_consumers_are_removed_only_once_they_hold_nothing(
+    redis_client: AsyncRedis, redis_url: str
+) -> None:
+    # given a departed consumer with nothing pending and one still holding an entry
+    await redis_client.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+    await redis_client.xgroup_createconsumer(STREAM, GROUP, "gone-empty")
+    await enqueue(redis_client, "record", {"into": "done"})
+    await redis_client.xreadgroup(GROUP, "gone-holding", {STREAM: ">"}, count=1)
+    worker = Worker(testing_app, settings_for(redis_url))
+    # when the worker prunes consumers idle for any time at all
+    removed = await worker.reclaimer.prune_consumers(idle_ms=0)
+    await worker.redis.aclose()
+    # then only the empty one is gone; the holder stays until its entry is reclaimed
+    assert removed == ["gone-empty"]
+    names = [c["name"] for c in await redis_client.xinfo_consumers(STREAM, GROUP)]
+    assert names == ["gone-holding"]
