@@ -29,7 +29,6 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from jobqueue.core.backlog import QueueSample, sample_queue
 from jobqueue.core.client import AsyncClient
 from jobqueue.core.connection import async_redis
-from jobqueue.core.errors import ConfigError
 from jobqueue.core.settings import QueueSettings
 from jobqueue.local import demo
 from jobqueue.local.autoscale import Autoscaler
@@ -38,10 +37,10 @@ from jobqueue.local.events import EventLog
 from jobqueue.local.job_types import producer_job_types_env
 from jobqueue.local.outcomes import DeadLetter, OutcomeTally, recent_dead_letters
 from jobqueue.local.pool import WorkerPool
-from jobqueue.local.private_redis import PrivateRedis
 from jobqueue.local.processes import Child, jobqueue_command, stop_all
 from jobqueue.local.producer_process import ProducerProcess
 from jobqueue.local.queue import LocalQueue
+from jobqueue.local.redis_source import RedisSource
 from jobqueue.local.settings import DevSettings
 from jobqueue.local.view import Snapshot
 
@@ -62,22 +61,15 @@ async def run_dev(
     events = EventLog(log)
     run_dir = settings.data_dir or Path(tempfile.mkdtemp(prefix="jobqueue-dev-"))
     run_dir.mkdir(parents=True, exist_ok=True)
-    private: PrivateRedis | None = None
+    source: RedisSource | None = None
     try:
-        url = settings.redis_url or queue.spec.redis.url
-        if url is None:
-            private = PrivateRedis(run_dir / "redis")
-            private.start()
-            url = private.url
-            events(f"private Redis on {url} (pid {private.pid}, AOF in {run_dir / 'redis'})")
+        given_url = settings.redis_url or queue.spec.redis.url
+        source = RedisSource.open(given_url, run_dir / "redis", events)
         producer_env = producer_job_types_env(queue.spec.worker.app, run_dir, events)
-        session = DevSession(queue, settings, url, run_dir, events, show, producer_env)
-        session.private_redis = private
-        await session.run()
+        await DevSession(queue, settings, source, run_dir, events, show, producer_env).run()
     finally:
-        if private is not None:
-            private.stop()
-            events("private Redis stopped")
+        if source is not None:
+            source.close()
         if settings.data_dir is None:
             shutil.rmtree(run_dir, ignore_errors=True)
 
@@ -89,7 +81,7 @@ class DevSession:
         self,
         queue: LocalQueue,
         settings: DevSettings,
-        redis_url: str,
+        redis: RedisSource,
         run_dir: Path,
         events: EventLog,
         show: Callable[[Snapshot], None],
@@ -97,7 +89,7 @@ class DevSession:
     ) -> None:
         self.queue = queue
         self.settings = settings
-        self.redis_url = redis_url
+        self.redis = redis
         self.log_dir = run_dir / "logs"
         self.event = events
         self._show = show
@@ -112,13 +104,11 @@ class DevSession:
         self._dead: tuple[DeadLetter, ...] = ()
         self._reaped_s = 0.0
         self._consumer_pattern = local_consumer_pattern(queue.name)
-        self.private_redis: PrivateRedis | None = None
-        """The redis-server local mode started, restarted here if it dies."""
         self._autoscaler = Autoscaler(queue.spec)
         self._tally = OutcomeTally()
         command = jobqueue_command()
         # The URL goes by environment, never argv: `ps` must not show a password.
-        child_env = {**CHILD_ENV, "REDIS_URL": redis_url}
+        child_env = {**CHILD_ENV, "REDIS_URL": redis.url}
         self.pool = WorkerPool(
             lambda name, port: queue.worker_argv(command, name, port),
             self.log_dir,
@@ -143,7 +133,7 @@ class DevSession:
         for note in self.queue.warnings():
             self.event(f"note: {note}")
         self._install_signal_handlers()
-        redis = async_redis(self.redis_url)
+        redis = async_redis(self.redis.url)
         demo_task = self._start_demo(AsyncClient(redis, self._queue_settings()))
         try:
             self.producer.start()
@@ -162,7 +152,7 @@ class DevSession:
     def _queue_settings(self) -> QueueSettings:
         keys = self.queue.keys
         return QueueSettings(
-            redis_url=self.redis_url, stream=keys.stream, group=keys.group, dead_stream=keys.dead
+            redis_url=self.redis.url, stream=keys.stream, group=keys.group, dead_stream=keys.dead
         )
 
     def _start_demo(self, client: AsyncClient) -> asyncio.Task[None] | None:
@@ -185,7 +175,7 @@ class DevSession:
         """One poll: sample, decide, reconcile the workers, and build the view's snapshot."""
         now = self.event.elapsed_s()
         self.producer.check()
-        await self._check_private_redis()
+        await self.redis.keep_up()
         try:
             sample = await sample_queue(redis, self.queue.keys)
             self._dead = tuple(await recent_dead_letters(redis, self.queue.keys.dead))
@@ -222,24 +212,11 @@ class DevSession:
         if result.deleted:
             self.event(f"removed {len(result.deleted)} consumer(s) of stopped workers")
 
-    async def _check_private_redis(self) -> None:
-        private = self.private_redis
-        if private is None or private.alive:
-            return
-        code = private.process.returncode if private.process is not None else None
-        self.event(f"private Redis exited ({code}): restarting it from its AOF")
-        try:
-            await asyncio.to_thread(private.start)
-        except ConfigError as exc:
-            self.event(f"private Redis did not restart: {exc}")
-            return
-        self.event(f"private Redis back (pid {private.pid})")
-
     def _snapshot(self) -> Snapshot:
         """The view of the last poll, with the processes and events as they are now."""
         return Snapshot(
             queue_name=self.queue.name,
-            redis_url=self.redis_url,
+            redis_url=self.redis.url,
             producer_url=self.producer.url,
             log_dir=str(self.log_dir),
             elapsed_s=self.event.elapsed_s(),
