@@ -34,7 +34,7 @@ from jobqueue.local import demo
 from jobqueue.local.autoscale import Autoscaler
 from jobqueue.local.consumers import local_consumer_pattern, reap_local_consumers
 from jobqueue.local.events import EventLog
-from jobqueue.local.job_types import producer_job_types_env
+from jobqueue.local.job_types import DEMO_APP, producer_job_types_env
 from jobqueue.local.outcomes import DeadLetter, OutcomeTally, recent_dead_letters
 from jobqueue.local.pool import WorkerPool
 from jobqueue.local.processes import Child, jobqueue_command, stop_all
@@ -159,6 +159,10 @@ class DevSession:
         if not self.settings.demo:
             return None
         self.event("demo: bursts of email/report/webhook/thumbnail jobs")
+        if self.queue.spec.worker.app != DEMO_APP:
+            self.event(
+                f"note: demo jobs need {DEMO_APP}; {self.queue.spec.worker.app} may not handle them"
+            )
         return asyncio.create_task(demo.run_bursts(client, self.event), name="demo bursts")
 
     async def _poll_until_stopped(self, redis: Redis, http: aiohttp.ClientSession) -> None:
