@@ -5,26 +5,10 @@ from __future__ import annotations
 import re
 import tomllib
 
+from k8s.dockerfile import DOCKERFILE, stages
 from k8s.objects import ROOT
 
-DOCKERFILE = (ROOT / "Dockerfile").read_text()
 BUILD_TOOLS = re.compile(r"\b(gcc|g\+\+|make|build-essential|clang|uv)\b")
-
-
-def stages() -> dict[str, list[str]]:
-    """Instructions of each stage, by stage name, in order."""
-    found: dict[str, list[str]] = {}
-    current: list[str] = []
-    text = DOCKERFILE.replace("\\\n", " ")
-    for line in text.splitlines():
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        if stripped.upper().startswith("FROM "):
-            name = stripped.split()[-1] if " AS " in stripped.upper() else stripped.split()[1]
-            current = found.setdefault(name, [])
-        current.append(stripped)
-    return found
 
 
 def final_stage() -> list[str]:
