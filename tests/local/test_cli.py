@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import redis
 from click.testing import CliRunner
 from local.dev_process import DevProcess
 from support.redis_server import free_port
@@ -44,3 +45,16 @@ def test_an_unreachable_redis_is_reported_each_poll_and_nothing_is_started(start
     assert f"connecting to 127.0.0.1:{port}" in dev.output
     assert dev.worker_pids() == {}
     assert "Traceback" not in dev.output
+
+
+def test_a_queue_key_of_the_wrong_type_is_reported_not_fatal(
+    redis_url: str, sync_redis: redis.Redis, start_dev
+) -> None:
+    sync_redis.set("jobs:work", "not a stream")
+
+    dev: DevProcess = start_dev("--port", "0", "--duration-s", "1.5", redis_url=redis_url)
+
+    assert dev.wait_exit() == 0, dev.output
+    assert "WRONGTYPE" in dev.output
+    assert "Traceback" not in dev.output
+    assert sync_redis.get("jobs:work") == "not a stream"

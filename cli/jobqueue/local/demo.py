@@ -13,6 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 from jobqueue.core.client import AsyncClient, NewJob
 
 
@@ -59,8 +62,10 @@ async def run_bursts(
         per_second = max(1, size // shape.spread_s)
         for start in range(0, size, per_second):
             count = min(per_second, size - start)
-            await client.enqueue_many(
-                [demo_job(rng, number * 10_000 + start + i) for i in range(count)]
-            )
+            jobs = [demo_job(rng, number * 10_000 + start + i) for i in range(count)]
+            try:
+                await client.enqueue_many(jobs)
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                on_event(f"demo: {count} jobs not enqueued, Redis unreachable: {exc}")
             await asyncio.sleep(1.0)
         await asyncio.sleep(max(0.0, shape.period_s - shape.spread_s))

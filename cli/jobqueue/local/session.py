@@ -24,6 +24,7 @@ from pathlib import Path
 import aiohttp
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from jobqueue.core.backlog import QueueSample, sample_queue
@@ -36,7 +37,7 @@ from jobqueue.local.consumers import local_consumer_pattern, reap_local_consumer
 from jobqueue.local.events import EventLog
 from jobqueue.local.job_types import DEMO_APP, producer_job_types_env
 from jobqueue.local.outcomes import DeadLetter, OutcomeTally, recent_dead_letters
-from jobqueue.local.pool import WorkerPool
+from jobqueue.local.pool import KILL_MARGIN_S, WorkerPool
 from jobqueue.local.processes import Child, jobqueue_command, stop_all
 from jobqueue.local.producer_process import ProducerProcess
 from jobqueue.local.queue import LocalQueue
@@ -183,8 +184,10 @@ class DevSession:
         try:
             sample = await sample_queue(redis, self.queue.keys)
             self._dead = tuple(await recent_dead_letters(redis, self.queue.keys.dead))
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            # Workers keep running (they retry on their own); scaling waits for Redis.
+        except (RedisConnectionError, RedisTimeoutError, ResponseError, OSError) as exc:
+            # Shown in the view each poll until it clears: workers keep running (they
+            # retry on their own) and scaling waits. A ResponseError here is a queue key
+            # of the wrong type, something the user must fix, not a reason to stop all.
             self.pool.reconcile(self._desired)
             self._sample, self._error = None, str(exc) or type(exc).__name__
             return self._snapshot()
@@ -210,8 +213,8 @@ class DevSession:
             result = await reap_local_consumers(
                 redis, self.queue.keys, self._consumer_pattern, running
             )
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            self.event(f"consumers not cleaned up, Redis unreachable: {exc}")
+        except (RedisConnectionError, RedisTimeoutError, ResponseError, OSError) as exc:
+            self.event(f"consumers of stopped workers not removed: {exc}")
             return
         if result.deleted:
             self.event(f"removed {len(result.deleted)} consumer(s) of stopped workers")
@@ -277,7 +280,7 @@ class DevSession:
         for child in children:
             child.terminate(self.event.elapsed_s())
         self._show(self._snapshot())
-        grace_s = max(self.queue.grace_period_s, PRODUCER_STOP_S)
+        grace_s = max(self.queue.grace_period_s + KILL_MARGIN_S, PRODUCER_STOP_S)
         # Blocking waits run in a thread so a second Ctrl-C is still handled meanwhile.
         await asyncio.to_thread(stop_all, children, grace_s)
         self.pool.workers.clear()
