@@ -66,11 +66,11 @@ class Dispatcher:
                 self._spawn(delivery, self.outcomes.dead(delivery, "deliveries", reason))
                 continue
             runnable.append(delivery)
-        self.outcomes.metrics.in_flight.set(self.inflight.count)
         if runnable:
-            self.outcomes.mark_running(runnable)
             for delivery in runnable:
                 self._spawn(delivery, self.executor.run(delivery))
+            # Queued after the tasks, so jobs that finish at once share the flush.
+            self.outcomes.mark_running(runnable)
 
     def _spawn(self, delivery: Delivery, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)

@@ -81,6 +81,8 @@ class Outcomes:
         """Flush queued running marks and successes until cancelled (stopped last)."""
         while True:
             await self._wake.wait()
+            # One turn of the loop lets jobs that are about to finish join this flush.
+            await asyncio.sleep(0)
             self._wake.clear()
             while self._batch or self._running:
                 batch, self._batch = self._batch[:MAX_ACK_BATCH], self._batch[MAX_ACK_BATCH:]

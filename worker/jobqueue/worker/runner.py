@@ -65,6 +65,8 @@ class Worker:
         self.metrics = WorkerMetrics(registry)
         self.stopping = asyncio.Event()
         self.inflight = InFlight(settings.concurrency)
+        # Read at scrape time: no per-job cost on the hot path.
+        self.metrics.in_flight.set_function(lambda: self.inflight.count)
         self.outcomes = Outcomes(
             self.redis, keys, settings.queue.status_ttl_s, self.metrics, self._release
         )
@@ -157,7 +159,6 @@ class Worker:
 
     def _release(self, entry_id: str) -> None:
         self.inflight.release(entry_id)
-        self.metrics.in_flight.set(self.inflight.count)
 
     def _every(
         self, interval_s: float, step: Callable[[], Awaitable[object]], name: str
