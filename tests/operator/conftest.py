@@ -4,7 +4,7 @@ in-process against it (cluster-wide, standalone), with short intervals."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import threading
 from collections.abc import AsyncIterator
 
 import pytest
@@ -37,12 +37,21 @@ def operator_settings() -> OperatorSettings:
 async def operator(
     kube: KubeEmulator, operator_settings: OperatorSettings
 ) -> AsyncIterator[OperatorContext]:
-    """Kopf with the JobQueue handlers, running until the test ends."""
+    """Kopf with the JobQueue handlers, running until the test ends.
+
+    It runs on its own event loop in a thread, as ``kopf run`` would in its own process:
+    on stopping, Kopf waits for every task of its loop, and the test's tasks are not its.
+    """
     ctx = OperatorContext(settings=operator_settings)
-    stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(run_operator(ctx, server=kube.url, stop_flag=stop, ready_flag=ready))
-    await asyncio.wait_for(ready.wait(), timeout=20)
+    stop, ready = threading.Event(), threading.Event()
+
+    def run() -> None:
+        asyncio.run(run_operator(ctx, server=kube.url, stop_flag=stop, ready_flag=ready))
+
+    thread = threading.Thread(target=run, name="kopf", daemon=True)
+    thread.start()
+    assert await asyncio.to_thread(ready.wait, 20), "Kopf did not start"
     yield ctx
     stop.set()
-    with contextlib.suppress(asyncio.CancelledError):
-        await asyncio.wait_for(task, timeout=20)
+    await asyncio.to_thread(thread.join, 30)
+    assert not thread.is_alive(), "Kopf did not stop"

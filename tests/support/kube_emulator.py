@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import aiohttp
+import jsonpatch
 import kmock
 
 T = TypeVar("T")
@@ -87,15 +88,34 @@ def _path(resource: str, namespace: str, name: str = "", subresource: str = "") 
 
 
 class NamingEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
-    """The emulator, plus names for objects created with ``generateName`` (Kopf's Events)."""
+    """The emulator, plus what the API server does that Kopf relies on: a fresh
+    ``resourceVersion`` on every write (else Kopf takes a stale watch event for the answer
+    to its own patch and handles a creation twice), names for ``generateName`` (Events),
+    and 422 for a failed JSON patch test.
+    """
+
+    _versions = itertools.count(1)
 
     async def _handle(self, request: Any) -> Any:
         data = request.data
-        if request.action == kmock.action.CREATE and isinstance(data, dict):
+        writes = (kmock.action.CREATE, kmock.action.UPDATE)
+        if request.action in writes and isinstance(data, dict):
             meta = data.setdefault("metadata", {})
+            meta["resourceVersion"] = str(next(self._versions))
             if not meta.get("name") and meta.get("generateName"):
                 meta["name"] = meta["generateName"] + uuid.uuid4().hex[:8]
+        elif request.action == kmock.action.UPDATE and isinstance(data, list):  # JSON patch
+            version = str(next(self._versions))
+            data.append({"op": "add", "path": "/metadata/resourceVersion", "value": version})
         return await super()._handle(request)
+
+    async def _render_error(self, exc: Exception) -> Any:
+        # A JSON patch whose resourceVersion test fails is a 422 on a real API server; Kopf
+        # then re-reads and patches again. The emulator would answer 500, which Kopf
+        # retries unchanged forever.
+        if isinstance(exc, jsonpatch.JsonPatchTestFailed):
+            exc = kmock.KubernetesError(status=422, reason="Invalid", message=str(exc))
+        return await super()._render_error(exc)
 
 
 class KubeEmulator:
@@ -110,7 +130,12 @@ class KubeEmulator:
     async def _http(self) -> aiohttp.ClientSession:
         if self._session is None:
             agent = {"User-Agent": TEST_CLIENT_AGENT}
-            self._session = aiohttp.ClientSession(base_url=self.url, headers=agent)
+            # No keep-alive: an idle connection's server task would hold up Kopf's exit
+            # (Kopf waits for every task started while it ran; the emulator shares the loop).
+            connector = aiohttp.TCPConnector(force_close=True)
+            self._session = aiohttp.ClientSession(
+                base_url=self.url, headers=agent, connector=connector
+            )
         return self._session
 
     async def close(self) -> None:

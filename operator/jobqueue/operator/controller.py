@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -72,6 +74,12 @@ def build_registry(ctx: OperatorContext, server: str | None = None) -> kopf.Oper
         if info is not None:
             ctx.api = KubeApi(info)
         return info
+
+    @kopf.on.cleanup(registry=registry)
+    async def cleanup(**_: Any) -> None:
+        # Close our connections while Kopf stops, so none outlives the operator.
+        if ctx.api is not None:
+            await ctx.api.close()
 
     @kopf.on.resume(*RESOURCE, registry=registry)
     @kopf.on.create(*RESOURCE, registry=registry)
@@ -174,15 +182,20 @@ async def run_operator(
     ctx: OperatorContext,
     *,
     server: str | None = None,
-    stop_flag: asyncio.Event | None = None,
-    ready_flag: asyncio.Event | None = None,
+    stop_flag: asyncio.Event | threading.Event | None = None,
+    ready_flag: asyncio.Event | threading.Event | None = None,
+    configure: Callable[[kopf.OperatorSettings], None] | None = None,
 ) -> None:
-    """Run the operator until ``stop_flag`` is set (or the process is signalled)."""
+    """Run the operator until ``stop_flag`` is set (or the process is signalled);
+    ``configure`` may adjust Kopf's settings (tests shorten its timeouts)."""
     namespaces = ctx.settings.namespaces
+    settings = kopf_settings(ctx)
+    if configure is not None:
+        configure(settings)
     try:
         await kopf.operator(
             registry=build_registry(ctx, server),
-            settings=kopf_settings(ctx),
+            settings=settings,
             clusterwide=not namespaces,
             namespaces=namespaces,
             standalone=ctx.settings.standalone,
@@ -191,6 +204,5 @@ async def run_operator(
             ready_flag=ready_flag,
         )
     finally:
-        # After Kopf returned: every daemon, and so every API call, has finished.
-        if ctx.api is not None:
+        if ctx.api is not None:  # when Kopf failed before its cleanup handlers ran
             await ctx.api.close()

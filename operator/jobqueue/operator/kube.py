@@ -52,8 +52,11 @@ class KubeApi:
     def __init__(self, info: kopf.ConnectionInfo) -> None:
         self._info = info
         self._session: aiohttp.ClientSession | None = None
+        self._closed = False
 
     async def close(self) -> None:
+        """Close the connections; later calls fail with `KubeApiError` (the operator stops)."""
+        self._closed = True
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -84,6 +87,8 @@ class KubeApi:
         params: Mapping[str, str] | None = None,
     ) -> dict[str, Any] | None:
         """One API call; None for 404, `KubeApiError` for any other error status."""
+        if self._closed:
+            raise KubeApiError(0, "Closed", "the operator is stopping")
         if self._session is None:
             self._session = self._make_session()
         headers = {"Content-Type": content_type} if body is not None else {}
