@@ -38,7 +38,7 @@ SLEEP_MS = 3000
 
 def sample(install: Install, **changes: Any) -> dict[str, Any]:
     """The sample JobQueue running the image under test, with ``changes`` merged into spec."""
-    queue = copy.deepcopy(SAMPLE)
+    queue: dict[str, Any] = copy.deepcopy(SAMPLE)
     queue["metadata"]["namespace"] = install.namespace
     queue["spec"]["worker"]["image"] = install.image
     for key, value in changes.items():

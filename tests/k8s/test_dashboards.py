@@ -27,7 +27,7 @@ SERIES_SUFFIXES = {
 
 def exported_series(registry: CollectorRegistry) -> set[str]:
     """Every series name a registry exposes on /metrics, whether or not it has samples yet."""
-    names = set()
+    names: set[str] = set()
     for family in registry.collect():
         names.update(family.name + suffix for suffix in SERIES_SUFFIXES[family.type])
     return names

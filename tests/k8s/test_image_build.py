@@ -68,7 +68,7 @@ def test_the_builder_stage_yields_a_complete_runtime_virtualenv(tmp_path: Path) 
     help_text = subprocess.run(
         [str(venv / "bin" / "jobqueue"), "--help"], capture_output=True, text=True, check=True
     ).stdout
-    for command in ("worker", "producer", "operator"):
-        assert f"  {command} " in help_text
+    for name in ("worker", "producer", "operator"):
+        assert f"  {name} " in help_text
     # and no development tool reached it
     assert not [name for name in DEV_ONLY if (packages / name).exists()]

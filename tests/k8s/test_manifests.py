@@ -69,7 +69,7 @@ def test_kustomize_directories_list_only_existing_namespaced_resources(directory
 
 
 def test_every_manifest_file_is_reachable_from_a_kustomization() -> None:
-    listed = set()
+    listed: set[Path] = set()
     for directory in kustomize_dirs():
         kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
         listed.update((directory / entry).resolve() for entry in kustomization["resources"])

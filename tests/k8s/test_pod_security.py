@@ -35,7 +35,7 @@ def is_api_client(name: str) -> bool:
 
 
 def _shipped_pods() -> list[tuple[str, Obj]]:
-    pods = []
+    pods: list[tuple[str, Obj]] = []
     for directory in kustomize_dirs():
         pods.extend(
             (f"manifests/{directory.name}: {name}", spec)

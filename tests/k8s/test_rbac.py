@@ -55,7 +55,7 @@ def grants(role: Obj) -> set[Call]:
         "apiextensions.k8s.io": "v1",
         "events.k8s.io": "v1",
     }
-    found = set()
+    found: set[Call] = set()
     for rule in role["rules"]:
         assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"], rule
         for group in rule["apiGroups"]:
@@ -112,7 +112,7 @@ async def running_operator(kube: KubeEmulator) -> AsyncIterator[OperatorContext]
             await asyncio.wait_for(task, timeout=30)
 
 
-async def _replicas(kube: KubeEmulator, name: str) -> int:
+def _replicas(kube: KubeEmulator, name: str) -> int:
     deployment = kube.get(DEPLOYMENTS, NAMESPACE, f"{name}-worker") or {}
     return int(deployment.get("spec", {}).get("replicas") or 0)
 
