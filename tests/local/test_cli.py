@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import redis
@@ -58,3 +59,15 @@ def test_a_queue_key_of_the_wrong_type_is_reported_not_fatal(
     assert "WRONGTYPE" in dev.output
     assert "Traceback" not in dev.output
     assert sync_redis.get("jobs:work") == "not a stream"
+
+
+def test_without_redis_url_or_redis_server_it_says_what_to_install(tmp_path: Path) -> None:
+    venv_bin = str(Path(sys.executable).parent)
+    env = {"PATH": venv_bin, "HOME": str(tmp_path)}  # no redis-server on this PATH
+
+    dev = DevProcess(["--port", "0", "--duration-s", "1"], env)
+
+    assert dev.wait_exit() == 1, dev.output
+    assert "redis-server is not installed" in dev.output
+    assert "REDIS_URL" in dev.output
+    assert "Traceback" not in dev.output

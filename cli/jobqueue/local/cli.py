@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from pathlib import Path
 
 import click
@@ -38,7 +39,11 @@ from jobqueue.local.view import Snapshot, plain_line, render
     help="Keep Redis data and logs here [JOBQUEUE_DEV_DATA_DIR]; default: a temp dir.",
 )
 @click.option("--demo", is_flag=True, help="Enqueue bursts of demo jobs to watch scaling.")
-@click.option("--live/--no-live", default=True, help="Live view, or one log line per poll.")
+@click.option(
+    "--live/--no-live",
+    default=None,
+    help="Live view, or one log line per poll [default: live on a terminal].",
+)
 @click.option(
     "--duration-s", type=click.FloatRange(min=0, min_open=True), help="Stop after N seconds."
 )
@@ -54,7 +59,7 @@ def dev(
     producer_port: int | None,
     data_dir: Path | None,
     demo: bool,
-    live: bool,
+    live: bool | None,
     duration_s: float | None,
     exit_when_idle: bool,
 ) -> None:
@@ -62,7 +67,7 @@ def dev(
 
     Workers are started and stopped by the operator's scaling policy. Ctrl-C stops
     everything (workers get SIGTERM and their grace period; Ctrl-C again kills them).
-    """  # fmt: skip
+    """
     try:
         queue = load_queue(path)
         base = DevSettings.from_env()
@@ -75,7 +80,7 @@ def dev(
         data_dir=data_dir or base.data_dir,
         worker_metrics=base.worker_metrics,
         demo=demo,
-        live=live,
+        live=sys.stdout.isatty() if live is None else live,
         duration_s=duration_s,
         exit_when_idle=exit_when_idle,
     )
