@@ -280,3 +280,28 @@ def test_default_values_match_the_schema_defaults_shape() -> None:
     defaults = yaml.safe_load((CHART / "values.yaml").read_text())
     chart().validate_schema(defaults)
     chart().validate_schema(all_on_values())
+
+
+def _object_schemas(schema: Obj, path: str = "values") -> list[tuple[str, Obj]]:
+    found = []
+    if schema.get("properties"):
+        found.append((path, schema))
+        for key, child in schema["properties"].items():
+            found.extend(_object_schemas(child, f"{path}.{key}"))
+    if isinstance(schema.get("items"), dict):
+        found.extend(_object_schemas(schema["items"], f"{path}[]"))
+    return found
+
+
+def test_the_values_schema_closes_every_section_it_describes() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    sections = _object_schemas(schema)
+    assert len(sections) > 15
+    for path, section in sections:
+        if path.endswith("extraEnv[]"):
+            continue  # a Kubernetes EnvVar: value or valueFrom, checked by the API server
+        assert section.get("additionalProperties") is False, path
+    # and describes every key values.yaml has
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())
+    for key in defaults:
+        assert key in schema["properties"], key

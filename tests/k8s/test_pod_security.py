@@ -18,6 +18,7 @@ from k8s.objects import (
 )
 from k8s.pod_security import house_violations, restricted_violations
 
+from jobqueue.cli.main import COMMANDS
 from jobqueue.operator.deployment import build_deployment
 from jobqueue.operator.spec import parse_spec
 
@@ -197,3 +198,16 @@ def test_worker_network_policy_and_pod_monitor_select_the_worker_pods(values: st
 def worker_deployment_container() -> Obj:
     container: Obj = worker_deployment()["spec"]["template"]["spec"]["containers"][0]
     return container
+
+
+def test_every_jobqueue_container_runs_a_real_subcommand_of_the_image_entrypoint() -> None:
+    # the image's ENTRYPOINT is `jobqueue`: pods pass the subcommand as args
+    for name, pod in SHIPPED_PODS:
+        for container in pod.get("initContainers", []) + pod["containers"]:
+            if "jobqueue" not in container["image"] or "redis" in container["image"]:
+                continue
+            if "command" in container:
+                # the helm test script (python -c) and live update's copy (cp -R)
+                assert container["command"][:2] in (["python", "-c"], ["cp", "-R"]), name
+                continue
+            assert container["args"][0] in COMMANDS, f"{name}: {container['args']}"
