@@ -38,7 +38,7 @@ from jobqueue.worker.trim import Trimmer
 
 log = logging.getLogger("jobqueue.worker")
 
-EXIT_OK, EXIT_BEYOND_REPAIR = 0, 1
+EXIT_OK, EXIT_BEYOND_REPAIR, EXIT_CONFIG = 0, 1, 2
 TIMEOUT_TICK_S = 0.1
 """How often handlers past their timeout are looked for: a job's timeout is honoured
 within this many seconds."""
@@ -97,7 +97,12 @@ class Worker:
         s = self.settings
         log.info("worker %s: stream %s group %s", s.consumer, s.queue.stream, s.queue.group)
         if s.http_port:
-            await self.http.start(s.http_host, s.http_port)
+            try:
+                await self.http.start(s.http_host, s.http_port)
+            except OSError as exc:
+                log.error("cannot serve HTTP on %s:%d: %s", s.http_host, s.http_port, exc)
+                await self._close()
+                return EXIT_CONFIG
         acks = asyncio.create_task(self.outcomes.run_acks(), name="acks")
         reading = asyncio.create_task(self.read_loop.run(), name="read-loop")
         periodic = [
