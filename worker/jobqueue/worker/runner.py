@@ -169,11 +169,15 @@ class Worker:
         self, interval_s: float, step: Callable[[], Awaitable[object]], name: str
     ) -> asyncio.Task[None]:
         async def loop() -> None:
+            outages = 0
             while True:
                 try:
                     await step()
+                    outages = 0
                 except TRANSIENT_ERRORS as exc:
-                    log.warning("%s: Redis unavailable (%s)", name, exc)
+                    outages += 1
+                    if outages == 1 or outages % 100 == 0:
+                        log.warning("%s: Redis unavailable (%s)", name, exc)
                 except Exception:
                     # A periodic step failing must not take the worker down; the next
                     # tick tries again, and the log says why.
