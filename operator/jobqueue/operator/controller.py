@@ -67,13 +67,7 @@ def build_registry(ctx: OperatorContext, server: str | None = None) -> kopf.Oper
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-        if server is not None:
-            info: kopf.ConnectionInfo | None = kopf.ConnectionInfo(server=server, insecure=True)
-        else:
-            info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
-        if info is not None:
-            ctx.api = KubeApi(info)
-        return info
+        return _login(ctx, server, **kwargs)
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(**_: Any) -> None:
@@ -88,7 +82,10 @@ def build_registry(ctx: OperatorContext, server: str | None = None) -> kopf.Oper
         body: kopf.Body, name: str, namespace: str | None, uid: str, **_: Any
     ) -> None:
         spec = _valid_spec(body)
-        await ensure_deployment(ctx.require_api(), name, _ns(namespace), uid, spec)
+        try:
+            await ensure_deployment(ctx.require_api(), name, _ns(namespace), uid, spec)
+        except ConfigError as exc:
+            raise kopf.PermanentError(str(exc)) from None
         await _ensure_group(ctx, body, _ns(namespace), spec)
 
     @kopf.daemon(*RESOURCE, registry=registry, cancellation_timeout=10.0)
@@ -100,17 +97,7 @@ def build_registry(ctx: OperatorContext, server: str | None = None) -> kopf.Oper
         stopped: kopf.DaemonStopped,
         **_: Any,
     ) -> None:
-        scaler = QueueScaler(ctx, _ns(namespace), name, uid)
-        try:
-            while not stopped:
-                try:
-                    interval_s = await scaler.tick(body)
-                except (KubeApiError, kopf.TemporaryError, OSError) as exc:
-                    log.warning("%s/%s: poll failed: %s", namespace, name, exc)
-                    interval_s = 1.0
-                await stopped.wait(interval_s)
-        finally:
-            await scaler.close()
+        await _scale_until_stopped(QueueScaler(ctx, _ns(namespace), name, uid), body, stopped)
 
     @kopf.on.delete(*RESOURCE, registry=registry)
     async def delete(
@@ -126,6 +113,31 @@ def build_registry(ctx: OperatorContext, server: str | None = None) -> kopf.Oper
             await _delete_keys(api, body, _ns(namespace), spec, retry)
 
     return registry
+
+
+def _login(ctx: OperatorContext, server: str | None, **kwargs: Any) -> kopf.ConnectionInfo | None:
+    if server is not None:
+        info: kopf.ConnectionInfo | None = kopf.ConnectionInfo(server=server, insecure=True)
+    else:
+        info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+    if info is not None:
+        ctx.api = KubeApi(info)
+    return info
+
+
+async def _scale_until_stopped(
+    scaler: QueueScaler, body: kopf.Body, stopped: kopf.DaemonStopped
+) -> None:
+    try:
+        while not stopped:
+            try:
+                interval_s = await scaler.tick(body)
+            except (KubeApiError, kopf.TemporaryError, OSError) as exc:
+                log.warning("%s/%s: poll failed: %s", scaler.namespace, scaler.name, exc)
+                interval_s = 1.0
+            await stopped.wait(interval_s)
+    finally:
+        await scaler.close()
 
 
 def _ns(namespace: str | None) -> str:

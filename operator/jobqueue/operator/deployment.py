@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from jobqueue.core.errors import ConfigError
 from jobqueue.operator.spec import API_VERSION, KIND, JobQueueSpec
 
 WORKER_CONTAINER = "worker"
@@ -63,7 +64,7 @@ def redis_url_env(spec: JobQueueSpec) -> dict[str, Any]:
             "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}},
         }
     if spec.redis.url is None:
-        raise ValueError("spec.redis needs url or secretRef in a cluster")
+        raise ConfigError("in a cluster, spec needs redis.url or redis.secretRef")
     return {"name": "REDIS_URL", "value": spec.redis.url}
 
 

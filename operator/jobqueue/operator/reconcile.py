@@ -29,7 +29,7 @@ async def resolve_redis_url(api: KubeApi, namespace: str, spec: JobQueueSpec) ->
     ref = spec.redis.secret_ref
     if ref is None:
         if spec.redis.url is None:
-            raise ConfigError("spec.redis needs url or secretRef")
+            raise ConfigError("in a cluster, spec needs redis.url or redis.secretRef")
         return spec.redis.url
     url = await api.secret_value(namespace, ref.name, ref.key)
     if url is None:

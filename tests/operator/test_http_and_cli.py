@@ -1,0 +1,40 @@
+"""The operator's /healthz and /metrics over real HTTP, and the crd command."""
+
+from __future__ import annotations
+
+import aiohttp
+from click.testing import CliRunner
+from support.redis_server import free_port
+
+from jobqueue.operator.cli import crd
+from jobqueue.operator.crd import crd_yaml
+from jobqueue.operator.http import start_http
+from jobqueue.operator.metrics import OperatorMetrics
+from jobqueue.operator.policy import PolicySettings, PolicyState, Sample, decide
+
+
+async def test_metrics_and_health_are_served_over_http() -> None:
+    metrics = OperatorMetrics()
+    sample = Sample(time_s=0, lag=12, pending=3, replicas=0)
+    metrics.observe("team-a", "emails", sample, 4, decide(sample, PolicySettings(), PolicyState()))
+    port = free_port()
+    runner = await start_http(metrics, port)
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{port}/healthz") as response:
+                assert response.status == 200
+            async with http.get(f"http://127.0.0.1:{port}/metrics") as response:
+                text = await response.text()
+    finally:
+        await runner.cleanup()
+    assert 'jobqueue_queue_lag_jobs{jobqueue="emails",namespace="team-a"} 12.0' in text
+    assert (
+        'jobqueue_worker_replicas{jobqueue="emails",kind="desired",namespace="team-a"} 2.0' in text
+    )
+    assert 'jobqueue_scaling_decisions_total{direction="up",jobqueue="emails"' in text
+
+
+def test_crd_command_prints_the_generated_crd() -> None:
+    result = CliRunner().invoke(crd)
+    assert result.exit_code == 0
+    assert result.output == crd_yaml()

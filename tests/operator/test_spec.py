@@ -1,0 +1,103 @@
+"""Loading a JobQueue document: defaults per SPEC §2, clear errors for bad input."""
+
+from __future__ import annotations
+
+import pytest
+
+from jobqueue.core.errors import ConfigError
+from jobqueue.operator.deployment import build_deployment, worker_env
+from jobqueue.operator.spec import JobQueueSpec, load_jobqueue
+
+MINIMAL = """
+apiVersion: jobqueue.dev/v1alpha1
+kind: JobQueue
+metadata: {name: emails}
+spec:
+  worker: {image: ghcr.io/acme/jobs:1.0, app: "acme.jobs:app"}
+"""
+
+
+def test_a_minimal_document_gets_the_spec_defaults() -> None:
+    doc = load_jobqueue(MINIMAL)
+    spec = doc.spec
+    assert doc.name == "emails"
+    assert (spec.stream, spec.group, spec.dead_letter_stream) == (
+        "jobs:work",
+        "workers",
+        "jobs:dead",
+    )
+    assert (spec.scaling.min_replicas, spec.scaling.max_replicas) == (0, 10)
+    assert spec.scaling.effective_target_backlog_s == 30.0
+    assert spec.retention_policy == "Retain"
+    assert spec.grace_period_s == 300 + 30
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("just: [unclosed", "not valid YAML"),
+        ("- a list", "must be a YAML mapping"),
+        (MINIMAL.replace("kind: JobQueue", "kind: Deployment"), "kind"),
+        (MINIMAL + "  scaling: {maxReplicas: 0}\n", "spec.scaling.maxReplicas"),
+        (MINIMAL + "  replicas: 3\n", "spec.replicas: Extra inputs are not permitted"),
+        (MINIMAL + "  redis: {url: redis://x, secretRef: {name: s}}\n", "not both"),
+        (MINIMAL + "  redis: {url: redis://x, tls: true}\n", "rediss://"),
+    ],
+)
+def test_bad_documents_are_a_config_error_that_names_the_field(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_jobqueue(text)
+
+
+def test_a_deployment_needs_a_redis_url_or_secret() -> None:
+    with pytest.raises(ConfigError, match=r"redis\.url or redis\.secretRef"):
+        build_deployment("emails", "team-a", "uid-1", load_jobqueue(MINIMAL).spec, replicas=0)
+
+
+def test_a_grace_period_below_the_job_timeout_is_raised_to_it() -> None:
+    spec = JobQueueSpec.model_validate(
+        {
+            "jobTimeoutSeconds": 600,
+            "worker": {"image": "x", "app": "a:b", "terminationGracePeriodSeconds": 60},
+        }
+    )
+    assert spec.grace_period_s == 630
+
+
+def test_worker_env_carries_the_queue_settings_and_keeps_user_env_from_overriding_them() -> None:
+    spec = JobQueueSpec.model_validate(
+        {
+            "redis": {"secretRef": {"name": "redis", "key": "url"}},
+            "maxDeliveries": 3,
+            "worker": {
+                "image": "x",
+                "app": "a:b",
+                "env": [
+                    {"name": "JOBQUEUE_STREAM", "value": "hijack"},
+                    {
+                        "name": "SENTRY_DSN",
+                        "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}},
+                    },
+                ],
+            },
+        }
+    )
+    env = {e["name"]: e for e in worker_env(spec)}
+    assert env["REDIS_URL"]["valueFrom"] == {"secretKeyRef": {"name": "redis", "key": "url"}}
+    assert env["JOBQUEUE_STREAM"]["value"] == "jobs:work"
+    assert env["JOBQUEUE_MAX_DELIVERIES"]["value"] == "3"
+    assert env["SENTRY_DSN"]["valueFrom"]["secretKeyRef"]["name"] == "s"
+
+
+def test_the_deployment_runs_restricted_and_never_removes_a_pod_before_its_replacement() -> None:
+    spec = load_jobqueue(MINIMAL + "  redis: {url: redis://redis:6379/0}\n").spec
+    deployment = build_deployment("emails", "team-a", "uid-1", spec, replicas=2)
+    pod = deployment["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    # A read-only root filesystem still needs a writable /tmp
+    assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
