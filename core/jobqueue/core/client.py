@@ -33,7 +33,7 @@ from jobqueue.core.client_types import (
     InvalidNewJob,
     JobInfo,
     NewJob,
-    enqueue_args,
+    enqueue_arg,
 )
 from jobqueue.core.connection import async_redis
 from jobqueue.core.settings import QueueSettings
@@ -118,13 +118,13 @@ class AsyncClient:
         `InvalidNewJob` (a ValueError saying which job and why) and nothing is enqueued.
         """
         now_ms = _now_ms()
-        prepared = []
+        prepared: list[bytes | str] = []
         for index, job in enumerate(jobs):
             try:
-                prepared.append(enqueue_args(job, now_ms))
+                prepared.append(enqueue_arg(job, now_ms))
             except ValueError as exc:
                 raise InvalidNewJob(index, str(exc)) from None
-        head = [
+        head: list[bytes | str] = [
             self.keys.status_prefix,
             str(self.settings.status_ttl_s),
             self.keys.idempotency(""),
@@ -137,11 +137,11 @@ class AsyncClient:
             for i in range(0, len(prepared), JOBS_PER_SCRIPT_CALL)
         ]
         if len(chunks) == 1:
-            replies = [await self._enqueue(keys=keys, args=head + _flatten(chunks[0]))]
+            replies = [await self._enqueue(keys=keys, args=head + chunks[0])]
         else:
             async with self.redis.pipeline(transaction=True) as pipe:
                 for chunk in chunks:
-                    await self._enqueue(keys=keys, args=head + _flatten(chunk), client=pipe)
+                    await self._enqueue(keys=keys, args=head + chunk, client=pipe)
                 replies = await pipe.execute()
         flat = [value for reply in replies for value in reply]
         return [Enqueued.from_reply(flat[i : i + 4]) for i in range(0, len(flat), 4)]
@@ -289,10 +289,6 @@ class Client:
 
 async def _make_async(settings: QueueSettings, idempotency_ttl_s: int) -> AsyncClient:
     return AsyncClient.from_settings(settings, idempotency_ttl_s=idempotency_ttl_s)
-
-
-def _flatten(chunk: list[list[str]]) -> list[str]:
-    return [value for args in chunk for value in args]
 
 
 def is_entry_id(text: str) -> bool:

@@ -1,7 +1,7 @@
 """What the client takes and returns: a new job, and the answers about existing ones.
 
 Plain dataclasses, so the HTTP API, the CLI and users' code share them without pulling
-in pydantic or aiohttp. `enqueue_args` turns a `NewJob` into the arguments of the
+in pydantic or aiohttp. `enqueue_arg` turns a `NewJob` into the argument of the
 enqueue script (`jobqueue.core.scripts.ENQUEUE`).
 """
 
@@ -80,8 +80,9 @@ class NewJob:
         return 0
 
 
-def enqueue_args(job: NewJob, now_ms: int) -> list[str]:
-    """The per-job arguments of the enqueue script (layout in `jobqueue.core.scripts`)."""
+def enqueue_arg(job: NewJob, now_ms: int) -> bytes:
+    """The enqueue script's argument for one job, a JSON array (layout in
+    `jobqueue.core.scripts`); ValueError when the job cannot be accepted."""
     job.check()
     extra = dict(job.extra)
     if job.idempotency_key is not None:
@@ -94,15 +95,14 @@ def enqueue_args(job: NewJob, now_ms: int) -> list[str]:
         wire.payload_text = _stdlib_json(wire.payload)
         fields = wire.fields()
     due_ms = job.due_ms(now_ms)
-    run_at = ""
-    delayed_json = ""
+    flat = [value for pair in fields.items() for value in pair]
+    arg: list[Any] = [job.idempotency_key or "", wire.id, str(due_ms), "", wire.type]
+    arg += [wire.enqueued_at, flat]
     if due_ms:
         run_at = datetime.fromtimestamp(due_ms / 1000, UTC).isoformat(timespec="milliseconds")
-        run_at = run_at.replace("+00:00", "Z")
-        delayed_json = orjson.dumps(fields).decode()
-    head = [job.idempotency_key or "", wire.id, str(due_ms), run_at, delayed_json]
-    head += [wire.type, wire.enqueued_at, str(len(fields))]
-    return head + [value for pair in fields.items() for value in pair]
+        arg[3] = run_at.replace("+00:00", "Z")
+        arg.append(orjson.dumps(fields).decode())
+    return orjson.dumps(arg)
 
 
 def _stdlib_json(payload: dict[str, Any]) -> str:

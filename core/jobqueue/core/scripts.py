@@ -13,20 +13,20 @@ from __future__ import annotations
 
 # KEYS: stream, delayed (zset), delayed_jobs (hash)
 # ARGV: status_prefix, status_ttl_s, idempotency_prefix, idempotency_ttl_s, now_iso,
-#       then per job: idempotency_key ('' = none), job_id, due_ms ('0' = now), run_at_iso,
-#       delayed_json ('' unless delayed), type, enqueued_at, n_fields, k1, v1, ... kn, vn
+#       then one JSON array per job: [idempotency_key ('' = none), job_id, due_ms ('0' =
+#       now), run_at_iso, type, enqueued_at, [k1, v1, ..., kn, vn], delayed_json (only when
+#       delayed)]. One argument per job keeps the client's command packing cheap; cjson
+#       decoding it in Redis costs less than packing twenty arguments in Python.
 # Returns per job, flat: job_id, entry_id ('' when delayed), state, duplicate ('1'/'0').
 ENQUEUE = """
 local stream, delayed, delayed_jobs = KEYS[1], KEYS[2], KEYS[3]
 local status_prefix, status_ttl = ARGV[1], ARGV[2]
 local idem_prefix, idem_ttl, now = ARGV[3], ARGV[4], ARGV[5]
 local out = {}
-local i = 6
-while i <= #ARGV do
-  local idem, id, due_ms, run_at = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  local delayed_json, job_type, enqueued_at = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
-  local first = i + 8
-  i = first + 2 * tonumber(ARGV[i + 7])
+for i = 6, #ARGV do
+  local job = cjson.decode(ARGV[i])
+  local idem, id, due_ms, run_at = job[1], job[2], job[3], job[4]
+  local job_type, enqueued_at, fields = job[5], job[6], job[7]
   local existing = false
   if idem ~= '' then
     existing = redis.call('GET', idem_prefix .. idem)
@@ -46,11 +46,11 @@ while i <= #ARGV do
     if due_ms ~= '0' then
       state = 'delayed'
       redis.call('ZADD', delayed, due_ms, id)
-      redis.call('HSET', delayed_jobs, id, delayed_json)
+      redis.call('HSET', delayed_jobs, id, job[8])
       redis.call('HSET', status, 'state', state, 'type', job_type, 'enqueued_at', enqueued_at,
         'attempts', '0', 'run_at', run_at, 'updated_at', now)
     else
-      entry_id = redis.call('XADD', stream, '*', unpack(ARGV, first, i - 1))
+      entry_id = redis.call('XADD', stream, '*', unpack(fields))
       redis.call('HSET', status, 'state', state, 'type', job_type, 'enqueued_at', enqueued_at,
         'attempts', '0', 'entry_id', entry_id, 'updated_at', now)
     end

@@ -1,0 +1,172 @@
+"""Producer throughput: enqueue rates of jobqueue against raw pipelined ``XADD``.
+
+All in one invocation against one private redis-server the benchmark starts (no
+persistence), each measured as jobs per second:
+
+1. raw: redis-py pipelines of ``XADD`` (``--batch`` per round trip) of SPEC §2 entries,
+   each job's fields built as any producer must (ULID, JSON payload, timestamp);
+2. client batch: ``jobqueue.core.client.Client.enqueue_many`` with ``--batch`` jobs per
+   call (one Lua call: XADD + status record with TTL per job);
+3. HTTP batch: ``POST /jobs/batch`` of ``--batch`` jobs to one ``jobqueue producer``
+   process (JSON parsing, pydantic and JSON Schema validation, the same Lua call),
+   ``--concurrency`` requests in flight;
+4. HTTP single: ``POST /jobs`` of one job each to the same process, ``--concurrency``
+   requests in flight from an aiohttp client in this process.
+
+Each rate is printed with its ratio to (1). Load generator, producer and Redis share
+the machine, so HTTP figures include the client's own CPU.
+
+    .venv/bin/python bench/producer_throughput.py [--jobs 50000] [--batch 500]
+        [--requests 5000] [--concurrency 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+import orjson
+import redis
+from ulid import ULID
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+from support.redis_server import RedisServer, free_port  # noqa: E402
+
+from jobqueue.core.client import Client, NewJob  # noqa: E402
+from jobqueue.core.settings import QueueSettings  # noqa: E402
+
+STREAM = "bench:work"
+PAYLOAD = {"to": "user@example.com", "template": "welcome"}
+JOB = {"type": "email", "payload": PAYLOAD}
+
+
+def raw_xadd(client: redis.Redis, jobs: int, batch: int) -> float:
+    """Seconds to XADD ``jobs`` SPEC §2 entries in pipelines of ``batch``."""
+    started = time.perf_counter()
+    for start in range(0, jobs, batch):
+        with client.pipeline(transaction=False) as pipe:
+            for _ in range(min(batch, jobs - start)):
+                now = datetime.now(UTC).isoformat(timespec="milliseconds")
+                fields = {
+                    "id": str(ULID()),
+                    "type": "email",
+                    "payload": orjson.dumps(PAYLOAD).decode(),
+                    "priority": "5",
+                    "enqueued_at": now.replace("+00:00", "Z"),
+                    "attempts": "0",
+                }
+                pipe.xadd(STREAM, fields)
+            pipe.execute()
+    return time.perf_counter() - started
+
+
+def client_batches(url: str, jobs: int, batch: int) -> float:
+    """Seconds for `Client.enqueue_many` to enqueue ``jobs`` in calls of ``batch``."""
+    with Client(QueueSettings(redis_url=url, stream=STREAM)) as client:
+        started = time.perf_counter()
+        for start in range(0, jobs, batch):
+            client.enqueue_many([NewJob("email", PAYLOAD)] * min(batch, jobs - start))
+        return time.perf_counter() - started
+
+
+async def http_load(url: str, bodies: list[bytes], path: str, concurrency: int) -> float:
+    """Seconds to POST every body to ``url + path``, ``concurrency`` at a time; all 202."""
+    queue = list(reversed(bodies))
+    headers = {"Content-Type": "application/json"}
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def worker() -> None:
+            while queue:
+                body = queue.pop()
+                async with session.post(url + path, data=body, headers=headers) as response:
+                    await response.read()
+                    if response.status != 202:
+                        raise RuntimeError(f"{path}: HTTP {response.status}")
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return time.perf_counter() - started
+
+
+def start_producer(redis_url: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {**os.environ, "REDIS_URL": redis_url, "JOBQUEUE_STREAM": STREAM}
+    env.update(JOBQUEUE_PRODUCER_HOST="127.0.0.1", JOBQUEUE_PRODUCER_PORT=str(port))
+    process = subprocess.Popen(
+        [str(Path(sys.executable).with_name("jobqueue")), "producer"], env=env
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=1):
+                return process, url
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    raise TimeoutError("producer did not start")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--jobs", type=int, default=50_000, help="jobs per batch benchmark")
+    parser.add_argument("--batch", type=int, default=500, help="jobs per round trip")
+    parser.add_argument("--requests", type=int, default=5_000, help="single-job POSTs")
+    parser.add_argument("--concurrency", type=int, default=32, help="HTTP requests in flight")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as directory:
+        server = RedisServer(Path(directory))
+        server.start()
+        client = redis.Redis.from_url(server.url, decode_responses=True)
+        process, url = start_producer(server.url)
+        try:
+            raw_xadd(client, min(args.jobs, 5000), args.batch)  # warm up
+            client.flushall()
+            raw = args.jobs / raw_xadd(client, args.jobs, args.batch)
+            client.flushall()
+            batch = args.jobs / client_batches(server.url, args.jobs, args.batch)
+            client.flushall()
+            body = orjson.dumps({"jobs": [JOB] * args.batch})
+            bodies = [body] * (args.jobs // args.batch)
+            http_concurrency = min(args.concurrency, 4)
+            seconds = asyncio.run(http_load(url, bodies, "/jobs/batch", http_concurrency))
+            http_batch = len(bodies) * args.batch / seconds
+            assert client.xlen(STREAM) == len(bodies) * args.batch
+            client.flushall()
+            singles = [orjson.dumps(JOB)] * args.requests
+            seconds = asyncio.run(http_load(url, singles, "/jobs", args.concurrency))
+            http_single = args.requests / seconds
+            assert client.xlen(STREAM) == args.requests
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+            client.close()
+            server.stop()
+
+    print(f"conditions: {os.cpu_count()} CPUs, jobs={args.jobs} batch={args.batch} "
+          f"requests={args.requests} concurrency={args.concurrency} (batch POSTs: "
+          f"{min(args.concurrency, 4)} in flight)")  # fmt: skip
+    rows = [
+        ("raw pipelined XADD (redis-py)", raw),
+        ("Client.enqueue_many", batch),
+        ("HTTP POST /jobs/batch", http_batch),
+        ("HTTP POST /jobs (one job each)", http_single),
+    ]
+    for name, rate in rows:
+        print(f"{name:34s} {rate:10.0f} jobs/s   ratio to raw {rate / raw:5.2f}")
+
+
+if __name__ == "__main__":
+    main()
