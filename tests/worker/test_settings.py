@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from click.testing import CliRunner
 
 from jobqueue.core.errors import ConfigError
 from jobqueue.worker.app import App, load_app
-from jobqueue.worker.cli import settings_from
+from jobqueue.worker.cli import settings_from, worker
 from jobqueue.worker.settings import WorkerSettings
 
 
@@ -80,3 +81,18 @@ def test_a_type_cannot_have_two_handlers() -> None:
 
         @app.handler("a")
         async def second(ctx: object) -> None: ...
+
+
+def test_the_command_line_refuses_bad_input_with_a_usage_error() -> None:
+    runner = CliRunner()
+    result = runner.invoke(worker, ["no_such_module_here:app", "--http-port", "0"])
+    assert result.exit_code == 2
+    assert "cannot import 'no_such_module_here'" in result.output
+    result = runner.invoke(worker, ["jobqueue.worker.testing:app", "--concurrency", "0"])
+    assert result.exit_code == 2
+    assert "concurrency must be positive" in result.output
+    result = runner.invoke(
+        worker, ["jobqueue.worker.testing:app"], env={"JOBQUEUE_MAX_ATTEMPTS": "lots"}
+    )
+    assert result.exit_code == 2
+    assert "JOBQUEUE_MAX_ATTEMPTS='lots' is invalid" in result.output
