@@ -243,7 +243,7 @@ def test_a_private_redis_killed_mid_run_is_restarted_from_its_aof_and_loses_noth
     assert set(done) == set(recorded)
 
 
-def test_a_second_ctrl_c_kills_at_once_and_the_next_run_finishes_the_jobs(
+def test_sigterm_then_ctrl_c_kills_at_once_and_the_next_run_finishes_the_jobs(
     tmp_path: Path, start_dev
 ) -> None:
     data_dir = tmp_path / "data"
@@ -255,8 +255,9 @@ def test_a_second_ctrl_c_kills_at_once_and_the_next_run_finishes_the_jobs(
     dev.wait_until(lambda: _pending(private) > 0)
     private.close()
 
-    # Given dev stopping gracefully (first Ctrl-C) while jobs run for seconds more,
-    dev.process.send_signal(signal.SIGINT)
+    # Given dev stopping gracefully on SIGTERM while jobs run for seconds more,
+    dev.process.send_signal(signal.SIGTERM)
+    dev.wait_for_line(r"SIGTERM: stopping everything")
     dev.wait_for_line(r"stopping \d+ process\(es\)")
     # when Ctrl-C comes again, then dev kills what is left and exits, leaving nothing.
     dev.process.send_signal(signal.SIGINT)
