@@ -13,9 +13,10 @@ from redis.exceptions import ResponseError
 from jobqueue.core.errors import ConfigError
 from jobqueue.core.keys import QueueKeys
 from jobqueue.operator.deployment import build_deployment, deployment_name
-from jobqueue.operator.kube import KubeApi
+from jobqueue.operator.kube import KubeApi, KubeApiError
 from jobqueue.operator.spec import JobQueueSpec
 
+CONFLICT = 409
 DELETE_BATCH = 500
 """Keys unlinked per command when a queue's keys are deleted."""
 
@@ -65,10 +66,18 @@ async def ensure_deployment(
     existing = await api.get_deployment(namespace, deployment_name(name))
     if existing is None:
         replicas = spec.scaling.min_replicas
-        await api.create_deployment(
-            namespace, build_deployment(name, namespace, uid, spec, replicas)
-        )
-        return replicas
+        try:
+            await api.create_deployment(
+                namespace, build_deployment(name, namespace, uid, spec, replicas)
+            )
+            return replicas
+        except KubeApiError as exc:
+            # The create handler and the scaling loop may race to create it: take theirs.
+            if exc.status != CONFLICT:
+                raise
+        existing = await api.get_deployment(namespace, deployment_name(name))
+        if existing is None:
+            raise KubeApiError(CONFLICT, "Conflict", "deployment created and deleted meanwhile")
     replicas = int(existing.get("spec", {}).get("replicas", spec.scaling.min_replicas))
     bounded = min(max(replicas, spec.scaling.min_replicas), spec.scaling.max_replicas)
     await api.apply_deployment(namespace, build_deployment(name, namespace, uid, spec, bounded))
