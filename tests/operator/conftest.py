@@ -4,8 +4,9 @@ in-process against it (cluster-wide, standalone), with short intervals."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from support.kube_emulator import KubeEmulator, start_emulator
@@ -33,16 +34,16 @@ def operator_settings() -> OperatorSettings:
     )
 
 
-@pytest.fixture
-async def operator(
-    kube: KubeEmulator, operator_settings: OperatorSettings
+@contextlib.asynccontextmanager
+async def running_operator(
+    kube: KubeEmulator, settings: OperatorSettings
 ) -> AsyncIterator[OperatorContext]:
-    """Kopf with the JobQueue handlers, running until the test ends.
+    """Kopf with the JobQueue handlers against ``kube``, until the block exits.
 
     It runs on its own event loop in a thread, as ``kopf run`` would in its own process:
     on stopping, Kopf waits for every task of its loop, and the test's tasks are not its.
     """
-    ctx = OperatorContext(settings=operator_settings)
+    ctx = OperatorContext(settings=settings)
     stop, ready = threading.Event(), threading.Event()
 
     def run() -> None:
@@ -50,8 +51,30 @@ async def operator(
 
     thread = threading.Thread(target=run, name="kopf", daemon=True)
     thread.start()
-    assert await asyncio.to_thread(ready.wait, 20), "Kopf did not start"
-    yield ctx
-    stop.set()
-    await asyncio.to_thread(thread.join, 30)
+    try:
+        assert await asyncio.to_thread(ready.wait, 20), "Kopf did not start"
+        yield ctx
+    finally:
+        stop.set()
+        await asyncio.to_thread(thread.join, 30)
     assert not thread.is_alive(), "Kopf did not stop"
+
+
+@pytest.fixture
+async def operator(
+    kube: KubeEmulator, operator_settings: OperatorSettings
+) -> AsyncIterator[OperatorContext]:
+    """One standalone operator, running until the test ends."""
+    async with running_operator(kube, operator_settings) as ctx:
+        yield ctx
+
+
+OperatorFactory = Callable[
+    [OperatorSettings], contextlib.AbstractAsyncContextManager[OperatorContext]
+]
+
+
+@pytest.fixture
+def start_operator(kube: KubeEmulator) -> OperatorFactory:
+    """``async with start_operator(settings) as ctx``: more operators in one test."""
+    return lambda settings: running_operator(kube, settings)

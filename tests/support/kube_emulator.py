@@ -38,6 +38,7 @@ PODS = "v1/pods"
 SECRETS = "v1/secrets"
 EVENTS = "v1/events"
 NAMESPACES = "v1/namespaces"
+PEERINGS = "kopf.dev/v1/clusterkopfpeerings"
 
 RESOURCES: dict[str, kmock.ResourceInfo] = {
     JOBQUEUES: kmock.ResourceInfo(
@@ -64,6 +65,12 @@ RESOURCES: dict[str, kmock.ResourceInfo] = {
     EVENTS: kmock.ResourceInfo(
         kind="Event", singular="event", namespaced=True, verbs={"create", "list", "get"}
     ),
+    PEERINGS: kmock.ResourceInfo(
+        kind="ClusterKopfPeering",
+        singular="clusterkopfpeering",
+        namespaced=False,
+        verbs={"get", "list", "watch", "patch", "create"},
+    ),
     # Kopf waits until discovery shows namespaces, even cluster-wide where it never lists them.
     NAMESPACES: kmock.ResourceInfo(
         kind="Namespace", singular="namespace", namespaced=False, verbs={"list", "watch", "get"}
@@ -80,11 +87,13 @@ _ACTION_VERBS = {
 }
 
 
-def _path(resource: str, namespace: str, name: str = "", subresource: str = "") -> str:
+def _path(resource: str, namespace: str | None, name: str = "", subresource: str = "") -> str:
     ref = kmock.resource(resource)
     base = f"/api/{ref.version}" if ref.group == "" else f"/apis/{ref.group}/{ref.version}"
+    if namespace is not None:
+        base += f"/namespaces/{namespace}"
     tail = "/".join(part for part in (name, subresource) if part)
-    return f"{base}/namespaces/{namespace}/{ref.plural}" + (f"/{tail}" if tail else "")
+    return f"{base}/{ref.plural}" + (f"/{tail}" if tail else "")
 
 
 class NamingEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
@@ -151,12 +160,15 @@ class KubeEmulator:
                 raise AssertionError(f"{method} {path}: {response.status} {payload}")
             return payload
 
-    async def create(self, resource: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-        """Create an object stamped like the API server would."""
+    async def create(
+        self, resource: str, namespace: str | None, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Create an object (cluster-scoped when ``namespace`` is None) stamped like the API
+        server would."""
         stamped = {**body}
         stamped["metadata"] = {
             **body.get("metadata", {}),
-            "namespace": namespace,
+            **({} if namespace is None else {"namespace": namespace}),
             "uid": str(uuid.uuid4()),
             "resourceVersion": str(next(self._versions)),
             "generation": 1,
