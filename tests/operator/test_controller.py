@@ -6,6 +6,7 @@ watches what the operator does to Deployments, statuses, Events and Redis.
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from redis.asyncio import Redis
@@ -14,6 +15,7 @@ from support.kube_emulator import (
     JOBQUEUES,
     NAMESPACE,
     PODS,
+    SECRETS,
     KubeEmulator,
     apply,
     eventually,
@@ -280,3 +282,40 @@ async def test_the_operator_makes_only_the_documented_api_calls(
     }
     assert kube.calls <= allowed, kube.calls - allowed
     assert ("patch", "apps/v1/deployments", "") in kube.calls
+
+
+async def test_the_redis_url_can_come_from_a_secret(
+    kube: KubeEmulator, operator: OperatorContext, redis_url: str, redis_client: Redis
+) -> None:
+    # Given the URL (which would carry a password) in a Secret, not in the JobQueue
+    encoded = base64.b64encode(redis_url.encode()).decode()
+    await kube.create(SECRETS, NAMESPACE, {"metadata": {"name": "redis"}, "data": {"url": encoded}})
+    body = jobqueue("secret", redis_url)
+    body["spec"]["redis"] = {"secretRef": {"name": "redis", "key": "url"}}
+    await apply(kube, body)
+
+    # Then the workers get it from the Secret, and the operator reads the queue with it
+    deployment = await eventually(
+        lambda: kube.get(DEPLOYMENTS, NAMESPACE, "secret-worker"), what="deployment"
+    )
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    [redis_env] = [e for e in container["env"] if e["name"] == "REDIS_URL"]
+    assert redis_env == {
+        "name": "REDIS_URL",
+        "valueFrom": {"secretKeyRef": {"name": "redis", "key": "url"}},
+    }
+    await enqueue(redis_client, "secret:work", 2)
+    await eventually(lambda: replicas_of(kube, "secret") == 1, what="scaled from the secret URL")
+
+
+async def test_a_missing_secret_is_a_condition(
+    kube: KubeEmulator, operator: OperatorContext, redis_url: str
+) -> None:
+    body = jobqueue("nosecret", redis_url)
+    body["spec"]["redis"] = {"secretRef": {"name": "absent"}}
+    await apply(kube, body)
+    reachable = await eventually(
+        lambda: condition(kube, "nosecret", "RedisReachable"), what="RedisReachable"
+    )
+    assert (reachable["status"], reachable["reason"]) == ("False", "RedisConfig")
+    assert "secret 'absent' has no key 'url'" in reachable["message"]
