@@ -108,10 +108,13 @@ def port_forward(namespace: str, target: str, remote_port: int) -> Iterator[int]
         process.wait(timeout=10)
 
 
-def deployment_replicas(namespace: str, name: str) -> tuple[int, int] | None:
-    """(spec.replicas, status.readyReplicas) of a Deployment, None while it does not exist."""
+def deployment_replicas(
+    namespace: str, name: str, kind: str = "deployment"
+) -> tuple[int, int] | None:
+    """(spec.replicas, status.readyReplicas) of a Deployment (or another ``kind`` of
+    workload), None while it does not exist."""
     result = subprocess.run(
-        ["kubectl", "-n", namespace, "get", "deployment", name, "-o", "json"],
+        ["kubectl", "-n", namespace, "get", kind, name, "-o", "json"],
         capture_output=True,
         text=True,
         timeout=30,

@@ -66,9 +66,9 @@ def redis_forward(installed: Install) -> Iterator[redis.Redis]:
 def test_the_operator_runs_restricted_and_ready(installed: Install) -> None:
     name = f"{installed.release}-jobqueue-operator"
     assert wait_until(
-        lambda: (deployment_replicas(installed.namespace, name) or (0, 0))[1] >= 1,
+        lambda: (deployment_replicas(installed.namespace, name, "statefulset") or (0, 0))[1] >= 2,
         180,
-        "a ready operator",
+        "two ready operator replicas",
     )
     pods = kubectl_json(
         "-n", installed.namespace, "get", "pods", "-l", "app.kubernetes.io/component=operator"
@@ -76,6 +76,10 @@ def test_the_operator_runs_restricted_and_ready(installed: Install) -> None:
     for pod in pods["items"]:
         # the namespace enforces "restricted": a pod that broke it would not exist at all
         assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    # one replica acts, the other stands by: their peering priorities (pod indexes) differ
+    peering = kubectl_json("get", "clusterkopfpeering", name)
+    priorities = sorted(peer["priority"] for peer in peering.get("status", {}).values())
+    assert priorities == [0, 1]
 
 
 def _post_job(port: int, token: str | None, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:

@@ -70,7 +70,7 @@ def test_all_on_render_validates(all_on_objects: list[Obj]) -> None:
 
 
 def test_the_chart_ships_the_generated_crd_and_kopf_peering() -> None:
-    peering = load_documents((MANIFESTS / "peering" / "crds.yaml").read_text())
+    peering = load_documents((MANIFESTS / "crd" / "kopf-peering.yaml").read_text())
     by_name = {crd["metadata"]["name"]: crd for crd in crd_objects()}
     expected = load_documents(CRD_FILE.read_text()) + peering
     assert by_name == {crd["metadata"]["name"]: crd for crd in expected}
@@ -194,14 +194,14 @@ def test_watching_namespaces_grants_roles_there_and_nothing_namespaced_cluster_w
     peerings = of_kind(all_on_objects, "KopfPeering")
     assert sorted(p["metadata"]["namespace"] for p in peerings) == sorted(watched)
     assert not of_kind(all_on_objects, "ClusterKopfPeering")
-    pod = one(all_on_objects, "Deployment", "operator")["spec"]["template"]["spec"]
+    pod = one(all_on_objects, "StatefulSet", "operator")["spec"]["template"]["spec"]
     env = {var["name"]: var.get("value") for var in pod["containers"][0]["env"]}
     assert env["JOBQUEUE_OPERATOR_NAMESPACES"] == ",".join(watched)
 
 
 def test_cluster_wide_by_default_with_one_cluster_peering(default_objects: list[Obj]) -> None:
     (peering,) = of_kind(default_objects, "ClusterKopfPeering")
-    pod = one(default_objects, "Deployment", "operator")["spec"]["template"]["spec"]
+    pod = one(default_objects, "StatefulSet", "operator")["spec"]["template"]["spec"]
     env = {var["name"]: var.get("value") for var in pod["containers"][0]["env"]}
     assert env["JOBQUEUE_OPERATOR_NAMESPACES"] == ""
     assert env["JOBQUEUE_OPERATOR_PEERING"] == peering["metadata"]["name"]
@@ -234,7 +234,7 @@ def test_jobqueues_from_values_render_in_the_release_namespace(all_on_objects: l
 
 
 def test_live_update_mode_keeps_the_root_filesystem_read_only(all_on_objects: list[Obj]) -> None:
-    pod = one(all_on_objects, "Deployment", "operator")["spec"]["template"]["spec"]
+    pod = one(all_on_objects, "StatefulSet", "operator")["spec"]["template"]["spec"]
     (init,) = pod["initContainers"]
     assert init["securityContext"]["readOnlyRootFilesystem"] is True
     mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}

@@ -48,8 +48,8 @@ def test_every_manifest_validates_against_the_kubernetes_schemas(path: Path) -> 
 
 
 def test_strict_validation_rejects_a_misspelt_field() -> None:
-    # given the operator Deployment with a typo a lenient check would let through
-    deployment = load_documents((MANIFESTS / "operator" / "deployment.yaml").read_text())[0]
+    # given the operator StatefulSet with a typo a lenient check would let through
+    deployment = load_documents((MANIFESTS / "operator" / "statefulset.yaml").read_text())[0]
     broken = copy.deepcopy(deployment)
     broken["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {}
     # then validation names it
@@ -86,8 +86,9 @@ def test_the_base_installs_namespace_crd_rbac_and_operator(
         "ServiceAccount",
         "ClusterRole",
         "ClusterRoleBinding",
-        "Deployment",
+        "StatefulSet",
         "NetworkPolicy",
+        "ClusterKopfPeering",
     } <= kinds
     # and neither a JobQueue (its CRD must be established first) nor a Secret
     assert not kinds & {"JobQueue", "Secret"}

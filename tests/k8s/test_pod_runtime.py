@@ -28,6 +28,12 @@ from jobqueue.operator.settings import OperatorSettings
 from jobqueue.producer.settings import ProducerSettings
 
 JOBQUEUE = str(Path(sys.executable).parent / "jobqueue")
+DOWNWARD_API = {
+    "metadata.name": "jq-jobqueue-operator-1",
+    "metadata.namespace": "jobqueue",
+    "metadata.labels['apps.kubernetes.io/pod-index']": "1",
+}
+"""What the kubelet gives the second pod of the operator StatefulSet."""
 
 
 def _one(objects: list[Obj], kind: str, suffix: str) -> Obj:
@@ -47,7 +53,7 @@ def container_env(objects: list[Obj], pod: Obj, redis_url: str, files: Path) -> 
         elif "secretKeyRef" in source:
             env[var["name"]] = redis_url  # the only Secret-sourced variable is REDIS_URL
         elif "fieldRef" in source:
-            env[var["name"]] = "pod-0"
+            env[var["name"]] = DOWNWARD_API[source["fieldRef"]["fieldPath"]]
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     for volume in pod["volumes"]:
         if "secret" not in volume:
@@ -141,7 +147,7 @@ def test_the_operator_settings_read_the_rendered_environment(
     values: str | None, redis_url: str, tmp_path: Path
 ) -> None:
     objects = render_chart(all_on_values() if values else None)
-    pod = _one(objects, "Deployment", "-operator")["spec"]["template"]["spec"]
+    pod = _one(objects, "StatefulSet", "-operator")["spec"]["template"]["spec"]
     settings = OperatorSettings.from_env(container_env(objects, pod, redis_url, tmp_path))
     watched = all_on_values()["operator"]["watchNamespaces"] if values else []
     assert settings.namespaces == tuple(watched)
@@ -154,6 +160,8 @@ def test_the_operator_settings_read_the_rendered_environment(
         assert container[probe]["httpGet"]["port"] == http["name"]
         assert container[probe]["httpGet"]["path"] in served
     assert not settings.standalone
+    # the pod index is the peering priority: replicas never tie (ties pause them all)
+    assert settings.priority == 1
     peering_kind = "KopfPeering" if watched else "ClusterKopfPeering"
     assert {o["metadata"]["name"] for o in objects if o["kind"] == peering_kind} == {
         settings.peering

@@ -13,10 +13,19 @@ from typing import Any
 
 import helm_python as helm
 import pytest
-from k8s.objects import ROOT, Obj, crd_objects, kustomize_build, render_chart, validate_object
+from k8s.objects import (
+    ROOT,
+    Obj,
+    crd_objects,
+    kustomize_build,
+    pod_templates,
+    render_chart,
+    validate_object,
+)
 from k8s.pod_security import restricted_violations
 
 TILT_CONSTANTS = ("TRIGGER_MODE_MANUAL", "TRIGGER_MODE_AUTO")
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "JobQueue")
 
 
 class TiltCalls:
@@ -108,9 +117,10 @@ def test_the_workers_get_their_own_image_through_the_jobqueue() -> None:
 
 
 def test_live_update_keeps_every_pod_restricted() -> None:
-    for obj in tilt_objects():
-        if obj["kind"] == "Deployment":
-            assert restricted_violations(obj["spec"]["template"]["spec"]) == []
+    pods = list(pod_templates(tilt_objects()))
+    assert len(pods) == 3  # operator, producer, helm test
+    for name, pod in pods:
+        assert restricted_violations(pod) == [], name
 
 
 @pytest.mark.parametrize("call", TILT.calls["k8s_resource"], ids=lambda c: str(c[0] or c[1]))
@@ -119,7 +129,7 @@ def test_every_object_a_tilt_resource_names_exists(call: Any) -> None:
     deployed = tilt_objects() + kustomize_build(ROOT / "manifests" / "dev")
     known = {f"{o['metadata']['name']}:{o['kind'].lower()}" for o in deployed}
     known |= {f"{crd['metadata']['name']}:customresourcedefinition" for crd in crd_objects()}
-    workloads = {o["metadata"]["name"] for o in deployed if o["kind"] in ("Deployment", "JobQueue")}
+    workloads = {o["metadata"]["name"] for o in deployed if o["kind"] in WORKLOAD_KINDS}
     if args:
         assert args[0] in workloads
     for selector in kwargs.get("objects", []):
