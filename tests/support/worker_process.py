@@ -127,7 +127,7 @@ class WorkerProcess:
             return ""
 
     def __enter__(self) -> WorkerProcess:
-        return self.start()
+        return self if self.process is not None else self.start()
 
     def __exit__(
         self,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
@@ -24,6 +24,24 @@ from jobqueue.worker.testing import CRASH_COUNTS_KEY
 
 STREAM, GROUP, DEAD = "jobs:work", "workers", "jobs:dead"
 QUICK = ("--visibility-timeout-s", "2", "--grace-period-s", "10")
+
+
+Spawn = Callable[..., WorkerProcess]
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[Spawn]:
+    """Start worker processes that are SIGKILLed at teardown if still alive."""
+    started: list[WorkerProcess] = []
+
+    def start(redis_url: str, consumer: str, *args: str) -> WorkerProcess:
+        worker = WorkerProcess(redis_url, consumer, *args, log_dir=tmp_path).start()
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.kill()
 
 
 def enqueue(client: redis.Redis, job_type: str, payload: dict[str, object]) -> str:
@@ -61,16 +79,16 @@ def pending(client: redis.Redis) -> int:
 
 
 def test_a_sigkilled_workers_jobs_finish_on_another_worker(
-    sync_redis: redis.Redis, redis_url: str, tmp_path: Path
+    sync_redis: redis.Redis, redis_url: str, spawn: Spawn
 ) -> None:
     # given worker A holding five slow jobs
     ids = [enqueue(sync_redis, "sleep", {"ms": 1500}) for _ in range(5)]
-    a = WorkerProcess(redis_url, "pod-a", *QUICK, log_dir=tmp_path).start()
+    a = spawn(redis_url, "pod-a", *QUICK)
     wait_for(lambda: held_by(sync_redis, "pod-a") == 5, "worker A to take the jobs")
     # when A is SIGKILLed mid-job and B runs
     a.kill()
     assert states(sync_redis, ids) == ["running"] * 5
-    with WorkerProcess(redis_url, "pod-b", *QUICK, log_dir=tmp_path) as b:
+    with spawn(redis_url, "pod-b", *QUICK) as b:
         # then B reclaims and finishes every one of them; nothing is left pending
         wait_for(lambda: states(sync_redis, ids) == ["succeeded"] * 5, "B to finish them")
         assert pending(sync_redis) == 0
@@ -79,10 +97,10 @@ def test_a_sigkilled_workers_jobs_finish_on_another_worker(
 
 
 def test_sigterm_mid_job_lets_it_finish_and_exits_zero(
-    sync_redis: redis.Redis, redis_url: str, tmp_path: Path
+    sync_redis: redis.Redis, redis_url: str, spawn: Spawn
 ) -> None:
     ids = [enqueue(sync_redis, "sleep", {"ms": 800}) for _ in range(3)]
-    worker = WorkerProcess(redis_url, "pod-t", *QUICK, log_dir=tmp_path).start()
+    worker = spawn(redis_url, "pod-t", *QUICK)
     wait_for(lambda: states(sync_redis, ids) == ["running"] * 3, "the jobs to run")
     worker.terminate()
     assert worker.wait() == 0, worker.output()
@@ -91,24 +109,24 @@ def test_sigterm_mid_job_lets_it_finish_and_exits_zero(
 
 
 def test_sigterm_past_the_grace_period_leaves_jobs_pending_and_a_restart_drains_them(
-    sync_redis: redis.Redis, redis_url: str, tmp_path: Path
+    sync_redis: redis.Redis, redis_url: str, spawn: Spawn
 ) -> None:
     # given a worker with a short grace period running jobs longer than it
     ids = [enqueue(sync_redis, "sleep", {"ms": 3000}) for _ in range(3)]
     args = ("--visibility-timeout-s", "60", "--grace-period-s", "0.2")
-    worker = WorkerProcess(redis_url, "pod-g", *args, log_dir=tmp_path).start()
+    worker = spawn(redis_url, "pod-g", *args)
     wait_for(lambda: states(sync_redis, ids) == ["running"] * 3, "the jobs to run")
     # when it is stopped, it exits 0 and the unfinished jobs stay pending: nothing lost
     worker.terminate()
     assert worker.wait() == 0, worker.output()
     assert held_by(sync_redis, "pod-g") == 3
     # and the restarted pod (same name) drains its own pending entries first, at once
-    with WorkerProcess(redis_url, "pod-g", *args, log_dir=tmp_path):
+    with spawn(redis_url, "pod-g", *args):
         wait_for(lambda: states(sync_redis, ids) == ["succeeded"] * 3, "the restart to finish")
     assert pending(sync_redis) == 0
 
 
-def test_redis_restarted_mid_run_loses_nothing(own_redis: RedisServer, tmp_path: Path) -> None:
+def test_redis_restarted_mid_run_loses_nothing(own_redis: RedisServer, spawn: Spawn) -> None:
     client = redis.Redis.from_url(own_redis.url, decode_responses=True)
     # given a worker busy with 3000 record jobs
     ids = [new_job_id() for _ in range(3000)]
@@ -116,7 +134,7 @@ def test_redis_restarted_mid_run_loses_nothing(own_redis: RedisServer, tmp_path:
         for job_id in ids:
             pipe.xadd(STREAM, {"id": job_id, "type": "record", "payload": '{"into": "done"}'})
         pipe.execute()
-    with WorkerProcess(own_redis.url, "pod-r", *QUICK, "--concurrency", "16", log_dir=tmp_path):
+    with spawn(own_redis.url, "pod-r", *QUICK, "--concurrency", "16"):
         wait_for(lambda: client.hlen("done") >= 300, "the worker to get going")
         # when Redis is killed and restarted (AOF on) mid-run
         client.close()
@@ -132,7 +150,7 @@ def test_redis_restarted_mid_run_loses_nothing(own_redis: RedisServer, tmp_path:
 
 
 def test_a_job_that_kills_its_worker_is_dead_lettered_instead_of_crash_looping(
-    sync_redis: redis.Redis, redis_url: str, tmp_path: Path
+    sync_redis: redis.Redis, redis_url: str, spawn: Spawn
 ) -> None:
     # given a job that os._exit()s every worker that runs it, and one that does so once
     killer = enqueue(sync_redis, "crash", {})
@@ -142,7 +160,7 @@ def test_a_job_that_kills_its_worker_is_dead_lettered_instead_of_crash_looping(
     exits = []
     args = (*QUICK, "--max-deliveries", "2", "--concurrency", "1", "--burst")
     for _ in range(8):
-        worker = WorkerProcess(redis_url, "pod-c", *args, log_dir=tmp_path).start()
+        worker = spawn(redis_url, "pod-c", *args)
         exits.append(worker.wait(60))
         if exits[-1] == 0:
             break
@@ -158,7 +176,7 @@ def test_a_job_that_kills_its_worker_is_dead_lettered_instead_of_crash_looping(
 
 
 def test_entries_from_plain_redis_cli_xadd_are_consumed(
-    sync_redis: redis.Redis, redis_url: str, redis_server: RedisServer, tmp_path: Path
+    sync_redis: redis.Redis, redis_url: str, redis_server: RedisServer, spawn: Spawn
 ) -> None:
     cli = shutil.which("redis-cli")
     if cli is None:
@@ -171,7 +189,7 @@ def test_entries_from_plain_redis_cli_xadd_are_consumed(
     for fields in (minimal, full):
         subprocess.run([cli, "-p", port, "XADD", STREAM, "*", *fields], check=True)
     # when a burst worker runs, then both were consumed (the minimal one by its entry id)
-    worker = WorkerProcess(redis_url, "pod-x", "--burst", log_dir=tmp_path).start()
+    worker = spawn(redis_url, "pod-x", "--burst")
     assert worker.wait(60) == 0, worker.output()
     done = sync_redis.hgetall("done")
     assert "01J0000000000000000000CLI1" in done

@@ -104,10 +104,10 @@ async def test_a_read_loop_beyond_repair_exits_non_zero(
 async def test_a_long_job_keeps_its_claim_and_is_not_stolen(
     redis_client: AsyncRedis, redis_url: str
 ) -> None:
-    # given a job that runs five times longer than the visibility timeout
-    job_id = await enqueue(redis_client, "sleep", {"ms": 2500})
-    holder = settings_for(redis_url, consumer="holder", visibility_timeout_s=0.5)
-    thief = settings_for(redis_url, consumer="thief", visibility_timeout_s=0.5)
+    # given a job that runs three times longer than the visibility timeout
+    job_id = await enqueue(redis_client, "sleep", {"ms": 3000})
+    holder = settings_for(redis_url, consumer="holder", visibility_timeout_s=1.0)
+    thief = settings_for(redis_url, consumer="thief", visibility_timeout_s=1.0)
     async with running(testing_app, holder):
         await eventually(
             lambda: _state_is(redis_client, job_id, "running"), what="the job to start"
