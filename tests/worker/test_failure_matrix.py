@@ -35,7 +35,9 @@ def spawn(tmp_path: Path) -> Iterator[Spawn]:
     started: list[WorkerProcess] = []
 
     def start(redis_url: str, consumer: str, *args: str) -> WorkerProcess:
-        worker = WorkerProcess(redis_url, consumer, *args, log_dir=tmp_path).start()
+        # Retries wait at most 0.2 s here, so retry paths finish quickly.
+        env = {"JOBQUEUE_BACKOFF_BASE_S": "0.05", "JOBQUEUE_BACKOFF_CAP_S": "0.2"}
+        worker = WorkerProcess(redis_url, consumer, *args, log_dir=tmp_path, env=env).start()
         started.append(worker)
         return worker
 
@@ -195,3 +197,23 @@ def test_entries_from_plain_redis_cli_xadd_are_consumed(
     assert "01J0000000000000000000CLI1" in done
     assert len(done) == 2
     assert pending(sync_redis) == 0
+
+
+def test_a_raising_handler_is_retried_then_dead_lettered_with_its_reason(
+    sync_redis: redis.Redis, redis_url: str, spawn: Spawn
+) -> None:
+    # given a job that always fails and one that fails twice, then succeeds
+    doomed = enqueue(sync_redis, "fail", {})
+    recovers = enqueue(sync_redis, "fail", {"times": 2, "into": "done"})
+    # when a worker allowing 3 attempts with a short backoff runs them to the end
+    worker = spawn(redis_url, "pod-f", "--max-attempts", "3", "--burst")
+    assert worker.wait(60) == 0, worker.output()
+    # then the doomed one is a dead letter after 3 attempts, the other one succeeded
+    [dead] = [fields for _, fields in sync_redis.xrange(DEAD)]
+    assert dead["original_id"] == doomed
+    assert dead["attempts"] == "3"
+    assert dead["reason"].startswith("attempts: attempts exhausted (3/3)")
+    assert "RuntimeError: failing on purpose (attempt 3)" in dead["reason"]
+    assert "Traceback" in dead["traceback"]
+    assert sync_redis.hget("done", recovers) == "1"
+    assert states(sync_redis, [doomed, recovers]) == ["dead", "succeeded"]
