@@ -59,3 +59,20 @@ def test_a_bad_types_file_is_a_config_error(tmp_path: Path, text: str, complaint
 
     with pytest.raises(ConfigError, match=complaint):
         JobTypes.from_file(str(config))
+
+
+def test_the_draft_2020_12_validator_has_the_last_word() -> None:
+    types = JobTypes(
+        {
+            "email": {"type": "object", "properties": {"to": {"format": "email"}}},
+            "pairs": {
+                "type": "object",
+                "properties": {"xs": {"type": "array", "prefixItems": [{"type": "integer"}]}},
+            },
+        }
+    )
+
+    # fastjsonschema's email format wants a dot in the domain; Draft 2020-12 does not.
+    assert types.issues("email", {"to": "a@b"}) == []
+    # prefixItems does not exist in Draft 7, so that schema never takes the fast path.
+    assert [f for f, _ in types.issues("pairs", {"xs": ["a"]})] == ["payload.xs.0"]

@@ -22,39 +22,40 @@ ENQUEUE = """
 local stream, delayed, delayed_jobs = KEYS[1], KEYS[2], KEYS[3]
 local status_prefix, status_ttl = ARGV[1], ARGV[2]
 local idem_prefix, idem_ttl, now = ARGV[3], ARGV[4], ARGV[5]
+local call, decode = redis.call, cjson.decode
 local out = {}
 for i = 6, #ARGV do
-  local job = cjson.decode(ARGV[i])
+  local job = decode(ARGV[i])
   local idem, id, due_ms, run_at = job[1], job[2], job[3], job[4]
   local job_type, enqueued_at, fields = job[5], job[6], job[7]
   local existing = false
   if idem ~= '' then
-    existing = redis.call('GET', idem_prefix .. idem)
+    existing = call('GET', idem_prefix .. idem)
   end
   if existing then
-    local record = redis.call('HMGET', status_prefix .. existing, 'entry_id', 'state')
+    local record = call('HMGET', status_prefix .. existing, 'entry_id', 'state')
     out[#out + 1] = existing
     out[#out + 1] = record[1] or ''
     out[#out + 1] = record[2] or ''
     out[#out + 1] = '1'
   else
     if idem ~= '' then
-      redis.call('SET', idem_prefix .. idem, id, 'EX', idem_ttl)
+      call('SET', idem_prefix .. idem, id, 'EX', idem_ttl)
     end
     local status = status_prefix .. id
     local entry_id, state = '', 'queued'
     if due_ms ~= '0' then
       state = 'delayed'
-      redis.call('ZADD', delayed, due_ms, id)
-      redis.call('HSET', delayed_jobs, id, job[8])
-      redis.call('HSET', status, 'state', state, 'type', job_type, 'enqueued_at', enqueued_at,
+      call('ZADD', delayed, due_ms, id)
+      call('HSET', delayed_jobs, id, job[8])
+      call('HSET', status, 'state', state, 'type', job_type, 'enqueued_at', enqueued_at,
         'attempts', '0', 'run_at', run_at, 'updated_at', now)
     else
-      entry_id = redis.call('XADD', stream, '*', unpack(fields))
-      redis.call('HSET', status, 'state', state, 'type', job_type, 'enqueued_at', enqueued_at,
+      entry_id = call('XADD', stream, '*', unpack(fields))
+      call('HSET', status, 'state', state, 'type', job_type, 'enqueued_at', enqueued_at,
         'attempts', '0', 'entry_id', entry_id, 'updated_at', now)
     end
-    redis.call('EXPIRE', status, status_ttl)
+    call('EXPIRE', status, status_ttl)
     out[#out + 1] = id
     out[#out + 1] = entry_id
     out[#out + 1] = state

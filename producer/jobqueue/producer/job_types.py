@@ -11,20 +11,38 @@ the JSON Schema of its payload, or to ``null`` to accept any object::
 
 Without a file the four demo types are accepted. A payload that does not match its
 schema is rejected with one issue per problem, so malformed work never reaches a worker.
+
+``jsonschema`` (Draft 2020-12) is the authority. It costs ~50 µs per payload, so a schema
+that uses only keywords meaning the same in Draft 7 is also compiled with
+``fastjsonschema`` (~5 µs): a payload it accepts is accepted at once; anything it
+rejects goes to ``jsonschema``, which names every problem (and decides, where the two
+read a format differently).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import fastjsonschema
 import yaml
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import SchemaError
 
 from jobqueue.core.errors import ConfigError
 
+FastCheck = Callable[[Any], Any]
+SAME_IN_DRAFT_7 = frozenset(
+    {
+        "type", "properties", "required", "additionalProperties", "pattern", "minLength",
+        "maxLength", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
+        "multipleOf", "enum", "const", "format", "minItems", "maxItems", "uniqueItems",
+        "minProperties", "maxProperties", "items", "title", "description", "default",
+        "examples",
+    }
+)  # fmt: skip
+"""Keywords that validate alike in Draft 7 and Draft 2020-12 (``items`` as a schema)."""
 Issue = tuple[str, str]
 """(field path such as ``payload.to``, message)."""
 
@@ -60,10 +78,13 @@ class JobTypes:
         if not schemas:
             raise ConfigError("job types: at least one type must be configured")
         self._validators: dict[str, Draft202012Validator | None] = {}
+        self._fast: dict[str, FastCheck] = {}
         self.schemas = dict(schemas)
         """Type name -> JSON Schema of its payload (None: any object), as configured."""
         for name, schema in schemas.items():
             self._validators[name] = _validator(name, schema)
+            if schema is not None and _same_in_draft_7(schema):
+                self._fast[name] = fastjsonschema.compile(dict(schema), use_default=False)
 
     @classmethod
     def demo(cls) -> JobTypes:
@@ -92,13 +113,34 @@ class JobTypes:
             known = ", ".join(self.names)
             return [(f"{prefix}type", f"unknown job type {job_type!r}; accepted: {known}")]
         validator = self._validators[job_type]
-        if validator is None:
+        if validator is None or self._accepted_fast(job_type, payload):
             return []
         found = []
         for error in sorted(validator.iter_errors(payload), key=lambda e: list(e.absolute_path)):
             path = "".join(f".{part}" for part in error.absolute_path)
             found.append((f"{prefix}payload{path}", error.message))
         return found
+
+    def _accepted_fast(self, job_type: str, payload: Mapping[str, Any]) -> bool:
+        check = self._fast.get(job_type)
+        if check is None:
+            return False
+        try:
+            check(payload)
+        except fastjsonschema.JsonSchemaException:
+            return False
+        return True
+
+
+def _same_in_draft_7(schema: Any) -> bool:
+    """Whether ``schema`` (and every subschema) uses only `SAME_IN_DRAFT_7` keywords."""
+    if not isinstance(schema, Mapping) or not SAME_IN_DRAFT_7.issuperset(schema):
+        return False
+    subschemas = list((schema.get("properties") or {}).values())
+    for keyword in ("additionalProperties", "items"):
+        if keyword in schema and not isinstance(schema[keyword], bool):
+            subschemas.append(schema[keyword])
+    return all(_same_in_draft_7(sub) for sub in subschemas)
 
 
 def _validator(name: str, schema: Mapping[str, Any] | None) -> Draft202012Validator | None:
