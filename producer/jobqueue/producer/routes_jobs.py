@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Literal
+from typing import Any, Literal
 
 import orjson
 from aiohttp import web
@@ -13,8 +13,6 @@ from jobqueue.core.client import InvalidNewJob, NewJob
 from jobqueue.producer.context import CLIENT, JOB_TYPES, METRICS, SETTINGS
 from jobqueue.producer.errors import invalid_job, json_error
 from jobqueue.producer.models import (
-    Accepted,
-    BatchAccepted,
     BatchIn,
     CancelOut,
     JobIn,
@@ -79,7 +77,9 @@ def _header_key(request: web.Request, job: JobIn) -> str | None:
     return key
 
 
-async def _enqueue(request: web.Request, jobs: list[NewJob]) -> list[Accepted]:
+async def _enqueue(request: web.Request, jobs: list[NewJob]) -> list[dict[str, Any]]:
+    """Enqueue and answer each job in the shape of `Accepted` (built as plain dicts: a big
+    batch would spend more time building models than Redis spends enqueueing)."""
     try:
         results = await request.app[CLIENT].enqueue_many(jobs)
     except InvalidNewJob as exc:
@@ -88,13 +88,20 @@ async def _enqueue(request: web.Request, jobs: list[NewJob]) -> list[Accepted]:
     enqueued = Counter(job.type for job, r in zip(jobs, results, strict=True) if not r.duplicate)
     for job_type, count in enqueued.items():
         request.app[METRICS].enqueued.labels(job_type).inc(count)
-    # Built without re-validation: every field comes from the enqueue script's answer.
     return [
-        Accepted.model_construct(
-            jobId=r.job_id, streamEntryId=r.entry_id, state=r.state, duplicate=r.duplicate
-        )
+        {
+            "status": "accepted",
+            "jobId": r.job_id,
+            "streamEntryId": r.entry_id,
+            "state": r.state,
+            "duplicate": r.duplicate,
+        }
         for r in results
     ]
+
+
+def _accepted_response(body: dict[str, Any]) -> web.Response:
+    return web.Response(status=202, body=orjson.dumps(body), content_type="application/json")
 
 
 @routes.post("/jobs")
@@ -111,7 +118,7 @@ async def post_job(request: web.Request) -> web.Response:
         return invalid_job(_issues(exc))
     except _Invalid as exc:
         return invalid_job(exc.issues)
-    return json_response(accepted, status=202)
+    return _accepted_response(accepted)
 
 
 @routes.post("/jobs/batch")
@@ -135,7 +142,7 @@ async def post_batch(request: web.Request) -> web.Response:
         return invalid_job(_issues(exc))
     except _Invalid as exc:
         return invalid_job(exc.issues)
-    return json_response(BatchAccepted(jobs=accepted), status=202)
+    return _accepted_response({"status": "accepted", "jobs": accepted})
 
 
 @routes.get("/jobs/stats")
