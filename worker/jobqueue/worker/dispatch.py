@@ -73,16 +73,14 @@ class Dispatcher:
             self.outcomes.mark_running(runnable)
 
     def _spawn(self, delivery: Delivery, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(work)
-        delivery.task = task
-        task.add_done_callback(lambda t: self._done(delivery, t))
+        delivery.task = asyncio.create_task(self._guarded(delivery, work))
 
-    def _done(self, delivery: Delivery, task: asyncio.Task[None]) -> None:
-        if task.cancelled():
-            return
-        exc = task.exception()
-        if exc is not None:
+    async def _guarded(self, delivery: Delivery, work: Coroutine[Any, Any, None]) -> None:
+        # Awaiting inside the task costs less than a done-callback per job.
+        try:
+            await work
+        except Exception:
             # The outcome could not be recorded (not a Redis outage: those are retried).
             # The entry stays pending in Redis and is reclaimed once its claim goes stale.
-            log.error("entry %s: outcome not recorded", delivery.entry_id, exc_info=exc)
+            log.exception("entry %s: outcome not recorded", delivery.entry_id)
             self.inflight.release(delivery.entry_id)
