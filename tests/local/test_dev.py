@@ -280,3 +280,22 @@ def test_sigterm_then_ctrl_c_kills_at_once_and_the_next_run_finishes_the_jobs(
         server.stop()
     assert set(seen.values()) == {JobState.SUCCEEDED}, seen
     assert consumers == []  # the killed run's consumers were removed once emptied
+
+
+def test_even_a_sigkilled_dev_leaves_no_process_behind(tmp_path: Path, start_dev) -> None:
+    port = free_port()
+    dev: DevProcess = start_dev(
+        "-f", queue_file(tmp_path), "--port", str(port), "--data-dir", str(tmp_path / "data")
+    )
+    found = dev.wait_for_line(r"private Redis on (redis://\S+) \(pid (\d+)")
+    url, redis_pid = found.group(1), int(found.group(2))
+    enqueue(url, [NewJob("sleep", {"ms": 500}) for _ in range(30)])
+    dev.wait_until(lambda: len(dev.worker_pids()) >= 2)
+    children = [*dev.child_pids(), redis_pid]
+
+    # When dev itself is SIGKILLed (no chance to stop anything),
+    dev.process.kill()
+    dev.wait_exit()
+
+    # then the kernel tells every child (PR_SET_PDEATHSIG) and each one stops.
+    dev.wait_until(lambda: not any(pid_alive(pid) for pid in children), timeout_s=60)

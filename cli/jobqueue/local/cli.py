@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -95,14 +98,26 @@ def dev(
 
 def _run_lines(queue: LocalQueue, settings: DevSettings) -> None:
     """Line mode: one ``key=value`` line per poll and one line per event, flushed."""
+    closed = False
 
-    def show(snap: Snapshot) -> None:
-        click.echo(plain_line(snap))
+    def echo(text: str) -> None:
+        nonlocal closed
+        if closed:
+            return
+        try:
+            click.echo(text)
+        except BrokenPipeError:
+            # The reader went away (``| head``): stop as on Ctrl-C, so cleanup still
+            # runs, with further output going nowhere instead of raising again.
+            closed = True
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            os.kill(os.getpid(), signal.SIGINT)
 
-    def log(line: str) -> None:
-        click.echo(f"event {line.strip()}")
+    asyncio.run(run_dev(queue, settings, lambda snap: echo(plain_line(snap)), echo_event(echo)))
 
-    asyncio.run(run_dev(queue, settings, show, log))
+
+def echo_event(echo: Callable[[str], None]) -> Callable[[str], None]:
+    return lambda line: echo(f"event {line.strip()}")
 
 
 def _run_live(queue: LocalQueue, settings: DevSettings) -> None:

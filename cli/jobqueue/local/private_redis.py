@@ -16,6 +16,7 @@ from pathlib import Path
 import redis
 
 from jobqueue.core.errors import ConfigError
+from jobqueue.local.processes import die_with_parent
 
 READY_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0
@@ -67,7 +68,11 @@ class PrivateRedis:
         # A session of its own: Ctrl-C in the terminal reaches local mode only, which
         # then stops Redis last, after the workers have acknowledged what they finished.
         self.process = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+            args,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=die_with_parent(),  # only a prctl call runs between fork and exec
         )
         self._wait_until_ready()
 

@@ -2,23 +2,51 @@
 
 Every child runs in a session of its own, so Ctrl-C in the terminal reaches local mode
 alone; local mode then stops the children in order (workers get SIGTERM and their
-grace period) instead of every process racing to exit at once. Output goes to one log
-file per child, because the live view owns the terminal.
+grace period) instead of every process racing to exit at once. On Linux each child also
+asks the kernel for SIGTERM should local mode itself die (``PR_SET_PDEATHSIG``), so not
+even a SIGKILLed ``jobqueue dev`` leaves workers behind. Output goes to one log file per
+child, because the live view owns the terminal.
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 LOG_TAIL_CHARS = 600
+PR_SET_PDEATHSIG = 1
+"""``prctl`` option: the signal this process gets when the thread that forked it exits."""
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` giving the child SIGTERM when its parent dies (Linux), else None.
+
+    Call it, and spawn, from the main thread: the kernel ties the signal to the thread
+    that forks, not to the process.
+    """
+    if sys.platform != "linux":
+        return None
+    prctl = _libc().prctl  # looked up before the fork: the child only makes the call
+    sigterm = int(signal.SIGTERM)
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, sigterm)
+
+    return preexec
 
 
 def jobqueue_command() -> list[str]:
@@ -117,6 +145,7 @@ def spawn(
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},
             start_new_session=True,
+            preexec_fn=die_with_parent(),  # only a prctl call runs between fork and exec
         )
     return Child(
         name=name,

@@ -8,7 +8,6 @@ touched (its owner runs it).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,15 +36,20 @@ class RedisSource:
         on_event(f"private Redis on {private.url} (pid {private.pid}, AOF in {directory})")
         return cls(private.url, private, on_event)
 
-    async def keep_up(self) -> None:
-        """Restart the private server if it died (its AOF brings every job back)."""
+    def keep_up(self) -> None:
+        """Restart the private server if it died (its AOF brings every job back).
+
+        Blocks up to the server's start timeout; that happens only after a crash.
+        """
         private = self.private
         if private is None or private.alive:
             return
         code = private.process.returncode if private.process is not None else None
         self._on_event(f"private Redis exited ({code}): restarting it from its AOF")
         try:
-            await asyncio.to_thread(private.start)
+            # In the main thread, on purpose: the server's parent-death signal is tied
+            # to the thread that starts it (see `processes.die_with_parent`).
+            private.start()
         except ConfigError as exc:
             self._on_event(f"private Redis did not restart: {exc}")
             return

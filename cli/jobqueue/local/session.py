@@ -180,7 +180,7 @@ class DevSession:
         """One poll: sample, decide, reconcile the workers, and build the view's snapshot."""
         now = self.event.elapsed_s()
         self.producer.check()
-        await self.redis.keep_up()
+        self.redis.keep_up()
         try:
             sample = await sample_queue(redis, self.queue.keys)
             self._dead = tuple(await recent_dead_letters(redis, self.queue.keys.dead))
