@@ -305,3 +305,15 @@ def test_the_values_schema_closes_every_section_it_describes() -> None:
     defaults = yaml.safe_load((CHART / "values.yaml").read_text())
     for key in defaults:
         assert key in schema["properties"], key
+
+
+def test_the_producer_rolls_when_its_tokens_change() -> None:
+    def annotations(tokens: list[str]) -> dict[str, str]:
+        values = {"producer": {"enabled": True, "auth": {"tokens": tokens}}}
+        pod = one(render_chart(values), "Deployment", "producer")["spec"]["template"]
+        found: dict[str, str] = pod["metadata"]["annotations"]
+        return found
+
+    first, second = annotations(["a" * 20]), annotations(["b" * 20])
+    assert first["checksum/auth"] != second["checksum/auth"]
+    assert first["checksum/redis"] == second["checksum/redis"]
