@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+import math
+
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from jobqueue.operator.policy import Decision, PolicySettings, PolicyState, Sample, decide
+from jobqueue.operator.policy import (
+    TARGET_UTILIZATION,
+    Decision,
+    PolicySettings,
+    PolicyState,
+    Sample,
+    decide,
+)
 
 SETTINGS = PolicySettings(
     min_replicas=0,
@@ -58,9 +67,9 @@ def test_a_burst_scales_up_at_once_and_is_capped_with_a_reason() -> None:
 
 
 def test_scale_down_waits_for_the_stabilization_window() -> None:
-    # Given 8 busy replicas, then a load that needs 2 (4 in flight at 1 s/job)
+    # Given 8 busy replicas, then a load that needs 1 (3 in flight at 1 s/job)
     busy = [(200, 32, 20.0, 32.0)] * 3
-    light = [(0, 4, 4.0, 4.0)] * 40
+    light = [(0, 3, 3.0, 3.0)] * 40
     decisions = run(busy + light, start_replicas=8)
     first_down = next(i for i, d in enumerate(decisions) if d.direction == "down")
     # Then nothing goes down before the window has passed since the last high recommendation
@@ -167,3 +176,55 @@ def test_property_monotone_in_backlog(
         return decide(sample, policy, PolicyState()).replicas
 
     assert desired(low) <= desired(high)
+
+
+def simulate(arrival_per_s: float, job_s: float, seconds: int = 600) -> list[int]:
+    """A closed loop: the policy's replicas work the queue, the queue feeds the policy.
+
+    Each replica runs ``SETTINGS.concurrency`` jobs of ``job_s`` seconds; ``arrival_per_s``
+    jobs arrive every second. Rates are measured as the operator does (5 s window).
+    """
+    state, replicas, lag, added = PolicyState(), 0, 0.0, 0.0
+    history: list[tuple[float, float, float]] = []
+    trace = []
+    for t in range(seconds):
+        lag += arrival_per_s
+        added += arrival_per_s
+        done = min(lag, replicas * SETTINGS.concurrency / job_s)
+        lag -= done
+        in_flight = min(replicas * SETTINGS.concurrency, done * job_s)
+        history = [h for h in history if h[0] >= t - 5] + [(t, added, lag + in_flight)]
+        t0, added0, backlog0 = history[0]
+        elapsed = max(t - t0, 1e-9)
+        arrival = (added - added0) / elapsed
+        completion = max(added - added0 - (lag + in_flight - backlog0), 0) / elapsed
+        sample = Sample(t, int(lag), int(in_flight), replicas, 0, arrival, completion)
+        decision = decide(sample, SETTINGS_SIM, state)
+        state, replicas = decision.state, decision.replicas
+        trace.append(replicas)
+    return trace
+
+
+SETTINGS_SIM = PolicySettings(
+    min_replicas=0,
+    max_replicas=50,
+    target_backlog_s=10.0,
+    concurrency=4,
+    scale_down_stabilization_s=30.0,
+    idle_s_before_zero=60.0,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.floats(0.5, 150), st.floats(0.05, 4.0))
+def test_property_steady_arrivals_converge_to_enough_replicas_and_stay(
+    arrival_per_s: float, job_s: float
+) -> None:
+    needed = arrival_per_s * job_s / SETTINGS_SIM.concurrency  # replicas busy all the time
+    assume(needed < SETTINGS_SIM.max_replicas - 1)  # the bounds are pinned elsewhere
+    trace = simulate(arrival_per_s, job_s)
+    tail = trace[-200:]
+    assert len(set(tail)) == 1, "still changing after 400 s of the same load"
+    assert tail[0] >= needed, "settled below the capacity the load needs"
+    roomy = math.ceil(needed / TARGET_UTILIZATION)
+    assert tail[0] <= roomy + 1, "settled far above what the load needs, headroom included"

@@ -20,8 +20,9 @@ How replicas are derived, all signals together:
 - With ``targetBacklogSeconds``: the measured job duration (Little's law,
   ``pending / completion_rate``) gives the worker slots needed to keep up with arrivals
   and drain the lag within the target: ``duration * (arrival_rate + lag / target)``
-  slots, ``concurrency`` slots per replica. Before any completion is measured (a cold
-  queue) each waiting job asks for one slot.
+  slots, ``concurrency`` slots per replica; up to exactly that, down only when fewer
+  replicas would be at most `TARGET_UTILIZATION` busy (hysteresis). Before any completion
+  is measured (a cold queue) each waiting job asks for one slot.
 - With ``lagPerReplica``: ``ceil(backlog / lagPerReplica)``. Both given: the larger.
 - Work anywhere (lag, pending, delayed jobs, arrivals) keeps at least one replica, so a
   single job wakes a queue at zero and delayed retries are promoted (workers promote).
@@ -41,6 +42,11 @@ from jobqueue.operator.spec import JobQueueSpec
 
 RATE_EPSILON = 1e-9
 """Rates at or below this many jobs per second count as zero."""
+TARGET_UTILIZATION = 0.9
+"""Scale down only to replicas whose slots the measured load fills to at most this share.
+The headroom absorbs the noise of measuring duration from integer pending counts, which
+would otherwise recommend one replica too few under a steady load, let the backlog grow,
+and flap with the stabilization window."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +161,11 @@ def _by_backlog_time(sample: Sample, settings: PolicySettings, target_s: float) 
     if sample.completion_rate > RATE_EPSILON and sample.pending > 0:
         duration_s = sample.pending / sample.completion_rate
         slots = duration_s * (sample.arrival_rate + sample.lag / target_s)
-        wanted = math.ceil(slots / settings.concurrency - 1e-9)
+        # Hysteresis: go up to exactly what the slots need, come down only to what they
+        # need with headroom; in between, stay.
+        least = math.ceil(slots / settings.concurrency - 1e-9)
+        roomy = math.ceil(slots / (settings.concurrency * TARGET_UTILIZATION) - 1e-9)
+        wanted = min(max(sample.replicas, least), roomy)
         return wanted, (
             f"lag {sample.lag}, pending {sample.pending}, {duration_s:.2f} s/job, "
             f"arrivals {sample.arrival_rate:.1f}/s: {slots:.1f} slots to drain in {target_s:g} s"
