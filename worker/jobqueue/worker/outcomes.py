@@ -81,10 +81,13 @@ class Outcomes:
         """Flush queued running marks and successes until cancelled (stopped last)."""
         while True:
             await self._wake.wait()
-            # One turn of the loop lets jobs that are about to finish join this flush.
-            await asyncio.sleep(0)
             self._wake.clear()
-            while self._batch or self._running:
+            while True:
+                # One turn of the loop first: jobs just started that finish at once
+                # join this flush instead of needing one of their own.
+                await asyncio.sleep(0)
+                if not (self._batch or self._running):
+                    break
                 batch, self._batch = self._batch[:MAX_ACK_BATCH], self._batch[MAX_ACK_BATCH:]
                 running, self._running = self._running, []
                 await self._flush(running, batch)
