@@ -3,6 +3,7 @@ and the middlewares (metrics outermost, then JSON errors, then authentication)."
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -11,13 +12,15 @@ from redis.asyncio import Redis as AsyncRedis
 
 from jobqueue.core.client import AsyncClient
 from jobqueue.producer import routes_dead, routes_jobs, routes_meta
-from jobqueue.producer.auth import auth_middleware
+from jobqueue.producer.auth import TokenSet, auth_middleware
 from jobqueue.producer.context import CLIENT, JOB_TYPES, METRICS, OPENAPI, SETTINGS
 from jobqueue.producer.errors import error_middleware
 from jobqueue.producer.job_types import JobTypes
 from jobqueue.producer.metrics import ProducerMetrics, metrics_middleware
 from jobqueue.producer.openapi import build_openapi
 from jobqueue.producer.settings import ProducerSettings
+
+log = logging.getLogger(__name__)
 
 
 def create_app(
@@ -32,13 +35,14 @@ def create_app(
     settings = settings or ProducerSettings()
     metrics = ProducerMetrics()
     middlewares: list[Middleware] = [metrics_middleware(metrics), error_middleware]
-    if settings.auth_tokens:
-        middlewares.append(auth_middleware(settings.auth_tokens))
+    if settings.auth_enabled:
+        tokens = TokenSet(settings.auth_tokens, settings.auth_tokens_file)
+        middlewares.append(auth_middleware(tokens))
     app = web.Application(middlewares=middlewares, client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[METRICS] = metrics
     app[JOB_TYPES] = job_types or JobTypes.from_file(settings.job_types_file)
-    app[OPENAPI] = build_openapi(app[JOB_TYPES], auth=bool(settings.auth_tokens))
+    app[OPENAPI] = build_openapi(app[JOB_TYPES], auth=settings.auth_enabled)
     # Stats before /jobs/{job_id}, so "stats" is never taken for a job id.
     app.add_routes(routes_jobs.routes)
     app.add_routes(routes_dead.routes)
@@ -70,6 +74,13 @@ async def _own_redis(app: web.Application) -> AsyncIterator[None]:
 def run(settings: ProducerSettings) -> None:
     """Serve until SIGTERM/SIGINT, then finish in-flight requests (up to
     ``shutdown_timeout_s``) before closing Redis."""
+    log.info(
+        "producer on http://%s:%d, stream %s, authentication %s",
+        settings.host,
+        settings.port,
+        settings.queue.stream,
+        "on" if settings.auth_enabled else "off",
+    )
     web.run_app(
         create_app(settings),
         host=settings.host,

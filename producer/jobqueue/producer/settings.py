@@ -27,7 +27,9 @@ class ProducerSettings:
     host: str = "0.0.0.0"
     port: int = 8080
     auth_tokens: tuple[str, ...] = ()
-    """Bearer tokens accepted; empty means authentication is off."""
+    """Bearer tokens accepted (besides those of ``auth_tokens_file``)."""
+    auth_tokens_file: str | None = None
+    """A file of more tokens, re-read when it changes. No tokens at all: auth is off."""
     job_types_file: str | None = None
     """YAML/JSON file of accepted job types and their payload JSON Schemas; None = demo types."""
     max_body_bytes: int = 1024 * 1024
@@ -39,18 +41,23 @@ class ProducerSettings:
     shutdown_timeout_s: float = 30.0
     """How long SIGTERM waits for in-flight requests, in seconds."""
 
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.auth_tokens) or self.auth_tokens_file is not None
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ProducerSettings:
         env = os.environ if environ is None else environ
         tokens = split_tokens(env_value(env, "JOBQUEUE_AUTH_TOKENS", "", str))
-        tokens_file = env_value(env, "JOBQUEUE_AUTH_TOKENS_FILE", "", str)
-        if tokens_file:
-            tokens += read_tokens_file(tokens_file)
+        tokens_file = env_value(env, "JOBQUEUE_AUTH_TOKENS_FILE", None, str)
+        if tokens_file is not None:
+            read_tokens_file(tokens_file)  # unreadable or empty: fail at start, not later
         return cls(
             queue=QueueSettings.from_env(env),
             host=env_value(env, "JOBQUEUE_PRODUCER_HOST", "0.0.0.0", str),
             port=env_value(env, "JOBQUEUE_PRODUCER_PORT", 8080, int),
             auth_tokens=tokens,
+            auth_tokens_file=tokens_file,
             job_types_file=env_value(env, "JOBQUEUE_JOB_TYPES_FILE", None, str),
             max_body_bytes=env_value(env, "JOBQUEUE_MAX_BODY_BYTES", 1024 * 1024, int),
             max_batch_jobs=env_value(env, "JOBQUEUE_MAX_BATCH_JOBS", 1000, int),
