@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import aiohttp
+import pytest
 from click.testing import CliRunner
 from support.redis_server import free_port
 
+from jobqueue.core.errors import ConfigError
 from jobqueue.operator.cli import crd
 from jobqueue.operator.crd import crd_yaml
 from jobqueue.operator.http import start_http
 from jobqueue.operator.metrics import OperatorMetrics
 from jobqueue.operator.policy import PolicySettings, PolicyState, Sample, decide
+from jobqueue.operator.settings import OperatorSettings
 
 
 async def test_metrics_and_health_are_served_over_http() -> None:
@@ -38,3 +41,22 @@ def test_crd_command_prints_the_generated_crd() -> None:
     result = CliRunner().invoke(crd)
     assert result.exit_code == 0
     assert result.output == crd_yaml()
+
+
+def test_operator_settings_come_from_the_environment_with_units_in_names() -> None:
+    settings = OperatorSettings.from_env(
+        {
+            "JOBQUEUE_OPERATOR_NAMESPACES": "team-a, team-b",
+            "JOBQUEUE_OPERATOR_STATUS_INTERVAL_S": "2.5",
+            "JOBQUEUE_OPERATOR_STANDALONE": "true",
+        }
+    )
+    assert settings.namespaces == ("team-a", "team-b")
+    assert settings.status_interval_s == 2.5
+    assert settings.standalone is True
+    assert OperatorSettings.from_env({}) == OperatorSettings()
+
+
+def test_a_bad_operator_setting_is_a_clear_error() -> None:
+    with pytest.raises(ConfigError, match="JOBQUEUE_OPERATOR_HTTP_PORT='eighty'"):
+        OperatorSettings.from_env({"JOBQUEUE_OPERATOR_HTTP_PORT": "eighty"})
