@@ -14,9 +14,11 @@ persistence), each measured as jobs per second:
    requests in flight from an aiohttp client in this process.
 
 The four run back to back in each of ``--rounds`` rounds; each method is printed with
-its best rate and the median, over rounds, of its ratio to (1) in the same round (a
-ratio within one round is robust to a machine whose load drifts). Load generator,
-producer and Redis share the machine, so HTTP figures include the client's own CPU.
+its best rate, the median over rounds of its ratio to (1) in the same round (robust to
+a machine whose load drifts), and the CPU it costs per job: Redis's (``INFO cpu``) plus
+the producer process's plus, for (1) and (2), this process's; the HTTP load
+generator's CPU is left out. ``jobs/CPU-s ratio`` compares that cost with (1)'s, which
+does not depend on what else the machine is doing.
 
     .venv/bin/python bench/producer_throughput.py [--jobs 20000] [--batch 500]
         [--requests 2000] [--concurrency 32] [--rounds 5]
@@ -33,6 +35,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -125,28 +128,63 @@ def start_producer(redis_url: str) -> tuple[subprocess.Popen[bytes], str]:
 RAW = "raw pipelined XADD (redis-py)"
 
 
+class Meter:
+    """CPU seconds spent enqueueing: Redis's own, the producer process's, and (for the
+    in-process methods) this process's; the HTTP load generator's CPU is not counted."""
+
+    def __init__(self, client: redis.Redis, producer_pid: int) -> None:
+        self.client = client
+        self.producer_pid = producer_pid
+
+    def cpu_s(self, *, with_self: bool) -> float:
+        info = self.client.info("cpu")
+        spent = float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+        spent += proc_cpu_s(self.producer_pid)
+        return spent + (time.process_time() if with_self else 0.0)
+
+
+def proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds used so far by process ``pid`` (Linux /proc)."""
+    parts = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def one_round(
-    client: redis.Redis, redis_url: str, url: str, args: argparse.Namespace
-) -> dict[str, float]:
-    """Jobs per second of each way to enqueue, the stream emptied between them."""
-    rates = {}
-    client.flushall()
-    rates[RAW] = args.jobs / raw_xadd(client, args.jobs, args.batch)
-    client.flushall()
-    rates["Client.enqueue_many"] = args.jobs / client_batches(redis_url, args.jobs, args.batch)
-    client.flushall()
-    bodies = [orjson.dumps({"jobs": [JOB] * args.batch})] * (args.jobs // args.batch)
-    seconds = asyncio.run(http_load(url, bodies, "/jobs/batch", min(args.concurrency, 4)))
-    rates["HTTP POST /jobs/batch"] = len(bodies) * args.batch / seconds
-    if client.xlen(STREAM) != len(bodies) * args.batch:
-        raise RuntimeError("the batch POSTs did not enqueue every job")
-    client.flushall()
+    meter: Meter, redis_url: str, url: str, args: argparse.Namespace
+) -> dict[str, tuple[float, float]]:
+    """(jobs per second, CPU µs per job) of each way to enqueue, the stream emptied
+    between them."""
+    client = meter.client
+    batches = [orjson.dumps({"jobs": [JOB] * args.batch})] * (args.jobs // args.batch)
     singles = [orjson.dumps(JOB)] * args.requests
-    seconds = asyncio.run(http_load(url, singles, "/jobs", args.concurrency))
-    rates["HTTP POST /jobs (one job each)"] = args.requests / seconds
-    if client.xlen(STREAM) != args.requests:
-        raise RuntimeError("the single POSTs did not enqueue every job")
-    return rates
+    runs: dict[str, tuple[int, bool, Callable[[], float]]] = {
+        RAW: (args.jobs, True, lambda: raw_xadd(client, args.jobs, args.batch)),
+        "Client.enqueue_many": (
+            args.jobs,
+            True,
+            lambda: client_batches(redis_url, args.jobs, args.batch),
+        ),
+        "HTTP POST /jobs/batch": (
+            len(batches) * args.batch,
+            False,
+            lambda: asyncio.run(http_load(url, batches, "/jobs/batch", 4)),
+        ),
+        "HTTP POST /jobs (one job each)": (
+            args.requests,
+            False,
+            lambda: asyncio.run(http_load(url, singles, "/jobs", args.concurrency)),
+        ),
+    }
+    results = {}
+    for name, (jobs, with_self, run) in runs.items():
+        client.flushall()
+        cpu_before = meter.cpu_s(with_self=with_self)
+        seconds = run()
+        cpu_per_job_us = (meter.cpu_s(with_self=with_self) - cpu_before) / jobs * 1e6
+        if client.xlen(STREAM) != jobs:
+            raise RuntimeError(f"{name}: not every job was enqueued")
+        results[name] = (jobs / seconds, cpu_per_job_us)
+    return results
 
 
 def main() -> None:
@@ -165,7 +203,8 @@ def main() -> None:
         process, url = start_producer(server.url)
         try:
             raw_xadd(client, min(args.jobs, 5000), args.batch)  # warm up
-            rounds = [one_round(client, server.url, url, args) for _ in range(args.rounds)]
+            meter = Meter(client, process.pid)
+            rounds = [one_round(meter, server.url, url, args) for _ in range(args.rounds)]
         finally:
             process.terminate()
             process.wait(timeout=30)
@@ -175,11 +214,14 @@ def main() -> None:
     print(f"conditions: {os.cpu_count()} CPUs, jobs={args.jobs} batch={args.batch} "
           f"requests={args.requests} concurrency={args.concurrency} (batch POSTs: "
           f"{min(args.concurrency, 4)} in flight), {args.rounds} rounds")  # fmt: skip
-    print(f"{'':34s} {'best jobs/s':>12s} {'median ratio to raw':>20s}")
+    columns = ("best jobs/s", "ratio to raw", "CPU µs/job", "jobs/CPU-s ratio")
+    print(f"{'':32s} {columns[0]:>11s} {columns[1]:>13s} {columns[2]:>11s} {columns[3]:>17s}")
     for name in rounds[0]:
-        best = max(r[name] for r in rounds)
-        ratio = statistics.median(r[name] / r[RAW] for r in rounds)
-        print(f"{name:34s} {best:12.0f} {ratio:20.2f}")
+        best = max(r[name][0] for r in rounds)
+        ratio = statistics.median(r[name][0] / r[RAW][0] for r in rounds)
+        cpu_us = statistics.median(r[name][1] for r in rounds)
+        cpu_ratio = statistics.median(r[RAW][1] / r[name][1] for r in rounds)
+        print(f"{name:32s} {best:11.0f} {ratio:13.2f} {cpu_us:11.1f} {cpu_ratio:17.2f}")
 
 
 if __name__ == "__main__":
