@@ -60,9 +60,6 @@ class Reader:
         self.inflight = inflight
         self.block_ms = block_ms
         self.dispatch = dispatch
-        # Half the capacity per read: while one batch is being acknowledged the next
-        # is already read and running, so the two round trips overlap.
-        self.max_batch = max(1, inflight.limit // 2)
 
     async def drain_own(self, wait_for_room: Callable[[], Awaitable[bool]]) -> int:
         """Deliver this consumer's pending entries again (after a restart); returns
@@ -88,7 +85,7 @@ class Reader:
     async def read_new(self) -> int:
         """One blocking read of never-delivered entries, at most the free capacity;
         returns how many arrived (0 after ``block_ms`` without any)."""
-        free = min(self.inflight.free, self.max_batch)
+        free = self.inflight.free
         if free == 0:
             return 0
         reply: Any = await self.redis.xreadgroup(
