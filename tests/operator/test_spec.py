@@ -99,5 +99,19 @@ def test_the_deployment_runs_restricted_and_never_removes_a_pod_before_its_repla
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert container["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["imagePullSecrets"] == []
     # A read-only root filesystem still needs a writable /tmp
     assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+
+
+def test_private_images_node_placement_and_pod_annotations_reach_the_pods() -> None:
+    worker = (
+        "  worker: {image: x, app: 'a:b', imagePullSecrets: [regcred],"
+        " nodeSelector: {pool: jobs}, podAnnotations: {team: a}}\n"
+        "  redis: {url: redis://r:6379/0}\n"
+    )
+    spec = load_jobqueue(MINIMAL.split("  worker:")[0] + worker).spec
+    template = build_deployment("emails", "team-a", "uid-1", spec, replicas=1)["spec"]["template"]
+    assert template["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
+    assert template["spec"]["nodeSelector"] == {"pool": "jobs"}
+    assert template["metadata"]["annotations"] == {"team": "a"}

@@ -152,9 +152,11 @@ def build_deployment(
                 "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0},
             },
             "template": {
-                "metadata": {"labels": labels},
+                "metadata": {"labels": labels, "annotations": dict(spec.worker.pod_annotations)},
                 "spec": {
                     "automountServiceAccountToken": False,
+                    "imagePullSecrets": [{"name": n} for n in spec.worker.image_pull_secrets],
+                    "nodeSelector": dict(spec.worker.node_selector),
                     "terminationGracePeriodSeconds": spec.grace_period_s,
                     "securityContext": {
                         "runAsNonRoot": True,

@@ -197,6 +197,12 @@ class WorkerSpec(SpecModel):
     """Extra environment of the worker container (cannot override the queue's own)."""
     termination_grace_period_seconds: int | None = Field(default=None, ge=1)
     """Grace period of a stopping pod; default: the job timeout plus 30 s, never less."""
+    image_pull_secrets: list[str] = Field(default_factory=list)
+    """Names of Secrets to pull a private image with."""
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    """Labels a node must carry to run the worker pods."""
+    pod_annotations: dict[str, str] = Field(default_factory=dict)
+    """Annotations of the worker pods (e.g. for a service mesh or log shipping)."""
 
 
 class ScalingSpec(SpecModel):
