@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 
+import uvloop
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 from redis.asyncio import Redis as AsyncRedis
@@ -83,6 +84,7 @@ def run(settings: ProducerSettings) -> None:
     )
     web.run_app(
         create_app(settings),
+        loop=uvloop.new_event_loop(),  # libuv: cheaper sockets and scheduling per request
         host=settings.host,
         port=settings.port,
         shutdown_timeout=settings.shutdown_timeout_s,
