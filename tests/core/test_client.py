@@ -62,6 +62,15 @@ async def test_a_delayed_job_waits_in_the_delayed_set_not_the_stream(
     assert info.run_at is not None
 
 
+async def test_a_delayed_job_keeps_its_record_for_the_whole_wait(
+    client: AsyncClient, redis_client: AsyncRedis
+) -> None:
+    result = await client.enqueue("report", {}, delay_s=30 * 24 * 3600)
+
+    ttl_s = await redis_client.ttl(KEYS.status(result.job_id))
+    assert 30 * 24 * 3600 < ttl_s <= 30 * 24 * 3600 + 3600 + 1
+
+
 async def test_run_at_in_the_past_is_enqueued_at_once(client: AsyncClient) -> None:
     result = await client.enqueue("report", {}, run_at=datetime.now(UTC) - timedelta(hours=1))
 

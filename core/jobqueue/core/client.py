@@ -130,6 +130,7 @@ class AsyncClient:
             self.keys.idempotency(""),
             str(self.idempotency_ttl_s),
             utc_now_iso(),
+            str(now_ms),
         ]
         keys = [self.keys.stream, self.keys.delayed, self.keys.delayed_jobs]
         chunks = [

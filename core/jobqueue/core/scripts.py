@@ -13,7 +13,7 @@ from __future__ import annotations
 
 # KEYS: stream, delayed (zset), delayed_jobs (hash)
 # ARGV: status_prefix, status_ttl_s, idempotency_prefix, idempotency_ttl_s, now_iso,
-#       then one JSON array per job: [idempotency_key ('' = none), job_id, due_ms ('0' =
+#       now_ms, then one JSON array per job: [idempotency_key ('' = none), job_id, due_ms ('0' =
 #       now), run_at_iso, type, enqueued_at, [k1, v1, ..., kn, vn], delayed_json (only when
 #       delayed)]. One argument per job keeps the client's command packing cheap; cjson
 #       decoding it in Redis costs less than packing twenty arguments in Python.
@@ -21,10 +21,10 @@ from __future__ import annotations
 ENQUEUE = """
 local stream, delayed, delayed_jobs = KEYS[1], KEYS[2], KEYS[3]
 local status_prefix, status_ttl = ARGV[1], ARGV[2]
-local idem_prefix, idem_ttl, now = ARGV[3], ARGV[4], ARGV[5]
+local idem_prefix, idem_ttl, now, now_ms = ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
 local call, decode = redis.call, cjson.decode
 local out = {}
-for i = 6, #ARGV do
+for i = 7, #ARGV do
   local job = decode(ARGV[i])
   local idem, id, due_ms, run_at = job[1], job[2], job[3], job[4]
   local job_type, enqueued_at, fields = job[5], job[6], job[7]
@@ -43,19 +43,21 @@ for i = 6, #ARGV do
       call('SET', idem_prefix .. idem, id, 'EX', idem_ttl)
     end
     local status = status_prefix .. id
-    local entry_id, state = '', 'queued'
+    local entry_id, state, ttl = '', 'queued', status_ttl
     if due_ms ~= '0' then
       state = 'delayed'
       call('ZADD', delayed, due_ms, id)
       call('HSET', delayed_jobs, id, job[8])
       call('HSET', status, 'state', state, 'type', job_type, 'enqueued_at', enqueued_at,
         'attempts', '0', 'run_at', run_at, 'updated_at', now)
+      -- The record outlives the wait, or a long delay would leave a job without one.
+      ttl = tonumber(status_ttl) + math.ceil((tonumber(due_ms) - now_ms) / 1000)
     else
       entry_id = call('XADD', stream, '*', unpack(fields))
       call('HSET', status, 'state', state, 'type', job_type, 'enqueued_at', enqueued_at,
         'attempts', '0', 'entry_id', entry_id, 'updated_at', now)
     end
-    call('EXPIRE', status, status_ttl)
+    call('EXPIRE', status, ttl)
     out[#out + 1] = id
     out[#out + 1] = entry_id
     out[#out + 1] = state
