@@ -86,10 +86,10 @@ def test_a_sigkilled_workers_jobs_finish_on_another_worker(
     # given worker A holding five slow jobs
     ids = [enqueue(sync_redis, "sleep", {"ms": 1500}) for _ in range(5)]
     a = spawn(redis_url, "pod-a", *QUICK)
-    wait_for(lambda: held_by(sync_redis, "pod-a") == 5, "worker A to take the jobs")
+    wait_for(lambda: states(sync_redis, ids) == ["running"] * 5, "worker A to run the jobs")
+    assert held_by(sync_redis, "pod-a") == 5
     # when A is SIGKILLed mid-job and B runs
     a.kill()
-    assert states(sync_redis, ids) == ["running"] * 5
     with spawn(redis_url, "pod-b", *QUICK) as b:
         # then B reclaims and finishes every one of them; nothing is left pending
         wait_for(lambda: states(sync_redis, ids) == ["succeeded"] * 5, "B to finish them")
