@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 import urllib.request
 from pathlib import Path
 
@@ -116,13 +115,11 @@ def test_a_worker_killed_mid_run_is_replaced_and_loses_nothing(
     victim_pid = dev.worker_pids()[victim]
 
     # When it is SIGKILLed mid-run
-    signal_sent_at = time.monotonic()
     os.kill(victim_pid, signal.SIGKILL)
 
     # Then dev replaces it, its jobs are reclaimed by the others, and every job succeeds.
     dev.wait_for_line(rf"{victim} died \(killed by SIGKILL\); replacing it")
     assert dev.wait_exit() == 0, dev.output
-    assert time.monotonic() > signal_sent_at
     assert set(states(sync_redis, slow + recorded).values()) == {JobState.SUCCEEDED}
     assert set(sync_redis.hgetall("done")) == set(recorded)
     assert sync_redis.xlen(KEYS.dead) == 0
