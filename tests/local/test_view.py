@@ -97,3 +97,12 @@ def test_outcome_counts_are_read_from_the_workers_prometheus_counter() -> None:
     )
 
     assert parse_outcomes(text) == Counter({("email", "succeeded"): 5, ("email", "retried"): 2})
+
+
+def test_the_live_view_says_when_redis_is_unreachable() -> None:
+    console = Console(record=True, width=140)
+    console.print(render(snapshot(sample=None, error="Connection refused", dead_letters=())))
+    text = console.export_text()
+
+    assert "Redis unreachable: Connection refused" in text
+    assert "2 / 3" in text  # the workers stay shown: they keep running meanwhile
