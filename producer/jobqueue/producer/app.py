@@ -14,7 +14,8 @@ from redis.asyncio import Redis as AsyncRedis
 from jobqueue.core.client import AsyncClient
 from jobqueue.producer import routes_dead, routes_jobs, routes_meta
 from jobqueue.producer.auth import TokenSet, auth_middleware
-from jobqueue.producer.context import CLIENT, JOB_TYPES, METRICS, OPENAPI, SETTINGS
+from jobqueue.producer.batching import EnqueueBatcher
+from jobqueue.producer.context import BATCHER, CLIENT, JOB_TYPES, METRICS, OPENAPI, SETTINGS
 from jobqueue.producer.errors import error_middleware
 from jobqueue.producer.job_types import JobTypes
 from jobqueue.producer.metrics import ProducerMetrics, metrics_middleware
@@ -50,6 +51,7 @@ def create_app(
     app.add_routes(routes_meta.routes)
     if redis is not None:
         app[CLIENT] = _client(redis, settings, owns_redis=False)
+        app[BATCHER] = EnqueueBatcher(app[CLIENT])
     else:
         app.cleanup_ctx.append(_own_redis)
     return app
@@ -68,6 +70,7 @@ async def _own_redis(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     client = AsyncClient.from_settings(settings.queue, idempotency_ttl_s=settings.idempotency_ttl_s)
     app[CLIENT] = client
+    app[BATCHER] = EnqueueBatcher(client)
     yield
     await client.aclose()
 

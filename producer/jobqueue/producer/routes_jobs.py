@@ -10,7 +10,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from jobqueue.core.client import InvalidNewJob, NewJob
-from jobqueue.producer.context import CLIENT, JOB_TYPES, METRICS, SETTINGS
+from jobqueue.producer.context import BATCHER, CLIENT, JOB_TYPES, METRICS, SETTINGS
 from jobqueue.producer.errors import invalid_job, json_error
 from jobqueue.producer.models import (
     BatchIn,
@@ -81,7 +81,10 @@ async def _enqueue(request: web.Request, jobs: list[NewJob]) -> list[dict[str, A
     """Enqueue and answer each job in the shape of `Accepted` (built as plain dicts: a big
     batch would spend more time building models than Redis spends enqueueing)."""
     try:
-        results = await request.app[CLIENT].enqueue_many(jobs)
+        if len(jobs) == 1:
+            results = [await request.app[BATCHER].enqueue(jobs[0])]
+        else:
+            results = await request.app[CLIENT].enqueue_many(jobs)
     except InvalidNewJob as exc:
         where = f"jobs.{exc.index}." if len(jobs) > 1 else ""
         raise _Invalid([(f"{where}payload", exc.reason)]) from None
