@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
-import kmock
 import pytest
 from k8s.objects import MANIFESTS, Obj, all_on_values, kustomize_build, render_chart
+from k8s.operator_run import add_cluster_peering, running_operator
 from support.kube_emulator import (
     DEPLOYMENTS,
     JOBQUEUES,
@@ -29,9 +27,6 @@ from support.kube_emulator import (
 )
 
 from jobqueue.core.client import AsyncClient, NewJob
-from jobqueue.operator.controller import run_operator
-from jobqueue.operator.scaler import OperatorContext
-from jobqueue.operator.settings import OperatorSettings
 
 Call = tuple[str, str, str]
 """(verb, group/version/plural, subresource) as the emulator records it."""
@@ -69,47 +64,6 @@ def grants(role: Obj) -> set[Call]:
 def cluster_role(objects: list[Obj]) -> Obj:
     (role,) = [obj for obj in objects if obj["kind"] == "ClusterRole"]
     return role
-
-
-PEERINGS = "kopf.dev/v1/clusterkopfpeerings"
-PEERING = "jobqueue-operator"
-
-
-def add_cluster_peering(kube: KubeEmulator) -> None:
-    """Serve Kopf's ClusterKopfPeering with the object the chart creates, so the operator
-    runs with peering on, as its replicas do in a cluster."""
-    kube.emulator.resources[PEERINGS] = kmock.ResourceInfo(
-        kind="ClusterKopfPeering",
-        singular="clusterkopfpeering",
-        namespaced=False,
-        verbs={"get", "list", "watch", "patch"},
-    )
-    peering = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering"}
-    key = (kmock.resource(PEERINGS), None, PEERING)
-    kube.emulator.objects[key] = {**peering, "metadata": {"name": PEERING}}
-
-
-@contextlib.asynccontextmanager
-async def running_operator(kube: KubeEmulator) -> AsyncIterator[OperatorContext]:
-    settings = OperatorSettings(
-        http_port=0,
-        status_interval_s=0.3,
-        deployment_refresh_s=0.5,
-        reap_interval_s=0.3,
-        reap_min_idle_s=0.0,
-        standalone=False,
-        peering=PEERING,
-    )
-    ctx = OperatorContext(settings=settings)
-    stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(run_operator(ctx, server=kube.url, stop_flag=stop, ready_flag=ready))
-    try:
-        await asyncio.wait_for(ready.wait(), timeout=30)
-        yield ctx
-    finally:
-        stop.set()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, timeout=30)
 
 
 def _replicas(kube: KubeEmulator, name: str) -> int:
