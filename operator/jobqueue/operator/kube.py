@@ -1,7 +1,10 @@
 """The few Kubernetes API calls the operator makes beyond Kopf's own, over aiohttp.
 
 Every call the operator makes is a method here, so the least-privilege RBAC is this list
-(plus Kopf's: watch/list/patch ``jobqueues``, create ``events``, peering):
+plus Kopf's own: ``jobqueues`` list/watch/patch, ``events`` create, the peering objects
+(``clusterkopfpeerings``, or ``kopfpeerings`` per namespace) get/list/watch/patch, and,
+only when watching a set of namespaces, ``namespaces`` list/watch. Without list/watch on
+``customresourcedefinitions`` Kopf only warns (it then discovers resources at start-up).
 
 =====================  =====================================  ====================
 method                 request                                RBAC verb
