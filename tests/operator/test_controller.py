@@ -319,3 +319,27 @@ async def test_a_missing_secret_is_a_condition(
     )
     assert (reachable["status"], reachable["reason"]) == ("False", "RedisConfig")
     assert "secret 'absent' has no key 'url'" in reachable["message"]
+
+
+async def test_status_lag_stays_right_when_redis_reports_null_lag_after_xdel(
+    kube: KubeEmulator, operator: OperatorContext, redis_url: str, redis_client: Redis
+) -> None:
+    # Given 5 jobs, one delivered and acked, and one undelivered job deleted (a tombstone
+    # after the group's position: XINFO GROUPS says lag is NULL)
+    stream = "tomb:work"
+    await redis_client.xgroup_create(stream, "workers", id="0", mkstream=True)
+    ids = [await redis_client.xadd(stream, {"type": "t", "payload": "{}"}) for _ in range(5)]
+    taken = await redis_client.xreadgroup("workers", "tomb-worker-a", {stream: ">"}, count=1)
+    await redis_client.xack(stream, "workers", taken[0][1][0][0])
+    await redis_client.xdel(stream, ids[2])
+    assert (await redis_client.xinfo_groups(stream))[0]["lag"] is None
+
+    # When the operator samples the queue
+    await apply(kube, jobqueue("tomb", redis_url))
+
+    # Then the status carries the 3 jobs that really wait, and says how it knows
+    def status() -> dict[str, Any]:
+        return dict((kube.get(JOBQUEUES, NAMESPACE, "tomb") or {}).get("status", {}))
+
+    found = await eventually(lambda: status().get("lagSource") and status(), what="status")
+    assert (found["lag"], found["lagSource"], found["pending"]) == (3, "counted", 0)
