@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -50,7 +49,11 @@ StartApi = Callable[..., Awaitable["Api"]]
 
 
 class ProducerProcess:
-    """``jobqueue producer`` in a subprocess on a free port, for signal and fuzz tests."""
+    """``jobqueue producer`` in a subprocess on a free port, for signal and fuzz tests.
+
+    Its log goes to a file (a pipe nobody reads could fill and stall it); `output`
+    returns the end of it for assertion messages.
+    """
 
     def __init__(self, redis_url: str, **env: str) -> None:
         self.port = free_port()
@@ -59,32 +62,33 @@ class ProducerProcess:
         environ = {**os.environ, "REDIS_URL": redis_url, **env}
         environ["JOBQUEUE_PRODUCER_PORT"] = str(self.port)
         environ["JOBQUEUE_PRODUCER_HOST"] = "127.0.0.1"
-        self.process = subprocess.Popen(
-            [str(binary), "producer"], env=environ, stderr=subprocess.PIPE, text=True
-        )
+        log_dir = Path(os.environ.get("TMPDIR", "/tmp"))
+        self.log_path = log_dir / f"producer-{os.getpid()}-{time.monotonic_ns()}.log"
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [str(binary), "producer"], env=environ, stdout=log, stderr=subprocess.STDOUT
+            )
         self._wait_healthy()
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")[-6000:]
 
     def _wait_healthy(self, timeout_s: float = 30.0) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"producer exited: {self.process.stderr.read()}")  # type: ignore[union-attr]
+                raise RuntimeError(f"producer exited:\n{self.output()}")
             try:
                 with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as response:
                     if response.status == 200:
                         return
             except OSError:
                 time.sleep(0.05)
-        raise TimeoutError("producer did not become healthy")
-
-    def terminate(self, timeout_s: float = 30.0) -> int:
-        """SIGTERM, then the exit status."""
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=timeout_s)
+        raise TimeoutError(f"producer did not become healthy:\n{self.output()}")
 
     def stop(self) -> None:
+        """Kill it if still running, and remove its log."""
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
-        if self.process.stderr is not None:
-            self.process.stderr.close()
+        self.log_path.unlink(missing_ok=True)
