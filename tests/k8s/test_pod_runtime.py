@@ -25,7 +25,7 @@ from k8s.objects import Obj, all_on_values, render_chart
 from jobqueue.operator.http import create_app
 from jobqueue.operator.metrics import OperatorMetrics
 from jobqueue.operator.settings import OperatorSettings
-from jobqueue.producer.settings import ProducerSettings
+from jobqueue.producer.settings import ProducerSettings, read_tokens_file
 
 JOBQUEUE = str(Path(sys.executable).parent / "jobqueue")
 DOWNWARD_API = {
@@ -136,7 +136,9 @@ def test_the_producer_settings_read_the_rendered_environment(
     objects = render_chart({"producer": {"enabled": True}})
     pod = _one(objects, "Deployment", "-producer")["spec"]["template"]["spec"]
     settings = ProducerSettings.from_env(container_env(objects, pod, redis_url, tmp_path))
-    (generated,) = settings.auth_tokens
+    assert settings.auth_enabled
+    assert settings.auth_tokens_file is not None
+    (generated,) = read_tokens_file(settings.auth_tokens_file)
     assert len(generated) == 48
     assert settings.port == pod["containers"][0]["ports"][0]["containerPort"]
     assert settings.queue.redis_url == redis_url
