@@ -42,7 +42,7 @@ from jobqueue.operator.reconcile import (
     resolve_redis_url,
 )
 from jobqueue.operator.settings import OperatorSettings
-from jobqueue.operator.spec import JobQueueSpec, parse_spec
+from jobqueue.operator.spec import JobQueueSpec, RedisSpec, parse_spec
 from jobqueue.operator.status import StatusBook, utc_now
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,9 @@ class QueueScaler:
         self.state = PolicyState()
         self.redis: Redis | None = None
         self._redis_key: tuple[str, str] | None = None
+        self._url: str | None = None
+        self._url_spec: RedisSpec | None = None
+        self._url_read_s = float("-inf")
         self._replicas: int | None = None
         self._replicas_read_s = float("-inf")
         self._reaped_s = float("-inf")
@@ -139,13 +142,23 @@ class QueueScaler:
             await self._reap(body, spec)
 
     async def _redis_for(self, spec: JobQueueSpec) -> Redis:
-        url = await resolve_redis_url(self.ctx.require_api(), self.namespace, spec)
+        url = await self._redis_url(spec)
         key = (url, spec.stream)
         if self.redis is None or key != self._redis_key:
             if self.redis is not None:
                 await self.redis.aclose()
             self.redis, self._redis_key = async_redis(url, socket_timeout_s=5.0), key
         return self.redis
+
+    async def _redis_url(self, spec: JobQueueSpec) -> str:
+        """The spec's Redis URL; a Secret is re-read only every refresh interval, not per poll."""
+        now = self.ctx.clock()
+        fresh = now - self._url_read_s < self.ctx.settings.deployment_refresh_s
+        if self._url is not None and self._url_spec == spec.redis and fresh:
+            return self._url
+        self._url = await resolve_redis_url(self.ctx.require_api(), self.namespace, spec)
+        self._url_spec, self._url_read_s = spec.redis, now
+        return self._url
 
     async def _current_replicas(self, spec: JobQueueSpec, now: float) -> int:
         """The Deployment's replicas: what we last set, re-read every refresh interval."""
