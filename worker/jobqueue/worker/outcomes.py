@@ -61,6 +61,7 @@ class Outcomes:
         self._ack_cancelled = redis.register_script(scripts.ACK_CANCELLED)
         self._batch: list[Succeeded] = []
         self._running: list[str | int] = []
+        self._stopped = False
         self._wake = asyncio.Event()
 
     def mark_running(self, deliveries: list[Delivery]) -> None:
@@ -79,7 +80,7 @@ class Outcomes:
 
     async def run_acks(self) -> None:
         """Flush queued running marks and successes until cancelled (stopped last)."""
-        while True:
+        while not self._stopped:
             await self._wake.wait()
             self._wake.clear()
             while True:
@@ -91,6 +92,11 @@ class Outcomes:
                 batch, self._batch = self._batch[:MAX_ACK_BATCH], self._batch[MAX_ACK_BATCH:]
                 running, self._running = self._running, []
                 await self._flush(running, batch)
+
+    def stop(self) -> None:
+        """End `run_acks` after its current flush (what is left stays pending)."""
+        self._stopped = True
+        self._wake.set()
 
     async def _flush(self, running: list[str | int], batch: list[Succeeded]) -> None:
         ids: list[str] = []

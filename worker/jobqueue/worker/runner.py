@@ -15,6 +15,7 @@ import logging
 import signal
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis as AsyncRedis
@@ -37,6 +38,7 @@ from jobqueue.worker.settings import WorkerSettings
 from jobqueue.worker.trim import Trimmer
 
 log = logging.getLogger("jobqueue.worker")
+REAP_ROUNDS, REAP_WAIT_S = 10, 1.0
 
 EXIT_OK, EXIT_BEYOND_REPAIR, EXIT_CONFIG = 0, 1, 2
 TIMEOUT_TICK_S = 0.1
@@ -64,6 +66,9 @@ class Worker:
         )
         self.metrics = WorkerMetrics(registry)
         self.stopping = asyncio.Event()
+        """Set to stop reading (signal, `stop`, burst done); in-flight jobs may finish."""
+        self.closing = asyncio.Event()
+        """Set once in-flight work is over: the periodic loops end."""
         self.inflight = InFlight(settings.concurrency)
         # Read at scrape time: no per-job cost on the hot path.
         self.metrics.in_flight.set_function(lambda: self.inflight.count)
@@ -115,9 +120,9 @@ class Worker:
         await self.stopping.wait()
         code = await self._finish_reading(reading)
         await self._drain_in_flight(s.grace_period_s)
-        for task in [*periodic, acks]:
-            task.cancel()
-        await asyncio.gather(*periodic, acks, return_exceptions=True)
+        self.closing.set()
+        self.outcomes.stop()
+        await reap([*periodic, acks])
         await self._close()
         log.info("worker %s stopped (exit %d)", s.consumer, code)
         return code
@@ -146,10 +151,7 @@ class Worker:
         except TimeoutError:
             left = list(self.inflight.deliveries.values())
             log.warning("grace period over: %d jobs left pending for reclaim", len(left))
-            tasks = [d.task for d in left if d.task is not None]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await reap([d.task for d in left if d.task is not None])
 
     async def _reclaim(self) -> None:
         if not self.read_loop.drained.is_set():
@@ -170,7 +172,7 @@ class Worker:
     ) -> asyncio.Task[None]:
         async def loop() -> None:
             outages = 0
-            while True:
+            while not self.closing.is_set():
                 try:
                     await step()
                     outages = 0
@@ -191,3 +193,21 @@ class Worker:
         await self.http.stop()
         with contextlib.suppress(*TRANSIENT_ERRORS):
             await self.redis.aclose()
+
+
+async def reap(tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancel ``tasks`` and wait for them to end, cancelling again if one swallowed it.
+
+    On Python 3.11 ``asyncio.wait_for`` (used inside redis-py) can swallow a cancellation
+    that races with its result; a single cancel plus an unbounded wait could then hang
+    the shutdown. Every loop also checks a flag, so a repeated cancel always ends it.
+    """
+    for _ in range(REAP_ROUNDS):
+        pending = [task for task in tasks if not task.done()]
+        if not pending:
+            return
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=REAP_WAIT_S)
+    left = [task.get_name() for task in tasks if not task.done()]
+    log.error("tasks did not stop when cancelled: %s", ", ".join(left))
