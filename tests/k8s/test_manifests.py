@@ -25,6 +25,7 @@ from k8s.objects import (
     validate_object,
 )
 
+from jobqueue.local.queue import load_queue
 from jobqueue.operator.spec import parse_spec
 
 SAMPLE = MANIFESTS / "samples" / "jobqueue.yaml"
@@ -112,6 +113,8 @@ def test_the_sample_jobqueue_validates_against_the_crd_and_the_spec_model() -> N
     spec = parse_spec(sample["spec"])
     assert spec.worker.app == "jobqueue.worker.demo:app"
     assert spec.redis.secret_ref is not None, "the sample keeps the Redis URL in a Secret"
+    # and local mode (`scripts/dev -f manifests/samples/jobqueue.yaml`) runs the same file
+    assert load_queue(SAMPLE).spec == spec
 
 
 @pytest.mark.parametrize(
