@@ -39,7 +39,7 @@ def test_an_unreachable_redis_is_reported_each_poll_and_nothing_is_started(start
     port = free_port()
     url = f"redis://127.0.0.1:{port}/0"  # nobody listens there
 
-    dev: DevProcess = start_dev("--port", "0", "--duration-s", "1.5", redis_url=url)
+    dev: DevProcess = start_dev("--port", "0", "--duration-s", "0.5", redis_url=url)
 
     assert dev.wait_exit() == 0, dev.output
     assert "error=" in dev.output
@@ -53,7 +53,7 @@ def test_a_queue_key_of_the_wrong_type_is_reported_not_fatal(
 ) -> None:
     sync_redis.set("jobs:work", "not a stream")
 
-    dev: DevProcess = start_dev("--port", "0", "--duration-s", "1.5", redis_url=redis_url)
+    dev: DevProcess = start_dev("--port", "0", "--duration-s", "0.5", redis_url=redis_url)
 
     assert dev.wait_exit() == 0, dev.output
     assert "WRONGTYPE" in dev.output

@@ -95,7 +95,7 @@ def test_a_worker_killed_mid_run_is_replaced_and_loses_nothing(
         "-f", queue_file(tmp_path), "--port", "0", "--exit-when-idle", redis_url=redis_url
     )
     dev.wait_for_line(r"replicas=0/0")
-    slow = enqueue(redis_url, [NewJob("sleep", {"ms": 1500}) for _ in range(24)])
+    slow = enqueue(redis_url, [NewJob("sleep", {"ms": 1200}) for _ in range(16)])
     recorded = enqueue(redis_url, [NewJob("record", {"into": "done"}) for _ in range(20)])
 
     # Given a worker holding jobs in flight
@@ -247,7 +247,7 @@ def test_sigterm_then_ctrl_c_kills_at_once_and_the_next_run_finishes_the_jobs(
     args = ["-f", queue_file(tmp_path), "--port", "0", "--data-dir", str(data_dir)]
     dev: DevProcess = start_dev(*args)
     url = dev.wait_for_line(r"private Redis on (redis://\S+)").group(1)
-    job_ids = enqueue(url, [NewJob("sleep", {"ms": 4000}) for _ in range(6)])
+    job_ids = enqueue(url, [NewJob("sleep", {"ms": 3000}) for _ in range(6)])
     private = redis.Redis.from_url(url, decode_responses=True)
     dev.wait_until(lambda: _pending(private) > 0)
     private.close()
