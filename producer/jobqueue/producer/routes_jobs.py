@@ -77,16 +77,19 @@ def _header_key(request: web.Request, job: JobIn) -> str | None:
     return key
 
 
-async def _enqueue(request: web.Request, jobs: list[NewJob]) -> list[dict[str, Any]]:
+async def _enqueue(
+    request: web.Request, jobs: list[NewJob], *, batch: bool
+) -> list[dict[str, Any]]:
     """Enqueue and answer each job in the shape of `Accepted` (built as plain dicts: a big
-    batch would spend more time building models than Redis spends enqueueing)."""
+    batch would spend more time building models than Redis spends enqueueing). A single
+    job shares its round trip with those of concurrent requests (`EnqueueBatcher`)."""
     try:
-        if len(jobs) == 1:
-            results = [await request.app[BATCHER].enqueue(jobs[0])]
-        else:
+        if batch:
             results = await request.app[CLIENT].enqueue_many(jobs)
+        else:
+            results = [await request.app[BATCHER].enqueue(job) for job in jobs]
     except InvalidNewJob as exc:
-        where = f"jobs.{exc.index}." if len(jobs) > 1 else ""
+        where = f"jobs.{exc.index}." if batch else ""
         raise _Invalid([(f"{where}payload", exc.reason)]) from None
     enqueued = Counter(job.type for job, r in zip(jobs, results, strict=True) if not r.duplicate)
     for job_type, count in enqueued.items():
@@ -116,7 +119,7 @@ async def post_job(request: web.Request) -> web.Response:
         issues = request.app[JOB_TYPES].issues(job.type, job.payload)
         if issues:
             return invalid_job(issues)
-        [accepted] = await _enqueue(request, [_new_job(job, key)])
+        [accepted] = await _enqueue(request, [_new_job(job, key)], batch=False)
     except ValidationError as exc:
         return invalid_job(_issues(exc))
     except _Invalid as exc:
@@ -140,7 +143,7 @@ async def post_batch(request: web.Request) -> web.Response:
             issues += types.issues(job.type, job.payload, prefix=f"jobs.{index}.")
         if issues:
             return invalid_job(issues)
-        accepted = await _enqueue(request, [_new_job(job, None) for job in batch.jobs])
+        accepted = await _enqueue(request, [_new_job(job, None) for job in batch.jobs], batch=True)
     except ValidationError as exc:
         return invalid_job(_issues(exc))
     except _Invalid as exc:
