@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp
 import kopf
 from redis.exceptions import RedisError
 
@@ -132,7 +133,8 @@ async def _scale_until_stopped(
         while not stopped:
             try:
                 interval_s = await scaler.tick(body)
-            except (KubeApiError, kopf.TemporaryError, OSError) as exc:
+            except (KubeApiError, kopf.TemporaryError, aiohttp.ClientError, OSError) as exc:
+                # The API server or the network failed this poll: the next one retries.
                 log.warning("%s/%s: poll failed: %s", scaler.namespace, scaler.name, exc)
                 interval_s = 1.0
             await stopped.wait(interval_s)
