@@ -29,41 +29,52 @@ def builder_commands() -> list[list[str]]:
     return commands
 
 
-def copy_workspace(target: Path) -> list[str]:
-    """What the Dockerfile's COPY lines bring into /src; returns the member names."""
-    members: list[str] = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["uv"][
-        "workspace"
-    ]["members"]
+MEMBERS: list[str] = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["uv"][
+    "workspace"
+]["members"]
+
+
+def copy_manifests(target: Path) -> None:
+    """The Dockerfile's first COPY lines: the lock and every pyproject.toml, no sources."""
     for name in ("pyproject.toml", "uv.lock"):
         shutil.copy(ROOT / name, target / name)
-    for member in members:
+    for member in MEMBERS:
+        (target / member).mkdir()
+        shutil.copy(ROOT / member / "pyproject.toml", target / member / "pyproject.toml")
+
+
+def copy_sources(target: Path) -> None:
+    """The Dockerfile's later COPY lines: each member's folder."""
+    for member in MEMBERS:
         shutil.copytree(
-            ROOT / member, target / member, ignore=shutil.ignore_patterns("__pycache__", ".*")
+            ROOT / member,
+            target / member,
+            ignore=shutil.ignore_patterns("__pycache__", ".*"),
+            dirs_exist_ok=True,
         )
-    return members
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(UV is None, reason="uv is not installed")
 def test_the_builder_stage_yields_a_complete_runtime_virtualenv(tmp_path: Path) -> None:
-    # given a copy of what the builder COPYs, and the builder's environment
+    # given the builder's environment; when its steps run in order (uv offline: from
+    # uv's cache, as after scripts/setup): dependencies from the lock alone, then sources
     source, venv = tmp_path / "src", tmp_path / "venv"
     source.mkdir()
-    members = copy_workspace(source)
     env = {**os.environ, **stage_env("builder"), "UV_PROJECT_ENVIRONMENT": str(venv)}
     env.pop("VIRTUAL_ENV", None)
-    # when its uv commands run (offline: from uv's cache, as after scripts/setup)
-    commands = builder_commands()
-    assert len(commands) == 2
-    for command in commands:
+    dependencies, members = builder_commands()
+    copy_manifests(source)
+    for command, then_copy in ((dependencies, copy_sources), (members, None)):
         subprocess.run(
             [str(UV), *command[1:], "--offline"], cwd=source, env=env, check=True, timeout=300
         )
+        if then_copy is not None:
+            then_copy(source)
     # then every component is installed (not linked to the sources) and the CLI works
     packages = venv / "lib" / "python3.11" / "site-packages"
     installed = {path.name for path in (packages / "jobqueue").iterdir()}
     assert {"core", "worker", "producer", "operator", "cli"} <= installed
-    assert len(members) == 5
     assert not [p for p in packages.glob("*.pth") if str(source) in p.read_text()]
     help_text = subprocess.run(
         [str(venv / "bin" / "jobqueue"), "--help"], capture_output=True, text=True, check=True
