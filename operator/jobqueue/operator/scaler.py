@@ -104,13 +104,11 @@ class QueueScaler:
         try:
             redis = await self._redis_for(spec)
             sample = await sample_queue(redis, queue_keys(spec))
+            await self._scale(body, generation, spec, sample)
         except ConfigError as exc:
             await self._fail(body, generation, "RedisReachable", "RedisConfig", str(exc))
-            return poll_s
         except REDIS_ERRORS as exc:
             await self._fail(body, generation, "RedisReachable", "RedisUnreachable", repr(exc))
-            return poll_s
-        await self._scale(body, generation, spec, sample)
         return poll_s
 
     async def _scale(
@@ -148,6 +146,7 @@ class QueueScaler:
             if self.redis is not None:
                 await self.redis.aclose()
             self.redis, self._redis_key = async_redis(url, socket_timeout_s=5.0), key
+            self.rates = RateWindow()  # another queue: the old counters mean nothing here
         return self.redis
 
     async def _redis_url(self, spec: JobQueueSpec) -> str:
