@@ -21,7 +21,7 @@ from support.kube_emulator import (
     eventually,
     jobqueue,
 )
-from support.redis_server import free_port
+from support.redis_server import RedisServer, free_port
 
 from jobqueue.operator.scaler import OperatorContext
 
@@ -343,3 +343,29 @@ async def test_status_lag_stays_right_when_redis_reports_null_lag_after_xdel(
 
     found = await eventually(lambda: status().get("lagSource") and status(), what="status")
     assert (found["lag"], found["lagSource"], found["pending"]) == (3, "counted", 0)
+
+
+async def test_the_operator_recovers_when_redis_comes_back(
+    kube: KubeEmulator, operator: OperatorContext, own_redis: RedisServer
+) -> None:
+    # Given a JobQueue whose Redis goes down after it was sampled
+    await apply(kube, jobqueue("flaky", own_redis.url))
+    await eventually(lambda: _is(condition(kube, "flaky", "RedisReachable"), "True"), what="up")
+    own_redis.kill()
+    await eventually(lambda: _is(condition(kube, "flaky", "RedisReachable"), "False"), what="down")
+
+    # When it is back (AOF replayed), with a job waiting
+    own_redis.start()
+    redis = Redis.from_url(own_redis.url, decode_responses=True)
+    try:
+        await enqueue(redis, "flaky:work", 1)
+    finally:
+        await redis.aclose()
+
+    # Then the condition clears and the job wakes the queue
+    await eventually(lambda: _is(condition(kube, "flaky", "RedisReachable"), "True"), what="back")
+    await eventually(lambda: replicas_of(kube, "flaky") == 1, what="scaled after recovery")
+
+
+def _is(cond: dict[str, Any] | None, status: str) -> bool:
+    return cond is not None and cond["status"] == status
