@@ -166,9 +166,8 @@ class QueueScaler:
             api = self.ctx.require_api()
             found = await api.get_deployment(self.namespace, deployment_name(self.name))
             if found is None:
-                log.warning(
-                    "%s/%s: worker Deployment missing, recreating", self.namespace, self.name
-                )
+                # Usual at creation (the create handler runs alongside), else someone deleted it.
+                log.info("%s/%s: no worker Deployment, creating it", self.namespace, self.name)
                 self._replicas = await ensure_deployment(
                     api, self.name, self.namespace, self.uid, spec
                 )
