@@ -27,6 +27,9 @@ with Client(settings) as client:
             print(f"job {job.job_id}: {info.state}", flush=True)
             sys.exit(0 if info.state == "succeeded" else 1)
         time.sleep(1)
-print(f"job {job.job_id} did not finish within the timeout; is a JobQueue serving "
-      f"{settings.stream} with a handler for {job_type!r}?", flush=True)
+print(
+    f"job {job.job_id} did not finish within the timeout; is a JobQueue serving "
+    f"{settings.stream} with a handler for {job_type!r}?",
+    flush=True,
+)
 sys.exit(1)
