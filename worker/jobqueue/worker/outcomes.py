@@ -60,7 +60,8 @@ class Outcomes:
         self._ack_dead = redis.register_script(scripts.ACK_DEAD)
         self._ack_cancelled = redis.register_script(scripts.ACK_CANCELLED)
         self._batch: list[Succeeded] = []
-        self._running: list[str | int] = []
+        self._running: dict[str, tuple[str, int, str]] = {}
+        """Entry id -> (job id, attempt, type) of jobs to mark ``running``."""
         self._stopped = False
         self._wake = asyncio.Event()
 
@@ -68,7 +69,7 @@ class Outcomes:
         """Queue status ``running`` for one read batch (sent with the next flush)."""
         for d in deliveries:
             if d.job is not None:
-                self._running += (d.job.id, d.job.attempts + 1, d.entry_id, d.job.type)
+                self._running[d.entry_id] = (d.job.id, d.job.attempts + 1, d.job.type)
         self._wake.set()
 
     def succeeded(self, delivery: Delivery, duration_s: float) -> None:
@@ -90,7 +91,7 @@ class Outcomes:
                 if not (self._batch or self._running):
                     break
                 batch, self._batch = self._batch[:MAX_ACK_BATCH], self._batch[MAX_ACK_BATCH:]
-                running, self._running = self._running, []
+                running, self._running = self._running, {}
                 await self._flush(running, batch)
 
     def stop(self) -> None:
@@ -98,14 +99,25 @@ class Outcomes:
         self._stopped = True
         self._wake.set()
 
-    async def _flush(self, running: list[str | int], batch: list[Succeeded]) -> None:
-        ids: list[str] = []
+    async def _flush(
+        self, running: dict[str, tuple[str, int, str]], batch: list[Succeeded]
+    ) -> None:
+        done: list[str] = []
+        started_and_done: list[str | int] = []
         by_type: dict[str, list[float]] = {}
         for item in batch:
-            ids += (item.entry_id, item.job_id)
+            mark = running.pop(item.entry_id, None)
+            if mark is None:
+                done += (item.entry_id, item.job_id)
+            else:
+                started_and_done += (item.entry_id, item.job_id, mark[1], mark[2])
             by_type.setdefault(item.job_type, []).append(item.duration_s)
+        marks: list[str | int] = []
+        for entry_id, (job_id, attempt, job_type) in running.items():
+            marks += (job_id, attempt, entry_id, job_type)
         args: list[str | int | bytes] = [self.keys.group, self.keys.status_prefix, self.ttl_s]
-        args += (utc_now_iso(), orjson.dumps(running), orjson.dumps(ids))
+        args += (utc_now_iso(), orjson.dumps(marks), orjson.dumps(done))
+        args.append(orjson.dumps(started_and_done))
         keys = [self.keys.stream]
         await persist(lambda: self._flush_script(keys=keys, args=args), "acknowledge")
         for item in batch:

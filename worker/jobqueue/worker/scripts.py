@@ -11,33 +11,57 @@ from __future__ import annotations
 # Batches travel as one JSON array argument: packing one argument per job costs the
 # client far more than cjson.decode costs the server.
 
-# The status writes of the success path, one call per flush: first ``running`` for newly
-# read jobs, then ack + ``succeeded`` for finished ones.
+# The status writes of the success path, one call per flush: ``running`` for newly read
+# jobs, ack + ``succeeded`` for finished ones, and both at once for jobs that started and
+# finished since the last flush (the usual case for short jobs: one HSET and one EXPIRE
+# instead of two each, with the same end state as the two steps).
 # KEYS: stream. ARGV: group, status prefix, ttl_s, now_iso,
 # JSON [job_id, attempt, entry_id, type, ...] to mark running,
-# JSON [entry_id, job_id, ...] to acknowledge as succeeded.
-# A job may finish before its ``running`` mark is sent; both then travel in this one call,
-# and a record that already shows an outcome is never set back to running.
+# JSON [entry_id, job_id, ...] to acknowledge as succeeded,
+# JSON [entry_id, job_id, attempt, type, ...] to mark running and acknowledge as succeeded.
+# A record that already shows an outcome is never set back to running.
 FLUSH = """
-local running = cjson.decode(ARGV[5])
+local prefix, now, ttl = ARGV[2], ARGV[4], ARGV[3]
 local settled = {succeeded = true, dead = true, cancelled = true, retrying = true}
-for i = 1, #running, 4 do
-  local key = ARGV[2] .. running[i]
+local function unsettled(key)
   local state = redis.call('HGET', key, 'state')
-  if not (state and settled[state]) then
-    redis.call('HSET', key, 'state', 'running', 'started_at', ARGV[4], 'updated_at', ARGV[4],
-      'attempts', running[i + 1], 'entry_id', running[i + 2], 'type', running[i + 3])
-    redis.call('EXPIRE', key, ARGV[3])
-  end
+  return not (state and settled[state])
+end
+local function mark_running(key, attempt, entry_id, job_type)
+  redis.call('HSET', key, 'state', 'running', 'started_at', now, 'updated_at', now,
+    'attempts', attempt, 'entry_id', entry_id, 'type', job_type)
+  redis.call('EXPIRE', key, ttl)
+end
+local running = cjson.decode(ARGV[5])
+for i = 1, #running, 4 do
+  local key = prefix .. running[i]
+  if unsettled(key) then mark_running(key, running[i + 1], running[i + 2], running[i + 3]) end
 end
 local acked = 0
 local done = cjson.decode(ARGV[6])
 for i = 1, #done, 2 do
   if redis.call('XACK', KEYS[1], ARGV[1], done[i]) == 1 then
     acked = acked + 1
-    local key = ARGV[2] .. done[i + 1]
-    redis.call('HSET', key, 'state', 'succeeded', 'finished_at', ARGV[4], 'updated_at', ARGV[4])
-    redis.call('EXPIRE', key, ARGV[3])
+    local key = prefix .. done[i + 1]
+    redis.call('HSET', key, 'state', 'succeeded', 'finished_at', now, 'updated_at', now)
+    redis.call('EXPIRE', key, ttl)
+  end
+end
+local both = cjson.decode(ARGV[7])
+for i = 1, #both, 4 do
+  local key = prefix .. both[i + 1]
+  local fresh = unsettled(key)
+  if redis.call('XACK', KEYS[1], ARGV[1], both[i]) == 1 then
+    acked = acked + 1
+    if fresh then
+      redis.call('HSET', key, 'state', 'succeeded', 'started_at', now, 'finished_at', now,
+        'updated_at', now, 'attempts', both[i + 2], 'entry_id', both[i], 'type', both[i + 3])
+    else
+      redis.call('HSET', key, 'state', 'succeeded', 'finished_at', now, 'updated_at', now)
+    end
+    redis.call('EXPIRE', key, ttl)
+  elseif fresh then
+    mark_running(key, both[i + 2], both[i], both[i + 3])
   end
 end
 return acked
