@@ -75,44 +75,51 @@ class Job:
 
 def decode(entry_id: str, fields: Mapping[str, str]) -> Job:
     """Parse one stream entry; raise `MalformedJob` with the reason if it breaks SPEC §2."""
-    job_type = fields.get("type")
+    # The worker calls this once per job: one lookup per field, and no dict comprehension
+    # for the usual entry that carries only core fields.
+    get = fields.get
+    job_type = get("type")
     if not job_type:
         raise MalformedJob("missing field 'type'")
-    payload_text = fields.get("payload")
+    payload_text = get("payload")
     if payload_text is None:
         raise MalformedJob("missing field 'payload'")
     try:
         payload = orjson.loads(payload_text)
     except orjson.JSONDecodeError as exc:
         raise MalformedJob(f"'payload' is not valid JSON: {exc}") from None
-    if not isinstance(payload, dict):
+    if type(payload) is not dict:
         raise MalformedJob(f"'payload' must be a JSON object, not {type(payload).__name__}")
-    priority = _int_field(fields, "priority", DEFAULT_PRIORITY)
+    priority = _int_field("priority", get("priority"), DEFAULT_PRIORITY)
     if not MIN_PRIORITY <= priority <= MAX_PRIORITY:
         raise MalformedJob(f"'priority' must be {MIN_PRIORITY}..{MAX_PRIORITY}, got {priority}")
-    attempts = _int_field(fields, "attempts", 0)
+    attempts = _int_field("attempts", get("attempts"), 0)
     if attempts < 0:
         raise MalformedJob(f"'attempts' must not be negative, got {attempts}")
+    extra = {} if fields.keys() <= CORE_FIELDS else _extra_fields(fields)
     return Job(
-        id=fields.get("id") or entry_id,
+        id=get("id") or entry_id,
         type=job_type,
         payload=payload,
         payload_text=payload_text,
         priority=priority,
-        enqueued_at=fields.get("enqueued_at", ""),
+        enqueued_at=get("enqueued_at", ""),
         attempts=attempts,
-        extra={k: v for k, v in fields.items() if k not in CORE_FIELDS},
+        extra=extra,
     )
 
 
-def _int_field(fields: Mapping[str, str], name: str, default: int) -> int:
-    text = fields.get(name)
-    if text is None or text == "":
+def _int_field(name: str, text: str | None, default: int) -> int:
+    if not text:  # absent or empty
         return default
     try:
         return int(text)
     except ValueError:
         raise MalformedJob(f"'{name}' must be an integer, got {text!r}") from None
+
+
+def _extra_fields(fields: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in fields.items() if k not in CORE_FIELDS}
 
 
 def dead_letter_fields(
