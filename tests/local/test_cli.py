@@ -71,3 +71,11 @@ def test_without_redis_url_or_redis_server_it_says_what_to_install(tmp_path: Pat
     assert "redis-server is not installed" in dev.output
     assert "REDIS_URL" in dev.output
     assert "Traceback" not in dev.output
+
+
+def test_a_malformed_redis_url_is_a_usage_error_before_anything_starts() -> None:
+    result = CliRunner().invoke(cli, ["dev", "--redis-url", "localhost:6379", "--no-live"])
+
+    assert result.exit_code == 2
+    assert "must start with redis://, rediss:// or unix://" in result.output
+    assert "Traceback" not in result.output

@@ -140,3 +140,30 @@ def test_an_unreachable_redis_is_a_clear_error(run: Any) -> None:
 
     assert result.exit_code == 1
     assert "cannot reach Redis" in result.output
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("localhost:6379", "must start with redis://, rediss:// or unix://"),
+        ("http://localhost:6379/0", "got http://"),
+        ("redis://localhost:sixthree/0", "invalid port"),
+    ],
+)
+def test_a_malformed_redis_url_is_one_clear_line_not_a_traceback(
+    run: Any, url: str, words: str
+) -> None:
+    result = run("stats", env={"REDIS_URL": url})
+
+    assert result.exit_code == 1
+    assert words in result.output
+    assert not isinstance(result.exception, ValueError)
+    assert "Traceback" not in result.output
+
+
+def test_the_producer_refuses_a_malformed_redis_url_before_listening(run: Any) -> None:
+    result = run("producer", "--redis-url", "redis://:s3cret@localhost:bad/0", "--port", "0")
+
+    assert result.exit_code == 1
+    assert "invalid port" in result.output
+    assert "s3cret" not in result.output  # a URL may carry a password: never echoed

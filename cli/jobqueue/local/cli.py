@@ -74,19 +74,19 @@ def dev(
     try:
         queue = load_queue(path)
         base = DevSettings.from_env()
+        settings = DevSettings(
+            redis_url=redis_url or base.redis_url,
+            producer_host=producer_host or base.producer_host,
+            producer_port=base.producer_port if producer_port is None else producer_port,
+            data_dir=data_dir or base.data_dir,
+            worker_metrics=base.worker_metrics,
+            demo=demo,
+            live=sys.stdout.isatty() if live is None else live,
+            duration_s=duration_s,
+            exit_when_idle=exit_when_idle,
+        )
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
-    settings = DevSettings(
-        redis_url=redis_url or base.redis_url,
-        producer_host=producer_host or base.producer_host,
-        producer_port=base.producer_port if producer_port is None else producer_port,
-        data_dir=data_dir or base.data_dir,
-        worker_metrics=base.worker_metrics,
-        demo=demo,
-        live=sys.stdout.isatty() if live is None else live,
-        duration_s=duration_s,
-        exit_when_idle=exit_when_idle,
-    )
     try:
         if settings.live:
             _run_live(queue, settings)

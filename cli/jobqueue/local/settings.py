@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobqueue.core.settings import env_value, parse_bool
+from jobqueue.core.settings import check_redis_url, env_value, parse_bool
 
 DEFAULT_PRODUCER_PORT = 8080
 
@@ -43,6 +43,10 @@ class DevSettings:
     """Stop after this many seconds; None: run until Ctrl-C."""
     exit_when_idle: bool = False
     """Stop once jobs have run and the queue is idle at its minimum replicas."""
+
+    def __post_init__(self) -> None:
+        if self.redis_url is not None:
+            check_redis_url(self.redis_url)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> DevSettings:

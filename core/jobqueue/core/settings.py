@@ -8,6 +8,7 @@ fields with their unit in the name, each with a default, one ``from_env`` constr
 from __future__ import annotations
 
 import os
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
@@ -18,6 +19,7 @@ from jobqueue.core.keys import DEFAULT_DEAD_STREAM, DEFAULT_GROUP, DEFAULT_STREA
 T = TypeVar("T")
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+REDIS_URL_SCHEMES = ("redis", "rediss", "unix")
 
 
 def env_value(environ: Mapping[str, str], name: str, default: T, parse: Callable[[str], T]) -> T:
@@ -41,6 +43,25 @@ def parse_bool(text: str) -> bool:
     raise ValueError("expected true or false")
 
 
+def check_redis_url(url: str) -> str:
+    """``url`` when the Redis client can use it; else ConfigError saying why.
+
+    Checked where settings are made, so a typo is a one-line error before anything
+    connects (never a traceback). The message never repeats the URL: it may hold a password.
+    """
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in REDIS_URL_SCHEMES:
+        raise ConfigError(
+            "the Redis URL must start with redis://, rediss:// or unix:// "
+            f"(got {parts.scheme + '://' if parts.scheme else 'no scheme'})"
+        )
+    try:
+        parts.port  # noqa: B018 - parsing the port is the check
+    except ValueError:
+        raise ConfigError("the Redis URL has an invalid port") from None
+    return url
+
+
 @dataclass(frozen=True, slots=True)
 class QueueSettings:
     """Where one queue lives: the Redis server and the keys of its streams.
@@ -56,6 +77,9 @@ class QueueSettings:
     dead_stream: str = DEFAULT_DEAD_STREAM
     status_ttl_s: int = 7 * 24 * 3600
     """How long a job's status record is kept after its last change, in seconds."""
+
+    def __post_init__(self) -> None:
+        check_redis_url(self.redis_url)
 
     @property
     def keys(self) -> QueueKeys:
