@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,17 @@ def validate_spec(spec: dict[str, Any]) -> None:
 def test_committed_crd_matches_the_spec_model(path: Path) -> None:
     assert path.exists(), "run scripts/gen-crd"
     assert path.read_text() == crd_yaml(), f"{path} is stale: run scripts/gen-crd"
+
+
+def test_generated_crd_spells_every_schema_out_without_yaml_anchors() -> None:
+    # A schema node shared in Python (e.g. one {"type": "string"}) must not become
+    # &id001/*id001 in the file people read and tools without alias support apply.
+    text = crd_yaml()
+
+    assert not re.search(r"[&*]id\d+", text)
+    assert yaml.safe_load(text)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"][
+        "status"
+    ]["properties"]["deployment"] == {"type": "string"}
 
 
 def test_crd_is_a_valid_kubernetes_object() -> None:
