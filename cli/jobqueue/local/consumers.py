@@ -2,9 +2,8 @@
 
 A stopped or killed worker leaves its consumer in the group. The operator's reaper
 (`jobqueue.operator.consumers`) deletes such consumers only once they hold no pending
-entry, so nothing is orphaned; local mode calls it with every consumer it does not own
-(other machines, other runs of other queues) counted as alive, so it only ever removes
-its own workers' consumers.
+entry, so nothing is orphaned; local mode limits it to the names its own workers carry
+(any other consumer, of other machines or other queues, is left alone).
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ import re
 from collections.abc import Collection
 
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
 
 from jobqueue.core.keys import QueueKeys
 from jobqueue.operator.consumers import ReapResult, reap_dead_consumers
@@ -29,12 +27,4 @@ async def reap_local_consumers(
     redis: Redis, keys: QueueKeys, pattern: re.Pattern[str], running: Collection[str]
 ) -> ReapResult:
     """Delete consumers matching ``pattern`` that are not ``running`` and hold nothing."""
-    try:
-        consumers = await redis.xinfo_consumers(keys.stream, keys.group)
-    except ResponseError as exc:
-        if "no such key" in str(exc).lower() or "nogroup" in str(exc).lower():
-            return ReapResult()
-        raise
-    names = {str(consumer["name"]) for consumer in consumers}
-    spared = {name for name in names if not pattern.fullmatch(name)} | set(running)
-    return await reap_dead_consumers(redis, keys, spared)
+    return await reap_dead_consumers(redis, keys, running, owned=pattern.fullmatch)

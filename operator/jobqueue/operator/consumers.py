@@ -12,7 +12,7 @@ with them every chance of reclaiming the jobs. So a consumer is deleted only whe
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -38,12 +38,18 @@ class ReapResult:
 
 
 async def reap_dead_consumers(
-    redis: Redis, keys: QueueKeys, live_pods: Collection[str], min_idle_ms: int = 0
+    redis: Redis,
+    keys: QueueKeys,
+    live_pods: Collection[str],
+    min_idle_ms: int = 0,
+    owned: Callable[[str], object] | None = None,
 ) -> ReapResult:
     """Delete the group's consumers that match no live pod and hold nothing.
 
     ``min_idle_ms`` spares consumers that were active recently (a pod that is starting
-    may read before it shows up in a pod listing taken a moment earlier).
+    may read before it shows up in a pod listing taken a moment earlier). ``owned``, when
+    given, limits the candidates to the consumer names it accepts (local mode: its own
+    workers' names); every other consumer is left alone.
     """
     try:
         consumers = await redis.xinfo_consumers(keys.stream, keys.group)
@@ -55,6 +61,8 @@ async def reap_dead_consumers(
     for consumer in consumers:
         name = str(consumer["name"])
         if name in live_pods or int(consumer.get("idle", 0)) < min_idle_ms:
+            continue
+        if owned is not None and not owned(name):
             continue
         if int(await redis.eval(_DELETE_IF_IDLE, 1, keys.stream, keys.group, name)):
             deleted.append(name)
