@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -167,3 +168,19 @@ def test_the_producer_refuses_a_malformed_redis_url_before_listening(run: Any) -
     assert result.exit_code == 1
     assert "invalid port" in result.output
     assert "s3cret" not in result.output  # a URL may carry a password: never echoed
+
+
+def test_the_producer_on_a_port_in_use_says_so_in_one_line(run: Any) -> None:
+    # Given a port somebody else listens on
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        # When the producer is asked to listen there
+        result = run("producer", "--host", "127.0.0.1", "--port", str(port))
+
+    # Then it exits 1 naming the address, without a traceback
+    assert result.exit_code == 1
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in result.output
+    assert not isinstance(result.exception, OSError)

@@ -8,7 +8,9 @@ their environment variables (docs/internals.md), which win over the defaults.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
+import os
 from typing import Any
 
 import click
@@ -26,6 +28,8 @@ from jobqueue.producer.settings import ProducerSettings
 __all__ = ["dead", "enqueue", "jobs", "producer", "stats"]
 ENQUEUE_CHUNK = 1000
 """Jobs per round trip of ``enqueue --count``."""
+LISTEN_ERRORS = (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES)
+"""Binding errors a user fixes with another ``--host``/``--port``: one line, no traceback."""
 
 
 @click.command("producer")
@@ -49,7 +53,13 @@ def producer(**flags: Any) -> None:
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    run(settings)
+    try:
+        run(settings)
+    except OSError as exc:
+        if exc.errno not in LISTEN_ERRORS:
+            raise
+        where = f"{settings.host}:{settings.port}"
+        raise click.ClickException(f"cannot listen on {where}: {os.strerror(exc.errno)}") from None
 
 
 def _payload(text: str) -> dict[str, Any]:
