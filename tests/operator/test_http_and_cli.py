@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from support.redis_server import free_port
 
 from jobqueue.core.errors import ConfigError
-from jobqueue.operator.cli import crd
+from jobqueue.operator.cli import crd, operator
 from jobqueue.operator.crd import crd_yaml
 from jobqueue.operator.http import start_http
 from jobqueue.operator.metrics import OperatorMetrics
@@ -60,3 +60,11 @@ def test_operator_settings_come_from_the_environment_with_units_in_names() -> No
 def test_a_bad_operator_setting_is_a_clear_error() -> None:
     with pytest.raises(ConfigError, match="JOBQUEUE_OPERATOR_HTTP_PORT='eighty'"):
         OperatorSettings.from_env({"JOBQUEUE_OPERATOR_HTTP_PORT": "eighty"})
+
+
+def test_the_operator_command_reports_a_bad_setting_in_one_line_before_starting() -> None:
+    result = CliRunner().invoke(operator, env={"JOBQUEUE_OPERATOR_HTTP_PORT": "eighty"})
+
+    assert result.exit_code == 2
+    assert "JOBQUEUE_OPERATOR_HTTP_PORT='eighty' is invalid" in result.output
+    assert not isinstance(result.exception, ConfigError)

@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from jobqueue.core.errors import ConfigError
 from jobqueue.operator.crd import crd_yaml
 from jobqueue.operator.scaler import OperatorContext
 from jobqueue.operator.settings import OperatorSettings
@@ -46,7 +47,10 @@ def operator(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    settings = OperatorSettings.from_env()
+    try:
+        settings = OperatorSettings.from_env()
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
     changes: dict[str, Any] = {
         "namespaces": namespaces or None,
         "http_port": http_port,
