@@ -3,8 +3,11 @@
 Successes are batched: completions queue up while one flush is on the wire and go out
 together in the next script call, so under load one round trip acknowledges many jobs
 and at low load a job is acknowledged at once (no timer to wait out). The ``running``
-marks of newly read jobs ride in the same call. Retries, dead
-letters and cancellations are rarer and go one script call each. Every write repeats
+marks of newly read jobs ride in the same call. When the reader waits for room, it
+sends the flush itself, pipelined with its next read (`flush_with`): one socket write
+and one round trip instead of two. One flush is on the wire at a time, so a job's
+``running`` mark never lands after its success. Retries, dead letters and cancellations
+are rarer and go one script call each. Every write repeats
 through Redis outages (`persist`); the entry stays pending until it lands.
 """
 
@@ -14,16 +17,18 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 from redis.asyncio import Redis as AsyncRedis
+from redis.asyncio.client import Pipeline
 
 from jobqueue.core.keys import QueueKeys
 from jobqueue.core.wire import dead_letter_fields, utc_now_iso
 from jobqueue.worker import scripts
 from jobqueue.worker.inflight import Delivery
 from jobqueue.worker.metrics import UNKNOWN_TYPE, WorkerMetrics
-from jobqueue.worker.resilience import persist
+from jobqueue.worker.resilience import TRANSIENT_ERRORS, persist
 
 MAX_ACK_BATCH = 1000
 """Most entries per success script call (bounds the script's argument list)."""
@@ -64,6 +69,10 @@ class Outcomes:
         """Entry id -> (job id, attempt, type) of jobs to mark ``running``."""
         self._stopped = False
         self._wake = asyncio.Event()
+        self._flushing = asyncio.Lock()
+        self.successes = asyncio.Event()
+        """Set when a success is queued; the reader waiting for room waits for it too."""
+        self._reader_waiting = False
 
     def mark_running(self, deliveries: list[Delivery]) -> None:
         """Queue status ``running`` for one read batch (sent with the next flush)."""
@@ -78,6 +87,19 @@ class Outcomes:
         assert job is not None
         self._batch.append(Succeeded(delivery.entry_id, job.id, job.type, duration_s))
         self._wake.set()
+        self.successes.set()
+
+    @property
+    def ack_due(self) -> bool:
+        """Successes are queued and no flush is on the wire: `flush_with` may send them."""
+        return bool(self._batch) and not self._flushing.locked()
+
+    def reader_waiting(self, waiting: bool) -> None:
+        """The reader waits for room (True) and will send the next flush with its read;
+        until it stops waiting, the acks loop leaves queued successes to it."""
+        self._reader_waiting = waiting
+        if not waiting:
+            self._wake.set()  # whatever the reader did not take, the acks loop sends
 
     async def run_acks(self) -> None:
         """Flush queued running marks and successes until cancelled (stopped last)."""
@@ -90,21 +112,78 @@ class Outcomes:
                 await asyncio.sleep(0)
                 if not (self._batch or self._running):
                     break
-                batch, self._batch = self._batch[:MAX_ACK_BATCH], self._batch[MAX_ACK_BATCH:]
-                running, self._running = self._running, {}
-                await self._flush(running, batch)
+                if self._batch and self._reader_waiting:
+                    self.successes.set()  # the reader sends them, with its next read
+                    break
+                async with self._flushing:
+                    running, batch = self._take()
+                    await self._flush(running, batch)
+
+    async def flush_with(self, extend: Callable[[Pipeline, int], bool]) -> Any:
+        """Send the queued marks and successes in one pipeline with the command that
+        ``extend(pipe, freed)`` appends (``freed``: slots this flush frees; it returns
+        False if it appended nothing). Returns that command's reply, or None.
+
+        Call only when `ack_due`. On a transient Redis error the marks and successes go
+        back to the queue (the acks loop repeats them) and the error is raised.
+        """
+        async with self._flushing:
+            running, batch = self._take()
+            args, by_type = self._flush_args(running, batch)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                # EVAL, not EVALSHA: a pipeline cannot reload a script Redis lost in a
+                # restart without losing the read; Redis caches the compiled script.
+                pipe.eval(scripts.FLUSH, 1, self.keys.stream, *args)
+                extended = extend(pipe, len(batch))
+                try:
+                    replies = await pipe.execute(raise_on_error=False)
+                except TRANSIENT_ERRORS:
+                    self._put_back(running, batch)
+                    raise
+            if isinstance(replies[0], Exception):
+                self._put_back(running, batch)
+                raise replies[0]
+            self._settle(batch, by_type)
+        reply = replies[1] if extended else None
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
 
     def stop(self) -> None:
         """End `run_acks` after its current flush (what is left stays pending)."""
         self._stopped = True
         self._wake.set()
 
+    def _take(self) -> tuple[dict[str, tuple[str, int, str]], list[Succeeded]]:
+        batch, self._batch = self._batch[:MAX_ACK_BATCH], self._batch[MAX_ACK_BATCH:]
+        running, self._running = self._running, {}
+        if not self._batch:
+            self.successes.clear()
+        return running, batch
+
+    def _put_back(self, running: dict[str, tuple[str, int, str]], batch: list[Succeeded]) -> None:
+        self._running = {**running, **self._running}
+        self._batch = batch + self._batch
+        self._wake.set()
+        if self._batch:
+            self.successes.set()
+
     async def _flush(
         self, running: dict[str, tuple[str, int, str]], batch: list[Succeeded]
     ) -> None:
+        args, by_type = self._flush_args(running, batch)
+        keys = [self.keys.stream]
+        await persist(lambda: self._flush_script(keys=keys, args=args), "acknowledge")
+        self._settle(batch, by_type)
+
+    def _flush_args(
+        self, running: dict[str, tuple[str, int, str]], batch: list[Succeeded]
+    ) -> tuple[list[str | int | bytes], dict[str, list[float]]]:
+        """The FLUSH script's arguments, and the batch's durations by job type."""
         done: list[str] = []
         started_and_done: list[str | int] = []
         by_type: dict[str, list[float]] = {}
+        running = dict(running)  # kept intact: a failed send puts it back
         for item in batch:
             mark = running.pop(item.entry_id, None)
             if mark is None:
@@ -118,8 +197,9 @@ class Outcomes:
         args: list[str | int | bytes] = [self.keys.group, self.keys.status_prefix, self.ttl_s]
         args += (utc_now_iso(), orjson.dumps(marks), orjson.dumps(done))
         args.append(orjson.dumps(started_and_done))
-        keys = [self.keys.stream]
-        await persist(lambda: self._flush_script(keys=keys, args=args), "acknowledge")
+        return args, by_type
+
+    def _settle(self, batch: list[Succeeded], by_type: dict[str, list[float]]) -> None:
         for item in batch:
             self.on_acked(item.entry_id)
         for job_type, durations in by_type.items():

@@ -79,7 +79,7 @@ class ReadLoop:
                 await self._pause(min(CRASH_CAP_S, CRASH_BASE_S * 2**self.crashes))
 
     async def _read_until_stopped(self) -> None:
-        while await self._room():
+        while await self._room_or_acks():
             arrived = await self.reader.read_new()
             self.last_read_at = time.monotonic()
             self.crashes = self.outages = 0
@@ -97,12 +97,32 @@ class ReadLoop:
 
     async def _room(self) -> bool:
         """Wait for a free slot; False once the worker is stopping."""
-        while self.inflight.free == 0 and not self.stopping.is_set():
-            room = asyncio.ensure_future(self.inflight.wait_for_room())
-            stop = asyncio.ensure_future(self.stopping.wait())
-            await asyncio.wait({room, stop}, return_when=asyncio.FIRST_COMPLETED)
-            room.cancel()
-            stop.cancel()
+        return await self._wait_for_room(carry_acks=False)
+
+    async def _room_or_acks(self) -> bool:
+        """Wait for a free slot, or for successes whose flush frees slots (the next read
+        carries it); False once the worker is stopping."""
+        return await self._wait_for_room(carry_acks=True)
+
+    async def _wait_for_room(self, *, carry_acks: bool) -> bool:
+        outcomes = self.reader.outcomes
+        while not (
+            self.inflight.free or (carry_acks and outcomes.ack_due) or self.stopping.is_set()
+        ):
+            waits = [
+                asyncio.ensure_future(self.inflight.wait_for_room()),
+                asyncio.ensure_future(self.stopping.wait()),
+            ]
+            if carry_acks:
+                outcomes.successes.clear()
+                waits.append(asyncio.ensure_future(outcomes.successes.wait()))
+            outcomes.reader_waiting(carry_acks)
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                outcomes.reader_waiting(False)
+                for waiting in waits:
+                    waiting.cancel()
         return not self.stopping.is_set()
 
     async def _pause(self, delay_s: float) -> None:

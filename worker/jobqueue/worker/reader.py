@@ -11,10 +11,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.asyncio import Redis as AsyncRedis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import ResponseError
 
 from jobqueue.core.keys import QueueKeys
 from jobqueue.worker.inflight import InFlight
+from jobqueue.worker.outcomes import Outcomes
 
 Entry = tuple[str, dict[str, str], int]
 """(entry id, fields, delivery count). Fields are empty for an entry deleted meanwhile."""
@@ -53,6 +55,7 @@ class Reader:
         inflight: InFlight,
         block_ms: int,
         dispatch: Dispatch,
+        outcomes: Outcomes,
     ) -> None:
         self.redis = redis
         self.keys = keys
@@ -60,6 +63,7 @@ class Reader:
         self.inflight = inflight
         self.block_ms = block_ms
         self.dispatch = dispatch
+        self.outcomes = outcomes
 
     async def drain_own(self, wait_for_room: Callable[[], Awaitable[bool]]) -> int:
         """Deliver this consumer's pending entries again (after a restart); returns
@@ -83,20 +87,32 @@ class Reader:
         return total
 
     async def read_new(self) -> int:
-        """One blocking read of never-delivered entries, at most the free capacity;
-        returns how many arrived (0 after ``block_ms`` without any)."""
-        free = self.inflight.free
-        if free == 0:
+        """One read of never-delivered entries, at most the free capacity; returns how
+        many arrived. With successes to acknowledge it carries them and does not block
+        (see `Outcomes.flush_with`); otherwise it blocks up to ``block_ms``."""
+        if self.outcomes.ack_due:
+            reply = await self.outcomes.flush_with(self._read_after_flush)
+        elif self.inflight.free == 0:
             return 0
-        reply: Any = await self.redis.xreadgroup(
-            self.keys.group,
-            self.consumer,
-            {self.keys.stream: ">"},
-            count=free,
-            block=self.block_ms,
-        )
+        else:
+            reply = await self.redis.xreadgroup(
+                self.keys.group,
+                self.consumer,
+                {self.keys.stream: ">"},
+                count=self.inflight.free,
+                block=self.block_ms,
+            )
         if not reply:
             return 0
         rows: list[tuple[str, dict[str, str]]] = reply[0][1]
         await self.dispatch([(i, f, 1) for i, f in rows])
         return len(rows)
+
+    def _read_after_flush(self, pipe: Pipeline, freed: int) -> bool:
+        # Redis runs the flush first, so its pending list never holds more than
+        # concurrency; the flush's slots are released before the entries are dispatched.
+        count = self.inflight.free + freed
+        if count == 0:
+            return False  # COUNT 0 would mean no limit
+        pipe.xreadgroup(self.keys.group, self.consumer, {self.keys.stream: ">"}, count=count)
+        return True

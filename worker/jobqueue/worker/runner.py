@@ -79,7 +79,9 @@ class Worker:
         self.dispatcher = Dispatcher(settings, self.inflight, self.executor, self.outcomes)
         dispatch = self.dispatcher.dispatch
         consumer = settings.consumer
-        reader = Reader(self.redis, keys, consumer, self.inflight, settings.block_ms, dispatch)
+        reader = Reader(
+            self.redis, keys, consumer, self.inflight, settings.block_ms, dispatch, self.outcomes
+        )
         self.read_loop = ReadLoop(self.redis, settings, reader, self.inflight, self.stopping)
         self.reclaimer = Reclaimer(
             self.redis,
