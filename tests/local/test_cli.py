@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -79,3 +81,26 @@ def test_a_malformed_redis_url_is_a_usage_error_before_anything_starts() -> None
     assert result.exit_code == 2
     assert "must start with redis://, rediss:// or unix://" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_producer_port_in_use_is_named_in_one_line_and_the_rest_keeps_running(
+    redis_url: str, start_dev
+) -> None:
+    with socket.socket() as taken:
+        # Given a port somebody else listens on
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        # When dev is asked to serve the producer API there
+        dev: DevProcess = start_dev("--port", str(port), "--duration-s", "60", redis_url=redis_url)
+
+        # Then it says why the producer stopped, in words, and does not loop restarting it
+        dev.wait_for_line(
+            rf"producer exited \(exit 1\): Error: cannot listen on 127\.0\.0\.1:{port}: "
+            "Address already in use"
+        )
+        dev.wait_for_line("producer not restarted")
+    dev.process.send_signal(signal.SIGINT)
+    assert dev.wait_exit() == 0, dev.output
+    assert "Traceback" not in dev.output
