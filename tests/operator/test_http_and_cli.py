@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import aiohttp
 import pytest
 from click.testing import CliRunner
 from support.redis_server import free_port
 
 from jobqueue.core.errors import ConfigError
-from jobqueue.operator.cli import crd, operator
+from jobqueue.operator.cli import SERVICE_ACCOUNT_TOKEN, crd, operator
 from jobqueue.operator.crd import crd_yaml
 from jobqueue.operator.http import start_http
 from jobqueue.operator.metrics import OperatorMetrics
@@ -68,3 +71,28 @@ def test_the_operator_command_reports_a_bad_setting_in_one_line_before_starting(
     assert result.exit_code == 2
     assert "JOBQUEUE_OPERATOR_HTTP_PORT='eighty' is invalid" in result.output
     assert not isinstance(result.exception, ConfigError)
+
+
+@pytest.mark.skipif(
+    os.path.exists(SERVICE_ACCOUNT_TOKEN), reason="runs in a pod: credentials are there"
+)
+@pytest.mark.parametrize(
+    ("kubeconfig", "words"),
+    [
+        (None, "no Kubernetes credentials: not in a pod with a ServiceAccount token"),
+        ("/nonexistent/kubeconfig", "KUBECONFIG names /nonexistent/kubeconfig, which does not"),
+    ],
+)
+def test_the_operator_without_a_way_to_a_cluster_says_so_in_one_line(
+    tmp_path: Path, kubeconfig: str | None, words: str
+) -> None:
+    # Given a machine with no cluster credentials (HOME has no ~/.kube/config)
+    env = {"HOME": str(tmp_path), "KUBECONFIG": kubeconfig, "JOBQUEUE_OPERATOR_HTTP_PORT": "0"}
+
+    # When the operator starts
+    result = CliRunner().invoke(operator, env=env)
+
+    # Then it exits 1 with the reason, before Kopf tries (and crashes) to log in
+    assert result.exit_code == 1
+    assert words in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)

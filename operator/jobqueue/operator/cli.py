@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 from typing import Any
 
 import click
@@ -17,6 +18,8 @@ from jobqueue.core.errors import ConfigError
 from jobqueue.operator.crd import crd_yaml
 from jobqueue.operator.scaler import OperatorContext
 from jobqueue.operator.settings import OperatorSettings
+
+SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 
 
 @click.command("operator")
@@ -58,7 +61,30 @@ def operator(
         "priority": priority,
     }
     settings = dataclasses.replace(settings, **{k: v for k, v in changes.items() if v is not None})
+    _check_credentials()
     asyncio.run(_serve(OperatorContext(settings=settings)))
+
+
+def _check_credentials() -> None:
+    """Fail in words where Kopf's login would crash with a traceback: no way to a cluster.
+
+    Kopf logs in with the pod's ServiceAccount token, else the kubeconfig (``KUBECONFIG``,
+    else ``~/.kube/config``); this checks that one of them is there to read.
+    """
+    if os.path.exists(SERVICE_ACCOUNT_TOKEN):
+        return
+    kubeconfig = os.environ.get("KUBECONFIG", "")
+    if kubeconfig:
+        paths = [os.path.expanduser(p.strip()) for p in kubeconfig.split(os.pathsep) if p.strip()]
+        missing = [path for path in paths if not os.path.isfile(path)]
+        if missing:
+            raise click.ClickException(f"KUBECONFIG names {missing[0]}, which does not exist")
+        return
+    if not os.path.isfile(os.path.expanduser("~/.kube/config")):
+        raise click.ClickException(
+            "no Kubernetes credentials: not in a pod with a ServiceAccount token, "
+            "KUBECONFIG is unset and ~/.kube/config does not exist"
+        )
 
 
 async def _serve(ctx: OperatorContext) -> None:
