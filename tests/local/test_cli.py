@@ -104,3 +104,35 @@ def test_a_producer_port_in_use_is_named_in_one_line_and_the_rest_keeps_running(
     dev.process.send_signal(signal.SIGINT)
     assert dev.wait_exit() == 0, dev.output
     assert "Traceback" not in dev.output
+
+
+SECRET_DOC = "apiVersion: v1\nkind: Secret\nmetadata: {name: redis}\nstringData: {url: x}\n"
+QUEUE_DOC = (
+    "apiVersion: jobqueue.dev/v1alpha1\nkind: JobQueue\nmetadata: {name: %s}\n"
+    "spec: {worker: {image: x, app: 'jobqueue.worker.testing:app'}}\n"
+)
+
+
+def test_a_file_with_other_objects_beside_the_jobqueue_runs_that_jobqueue(
+    tmp_path: Path, redis_url: str, start_dev
+) -> None:
+    # Given the YAML one would kubectl apply: a Secret, then the JobQueue
+    path = tmp_path / "q.yaml"
+    path.write_text(SECRET_DOC + "---\n" + QUEUE_DOC % "emails")
+
+    dev: DevProcess = start_dev(
+        "-f", str(path), "--port", "0", "--duration-s", "0.5", redis_url=redis_url
+    )
+
+    assert dev.wait_exit() == 0, dev.output
+    assert "ran for" in dev.output
+
+
+def test_a_file_with_two_jobqueues_is_a_usage_error_naming_them(tmp_path: Path) -> None:
+    path = tmp_path / "q.yaml"
+    path.write_text(QUEUE_DOC % "a" + "---\n" + QUEUE_DOC % "b")
+
+    result = CliRunner().invoke(cli, ["dev", "-f", str(path), "--no-live"])
+
+    assert result.exit_code == 2
+    assert "the file holds 2 JobQueues (a, b); give one" in result.output

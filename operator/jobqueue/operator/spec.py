@@ -315,11 +315,22 @@ def parse_spec(spec: Mapping[str, Any]) -> JobQueueSpec:
 
 
 def load_jobqueue(text: str) -> JobQueueDocument:
-    """Parse one JobQueue YAML document; raise ConfigError with a clear reason."""
+    """Parse the JobQueue of a YAML file; raise ConfigError with a clear reason.
+
+    The file may hold other objects too (``---``-separated, as ``kubectl apply -f`` takes
+    them, e.g. the Secret the queue reads): the one ``kind: JobQueue`` document is used.
+    """
     try:
-        data = yaml.safe_load(text)
+        documents = [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as exc:
         raise ConfigError(f"not valid YAML: {exc}") from None
+    queues = [d for d in documents if isinstance(d, dict) and d.get("kind") == "JobQueue"]
+    if len(queues) > 1:
+        names = ", ".join(str((q.get("metadata") or {}).get("name")) for q in queues)
+        raise ConfigError(f"the file holds {len(queues)} JobQueues ({names}); give one")
+    data = queues[0] if queues else (documents[0] if len(documents) == 1 else None)
+    if data is None and len(documents) > 1:
+        raise ConfigError(f"none of the file's {len(documents)} documents is a JobQueue")
     if not isinstance(data, dict):
         raise ConfigError("a JobQueue document must be a YAML mapping")
     try:
