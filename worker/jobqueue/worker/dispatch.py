@@ -83,4 +83,4 @@ class Dispatcher:
             # The outcome could not be recorded (not a Redis outage: those are retried).
             # The entry stays pending in Redis and is reclaimed once its claim goes stale.
             log.exception("entry %s: outcome not recorded", delivery.entry_id)
-            self.inflight.release(delivery.entry_id)
+            self.inflight.release([delivery.entry_id])

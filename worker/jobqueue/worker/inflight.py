@@ -63,10 +63,11 @@ class InFlight:
         if len(self.deliveries) >= self.limit:
             self._room.clear()
 
-    def release(self, entry_id: str) -> None:
-        """Free the slot of an acknowledged (or abandoned) entry."""
-        if self.deliveries.pop(entry_id, None) is None:
-            return
+    def release(self, entry_ids: list[str]) -> None:
+        """Free the slots of acknowledged (or abandoned) entries."""
+        pop = self.deliveries.pop
+        for entry_id in entry_ids:
+            pop(entry_id, None)
         if len(self.deliveries) < self.limit:
             self._room.set()
         if not self.deliveries:

@@ -7,7 +7,9 @@ share counters. Label values are bounded: a job type without a handler is counte
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from jobqueue.worker.durations import DurationHistogram
 
 UNKNOWN_TYPE = "_unknown"
 DURATION_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
@@ -24,12 +26,11 @@ class WorkerMetrics:
             ["type", "outcome"],
             registry=self.registry,
         )
-        self.duration = Histogram(
+        self.duration = DurationHistogram(
             "jobqueue_job_duration_seconds",
             "Handler run time per attempt, seconds.",
-            ["type"],
-            buckets=DURATION_BUCKETS_S,
-            registry=self.registry,
+            DURATION_BUCKETS_S,
+            self.registry,
         )
         self.in_flight = Gauge(
             "jobqueue_jobs_in_flight",
@@ -48,23 +49,21 @@ class WorkerMetrics:
             registry=self.registry,
         )
         # labels() costs a lock and a dict lookup; the success path caches its children.
-        self._succeeded: dict[str, tuple[Counter, Histogram]] = {}
+        self._succeeded: dict[str, Counter] = {}
 
     def succeeded(self, job_type: str, count: int, durations_s: list[float]) -> None:
         """Record ``count`` successes of one type and their handler durations."""
-        children = self._succeeded.get(job_type)
-        if children is None:
-            children = (self.jobs.labels(job_type, "succeeded"), self.duration.labels(job_type))
-            self._succeeded[job_type] = children
-        children[0].inc(count)
-        for duration in durations_s:
-            children[1].observe(duration)
+        counter = self._succeeded.get(job_type)
+        if counter is None:
+            counter = self._succeeded[job_type] = self.jobs.labels(job_type, "succeeded")
+        counter.inc(count)
+        self.duration.observe(job_type, durations_s)
 
     def finished(self, job_type: str, outcome: str, duration_s: float | None) -> None:
         """Record one job that ended ``retried``, ``dead`` or ``cancelled``."""
         self.jobs.labels(job_type, outcome).inc()
         if duration_s is not None:
-            self.duration.labels(job_type).observe(duration_s)
+            self.duration.observe(job_type, (duration_s,))
 
     def dead(self, job_type: str, reason: str) -> None:
         self.dead_lettered.labels(job_type, reason).inc()

@@ -45,7 +45,7 @@ class Succeeded:
 
 
 class Outcomes:
-    """The atomic outcome steps of one worker; ``on_acked(entry_id)`` frees the slot."""
+    """The atomic outcome steps of one worker; ``on_acked(entry_ids)`` frees their slots."""
 
     def __init__(
         self,
@@ -53,7 +53,7 @@ class Outcomes:
         keys: QueueKeys,
         status_ttl_s: int,
         metrics: WorkerMetrics,
-        on_acked: Callable[[str], None],
+        on_acked: Callable[[list[str]], None],
     ) -> None:
         self.redis = redis
         self.keys = keys
@@ -200,8 +200,7 @@ class Outcomes:
         return args, by_type
 
     def _settle(self, batch: list[Succeeded], by_type: dict[str, list[float]]) -> None:
-        for item in batch:
-            self.on_acked(item.entry_id)
+        self.on_acked([item.entry_id for item in batch])
         for job_type, durations in by_type.items():
             self.metrics.succeeded(job_type, len(durations), durations)
 
@@ -233,7 +232,7 @@ class Outcomes:
             self.ttl_s,
         ]
         await persist(lambda: self._ack_retry(keys=keys, args=args), "schedule retry")
-        self.on_acked(delivery.entry_id)
+        self.on_acked([delivery.entry_id])
         self.metrics.finished(job.type, "retried", duration_s)
 
     async def dead(
@@ -261,7 +260,7 @@ class Outcomes:
         for name, value in fields.items():
             args += (name, value)
         await persist(lambda: self._ack_dead(keys=keys, args=args), "dead-letter")
-        self.on_acked(delivery.entry_id)
+        self.on_acked([delivery.entry_id])
         label = job.type if job is not None and reason not in ("no_handler",) else UNKNOWN_TYPE
         self.metrics.finished(label, "dead", duration_s)
         self.metrics.dead(label, reason)
@@ -273,11 +272,11 @@ class Outcomes:
         keys = [self.keys.stream, self.keys.status(job.id)]
         args: list[str | int] = [self.keys.group, delivery.entry_id, utc_now_iso(), self.ttl_s]
         await persist(lambda: self._ack_cancelled(keys=keys, args=args), "cancel")
-        self.on_acked(delivery.entry_id)
+        self.on_acked([delivery.entry_id])
         self.metrics.finished(job.type, "cancelled", duration_s)
 
     async def discard(self, delivery: Delivery) -> None:
         """Ack an entry deleted while it was pending (nothing is left to run)."""
         stream, group, entry_id = self.keys.stream, self.keys.group, delivery.entry_id
         await persist(lambda: self.redis.xack(stream, group, entry_id), "ack deleted entry")
-        self.on_acked(entry_id)
+        self.on_acked([entry_id])

@@ -73,7 +73,7 @@ class Worker:
         # Read at scrape time: no per-job cost on the hot path.
         self.metrics.in_flight.set_function(lambda: self.inflight.count)
         self.outcomes = Outcomes(
-            self.redis, keys, settings.queue.status_ttl_s, self.metrics, self._release
+            self.redis, keys, settings.queue.status_ttl_s, self.metrics, self.inflight.release
         )
         self.executor = Executor(app, settings, self.redis, self.outcomes)
         self.dispatcher = Dispatcher(settings, self.inflight, self.executor, self.outcomes)
@@ -165,9 +165,6 @@ class Worker:
     async def _cancel_overdue(self) -> None:
         if cancel_overdue(self.inflight, time.monotonic()):
             log.info("cancelled handlers past their timeout")
-
-    def _release(self, entry_id: str) -> None:
-        self.inflight.release(entry_id)
 
     def _every(
         self, interval_s: float, step: Callable[[], Awaitable[object]], name: str
