@@ -369,3 +369,23 @@ async def test_the_operator_recovers_when_redis_comes_back(
 
 def _is(cond: dict[str, Any] | None, status: str) -> bool:
     return cond is not None and cond["status"] == status
+
+
+async def test_a_secret_url_redis_cannot_parse_is_a_condition_naming_it(
+    kube: KubeEmulator, operator: OperatorContext, redis_url: str
+) -> None:
+    # Given a Secret whose URL has a typo in its port (and a password not to leak)
+    bad = base64.b64encode(b"redis://:s3cret@redis:63O9/0").decode()
+    await kube.create(SECRETS, NAMESPACE, {"metadata": {"name": "typo"}, "data": {"url": bad}})
+    body = jobqueue("typo", redis_url)
+    body["spec"]["redis"] = {"secretRef": {"name": "typo"}}
+    await apply(kube, body)
+
+    # Then the queue's RedisReachable condition says what is wrong, without the password
+    reachable = await eventually(
+        lambda: condition(kube, "typo", "RedisReachable"), what="RedisReachable"
+    )
+    assert (reachable["status"], reachable["reason"]) == ("False", "RedisConfig")
+    assert "secret 'typo' key 'url'" in reachable["message"]
+    assert "invalid port" in reachable["message"]
+    assert "s3cret" not in reachable["message"]

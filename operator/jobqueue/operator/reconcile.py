@@ -12,6 +12,7 @@ from redis.exceptions import ResponseError
 
 from jobqueue.core.errors import ConfigError
 from jobqueue.core.keys import QueueKeys
+from jobqueue.core.settings import check_redis_url
 from jobqueue.operator.deployment import build_deployment, deployment_name
 from jobqueue.operator.kube import KubeApi, KubeApiError
 from jobqueue.operator.spec import JobQueueSpec
@@ -31,13 +32,20 @@ async def resolve_redis_url(api: KubeApi, namespace: str, spec: JobQueueSpec) ->
     if ref is None:
         if spec.redis.url is None:
             raise ConfigError("in a cluster, spec needs redis.url or redis.secretRef")
-        return spec.redis.url
+        try:
+            return check_redis_url(spec.redis.url)
+        except ConfigError as exc:
+            raise ConfigError(f"spec.redis.url: {exc}") from None
     url = await api.secret_value(namespace, ref.name, ref.key)
     if url is None:
         raise ConfigError(f"secret {ref.name!r} has no key {ref.key!r}")
     url = url.strip()
     if not url.startswith(("redis://", "rediss://")):
         raise ConfigError(f"secret {ref.name!r} key {ref.key!r} is not a redis:// URL")
+    try:
+        check_redis_url(url)  # a typo in the port would crash the client later
+    except ConfigError as exc:
+        raise ConfigError(f"secret {ref.name!r} key {ref.key!r}: {exc}") from None
     if spec.redis.tls and not url.startswith("rediss://"):
         raise ConfigError(f"redis.tls is true but secret {ref.name!r} holds a redis:// URL")
     return url
