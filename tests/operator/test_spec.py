@@ -42,6 +42,11 @@ def test_a_minimal_document_gets_the_spec_defaults() -> None:
         (MINIMAL + "  replicas: 3\n", "spec.replicas: Extra inputs are not permitted"),
         (MINIMAL + "  redis: {url: redis://x, secretRef: {name: s}}\n", "not both"),
         (MINIMAL + "  redis: {url: redis://x, tls: true}\n", "rediss://"),
+        (MINIMAL + "  redis: {url: 'redis://x:63O9/0'}\n", "redis.url: .* invalid port"),
+        (
+            "apiVersion: v1\nkind: Secret\n---\napiVersion: v1\nkind: ConfigMap\n",
+            "none of the file's 2 documents is a JobQueue",
+        ),
     ],
 )
 def test_bad_documents_are_a_config_error_that_names_the_field(text: str, message: str) -> None:

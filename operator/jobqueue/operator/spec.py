@@ -21,6 +21,7 @@ from pydantic.alias_generators import to_camel
 
 from jobqueue.core.errors import ConfigError
 from jobqueue.core.keys import DEFAULT_DEAD_STREAM, DEFAULT_GROUP, DEFAULT_STREAM
+from jobqueue.core.settings import check_redis_url
 
 GROUP = "jobqueue.dev"
 VERSION = "v1alpha1"
@@ -88,6 +89,11 @@ class RedisSpec(SpecModel):
             raise ValueError("give redis.url or redis.secretRef, not both")
         if self.tls and self.url is not None and not self.url.startswith("rediss://"):
             raise ValueError("redis.tls is true but redis.url does not start with rediss://")
+        if self.url is not None:
+            try:
+                check_redis_url(self.url)  # what the pattern cannot see, e.g. a bad port
+            except ConfigError as exc:
+                raise ValueError(f"redis.url: {exc}") from None
         return self
 
 
