@@ -49,6 +49,56 @@ async def test_successful_jobs_are_acked_and_their_records_say_succeeded(
     assert 0 < await redis_client.ttl(f"{STREAM}:job:{ids[0]}") <= 7 * 24 * 3600
 
 
+async def test_a_job_that_finishes_at_once_gets_its_running_fields_with_its_success(
+    redis_client: AsyncRedis, redis_url: str
+) -> None:
+    # given noop jobs, which finish before their running mark is sent (one flush for both)
+    ids = [await enqueue(redis_client, "noop") for _ in range(3)]
+    entry_ids = [entry_id for entry_id, _ in await redis_client.xrange(STREAM)]
+    # when a burst worker runs them
+    assert await run_burst(testing_app, settings_for(redis_url)) == 0
+    # then each record is complete: what the running mark writes, then the success
+    for job_id, entry_id in zip(ids, entry_ids, strict=True):
+        record = await redis_client.hgetall(f"{STREAM}:job:{job_id}")
+        assert record["state"] == "succeeded"
+        assert (record["attempts"], record["entry_id"], record["type"]) == ("1", entry_id, "noop")
+        assert record["started_at"]
+        assert record["finished_at"]
+        assert 0 < await redis_client.ttl(f"{STREAM}:job:{job_id}") <= 7 * 24 * 3600
+
+
+async def test_a_settled_record_is_not_given_running_fields_by_a_late_success(
+    redis_client: AsyncRedis, redis_url: str
+) -> None:
+    # given a job whose record already shows an outcome when the worker picks it up
+    job_id = await enqueue(redis_client, "noop")
+    await redis_client.hset(f"{STREAM}:job:{job_id}", mapping={"state": "cancelled"})
+    # when a burst worker runs it
+    assert await run_burst(testing_app, settings_for(redis_url)) == 0
+    # then a record showing an outcome is never marked running: only the success lands
+    record = await redis_client.hgetall(f"{STREAM}:job:{job_id}")
+    assert record["state"] == "succeeded"
+    assert "started_at" not in record
+    assert "type" not in record
+
+
+async def test_many_short_jobs_at_low_concurrency_are_all_acknowledged_once(
+    redis_client: AsyncRedis, redis_url: str
+) -> None:
+    # given more jobs than the worker holds at once (the reader carries the acks)
+    ids = [await enqueue(redis_client, "record", {"into": "done"}) for _ in range(300)]
+    ids += [await enqueue(redis_client, "noop") for _ in range(300)]
+    # when a burst worker with 4 slots runs them
+    assert await run_burst(testing_app, settings_for(redis_url, concurrency=4)) == 0
+    # then every job ran once, nothing is pending, every record says succeeded
+    assert await redis_client.hgetall("done") == {i: "1" for i in ids[:300]}
+    assert await group_pending(redis_client) == 0
+    async with redis_client.pipeline(transaction=False) as pipe:
+        for job_id in ids:
+            pipe.hget(f"{STREAM}:job:{job_id}", "state")
+        assert set(await pipe.execute()) == {"succeeded"}
+
+
 async def test_a_failing_job_retries_with_growing_delays_then_is_dead_lettered(
     redis_client: AsyncRedis, redis_url: str
 ) -> None:
