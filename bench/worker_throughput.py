@@ -12,13 +12,17 @@ The jobs are written before the clock starts and made visible at once (the group
 created at the end of the stream, then moved to 0), so neither side pays for enqueueing.
 The worker's CPU time comes from /proc (user + system), divided by the jobs it ran.
 
-    .venv/bin/python bench/worker_throughput.py [--jobs 100000] [--concurrency 64]
+    .venv/bin/python bench/worker_throughput.py [--jobs 100000] [--concurrency 64] [--rounds 3]
+
+Each round runs the raw loop, then the worker; the ratio of each round compares runs a
+few seconds apart, and the median and range over rounds are printed.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -117,27 +121,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=100_000)
     parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--rounds", type=int, default=2, help="best of this many runs each")
+    parser.add_argument("--rounds", type=int, default=3, help="raw loop then worker, per round")
     args = parser.parse_args()
+    rounds: list[tuple[float, float, float]] = []  # raw s, worker s, worker CPU s
     with tempfile.TemporaryDirectory() as tmp:
         server = RedisServer(Path(tmp))
         server.start()
         try:
             client = redis.Redis.from_url(server.url, decode_responses=True)
-            raw_s = min(raw_loop(client, args.jobs) for _ in range(args.rounds))
-            runs = [
-                worker_run(client, server.url, args.jobs, args.concurrency)
-                for _ in range(args.rounds)
-            ]
-            worker_s, worker_cpu_s = min(runs)
+            for _ in range(args.rounds):
+                raw_s = raw_loop(client, args.jobs)
+                worker_s, worker_cpu_s = worker_run(client, server.url, args.jobs, args.concurrency)
+                rounds.append((raw_s, worker_s, worker_cpu_s))
         finally:
             server.stop()
-    raw_rate, worker_rate = args.jobs / raw_s, args.jobs / worker_s
-    print(f"jobs per run          {args.jobs}")
-    print(f"raw redis-py loop     {raw_rate:10.0f} jobs/s")
-    print(f"jobqueue worker       {worker_rate:10.0f} jobs/s  (concurrency {args.concurrency})")
-    print(f"ratio worker/raw      {worker_rate / raw_rate:10.2f}")
-    print(f"worker CPU per job    {worker_cpu_s / args.jobs * 1e6:10.1f} us")
+    print(f"jobs per run          {args.jobs}  (concurrency {args.concurrency})")
+    print("round     raw jobs/s  worker jobs/s  ratio  worker CPU us/job")
+    for n, (raw_s, worker_s, cpu_s) in enumerate(rounds, 1):
+        raw_rate, worker_rate = args.jobs / raw_s, args.jobs / worker_s
+        row = f"{n:5d}  {raw_rate:13.0f}  {worker_rate:13.0f}  {worker_rate / raw_rate:5.2f}"
+        print(f"{row}  {cpu_s / args.jobs * 1e6:17.1f}")
+    ratios = sorted(raw_s / worker_s for raw_s, worker_s, _ in rounds)
+    cpus = sorted(cpu_s / args.jobs * 1e6 for _, _, cpu_s in rounds)
+    print(f"ratio worker/raw      median {statistics.median(ratios):.2f}", end="")
+    print(f"  range {ratios[0]:.2f}-{ratios[-1]:.2f}")
+    print(f"worker CPU per job    median {statistics.median(cpus):.1f} us", end="")
+    print(f"  range {cpus[0]:.1f}-{cpus[-1]:.1f}")
 
 
 if __name__ == "__main__":
