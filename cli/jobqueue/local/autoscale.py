@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from jobqueue.core.backlog import QueueSample
-from jobqueue.operator.policy import Decision, PolicySettings, PolicyState, Sample, decide
+from jobqueue.operator.policy import Decision, PolicySettings, PolicyState, decide
 from jobqueue.operator.rates import RateWindow
 from jobqueue.operator.spec import JobQueueSpec
 
@@ -35,17 +35,7 @@ class Autoscaler:
 
     def step(self, sample: QueueSample, replicas: int, time_s: float) -> Step:
         """Decide the replicas for ``sample``; ``replicas`` is what was last asked for."""
-        rates = self._rates.observe(time_s, sample)
-        arrival, completion = rates.arrival, rates.completion
-        policy_sample = Sample(
-            time_s=time_s,
-            lag=sample.lag,
-            pending=sample.pending,
-            replicas=replicas,
-            delayed=sample.delayed,
-            arrival_rate=arrival,
-            completion_rate=completion,
-        )
+        policy_sample = self._rates.policy_sample(time_s, sample, replicas)
         decision = decide(policy_sample, self.settings, self._state)
         self._state = decision.state
-        return Step(decision, arrival, completion)
+        return Step(decision, policy_sample.arrival_rate, policy_sample.completion_rate)

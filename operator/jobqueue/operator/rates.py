@@ -16,6 +16,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from jobqueue.core.backlog import QueueSample
+from jobqueue.operator.policy import Sample
 
 RATE_WINDOW_S = 5.0
 """Default averaging window, in seconds."""
@@ -53,3 +54,17 @@ class RateWindow:
         arrived = added - first_added
         completed = max(arrived - (backlog - first_backlog), 0)
         return Rates(arrival=arrived / elapsed, completion=completed / elapsed)
+
+    def policy_sample(self, time_s: float, sample: QueueSample, replicas: int) -> Sample:
+        """Observe ``sample`` (taken at ``time_s``) and return what the policy decides on:
+        its counts, the rates up to it, and the ``replicas`` running now."""
+        rates = self.observe(time_s, sample)
+        return Sample(
+            time_s=time_s,
+            lag=sample.lag,
+            pending=sample.pending,
+            replicas=replicas,
+            delayed=sample.delayed,
+            arrival_rate=rates.arrival,
+            completion_rate=rates.completion,
+        )

@@ -118,16 +118,7 @@ class QueueScaler:
         replicas = await self._current_replicas(spec, now)
         if sample.lag_source == "no-group" and self.redis is not None:
             await ensure_group(self.redis, queue_keys(spec))
-        rates = self.rates.observe(now, sample)
-        observed = Sample(
-            time_s=now,
-            lag=sample.lag,
-            pending=sample.pending,
-            replicas=replicas,
-            delayed=sample.delayed,
-            arrival_rate=rates.arrival,
-            completion_rate=rates.completion,
-        )
+        observed = self.rates.policy_sample(now, sample, replicas)
         decision = decide(observed, PolicySettings.from_spec(spec), self.state)
         self.state = decision.state
         if decision.replicas != replicas:
