@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -105,10 +107,17 @@ class App:
 
 
 def load_app(ref: str) -> App:
-    """The `App` named by ``module:attribute``; a clear ConfigError when it is not one."""
+    """The `App` named by ``module:attribute``; a clear ConfigError when it is not one.
+
+    The current directory is importable, as with celery, rq and uvicorn: a console script
+    does not put it on ``sys.path``, and ``jobqueue worker myapp:app`` run beside
+    ``myapp.py`` must find it.
+    """
     module_name, sep, attribute = ref.partition(":")
     if not sep or not module_name or not attribute:
         raise ConfigError(f"APP_REF must look like 'module:attribute', got {ref!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
