@@ -154,6 +154,20 @@ class Outcomes:
         self._stopped = True
         self._wake.set()
 
+    async def flush_left(self, timeout_s: float) -> None:
+        """At shutdown, acknowledge the successes still queued in memory, within
+        ``timeout_s``: a job that finished must not run again after a restart just
+        because the process stopped before its flush. What does not make it (Redis
+        away, time up) stays pending, as for a crash."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                while self._batch or self._running:
+                    async with self._flushing:
+                        running, batch = self._take()
+                        await self._flush(running, batch)
+        except TimeoutError:
+            pass
+
     def _take(self) -> tuple[dict[str, tuple[str, int, str]], list[Succeeded]]:
         batch, self._batch = self._batch[:MAX_ACK_BATCH], self._batch[MAX_ACK_BATCH:]
         running, self._running = self._running, {}

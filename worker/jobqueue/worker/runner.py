@@ -41,6 +41,8 @@ log = logging.getLogger("jobqueue.worker")
 REAP_ROUNDS, REAP_WAIT_S = 10, 1.0
 
 EXIT_OK, EXIT_BEYOND_REPAIR, EXIT_CONFIG = 0, 1, 2
+FINAL_FLUSH_TIMEOUT_S = 5.0
+"""Longest wait at shutdown for the last acknowledgements, seconds."""
 TIMEOUT_TICK_S = 0.1
 """How often handlers past their timeout are looked for: a job's timeout is honoured
 within this many seconds."""
@@ -122,6 +124,7 @@ class Worker:
         await self.stopping.wait()
         code = await self._finish_reading(reading)
         await self._drain_in_flight(s.grace_period_s)
+        await self.outcomes.flush_left(FINAL_FLUSH_TIMEOUT_S)
         self.closing.set()
         self.outcomes.stop()
         await reap([*periodic, acks])
