@@ -18,15 +18,8 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from jobqueue.core.consumers import delete_consumer_if_idle
 from jobqueue.core.keys import QueueKeys
-
-# KEYS[1] stream; ARGV[1] group, ARGV[2] consumer. 1 = deleted, 0 = kept (has pending).
-_DELETE_IF_IDLE = """
-local held = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
-if #held > 0 then return 0 end
-redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
-return 1
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +57,7 @@ async def reap_dead_consumers(
             continue
         if owned is not None and not owned(name):
             continue
-        if int(await redis.eval(_DELETE_IF_IDLE, 1, keys.stream, keys.group, name)):
+        if await delete_consumer_if_idle(redis, keys, name):
             deleted.append(name)
         else:
             kept.append(name)

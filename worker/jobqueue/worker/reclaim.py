@@ -18,19 +18,13 @@ from typing import Any
 
 from redis.asyncio import Redis as AsyncRedis
 
+from jobqueue.core.consumers import delete_consumer_if_idle
 from jobqueue.core.keys import QueueKeys
 from jobqueue.worker.inflight import InFlight
 from jobqueue.worker.metrics import WorkerMetrics
 from jobqueue.worker.reader import Dispatch, delivery_counts
 
 log = logging.getLogger("jobqueue.worker")
-
-# KEYS: stream. ARGV: group, consumer. Deletes the consumer only if it holds nothing.
-DELETE_IF_IDLE = """
-local held = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
-if #held > 0 then return 0 end
-return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2]) + 1
-"""
 
 
 class Reclaimer:
@@ -53,7 +47,6 @@ class Reclaimer:
         self.metrics = metrics
         self.min_idle_ms = int(visibility_timeout_s * 1000)
         self.dispatch = dispatch
-        self._delete_if_idle = redis.register_script(DELETE_IF_IDLE)
 
     async def sweep(self) -> int:
         """Claim idle entries up to the free capacity; returns how many were claimed."""
@@ -86,8 +79,7 @@ class Reclaimer:
             name = info["name"]
             if name == self.consumer or int(info["pending"]) or int(info["idle"]) < idle_ms:
                 continue
-            keys, args = [self.keys.stream], [self.keys.group, name]
-            if await self._delete_if_idle(keys=keys, args=args):
+            if await delete_consumer_if_idle(self.redis, self.keys, name):
                 removed.append(name)
         if removed:
             log.info("removed consumers of departed workers: %s", ", ".join(removed))
