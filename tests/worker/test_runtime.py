@@ -75,8 +75,8 @@ async def test_a_crashed_read_loop_is_restarted_and_work_continues(
     # given a read loop whose next read blows up once, after entries were delivered
     original, blown = Reader.read_new, [False]
 
-    async def read_new_once_broken(self: Reader) -> int:
-        arrived = await original(self)
+    async def read_new_once_broken(self: Reader, *, read_ahead: bool = True) -> int:
+        arrived = await original(self, read_ahead=read_ahead)
         if arrived and not blown[0]:
             blown[0] = True
             raise RuntimeError("bug in the read loop")
@@ -96,7 +96,7 @@ async def test_a_crashed_read_loop_is_restarted_and_work_continues(
 async def test_a_read_loop_beyond_repair_exits_non_zero(
     redis_client: AsyncRedis, redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def always_broken(self: Reader) -> int:
+    async def always_broken(self: Reader, *, read_ahead: bool = True) -> int:
         raise RuntimeError("corrupt state")
 
     monkeypatch.setattr(Reader, "read_new", always_broken)

@@ -3,12 +3,14 @@
 Successes are batched: completions queue up while one flush is on the wire and go out
 together in the next script call, so under load one round trip acknowledges many jobs
 and at low load a job is acknowledged at once (no timer to wait out). The ``running``
-marks of newly read jobs ride in the same call. When the reader waits for room, it
-sends the flush itself, pipelined with its next read (`flush_with`): one socket write
-and one round trip instead of two. One flush is on the wire at a time, so a job's
-``running`` mark never lands after its success. Retries, dead letters and cancellations
-are rarer and go one script call each. Every write repeats
-through Redis outages (`persist`); the entry stays pending until it lands.
+marks of newly read jobs ride in the same call. A flush is a `Flush` taken with
+`take_flush` and ended with `settle` (it landed) or `put_back` (it did not): the reader
+sends it in one write with its next read (see `Reader`), and the acks loop sends what
+the reader does not carry (while the reader blocks on an empty stream). One flush is on
+the wire at a time, so a job's ``running`` mark never lands after its success.
+Retries, dead letters and cancellations are rarer and go one script call each. Every
+write repeats through Redis outages (`persist`); the entry stays pending until it
+lands.
 """
 
 from __future__ import annotations
@@ -21,19 +23,21 @@ from typing import Any
 
 import orjson
 from redis.asyncio import Redis as AsyncRedis
-from redis.asyncio.client import Pipeline
 
 from jobqueue.core.keys import QueueKeys
 from jobqueue.core.wire import dead_letter_fields, utc_now_iso
 from jobqueue.worker import scripts
 from jobqueue.worker.inflight import Delivery
 from jobqueue.worker.metrics import UNKNOWN_TYPE, WorkerMetrics
-from jobqueue.worker.resilience import TRANSIENT_ERRORS, persist
+from jobqueue.worker.resilience import persist
 
 MAX_ACK_BATCH = 1000
 """Most entries per success script call (bounds the script's argument list)."""
 MAX_ERROR_CHARS = 500
 MAX_TRACEBACK_CHARS = 4000
+
+Marks = dict[str, tuple[str, int, str]]
+"""Entry id -> (job id, attempt, type) of jobs to mark ``running``."""
 
 
 @dataclass(slots=True)
@@ -42,6 +46,21 @@ class Succeeded:
     job_id: str
     job_type: str
     duration_s: float
+
+
+@dataclass(slots=True)
+class Flush:
+    """One FLUSH script call: the marks and successes it carries, and its arguments."""
+
+    running: Marks
+    batch: list[Succeeded]
+    args: list[str | int | bytes]
+    """ARGV of `scripts.FLUSH` (KEYS: the stream)."""
+
+    @property
+    def freed(self) -> int:
+        """Slots this flush frees once it lands."""
+        return len(self.batch)
 
 
 class Outcomes:
@@ -65,11 +84,10 @@ class Outcomes:
         self._ack_dead = redis.register_script(scripts.ACK_DEAD)
         self._ack_cancelled = redis.register_script(scripts.ACK_CANCELLED)
         self._batch: list[Succeeded] = []
-        self._running: dict[str, tuple[str, int, str]] = {}
-        """Entry id -> (job id, attempt, type) of jobs to mark ``running``."""
+        self._running: Marks = {}
+        self._on_wire: Flush | None = None
         self._stopped = False
         self._wake = asyncio.Event()
-        self._flushing = asyncio.Lock()
         self.successes = asyncio.Event()
         """Set when a success is queued; the reader waiting for room waits for it too."""
         self._reader_waiting = False
@@ -91,8 +109,8 @@ class Outcomes:
 
     @property
     def ack_due(self) -> bool:
-        """Successes are queued and no flush is on the wire: `flush_with` may send them."""
-        return bool(self._batch) and not self._flushing.locked()
+        """Successes are queued and no flush is on the wire: a read may carry them."""
+        return bool(self._batch) and self._on_wire is None
 
     def reader_waiting(self, waiting: bool) -> None:
         """The reader waits for room (True) and will send the next flush with its read;
@@ -110,44 +128,54 @@ class Outcomes:
                 # One turn of the loop first: jobs just started that finish at once
                 # join this flush instead of needing one of their own.
                 await asyncio.sleep(0)
-                if not (self._batch or self._running):
-                    break
                 if self._batch and self._reader_waiting:
                     self.successes.set()  # the reader sends them, with its next read
                     break
-                async with self._flushing:
-                    running, batch = self._take()
-                    await self._flush(running, batch)
+                flush = self.take_flush()
+                if flush is None:
+                    break  # nothing queued, or a flush on the wire (its end wakes us)
+                await self._send(flush)
 
-    async def flush_with(self, extend: Callable[[Pipeline, int], bool]) -> Any:
-        """Send the queued marks and successes in one pipeline with the command that
-        ``extend(pipe, freed)`` appends (``freed``: slots this flush frees; it returns
-        False if it appended nothing). Returns that command's reply, or None.
+    def take_flush(self) -> Flush | None:
+        """The queued marks and successes as one flush, now on the wire; None if nothing
+        is queued or a flush is on the wire already. End it with `settle` or
+        `put_back`."""
+        if self._on_wire is not None or not (self._batch or self._running):
+            return None
+        batch, self._batch = self._batch[:MAX_ACK_BATCH], self._batch[MAX_ACK_BATCH:]
+        running, self._running = self._running, {}
+        if not self._batch:
+            self.successes.clear()
+        self._on_wire = Flush(running, batch, self._flush_args(running, batch))
+        return self._on_wire
 
-        Call only when `ack_due`. On a transient Redis error the marks and successes go
-        back to the queue (the acks loop repeats them) and the error is raised.
-        """
-        async with self._flushing:
-            running, batch = self._take()
-            args, by_type = self._flush_args(running, batch)
-            async with self.redis.pipeline(transaction=False) as pipe:
-                # EVAL, not EVALSHA: a pipeline cannot reload a script Redis lost in a
-                # restart without losing the read; Redis caches the compiled script.
-                pipe.eval(scripts.FLUSH, 1, self.keys.stream, *args)
-                extended = extend(pipe, len(batch))
-                try:
-                    replies = await pipe.execute(raise_on_error=False)
-                except TRANSIENT_ERRORS:
-                    self._put_back(running, batch)
-                    raise
-            if isinstance(replies[0], Exception):
-                self._put_back(running, batch)
-                raise replies[0]
-            self._settle(batch, by_type)
-        reply = replies[1] if extended else None
+    def settle(self, flush: Flush, reply: Any) -> None:
+        """End a flush with its script reply: free the slots of its successes, or, if
+        the reply is an error, put it back and raise the error."""
         if isinstance(reply, Exception):
+            self.put_back(flush)
             raise reply
-        return reply
+        self._on_wire = None
+        self._wake.set()
+        entry_ids: list[str] = []
+        by_type: dict[str, list[float]] = {}
+        for item in flush.batch:
+            entry_ids.append(item.entry_id)
+            by_type.setdefault(item.job_type, []).append(item.duration_s)
+        self.on_acked(entry_ids)
+        for job_type, durations in by_type.items():
+            self.metrics.succeeded(job_type, len(durations), durations)
+
+    def put_back(self, flush: Flush) -> None:
+        """End a flush that may not have landed: queue what it carried again (repeating
+        a flush that did land changes nothing, see `scripts`)."""
+        if self._on_wire is flush:
+            self._on_wire = None
+        self._running = {**flush.running, **self._running}
+        self._batch = flush.batch + self._batch
+        self._wake.set()
+        if self._batch:
+            self.successes.set()
 
     def stop(self) -> None:
         """End `run_acks` after its current flush (what is left stays pending)."""
@@ -161,42 +189,31 @@ class Outcomes:
         away, time up) stays pending, as for a crash."""
         try:
             async with asyncio.timeout(timeout_s):
-                while self._batch or self._running:
-                    async with self._flushing:
-                        running, batch = self._take()
-                        await self._flush(running, batch)
+                while self._batch or self._running or self._on_wire is not None:
+                    flush = self.take_flush()
+                    if flush is None:
+                        await asyncio.sleep(0.01)  # the one on the wire ends first
+                    else:
+                        await self._send(flush)
         except TimeoutError:
             pass
 
-    def _take(self) -> tuple[dict[str, tuple[str, int, str]], list[Succeeded]]:
-        batch, self._batch = self._batch[:MAX_ACK_BATCH], self._batch[MAX_ACK_BATCH:]
-        running, self._running = self._running, {}
-        if not self._batch:
-            self.successes.clear()
-        return running, batch
-
-    def _put_back(self, running: dict[str, tuple[str, int, str]], batch: list[Succeeded]) -> None:
-        self._running = {**running, **self._running}
-        self._batch = batch + self._batch
-        self._wake.set()
-        if self._batch:
-            self.successes.set()
-
-    async def _flush(
-        self, running: dict[str, tuple[str, int, str]], batch: list[Succeeded]
-    ) -> None:
-        args, by_type = self._flush_args(running, batch)
+    async def _send(self, flush: Flush) -> None:
+        """Send ``flush`` through the shared client, repeating through outages."""
         keys = [self.keys.stream]
-        await persist(lambda: self._flush_script(keys=keys, args=args), "acknowledge")
-        self._settle(batch, by_type)
+        try:
+            acked = await persist(
+                lambda: self._flush_script(keys=keys, args=flush.args), "acknowledge"
+            )
+        except BaseException:
+            self.put_back(flush)
+            raise
+        self.settle(flush, acked)
 
-    def _flush_args(
-        self, running: dict[str, tuple[str, int, str]], batch: list[Succeeded]
-    ) -> tuple[list[str | int | bytes], dict[str, list[float]]]:
-        """The FLUSH script's arguments, and the batch's durations by job type."""
+    def _flush_args(self, running: Marks, batch: list[Succeeded]) -> list[str | int | bytes]:
+        """The FLUSH script's arguments (see `scripts.FLUSH`)."""
         done: list[str] = []
         started_and_done: list[str | int] = []
-        by_type: dict[str, list[float]] = {}
         running = dict(running)  # kept intact: a failed send puts it back
         for item in batch:
             mark = running.pop(item.entry_id, None)
@@ -204,19 +221,13 @@ class Outcomes:
                 done += (item.entry_id, item.job_id)
             else:
                 started_and_done += (item.entry_id, item.job_id, mark[1], mark[2])
-            by_type.setdefault(item.job_type, []).append(item.duration_s)
         marks: list[str | int] = []
         for entry_id, (job_id, attempt, job_type) in running.items():
             marks += (job_id, attempt, entry_id, job_type)
         args: list[str | int | bytes] = [self.keys.group, self.keys.status_prefix, self.ttl_s]
         args += (utc_now_iso(), orjson.dumps(marks), orjson.dumps(done))
         args.append(orjson.dumps(started_and_done))
-        return args, by_type
-
-    def _settle(self, batch: list[Succeeded], by_type: dict[str, list[float]]) -> None:
-        self.on_acked([item.entry_id for item in batch])
-        for job_type, durations in by_type.items():
-            self.metrics.succeeded(job_type, len(durations), durations)
+        return args
 
     async def retry(
         self, delivery: Delivery, error: str, delay_s: float, duration_s: float

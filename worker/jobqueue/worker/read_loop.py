@@ -60,7 +60,14 @@ class ReadLoop:
         counts a delivery)."""
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            self.reader.abandon()
+
+    async def _run(self) -> None:
         while not self.stopping.is_set():
+            self.reader.abandon()  # a restart begins from what Redis holds
             try:
                 await ensure_group(self.redis, self.settings.queue.keys)
                 await self.reader.drain_own(self._room)
@@ -79,8 +86,10 @@ class ReadLoop:
                 await self._pause(min(CRASH_CAP_S, CRASH_BASE_S * 2**self.crashes))
 
     async def _read_until_stopped(self) -> None:
-        while await self._room_or_acks():
-            arrived = await self.reader.read_new()
+        # A read already sent is taken even when stopping: its entries are delivered
+        # to this consumer, so they run (in the grace period) rather than wait pending.
+        while self.reader.reading_ahead or await self._room_or_acks():
+            arrived = await self.reader.read_new(read_ahead=not self.stopping.is_set())
             self.last_read_at = time.monotonic()
             self.crashes = self.outages = 0
             if self.settings.burst and arrived == 0 and await self._burst_done():

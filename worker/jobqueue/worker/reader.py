@@ -3,24 +3,40 @@
 No policy lives here: the reader asks for at most the free capacity, hands every entry
 with its delivery count to ``dispatch``, and leaves decoding, running and outcomes to
 the caller.
+
+New entries come over the worker's own `HotConnection`, and each read carries the
+queued acknowledgement flush in the same write (Redis runs the flush first, so the
+pending list never holds more than ``concurrency`` entries even though the read counts
+the flush's slots as free). While the stream has entries the reader keeps one read
+ahead: as soon as a batch arrives it sends the next read, for at most half the
+capacity, before it dispatches the batch, so Redis serves the next batch and records
+the last one's outcomes while this one runs. An empty stream ends the read-ahead; the
+next read blocks up to ``block_ms`` and carries no flush (the acks loop sends those
+meanwhile).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis as AsyncRedis
-from redis.asyncio.client import Pipeline
-from redis.exceptions import ResponseError
+from redis.exceptions import ConnectionError, ResponseError
 
 from jobqueue.core.keys import QueueKeys
+from jobqueue.worker import scripts
+from jobqueue.worker.hot_connection import Command, HotConnection
 from jobqueue.worker.inflight import InFlight
-from jobqueue.worker.outcomes import Outcomes
+from jobqueue.worker.outcomes import Flush, Outcomes
 
 Entry = tuple[str, dict[str, str], int]
 """(entry id, fields, delivery count). Fields are empty for an entry deleted meanwhile."""
 Dispatch = Callable[[list[Entry]], Awaitable[None]]
+REPLY_MARGIN_S = 10.0
+"""How much longer than its ``BLOCK`` a read may take before the connection is
+considered hung."""
 
 
 async def ensure_group(redis: AsyncRedis, keys: QueueKeys) -> None:
@@ -44,12 +60,33 @@ async def delivery_counts(
     return {row["message_id"]: int(row["times_delivered"]) for rows in replies for row in rows}
 
 
+def new_entries(reply: Any) -> list[Entry]:
+    """The entries of an ``XREADGROUP`` reply (RESP2, one stream), delivered once."""
+    if not reply:
+        return []
+    entries: list[Entry] = []
+    for entry_id, flat in reply[0][1]:
+        pairs = iter(flat or ())
+        entries.append((entry_id, dict(zip(pairs, pairs, strict=True)), 1))
+    return entries
+
+
+@dataclass(slots=True)
+class _Read:
+    """A read on the wire, with the flush it carries."""
+
+    replies: asyncio.Future[list[Any]]
+    flush: Flush | None
+    count: int
+
+
 class Reader:
     """XREADGROUP for one consumer, bounded by the free capacity of `InFlight`."""
 
     def __init__(
         self,
         redis: AsyncRedis,
+        hot: HotConnection,
         keys: QueueKeys,
         consumer: str,
         inflight: InFlight,
@@ -58,12 +95,17 @@ class Reader:
         outcomes: Outcomes,
     ) -> None:
         self.redis = redis
+        self.hot = hot
         self.keys = keys
         self.consumer = consumer
         self.inflight = inflight
         self.block_ms = block_ms
         self.dispatch = dispatch
         self.outcomes = outcomes
+        self.batch_limit = max(1, (inflight.limit + 1) // 2)
+        """Most entries one read asks for: half the capacity, so one batch can run
+        while the next is on its way."""
+        self._ahead: _Read | None = None
 
     async def drain_own(self, wait_for_room: Callable[[], Awaitable[bool]]) -> int:
         """Deliver this consumer's pending entries again (after a restart); returns
@@ -86,33 +128,94 @@ class Reader:
             total += len(fresh)
         return total
 
-    async def read_new(self) -> int:
-        """One read of never-delivered entries, at most the free capacity; returns how
-        many arrived. With successes to acknowledge it carries them and does not block
-        (see `Outcomes.flush_with`); otherwise it blocks up to ``block_ms``."""
-        if self.outcomes.ack_due:
-            reply = await self.outcomes.flush_with(self._read_after_flush)
-        elif self.inflight.free == 0:
-            return 0
-        else:
-            reply = await self.redis.xreadgroup(
-                self.keys.group,
-                self.consumer,
-                {self.keys.stream: ">"},
-                count=self.inflight.free,
-                block=self.block_ms,
-            )
-        if not reply:
-            return 0
-        rows: list[tuple[str, dict[str, str]]] = reply[0][1]
-        await self.dispatch([(i, f, 1) for i, f in rows])
-        return len(rows)
+    @property
+    def reading_ahead(self) -> bool:
+        """A read is on the wire whose entries `read_new` takes next."""
+        return self._ahead is not None
 
-    def _read_after_flush(self, pipe: Pipeline, freed: int) -> bool:
-        # Redis runs the flush first, so its pending list never holds more than
-        # concurrency; the flush's slots are released before the entries are dispatched.
-        count = self.inflight.free + freed
-        if count == 0:
-            return False  # COUNT 0 would mean no limit
-        pipe.xreadgroup(self.keys.group, self.consumer, {self.keys.stream: ">"}, count=count)
-        return True
+    async def read_new(self, *, read_ahead: bool = True) -> int:
+        """Take one batch of never-delivered entries (the read sent ahead, or a new
+        one) and dispatch it; returns how many arrived. If the batch was full and
+        ``read_ahead``, the next read is on the wire before the batch is dispatched."""
+        read, self._ahead = self._ahead, None
+        if read is None:
+            await self.hot.connect()
+            read = self._send(arriving=0, may_block=True)
+            if read is None:
+                return 0
+        entries = await self._receive(read)
+        if read_ahead and entries and len(entries) == read.count:
+            self._ahead = self._send_ahead(arriving=len(entries))
+        await self.dispatch(entries)
+        return len(entries)
+
+    def abandon(self) -> None:
+        """Forget a read sent ahead (the loop restarts): its flush is queued again and
+        the connection dropped; entries it delivered stay pending for `drain_own`."""
+        read, self._ahead = self._ahead, None
+        if read is not None:
+            self.hot.close()
+            read.replies.cancel()
+            if read.flush is not None:
+                self.outcomes.put_back(read.flush)
+
+    def _send_ahead(self, arriving: int) -> _Read | None:
+        try:
+            return self._send(arriving, may_block=False)
+        except ConnectionError:
+            return None  # the next read_new reconnects, or reports the outage
+
+    def _send(self, arriving: int, *, may_block: bool) -> _Read | None:
+        """Send the queued flush (if any) and a read for the slots free once it and
+        ``arriving`` entries are counted; blocking only when it carries no flush."""
+        flush = self.outcomes.take_flush()
+        count = self.inflight.free - arriving + (flush.freed if flush else 0)
+        count = min(count, self.batch_limit)
+        commands: list[Command] = []
+        if flush is not None:
+            commands.append(("EVAL", scripts.FLUSH, 1, self.keys.stream, *flush.args))
+        if count > 0:
+            commands.append(self._xreadgroup(count, block=may_block and flush is None))
+        if not commands:
+            return None
+        try:
+            replies = self.hot.send(*commands)
+        except BaseException:
+            if flush is not None:
+                self.outcomes.put_back(flush)
+            raise
+        return _Read(replies, flush, max(count, 0))
+
+    async def _receive(self, read: _Read) -> list[Entry]:
+        try:
+            replies = await self.hot.wait(read.replies, self.block_ms / 1000 + REPLY_MARGIN_S)
+        except BaseException:
+            if read.flush is not None:
+                self.outcomes.put_back(read.flush)
+            raise
+        if read.flush is not None:
+            self.outcomes.settle(read.flush, replies[0])
+        if not read.count:
+            return []
+        reply = replies[-1]
+        if isinstance(reply, Exception):
+            raise reply
+        return new_entries(reply)
+
+    def _xreadgroup(self, count: int, *, block: bool) -> Command:
+        group, consumer, stream = self.keys.group, self.consumer, self.keys.stream
+        if block:
+            return (
+                "XREADGROUP",
+                "GROUP",
+                group,
+                consumer,
+                "COUNT",
+                count,
+                "BLOCK",
+                self.block_ms,
+                "STREAMS",
+                stream,
+                ">",
+            )
+        return ("XREADGROUP", "GROUP", group, consumer, "COUNT", count, "STREAMS", stream, ">")

@@ -25,6 +25,7 @@ from jobqueue.worker.app import App
 from jobqueue.worker.dispatch import Dispatcher
 from jobqueue.worker.execution import Executor, cancel_overdue
 from jobqueue.worker.heartbeat import Heartbeat
+from jobqueue.worker.hot_connection import HotConnection
 from jobqueue.worker.http import SideServer
 from jobqueue.worker.inflight import InFlight
 from jobqueue.worker.metrics import WorkerMetrics
@@ -81,8 +82,16 @@ class Worker:
         self.dispatcher = Dispatcher(settings, self.inflight, self.executor, self.outcomes)
         dispatch = self.dispatcher.dispatch
         consumer = settings.consumer
+        self.hot = HotConnection(settings.queue.redis_url, name=f"jobqueue-worker:{consumer}")
         reader = Reader(
-            self.redis, keys, consumer, self.inflight, settings.block_ms, dispatch, self.outcomes
+            self.redis,
+            self.hot,
+            keys,
+            consumer,
+            self.inflight,
+            settings.block_ms,
+            dispatch,
+            self.outcomes,
         )
         self.read_loop = ReadLoop(self.redis, settings, reader, self.inflight, self.stopping)
         self.reclaimer = Reclaimer(
@@ -193,6 +202,7 @@ class Worker:
     async def _close(self) -> None:
         self.executor.close()
         await self.http.stop()
+        self.hot.close()
         with contextlib.suppress(*TRANSIENT_ERRORS):
             await self.redis.aclose()
 
