@@ -26,13 +26,22 @@ def free_port() -> int:
 class RedisServer:
     """One redis-server process owned by a test; ``url`` stays valid across restarts."""
 
-    def __init__(self, directory: Path, *, appendonly: bool = False) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        appendonly: bool = False,
+        password: str | None = None,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (bash .ci/run installs it)")
         self.binary = binary
         self.directory = directory
         self.appendonly = appendonly
+        self.password = password
+        self.extra_args = extra_args
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -58,12 +67,14 @@ class RedisServer:
             "always",
             "--logfile",
             str(self.directory / "redis.log"),
+            *(["--requirepass", self.password] if self.password else []),
+            *self.extra_args,
         ]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self._wait_until_ready()
 
     def _wait_until_ready(self, timeout_s: float = 10.0) -> None:
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+        client = redis.Redis(port=self.port, password=self.password, socket_connect_timeout=0.2)
         deadline = time.monotonic() + timeout_s
         try:
             while time.monotonic() < deadline:

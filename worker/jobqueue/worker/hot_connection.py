@@ -28,14 +28,9 @@ from typing import Any, cast
 
 import hiredis
 from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection, parse_url
-from redis.exceptions import (
-    BusyLoadingError,
-    ConnectionError,
-    NoScriptError,
-    ReadOnlyError,
-    ResponseError,
-    TimeoutError,
-)
+from redis.exceptions import BusyLoadingError, NoScriptError, ReadOnlyError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 CONNECT_TIMEOUT_S = 5.0
 
@@ -82,7 +77,7 @@ class _RespProtocol(asyncio.Protocol):
         gets, waiting = self.parser.gets, self.waiting
         while (reply := gets()) is not False:
             if not waiting:
-                self.fail(ConnectionError("Redis sent a reply nobody asked for"))
+                self.fail(RedisConnectionError("Redis sent a reply nobody asked for"))
                 return
             request = waiting[0]
             if isinstance(reply, hiredis.ReplyError):
@@ -94,7 +89,7 @@ class _RespProtocol(asyncio.Protocol):
                     request.future.set_result(request.replies)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = ConnectionError(f"connection to Redis lost: {exc or 'closed by server'}")
+        self.lost = RedisConnectionError(f"connection to Redis lost: {exc or 'closed by server'}")
         self._fail_waiting(self.lost)
 
     def fail(self, exc: Exception) -> None:
@@ -129,7 +124,7 @@ class HotConnection:
         """
         protocol = self._protocol
         if protocol is None or protocol.lost is not None or protocol.transport is None:
-            raise ConnectionError("not connected to Redis")
+            raise RedisConnectionError("not connected to Redis")
         future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         protocol.waiting.append(_Request(len(commands), future))
         # hiredis's stub types pack_command's argument as a 1-tuple; any length works.
@@ -150,7 +145,7 @@ class HotConnection:
                 return await sent
         except TimeoutError:
             self.close()
-            raise TimeoutError(f"no reply from Redis within {timeout_s:g} s") from None
+            raise RedisTimeoutError(f"no reply from Redis within {timeout_s:g} s") from None
 
     @property
     def connected(self) -> bool:
@@ -174,15 +169,15 @@ class HotConnection:
                     await self._handshake()
             except TimeoutError:
                 self.close()
-                raise TimeoutError("timed out connecting to Redis") from None
+                raise RedisTimeoutError("timed out connecting to Redis") from None
             except OSError as exc:
                 self.close()
-                raise ConnectionError(f"cannot connect to Redis: {exc}") from exc
+                raise RedisConnectionError(f"cannot connect to Redis: {exc}") from exc
 
     def close(self) -> None:
         """Drop the connection; requests still waiting fail with ``ConnectionError``."""
         if self._protocol is not None:
-            self._protocol.fail(ConnectionError("connection closed"))
+            self._protocol.fail(RedisConnectionError("connection closed"))
             self._protocol = None
 
     async def _open(self) -> _RespProtocol:
@@ -212,7 +207,7 @@ class HotConnection:
         for reply in await self.send(*commands):
             if isinstance(reply, Exception):
                 self.close()
-                raise ConnectionError(f"Redis refused the connection: {reply}")
+                raise RedisConnectionError(f"Redis refused the connection: {reply}")
 
 
 def _tls_context(options: dict[str, Any]) -> ssl.SSLContext:

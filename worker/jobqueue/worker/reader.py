@@ -66,8 +66,8 @@ def new_entries(reply: Any) -> list[Entry]:
         return []
     entries: list[Entry] = []
     for entry_id, flat in reply[0][1]:
-        pairs = iter(flat or ())
-        entries.append((entry_id, dict(zip(pairs, pairs, strict=True)), 1))
+        pairs = iter(flat or ())  # zip(pairs, pairs): name, value
+        entries.append((entry_id, dict(zip(pairs, pairs)), 1))  # noqa: B905
     return entries
 
 
@@ -143,11 +143,12 @@ class Reader:
             read = self._send(arriving=0, may_block=True)
             if read is None:
                 return 0
-        entries = await self._receive(read)
-        if read_ahead and entries and len(entries) == read.count:
-            self._ahead = self._send_ahead(arriving=len(entries))
-        await self.dispatch(entries)
-        return len(entries)
+        reply = await self._receive(read)
+        arrived = len(reply[0][1]) if reply else 0
+        if read_ahead and arrived and arrived == read.count:
+            self._ahead = self._send_ahead(arriving=arrived)  # first: Redis starts on it
+        await self.dispatch(new_entries(reply))
+        return arrived
 
     def abandon(self) -> None:
         """Forget a read sent ahead (the loop restarts): its flush is queued again and
@@ -186,7 +187,8 @@ class Reader:
             raise
         return _Read(replies, flush, max(count, 0))
 
-    async def _receive(self, read: _Read) -> list[Entry]:
+    async def _receive(self, read: _Read) -> Any:
+        """The read's ``XREADGROUP`` reply, once its flush is settled."""
         try:
             replies = await self.hot.wait(read.replies, self.block_ms / 1000 + REPLY_MARGIN_S)
         except BaseException:
@@ -196,11 +198,11 @@ class Reader:
         if read.flush is not None:
             self.outcomes.settle(read.flush, replies[0])
         if not read.count:
-            return []
+            return None
         reply = replies[-1]
         if isinstance(reply, Exception):
             raise reply
-        return new_entries(reply)
+        return reply
 
     def _xreadgroup(self, count: int, *, block: bool) -> Command:
         group, consumer, stream = self.keys.group, self.consumer, self.keys.stream

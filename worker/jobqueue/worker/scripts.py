@@ -20,6 +20,11 @@ from __future__ import annotations
 # JSON [entry_id, job_id, ...] to acknowledge as succeeded,
 # JSON [entry_id, job_id, attempt, type, ...] to mark running and acknowledge as succeeded.
 # A record that already shows an outcome is never set back to running.
+# Each list is acknowledged with one multi-id XACK. When it acknowledges every entry (the
+# normal case) every job's record is written; when it acknowledges fewer, some entries
+# were no longer pending (a repeated flush whose first reply was lost, or an entry
+# reclaimed and finished elsewhere) and only records that show no outcome yet are
+# written, which leaves both of those cases as they were.
 FLUSH = """
 local prefix, now, ttl = ARGV[2], ARGV[4], ARGV[3]
 local settled = {succeeded = true, dead = true, cancelled = true, retrying = true}
@@ -32,39 +37,39 @@ local function mark_running(key, attempt, entry_id, job_type)
     'attempts', attempt, 'entry_id', entry_id, 'type', job_type)
   redis.call('EXPIRE', key, ttl)
 end
+-- Acknowledges the entry ids at list[1], list[1 + step], ...; true if all were pending.
+local function ack_all(list, step)
+  local ids = {}
+  for i = 1, #list, step do ids[#ids + 1] = list[i] end
+  if #ids == 0 then return true, 0 end
+  local acked = redis.call('XACK', KEYS[1], ARGV[1], unpack(ids))
+  return acked == #ids, acked
+end
 local running = cjson.decode(ARGV[5])
 for i = 1, #running, 4 do
   local key = prefix .. running[i]
   if unsettled(key) then mark_running(key, running[i + 1], running[i + 2], running[i + 3]) end
 end
-local acked = 0
 local done = cjson.decode(ARGV[6])
+local all_pending, acked = ack_all(done, 2)
 for i = 1, #done, 2 do
-  if redis.call('XACK', KEYS[1], ARGV[1], done[i]) == 1 then
-    acked = acked + 1
-    local key = prefix .. done[i + 1]
+  local key = prefix .. done[i + 1]
+  if all_pending or unsettled(key) then
     redis.call('HSET', key, 'state', 'succeeded', 'finished_at', now, 'updated_at', now)
     redis.call('EXPIRE', key, ttl)
   end
 end
 local both = cjson.decode(ARGV[7])
+local both_pending, both_acked = ack_all(both, 4)
 for i = 1, #both, 4 do
   local key = prefix .. both[i + 1]
-  local fresh = unsettled(key)
-  if redis.call('XACK', KEYS[1], ARGV[1], both[i]) == 1 then
-    acked = acked + 1
-    if fresh then
-      redis.call('HSET', key, 'state', 'succeeded', 'started_at', now, 'finished_at', now,
-        'updated_at', now, 'attempts', both[i + 2], 'entry_id', both[i], 'type', both[i + 3])
-    else
-      redis.call('HSET', key, 'state', 'succeeded', 'finished_at', now, 'updated_at', now)
-    end
+  if both_pending or unsettled(key) then
+    redis.call('HSET', key, 'state', 'succeeded', 'started_at', now, 'finished_at', now,
+      'updated_at', now, 'attempts', both[i + 2], 'entry_id', both[i], 'type', both[i + 3])
     redis.call('EXPIRE', key, ttl)
-  elseif fresh then
-    mark_running(key, both[i + 2], both[i], both[i + 3])
   end
 end
-return acked
+return acked + both_acked
 """
 
 # KEYS: stream, delayed, delayed_jobs, status.

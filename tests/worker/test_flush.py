@@ -1,0 +1,112 @@
+"""The success flush: one script call acknowledges a batch and writes its records.
+
+Driven through `Outcomes` (take_flush / settle, as the reader and the acks loop do)
+against a real Redis, with the edge cases a multi-id ``XACK`` must get right.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis as AsyncRedis
+
+from jobqueue.core.keys import QueueKeys
+from jobqueue.core.wire import Job, decode
+from jobqueue.worker import scripts
+from jobqueue.worker.inflight import Delivery
+from jobqueue.worker.metrics import WorkerMetrics
+from jobqueue.worker.outcomes import Outcomes
+
+KEYS = QueueKeys()
+
+
+async def delivered(redis: AsyncRedis, count: int) -> list[Delivery]:
+    """``count`` noop jobs delivered to consumer w1."""
+    await redis.xgroup_create(KEYS.stream, KEYS.group, id="0", mkstream=True)
+    for _ in range(count):
+        await redis.xadd(KEYS.stream, Job(type="noop", payload={}).fields())  # type: ignore[arg-type]
+    [[_, entries]] = await redis.xreadgroup(KEYS.group, "w1", {KEYS.stream: ">"})
+    return [Delivery(entry_id, fields, decode(entry_id, fields)) for entry_id, fields in entries]
+
+
+def outcomes_for(redis: AsyncRedis, released: list[str]) -> Outcomes:
+    return Outcomes(redis, KEYS, 60, WorkerMetrics(CollectorRegistry()), released.extend)
+
+
+async def run_flush(redis: AsyncRedis, outcomes: Outcomes) -> int:
+    flush = outcomes.take_flush()
+    assert flush is not None
+    acked = await redis.eval(scripts.FLUSH, 1, KEYS.stream, *flush.args)  # type: ignore[misc]
+    outcomes.settle(flush, acked)
+    return int(acked)
+
+
+async def record(redis: AsyncRedis, delivery: Delivery) -> dict[str, str]:
+    assert delivery.job is not None
+    return await redis.hgetall(KEYS.status(delivery.job.id))
+
+
+async def test_jobs_started_and_finished_since_the_last_flush_get_one_complete_record(
+    redis_client: AsyncRedis,
+) -> None:
+    deliveries = await delivered(redis_client, 3)
+    released: list[str] = []
+    outcomes = outcomes_for(redis_client, released)
+    outcomes.mark_running(deliveries)
+    for d in deliveries:
+        outcomes.succeeded(d, 0.001)
+
+    assert await run_flush(redis_client, outcomes) == 3
+
+    assert (await redis_client.xpending(KEYS.stream, KEYS.group))["pending"] == 0
+    for d in deliveries:
+        rec = await record(redis_client, d)
+        assert rec["state"] == "succeeded"
+        assert (rec["attempts"], rec["entry_id"], rec["type"]) == ("1", d.entry_id, "noop")
+        assert rec["started_at"]
+        assert rec["finished_at"]
+    assert sorted(released) == sorted(d.entry_id for d in deliveries)
+
+
+async def test_a_flush_repeated_after_a_lost_reply_changes_nothing(
+    redis_client: AsyncRedis,
+) -> None:
+    deliveries = await delivered(redis_client, 2)
+    outcomes = outcomes_for(redis_client, [])
+    outcomes.mark_running(deliveries)
+    for d in deliveries:
+        outcomes.succeeded(d, 0.001)
+    flush = outcomes.take_flush()
+    assert flush is not None
+    await redis_client.eval(scripts.FLUSH, 1, KEYS.stream, *flush.args)  # type: ignore[misc]
+    before = [await record(redis_client, d) for d in deliveries]
+    # the reply was lost: the flush goes back to the queue and is sent again, later
+    outcomes.put_back(flush)
+    await redis_client.hset(KEYS.status(deliveries[0].job.id), "state", "dead")  # type: ignore[union-attr]
+
+    assert await run_flush(redis_client, outcomes) == 0
+
+    assert (await record(redis_client, deliveries[0]))["state"] == "dead"
+    assert await record(redis_client, deliveries[1]) == before[1]
+
+
+async def test_an_entry_finished_elsewhere_keeps_its_record_while_the_rest_of_the_batch_lands(
+    redis_client: AsyncRedis,
+) -> None:
+    # given three running jobs whose running marks already landed
+    deliveries = await delivered(redis_client, 3)
+    outcomes = outcomes_for(redis_client, [])
+    outcomes.mark_running(deliveries)
+    await run_flush(redis_client, outcomes)
+    # and the first was reclaimed by another worker, which dead-lettered it
+    stolen = deliveries[0]
+    await redis_client.xack(KEYS.stream, KEYS.group, stolen.entry_id)
+    await redis_client.hset(KEYS.status(stolen.job.id), "state", "dead")  # type: ignore[union-attr]
+    # when all three succeed here and are flushed
+    for d in deliveries:
+        outcomes.succeeded(d, 0.001)
+    assert await run_flush(redis_client, outcomes) == 2
+    # then the stolen one keeps the outcome recorded elsewhere, the others succeeded
+    assert (await record(redis_client, stolen))["state"] == "dead"
+    for d in deliveries[1:]:
+        assert (await record(redis_client, d))["state"] == "succeeded"
+    assert (await redis_client.xpending(KEYS.stream, KEYS.group))["pending"] == 0
