@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine
+from functools import partial
 from typing import Any
 
 from jobqueue.core.errors import MalformedJob
@@ -44,36 +45,44 @@ class Dispatcher:
         self.outcomes = outcomes
 
     async def dispatch(self, entries: list[Entry]) -> None:
+        # loop.create_task: asyncio.create_task would look the loop up once per job.
+        spawn = partial(self._spawn, asyncio.get_running_loop())
         runnable: list[Delivery] = []
+        held = self.inflight.deliveries
         for entry_id, fields, deliveries in entries:
-            if entry_id in self.inflight:
+            if entry_id in held:
                 continue
             delivery = Delivery(entry_id, fields)
             self.inflight.add(delivery)
             if not fields:
-                self._spawn(delivery, self.outcomes.discard(delivery))
+                spawn(delivery, self.outcomes.discard(delivery))
                 continue
             try:
                 delivery.job = decode(entry_id, fields)
             except MalformedJob as exc:
-                self._spawn(delivery, self.outcomes.dead(delivery, "malformed", exc.reason))
+                spawn(delivery, self.outcomes.dead(delivery, "malformed", exc.reason))
                 continue
             if deliveries > self.max_deliveries:
                 reason = (
                     f"delivered {deliveries} times (max_deliveries={self.max_deliveries}):"
                     " the job keeps killing its worker"
                 )
-                self._spawn(delivery, self.outcomes.dead(delivery, "deliveries", reason))
+                spawn(delivery, self.outcomes.dead(delivery, "deliveries", reason))
                 continue
             runnable.append(delivery)
         if runnable:
             for delivery in runnable:
-                self._spawn(delivery, self.executor.run(delivery))
+                spawn(delivery, self.executor.run(delivery))
             # Queued after the tasks, so jobs that finish at once share the flush.
             self.outcomes.mark_running(runnable)
 
-    def _spawn(self, delivery: Delivery, work: Coroutine[Any, Any, None]) -> None:
-        delivery.task = asyncio.create_task(self._guarded(delivery, work))
+    def _spawn(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        delivery: Delivery,
+        work: Coroutine[Any, Any, None],
+    ) -> None:
+        delivery.task = loop.create_task(self._guarded(delivery, work))
 
     async def _guarded(self, delivery: Delivery, work: Coroutine[Any, Any, None]) -> None:
         # Awaiting inside the task costs less than a done-callback per job.
