@@ -152,11 +152,21 @@ class Outcomes:
     def settle(self, flush: Flush, reply: Any) -> None:
         """End a flush with its script reply: free the slots of its successes, or, if
         the reply is an error, put it back and raise the error."""
+        self.landed(flush, reply)
+        self.release(flush)
+
+    def landed(self, flush: Flush, reply: Any) -> None:
+        """The first half of `settle`: the flush is off the wire (or, on an error
+        reply, put back and the error raised); `release` must follow."""
         if isinstance(reply, Exception):
             self.put_back(flush)
             raise reply
         self._on_wire = None
         self._wake.set()
+
+    def release(self, flush: Flush) -> None:
+        """The second half of `settle`: free the slots of a landed flush's successes
+        and count them."""
         entry_ids: list[str] = []
         by_type: dict[str, list[float]] = {}
         for item in flush.batch:

@@ -143,10 +143,16 @@ class Reader:
             read = self._send(arriving=0, may_block=True)
             if read is None:
                 return 0
-        reply = await self._receive(read)
+        reply, landed = await self._receive(read)
         arrived = len(reply[0][1]) if reply else 0
-        if read_ahead and arrived and arrived == read.count:
-            self._ahead = self._send_ahead(arriving=arrived)  # first: Redis starts on it
+        try:
+            if read_ahead and arrived and arrived == read.count:
+                # First thing: Redis starts on the next batch. The flush that just landed
+                # frees its slots right after (bookkeeping), so they count here already.
+                self._ahead = self._send_ahead(arrived, landed.freed if landed else 0)
+        finally:
+            if landed is not None:
+                self.outcomes.release(landed)
         await self.dispatch(new_entries(reply))
         return arrived
 
@@ -160,17 +166,18 @@ class Reader:
             if read.flush is not None:
                 self.outcomes.put_back(read.flush)
 
-    def _send_ahead(self, arriving: int) -> _Read | None:
+    def _send_ahead(self, arriving: int, landed: int) -> _Read | None:
         try:
-            return self._send(arriving, may_block=False)
+            return self._send(arriving, may_block=False, landed=landed)
         except ConnectionError:
             return None  # the next read_new reconnects, or reports the outage
 
-    def _send(self, arriving: int, *, may_block: bool) -> _Read | None:
-        """Send the queued flush (if any) and a read for the slots free once it and
-        ``arriving`` entries are counted; blocking only when it carries no flush."""
+    def _send(self, arriving: int, *, may_block: bool, landed: int = 0) -> _Read | None:
+        """Send the queued flush (if any) and a read for the slots free once it,
+        ``arriving`` entries, and ``landed`` slots about to be freed are counted;
+        blocking only when it carries no flush."""
         flush = self.outcomes.take_flush()
-        count = self.inflight.free - arriving + (flush.freed if flush else 0)
+        count = self.inflight.free - arriving + landed + (flush.freed if flush else 0)
         count = min(count, self.batch_limit)
         commands: list[Command] = []
         if flush is not None:
@@ -187,8 +194,8 @@ class Reader:
             raise
         return _Read(replies, flush, max(count, 0))
 
-    async def _receive(self, read: _Read) -> Any:
-        """The read's ``XREADGROUP`` reply, once its flush is settled."""
+    async def _receive(self, read: _Read) -> tuple[Any, Flush | None]:
+        """The read's ``XREADGROUP`` reply, and its flush, landed but not released."""
         try:
             replies = await self.hot.wait(read.replies, self.block_ms / 1000 + REPLY_MARGIN_S)
         except BaseException:
@@ -196,13 +203,13 @@ class Reader:
                 self.outcomes.put_back(read.flush)
             raise
         if read.flush is not None:
-            self.outcomes.settle(read.flush, replies[0])
-        if not read.count:
-            return None
-        reply = replies[-1]
+            self.outcomes.landed(read.flush, replies[0])
+        reply = replies[-1] if read.count else None
         if isinstance(reply, Exception):
+            if read.flush is not None:
+                self.outcomes.release(read.flush)
             raise reply
-        return reply
+        return reply, read.flush
 
     def _xreadgroup(self, count: int, *, block: bool) -> Command:
         group, consumer, stream = self.keys.group, self.consumer, self.keys.stream
