@@ -16,7 +16,7 @@ from __future__ import annotations
 # finished since the last flush (the usual case for short jobs: one HSET and one EXPIRE
 # instead of two each, with the same end state as the two steps).
 # KEYS: stream. ARGV: group, status prefix, ttl_s, now_iso,
-# JSON [job_id, attempt, entry_id, type, ...] to mark running,
+# JSON [job_id, attempt, entry_id, type, ...] to mark running (attempts as text),
 # JSON [entry_id, job_id, ...] to acknowledge as succeeded,
 # JSON [entry_id, job_id, attempt, type, ...] to mark running and acknowledge as succeeded.
 # A record that already shows an outcome is never set back to running.
