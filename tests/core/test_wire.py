@@ -31,11 +31,20 @@ def test_minimal_entry_from_redis_cli_gets_defaults() -> None:
         ({"type": "x", "payload": "{}", "priority": "high"}, "'priority' must be an integer"),
         ({"type": "x", "payload": "{}", "priority": "11"}, "'priority' must be 1..10"),
         ({"type": "x", "payload": "{}", "attempts": "-1"}, "must not be negative"),
+        # bytes that are not UTF-8 arrive as lone surrogates (surrogateescape)
+        ({"type": "x\udcff", "payload": "{}"}, "'type' is not valid UTF-8"),
+        ({"type": "x", "payload": "{}", "id": "j\udcff"}, "'id' is not valid UTF-8"),
+        ({"type": "x", "payload": "{}", "trace": "\udcc3("}, "'trace' is not valid UTF-8"),
     ],
 )
 def test_malformed_entries_say_why(fields: dict[str, str], reason: str) -> None:
     with pytest.raises(MalformedJob, match=reason):
         decode("1-0", fields)
+
+
+def test_text_beyond_ascii_that_is_utf8_is_fine() -> None:
+    job = decode("1-0", {"type": "résumé", "payload": '{"a": "ü"}', "id": "jöb", "t": "✓"})
+    assert (job.type, job.id, job.payload, job.extra) == ("résumé", "jöb", {"a": "ü"}, {"t": "✓"})
 
 
 def test_dead_letter_keeps_extras_and_replay_resets_attempts() -> None:

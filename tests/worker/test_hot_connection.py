@@ -130,3 +130,21 @@ async def test_rediss_urls_speak_tls(tmp_path: Path) -> None:
             await untrusted.call(("PING",), timeout_s=5)
     finally:
         server.stop()
+
+
+async def test_a_peer_that_does_not_speak_resp_fails_the_call_instead_of_hanging() -> None:
+    # a TCP server that answers anything with bytes that are not RESP
+    async def garbage(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+        await writer.drain()
+
+    server = await asyncio.start_server(garbage, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        hot = HotConnection(f"redis://127.0.0.1:{port}/0")
+        with pytest.raises(ConnectionError, match="not RESP"):
+            await hot.call(("PING",), timeout_s=5)
+        assert not hot.connected
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -12,6 +12,7 @@ import threading
 import time
 
 import orjson
+import redis
 from redis.asyncio import Redis as AsyncRedis
 from worker.conftest import (
     DEAD,
@@ -306,3 +307,32 @@ async def test_a_cancel_request_stops_the_running_handler_and_records_cancelled(
         await eventually(is_cancelled, what="state cancelled")
     assert await group_pending(redis_client) == 0
     assert await redis_client.xlen(DEAD) == 0
+
+
+async def test_entries_that_are_not_utf8_are_dead_lettered_with_their_bytes_intact(
+    redis_url: str, sync_redis: redis.Redis
+) -> None:
+    # given entries from a producer that does not speak UTF-8, next to a good one
+    raw = redis.Redis.from_url(redis_url)  # bytes in, bytes out
+    bad = [
+        {b"type": b"record", b"payload": b'{"into": "\xff\xfe"}'},
+        {b"type": b"record", b"payload": b"{}", b"x": b"\xc3("},
+        {b"type": b"record", b"payload": b"{}", b"id": b"job-\xff"},
+    ]
+    bad_ids = [raw.xadd(STREAM, fields) for fields in bad]  # type: ignore[arg-type]
+    raw.xadd(STREAM, {b"type": b"record", b"payload": b'{"into": "done"}', b"id": b"ok"})
+    # when a worker runs
+    assert await run_burst(testing_app, settings_for(redis_url)) == 0
+    # then each bad one is a dead letter with its reason and the producer's bytes, the
+    # good one ran, and nothing is left pending
+    dead = {fields[b"original_entry_id"]: fields for _, fields in raw.xrange(DEAD)}
+    first, second, third = (dead[entry_id] for entry_id in bad_ids)
+    assert first[b"reason"].startswith(b"malformed: 'payload' is not valid JSON")
+    assert first[b"payload"] == b'{"into": "\xff\xfe"}'
+    assert second[b"reason"] == b"malformed: 'x' is not valid UTF-8"
+    assert second[b"x"] == b"\xc3("
+    assert third[b"reason"] == b"malformed: 'id' is not valid UTF-8"
+    assert third[b"original_id"] == b"job-\xff"
+    assert sync_redis.hgetall("done") == {"ok": "1"}
+    assert sync_redis.xpending(STREAM, "workers")["pending"] == 0
+    raw.close()

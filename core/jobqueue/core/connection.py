@@ -14,10 +14,14 @@ def async_redis(url: str, *, socket_timeout_s: float | None = 30.0) -> AsyncRedi
 
     Commands are retried a few times on a dropped connection. The socket timeout must
     exceed any ``BLOCK`` a caller uses, or blocking reads would time out as errors.
+    Bytes that are not UTF-8 (a foreign producer's) decode to lone surrogates and encode
+    back to the same bytes, so such an entry can be read and dead-lettered intact
+    instead of failing every read that meets it.
     """
     return AsyncRedis.from_url(
         url,
         decode_responses=True,
+        encoding_errors="surrogateescape",
         socket_timeout=socket_timeout_s,
         socket_connect_timeout=5.0,
         health_check_interval=HEALTH_CHECK_INTERVAL_S,

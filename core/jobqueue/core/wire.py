@@ -96,14 +96,20 @@ def decode(entry_id: str, fields: Mapping[str, str]) -> Job:
     attempts = _int_field("attempts", get("attempts"), 0)
     if attempts < 0:
         raise MalformedJob(f"'attempts' must not be negative, got {attempts}")
+    job_id, enqueued_at = get("id") or entry_id, get("enqueued_at", "")
+    # Text that is not UTF-8 arrives as lone surrogates (see jobqueue.core.connection);
+    # it could not be written back as JSON or a status record. isascii() is O(1).
+    for name, text in (("id", job_id), ("type", job_type), ("enqueued_at", enqueued_at)):
+        if not text.isascii():
+            _check_utf8(name, text)
     extra = {} if fields.keys() <= CORE_FIELDS else _extra_fields(fields)
     return Job(
-        id=get("id") or entry_id,
+        id=job_id,
         type=job_type,
         payload=payload,
         payload_text=payload_text,
         priority=priority,
-        enqueued_at=get("enqueued_at", ""),
+        enqueued_at=enqueued_at,
         attempts=attempts,
         extra=extra,
     )
@@ -119,7 +125,18 @@ def _int_field(name: str, text: str | None, default: int) -> int:
 
 
 def _extra_fields(fields: Mapping[str, str]) -> dict[str, str]:
-    return {k: v for k, v in fields.items() if k not in CORE_FIELDS}
+    extra = {k: v for k, v in fields.items() if k not in CORE_FIELDS}
+    for name, text in extra.items():
+        _check_utf8("field name", name)
+        _check_utf8(name, text)
+    return extra
+
+
+def _check_utf8(name: str, text: str) -> None:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise MalformedJob(f"{name!r} is not valid UTF-8") from None
 
 
 def dead_letter_fields(

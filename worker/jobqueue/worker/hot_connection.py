@@ -74,6 +74,12 @@ class _RespProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.parser.feed(data)
+        try:
+            self._hand_out_replies()
+        except hiredis.ProtocolError as exc:
+            self.fail(RedisConnectionError(f"Redis sent something that is not RESP: {exc}"))
+
+    def _hand_out_replies(self) -> None:
         gets, waiting = self.parser.gets, self.waiting
         while (reply := gets()) is not False:
             if not waiting:
