@@ -99,8 +99,8 @@ def decode(entry_id: str, fields: Mapping[str, str]) -> Job:
     job_id, enqueued_at = get("id") or entry_id, get("enqueued_at", "")
     # Text that is not UTF-8 arrives as lone surrogates (see jobqueue.core.connection);
     # it could not be written back as JSON or a status record. isascii() is O(1).
-    for name, text in (("id", job_id), ("type", job_type), ("enqueued_at", enqueued_at)):
-        if not text.isascii():
+    if not (job_id.isascii() and job_type.isascii() and enqueued_at.isascii()):
+        for name, text in (("id", job_id), ("type", job_type), ("enqueued_at", enqueued_at)):
             _check_utf8(name, text)
     extra = {} if fields.keys() <= CORE_FIELDS else _extra_fields(fields)
     return Job(
