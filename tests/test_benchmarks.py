@@ -1,0 +1,45 @@
+"""Every benchmark still runs end to end (tiny sizes) and prints its figures.
+
+Nothing here asserts a speed: the figures depend on the machine and its load. The
+point is that `bench/` does not rot as the code it measures changes.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "expected"),
+    [
+        ("worker_throughput.py", ["--jobs", "300", "--rounds", "1"], "ratio worker/raw"),
+        ("hot_path_round_trip.py", ["--calls", "20", "--rounds", "1"], "hot connection"),
+        ("worker_inprocess.py", ["--batches", "20", "--rounds", "1"], "worker path per job"),
+        (
+            "producer_throughput.py",
+            ["--jobs", "200", "--batch", "50", "--requests", "20", "--rounds", "1"],
+            "/jobs/batch",
+        ),
+        (
+            "operator_scaling.py",
+            ["--trials", "1", "--queues", "2", "--seconds", "2"],
+            "per JobQueue per poll",
+        ),
+    ],
+)
+def test_benchmark_runs_and_prints_its_figures(script: str, args: list[str], expected: str) -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert expected in done.stdout, done.stdout
