@@ -28,7 +28,13 @@ from typing import Any, cast
 
 import hiredis
 from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection, parse_url
-from redis.exceptions import BusyLoadingError, NoScriptError, ReadOnlyError, ResponseError
+from redis.exceptions import (
+    BusyLoadingError,
+    NoScriptError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ResponseError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -41,6 +47,7 @@ Command = tuple[Arg, ...]
 _ERROR_TYPES: dict[str, type[Exception]] = {
     "LOADING": BusyLoadingError,
     "NOSCRIPT": NoScriptError,
+    "OOM": OutOfMemoryError,
     "READONLY": ReadOnlyError,
 }
 

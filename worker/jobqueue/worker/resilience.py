@@ -1,7 +1,8 @@
 """Riding out Redis going away: which errors are transient, and retrying through them.
 
-A dropped connection, a server restart (``LOADING`` while the AOF replays) or a timeout
-is transient: the worker backs off and tries again, nothing is lost because an entry is
+A dropped connection, a server restart (``LOADING`` while the AOF replays), a timeout,
+Redis refusing writes (``OOM`` at ``maxmemory``, ``READONLY`` on a replica during a
+failover) is transient: the worker backs off and tries again, nothing is lost because an entry is
 acknowledged only once its outcome is written. Anything else (a ``ResponseError`` from a
 bad command, a bug) is not caught here.
 """
@@ -14,12 +15,24 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
+from redis.exceptions import (
+    BusyLoadingError,
+    ConnectionError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    TimeoutError,
+)
 
 T = TypeVar("T")
 log = logging.getLogger("jobqueue.worker")
 
-TRANSIENT_ERRORS: tuple[type[Exception], ...] = (ConnectionError, TimeoutError, BusyLoadingError)
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
+    ConnectionError,
+    TimeoutError,
+    BusyLoadingError,
+    OutOfMemoryError,
+    ReadOnlyError,
+)
 RECONNECT_BASE_S = 0.05
 RECONNECT_CAP_S = 2.0
 
