@@ -148,3 +148,18 @@ async def test_a_peer_that_does_not_speak_resp_fails_the_call_instead_of_hanging
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_unix_socket_urls_connect_to_the_socket(tmp_path: Path) -> None:
+    socket_path = tmp_path / "redis.sock"
+    server = RedisServer(tmp_path / "redis", extra_args=("--unixsocket", str(socket_path)))
+    server.start()
+    try:
+        hot = HotConnection(f"unix://{socket_path}?db=2")
+        await hot.call(("SET", "via", "socket"), timeout_s=5)
+        hot.close()
+        check = redis.Redis(port=server.port, db=2, decode_responses=True)
+        assert check.get("via") == "socket"
+        check.close()
+    finally:
+        server.stop()
