@@ -336,3 +336,21 @@ async def test_entries_that_are_not_utf8_are_dead_lettered_with_their_bytes_inta
     assert sync_redis.hgetall("done") == {"ok": "1"}
     assert sync_redis.xpending(STREAM, "workers")["pending"] == 0
     raw.close()
+
+
+async def test_a_status_key_of_another_type_does_not_hold_back_its_batch(
+    redis_client: AsyncRedis, redis_url: str
+) -> None:
+    # given five jobs, one of whose status keys holds something that is not a record
+    ids = [await enqueue(redis_client, "record", {"into": "done"}) for _ in range(5)]
+    foreign = f"{STREAM}:job:{ids[2]}"
+    await redis_client.set(foreign, "another application's value")
+    # when a burst worker runs them (it once crash-looped on the WRONGTYPE reply)
+    assert await run_burst(testing_app, settings_for(redis_url, max_loop_crashes=3)) == 0
+    # then every job ran once and was acknowledged, the others have their records, and
+    # the foreign key is left exactly as it was
+    assert await redis_client.hgetall("done") == {i: "1" for i in ids}
+    assert await group_pending(redis_client) == 0
+    assert await redis_client.hget(f"{STREAM}:job:{ids[0]}", "state") == "succeeded"
+    assert await redis_client.get(foreign) == "another application's value"
+    assert await redis_client.ttl(foreign) == -1

@@ -28,14 +28,26 @@ from __future__ import annotations
 FLUSH = """
 local prefix, now, ttl = ARGV[2], ARGV[4], ARGV[3]
 local settled = {succeeded = true, dead = true, cancelled = true, retrying = true}
+-- A status key holding another type (not a record of ours) is left alone: failing the
+-- whole flush on it would hold every acknowledgement of the batch back, forever.
+local function foreign(reply)
+  if type(reply) == 'table' and reply.err then
+    if string.sub(reply.err, 1, 9) == 'WRONGTYPE' then return true end
+    error(reply)  -- anything else (OOM, ...) fails the script as redis.call would
+  end
+  return false
+end
 local function unsettled(key)
-  local state = redis.call('HGET', key, 'state')
+  local state = redis.pcall('HGET', key, 'state')
+  if foreign(state) then return false end
   return not (state and settled[state])
 end
+local function record(key, ...)
+  if not foreign(redis.pcall('HSET', key, ...)) then redis.call('EXPIRE', key, ttl) end
+end
 local function mark_running(key, attempt, entry_id, job_type)
-  redis.call('HSET', key, 'state', 'running', 'started_at', now, 'updated_at', now,
+  record(key, 'state', 'running', 'started_at', now, 'updated_at', now,
     'attempts', attempt, 'entry_id', entry_id, 'type', job_type)
-  redis.call('EXPIRE', key, ttl)
 end
 -- Acknowledges the entry ids at list[1], list[1 + step], ...; true if all were pending.
 local function ack_all(list, step)
@@ -55,8 +67,7 @@ local all_pending, acked = ack_all(done, 2)
 for i = 1, #done, 2 do
   local key = prefix .. done[i + 1]
   if all_pending or unsettled(key) then
-    redis.call('HSET', key, 'state', 'succeeded', 'finished_at', now, 'updated_at', now)
-    redis.call('EXPIRE', key, ttl)
+    record(key, 'state', 'succeeded', 'finished_at', now, 'updated_at', now)
   end
 end
 local both = cjson.decode(ARGV[7])
@@ -64,9 +75,8 @@ local both_pending, both_acked = ack_all(both, 4)
 for i = 1, #both, 4 do
   local key = prefix .. both[i + 1]
   if both_pending or unsettled(key) then
-    redis.call('HSET', key, 'state', 'succeeded', 'started_at', now, 'finished_at', now,
+    record(key, 'state', 'succeeded', 'started_at', now, 'finished_at', now,
       'updated_at', now, 'attempts', both[i + 2], 'entry_id', both[i], 'type', both[i + 3])
-    redis.call('EXPIRE', key, ttl)
   end
 end
 return acked + both_acked
