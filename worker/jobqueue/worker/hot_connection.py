@@ -224,15 +224,7 @@ class HotConnection:
 
 
 def _tls_context(options: dict[str, Any]) -> ssl.SSLContext:
-    """The TLS settings of a ``rediss://`` URL's query (redis-py's names)."""
-    context = ssl.create_default_context(cafile=options.get("ssl_ca_certs"))
-    requirement = str(options.get("ssl_cert_reqs", "required")).lower()
-    if requirement == "none":
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    else:
-        context.check_hostname = bool(options.get("ssl_check_hostname", True))
-        context.verify_mode = ssl.CERT_OPTIONAL if requirement == "optional" else ssl.CERT_REQUIRED
-    if options.get("ssl_certfile"):
-        context.load_cert_chain(options["ssl_certfile"], options.get("ssl_keyfile"))
-    return context
+    """The TLS context redis-py builds from a ``rediss://`` URL's query, so this
+    connection and the shared client verify (or not) exactly alike."""
+    settings = {name: value for name, value in options.items() if name != "connection_class"}
+    return SSLConnection(**settings).ssl_context.get()
