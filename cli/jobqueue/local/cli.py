@@ -14,6 +14,8 @@ from rich.console import Console
 from rich.live import Live
 
 from jobqueue.core.errors import ConfigError
+from jobqueue.core.log_flags import log_options
+from jobqueue.core.logs import setup_logging
 from jobqueue.local.queue import LocalQueue, load_queue
 from jobqueue.local.session import run_dev
 from jobqueue.local.settings import DevSettings
@@ -55,6 +57,7 @@ from jobqueue.local.view import Snapshot, plain_line, render
     is_flag=True,
     help="Stop once jobs have run and the queue is idle at its minimum replicas.",
 )
+@log_options
 def dev(
     path: Path | None,
     redis_url: str | None,
@@ -65,6 +68,8 @@ def dev(
     live: bool | None,
     duration_s: float | None,
     exit_when_idle: bool,
+    log_level: str | None,
+    log_format: str | None,
 ) -> None:
     """Run a JobQueue locally: Redis, the producer API and autoscaled worker processes.
 
@@ -84,9 +89,12 @@ def dev(
             live=sys.stdout.isatty() if live is None else live,
             duration_s=duration_s,
             exit_when_idle=exit_when_idle,
+            logs=base.logs.with_flags(log_level, log_format),
         )
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
+    # Local mode's own records (libraries' warnings); the view itself is not logging.
+    setup_logging(settings.logs, "dev", queue=queue.name)
     try:
         if settings.live:
             _run_live(queue, settings)

@@ -30,6 +30,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from jobqueue.core.backlog import QueueSample, sample_queue
 from jobqueue.core.client import AsyncClient
 from jobqueue.core.connection import async_redis
+from jobqueue.core.logs import LogSettings
 from jobqueue.core.settings import QueueSettings
 from jobqueue.local import demo
 from jobqueue.local.autoscale import Autoscaler
@@ -50,6 +51,11 @@ REAP_INTERVAL_S = 10.0
 PRODUCER_STOP_S = 10.0
 """Seconds the producer gets to finish its requests when local mode stops."""
 CHILD_ENV = {"PYTHONUNBUFFERED": "1"}
+
+
+def log_env(logs: LogSettings) -> dict[str, str]:
+    """The children log as local mode was told to (their lines go to their log files)."""
+    return {"JOBQUEUE_LOG_LEVEL": logs.level, "JOBQUEUE_LOG_FORMAT": logs.format}
 
 
 async def run_dev(
@@ -109,7 +115,7 @@ class DevSession:
         self._tally = OutcomeTally()
         command = jobqueue_command()
         # The URL goes by environment, never argv: `ps` must not show a password.
-        child_env = {**CHILD_ENV, "REDIS_URL": redis.url}
+        child_env = {**CHILD_ENV, "REDIS_URL": redis.url, **log_env(settings.logs)}
         self.pool = WorkerPool(
             lambda name, port: queue.worker_argv(command, name, port),
             self.log_dir,

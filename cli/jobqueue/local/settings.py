@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from jobqueue.core.logs import LogSettings
 from jobqueue.core.settings import check_redis_url, env_value, parse_bool
 
 DEFAULT_PRODUCER_PORT = 8080
@@ -43,6 +44,8 @@ class DevSettings:
     """Stop after this many seconds; None: run until Ctrl-C."""
     exit_when_idle: bool = False
     """Stop once jobs have run and the queue is idle at its minimum replicas."""
+    logs: LogSettings = field(default_factory=LogSettings)
+    """How local mode and the producer and workers it starts log."""
 
     def __post_init__(self) -> None:
         if self.redis_url is not None:
@@ -57,4 +60,5 @@ class DevSettings:
             producer_port=env_value(env, "JOBQUEUE_PRODUCER_PORT", DEFAULT_PRODUCER_PORT, int),
             data_dir=env_value(env, "JOBQUEUE_DEV_DATA_DIR", None, _optional_path),
             worker_metrics=env_value(env, "JOBQUEUE_DEV_WORKER_METRICS", True, parse_bool),
+            logs=LogSettings.from_env(env),
         )

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
 import os
+import socket
 from typing import Any
 
 import click
 
 from jobqueue.core.errors import ConfigError
+from jobqueue.core.log_flags import log_options
+from jobqueue.core.logs import LogSettings, setup_logging
 from jobqueue.operator.crd import crd_yaml
 from jobqueue.operator.scaler import OperatorContext
 from jobqueue.operator.settings import OperatorSettings
@@ -37,23 +39,25 @@ SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
     help="Run alone, or coordinate replicas by Kopf peering [JOBQUEUE_OPERATOR_STANDALONE].",
 )
 @click.option("--priority", type=int, help="Peering priority [JOBQUEUE_OPERATOR_PRIORITY, 0].")
-@click.option("--verbose", "-v", is_flag=True, help="Debug logging.")
+@click.option("--verbose", "-v", is_flag=True, help="Debug logging (same as --log-level DEBUG).")
+@log_options
 def operator(
     namespaces: tuple[str, ...],
     http_port: int | None,
     standalone: bool | None,
     priority: int | None,
     verbose: bool,
+    log_level: str | None,
+    log_format: str | None,
 ) -> None:
     """Run the Kubernetes operator: scale each JobQueue's workers on its lag."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     try:
         settings = OperatorSettings.from_env()
+        logs = LogSettings.from_env().with_flags("DEBUG" if verbose else log_level, log_format)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
+    # On the root logger: Kopf's own records (not configured by Kopf here) use it too.
+    setup_logging(logs, "operator", pod=os.environ.get("POD_NAME") or socket.gethostname())
     changes: dict[str, Any] = {
         "namespaces": namespaces or None,
         "http_port": http_port,

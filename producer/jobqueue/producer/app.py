@@ -91,6 +91,6 @@ def run(settings: ProducerSettings) -> None:
         host=settings.host,
         port=settings.port,
         shutdown_timeout=settings.shutdown_timeout_s,
-        access_log=None,
+        access_log=logging.getLogger("aiohttp.access") if settings.access_log else None,
         print=None,
     )

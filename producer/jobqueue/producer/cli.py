@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import logging
 import os
+import socket
 from typing import Any
 
 import click
@@ -19,6 +19,8 @@ from rich.progress import Progress
 
 from jobqueue.core.client import InvalidNewJob, NewJob
 from jobqueue.core.errors import ConfigError
+from jobqueue.core.log_flags import log_options
+from jobqueue.core.logs import LogSettings, setup_logging
 from jobqueue.producer import cli_output as out
 from jobqueue.producer.cli_common import connected, queue_options, queue_settings
 from jobqueue.producer.cli_dead import dead
@@ -38,21 +40,30 @@ LISTEN_ERRORS = (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES)
 @click.option("--dead-stream", help="Dead letters [JOBQUEUE_DEAD_STREAM, jobs:dead].")
 @click.option("--host", help="Address to listen on [JOBQUEUE_PRODUCER_HOST, 0.0.0.0].")
 @click.option("--port", type=int, help="Port to listen on [JOBQUEUE_PRODUCER_PORT, 8080].")
-def producer(**flags: Any) -> None:
+@click.option(
+    "--access-log/--no-access-log",
+    default=None,
+    help="Log one line per request [JOBQUEUE_PRODUCER_ACCESS_LOG, off].",
+)
+@log_options
+def producer(log_level: str | None, log_format: str | None, **flags: Any) -> None:
     """Serve the HTTP producer API until SIGTERM, then finish in-flight requests."""
     from jobqueue.producer.app import run  # aiohttp only for this command
 
     try:
         settings = ProducerSettings.from_env()
-        host, port = flags.pop("host"), flags.pop("port")
+        host, port, access_log = flags.pop("host"), flags.pop("port"), flags.pop("access_log")
         queue = dataclasses.replace(settings.queue, **{k: v for k, v in flags.items() if v})
         settings = dataclasses.replace(
             settings, queue=queue, host=host or settings.host, port=port or settings.port
         )
+        if access_log is not None:
+            settings = dataclasses.replace(settings, access_log=access_log)
+        logs = LogSettings.from_env().with_flags(log_level, log_format)
         JobTypes.from_file(settings.job_types_file)  # fail before listening
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    setup_logging(logs, "producer", pod=socket.gethostname(), queue=settings.queue.stream)
     try:
         run(settings)
     except OSError as exc:

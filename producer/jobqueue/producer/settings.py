@@ -5,7 +5,8 @@ Environment (flags of ``jobqueue producer`` win over it): the queue's variables 
 ``JOBQUEUE_PRODUCER_PORT``, ``JOBQUEUE_AUTH_TOKENS`` (comma separated),
 ``JOBQUEUE_AUTH_TOKENS_FILE`` (a mounted Secret: tokens separated by newlines or commas),
 ``JOBQUEUE_JOB_TYPES_FILE``, ``JOBQUEUE_MAX_BODY_BYTES``, ``JOBQUEUE_MAX_BATCH_JOBS``,
-``JOBQUEUE_IDEMPOTENCY_TTL_S``, ``JOBQUEUE_SHUTDOWN_TIMEOUT_S``.
+``JOBQUEUE_IDEMPOTENCY_TTL_S``, ``JOBQUEUE_SHUTDOWN_TIMEOUT_S``,
+``JOBQUEUE_PRODUCER_ACCESS_LOG``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from jobqueue.core.errors import ConfigError
-from jobqueue.core.settings import QueueSettings, env_value
+from jobqueue.core.settings import QueueSettings, env_value, parse_bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,8 @@ class ProducerSettings:
     """How long an idempotency key remembers its first job, in seconds."""
     shutdown_timeout_s: float = 30.0
     """How long SIGTERM waits for in-flight requests, in seconds."""
+    access_log: bool = False
+    """Log one line per request (logger ``aiohttp.access``, INFO)."""
 
     @property
     def auth_enabled(self) -> bool:
@@ -63,6 +66,7 @@ class ProducerSettings:
             max_batch_jobs=env_value(env, "JOBQUEUE_MAX_BATCH_JOBS", 1000, int),
             idempotency_ttl_s=env_value(env, "JOBQUEUE_IDEMPOTENCY_TTL_S", 24 * 3600, int),
             shutdown_timeout_s=env_value(env, "JOBQUEUE_SHUTDOWN_TIMEOUT_S", 30.0, float),
+            access_log=env_value(env, "JOBQUEUE_PRODUCER_ACCESS_LOG", False, parse_bool),
         )
 
 

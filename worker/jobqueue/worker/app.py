@@ -122,7 +122,11 @@ def load_app(ref: str) -> App:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ConfigError(f"cannot import {module_name!r}: {exc}") from exc
-    app = getattr(module, attribute, None)
+    if not hasattr(module, attribute):
+        raise ConfigError(f"module {module_name!r} has no attribute {attribute!r}")
+    app = getattr(module, attribute)
     if not isinstance(app, App):
         raise ConfigError(f"{ref} is not a jobqueue.worker.App (got {type(app).__name__})")
+    if not app.handlers:
+        raise ConfigError(f"{ref} has no handlers: register one with @{attribute}.handler(TYPE)")
     return app

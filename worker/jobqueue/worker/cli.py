@@ -7,7 +7,6 @@ environment, the environment over the defaults of `WorkerSettings`.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import sys
 from typing import Any
 
@@ -15,6 +14,8 @@ import click
 import uvloop
 
 from jobqueue.core.errors import ConfigError
+from jobqueue.core.log_flags import log_options
+from jobqueue.core.logs import LogSettings, setup_logging
 from jobqueue.worker.app import load_app
 from jobqueue.worker.runner import Worker
 from jobqueue.worker.settings import WorkerSettings
@@ -91,23 +92,15 @@ def settings_from(env_settings: WorkerSettings, flags: dict[str, Any]) -> Worker
 )
 @click.option("--consumer", help="Consumer name [POD_NAME, default hostname-pid].")
 @click.option("--burst", is_flag=True, help="Exit 0 once the queue is empty [JOBQUEUE_BURST].")
-@click.option(
-    "--log-level",
-    default="INFO",
-    envvar="JOBQUEUE_LOG_LEVEL",
-    show_default=True,
-    help="Logging level [JOBQUEUE_LOG_LEVEL].",
-)
-def worker(app_ref: str, log_level: str, **flags: Any) -> None:
+@log_options
+def worker(app_ref: str, log_level: str | None, log_format: str | None, **flags: Any) -> None:
     """Run a worker for APP_REF (module:attribute naming a jobqueue.worker.App)."""
-    logging.basicConfig(
-        level=log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
     try:
+        logs = LogSettings.from_env().with_flags(log_level, log_format)
         settings = settings_from(WorkerSettings.from_env(), flags)
+        setup_logging(logs, "worker", pod=settings.consumer, queue=settings.queue.stream)
         app = load_app(app_ref)
     except ConfigError as exc:
-        raise click.UsageError(str(exc)) from exc
+        raise click.UsageError(str(exc)) from None
     code = uvloop.run(Worker(app, settings).run())
     sys.exit(code)

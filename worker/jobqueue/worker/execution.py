@@ -20,10 +20,13 @@ import logging
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from redis.asyncio import Redis as AsyncRedis
 
 from jobqueue.core.errors import Fatal, Retry
+from jobqueue.core.logs import job_fields
+from jobqueue.core.wire import Job
 from jobqueue.worker.app import App, HandlerSpec, JobContext
 from jobqueue.worker.backoff import Backoff
 from jobqueue.worker.inflight import Delivery, InFlight
@@ -46,6 +49,8 @@ class Executor:
         self.default_backoff = Backoff(base_s=settings.backoff_base_s, cap_s=settings.backoff_cap_s)
         # Sync handlers run here, off the event loop; one thread per slot at most.
         self.pool = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="jobqueue-job")
+        # Read once: per-job DEBUG lines must cost nothing when DEBUG is off.
+        self.debug = log.isEnabledFor(logging.DEBUG)
 
     async def run(self, delivery: Delivery) -> None:
         """Run one delivery to its recorded outcome (a task per delivery)."""
@@ -57,6 +62,12 @@ class Executor:
             return
         timeout_s = spec.timeout_s or self.settings.job_timeout_s
         ctx = JobContext(job=job, entry_id=delivery.entry_id, redis=self.redis)
+        if self.debug:
+            log.debug(
+                "job %s (%s) attempt %d started",
+                *(job.id, job.type, job.attempts + 1),
+                extra=self._log_fields(job),
+            )
         started = time.perf_counter()
         delivery.deadline = time.monotonic() + timeout_s
         delivery.handler_running = True
@@ -83,6 +94,12 @@ class Executor:
             return
         delivery.handler_running = False
         self.outcomes.succeeded(delivery, time.perf_counter() - started)
+        if self.debug:
+            log.debug("job %s (%s) succeeded", job.id, job.type, extra=self._log_fields(job))
+
+    def _log_fields(self, job: Job) -> dict[str, Any]:
+        stream, attempt = self.settings.queue.stream, job.attempts + 1
+        return job_fields(job.id, job.type, stream, attempt, trace_id=job.extra.get("trace_id"))
 
     async def _failed(
         self,
@@ -111,7 +128,6 @@ class Executor:
         delay_s = exc.delay_s if isinstance(exc, Retry) else None
         if delay_s is None:
             delay_s = (spec.backoff or self.default_backoff).delay_s(made)
-        log.info("job %s (%s) attempt %d failed: %s", job.id, job.type, made, error)
         await self.outcomes.retry(delivery, error, delay_s, duration_s)
 
     def close(self) -> None:

@@ -16,6 +16,7 @@ lands.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,12 +26,14 @@ import orjson
 from redis.asyncio import Redis as AsyncRedis
 
 from jobqueue.core.keys import QueueKeys
+from jobqueue.core.logs import job_fields
 from jobqueue.core.wire import dead_letter_fields, utc_now_iso
 from jobqueue.worker import scripts
 from jobqueue.worker.inflight import Delivery
 from jobqueue.worker.metrics import UNKNOWN_TYPE, WorkerMetrics
 from jobqueue.worker.resilience import persist
 
+log = logging.getLogger("jobqueue.worker")
 MAX_ACK_BATCH = 1000
 """Most entries per success script call (bounds the script's argument list)."""
 MAX_ERROR_CHARS = 500
@@ -271,6 +274,11 @@ class Outcomes:
         await persist(lambda: self._ack_retry(keys=keys, args=args), "schedule retry")
         self.on_acked([delivery.entry_id])
         self.metrics.finished(job.type, "retried", duration_s)
+        log.warning(
+            "job %s (%s) attempt %d failed, retry in %.1f s: %s",
+            *(job.id, job.type, job.attempts, delay_s, error),
+            extra=self._log_fields(delivery, job.attempts, retry_in_s=round(delay_s, 3)),
+        )
 
     async def dead(
         self,
@@ -301,6 +309,19 @@ class Outcomes:
         label = job.type if job is not None and reason not in ("no_handler",) else UNKNOWN_TYPE
         self.metrics.finished(label, "dead", duration_s)
         self.metrics.dead(label, reason)
+        log.error(
+            "job %s (%s) dead-lettered after %d attempts: %s",
+            *(job_id, delivery.fields.get("type", "?"), made, message),
+            extra=self._log_fields(delivery, made, reason=reason, traceback=tb),
+        )
+
+    def _log_fields(self, delivery: Delivery, attempts: int, **more: Any) -> dict[str, Any]:
+        """A log line's job fields (`job_fields`), for a delivery decoded or not."""
+        get = delivery.fields.get
+        job_id = delivery.job.id if delivery.job else get("id") or delivery.entry_id
+        fields = job_fields(job_id, get("type", ""), self.keys.stream, attempts, **more)
+        fields.update(entry_id=delivery.entry_id, trace_id=get("trace_id"))
+        return fields
 
     async def cancelled(self, delivery: Delivery, duration_s: float) -> None:
         """Ack + status ``cancelled`` for a job the client cancelled while it ran."""

@@ -113,7 +113,13 @@ class Worker:
         if handle_signals:
             self._install_signal_handlers()
         s = self.settings
-        log.info("worker %s: stream %s group %s", s.consumer, s.queue.stream, s.queue.group)
+        log.info(
+            "worker %s: stream %s group %s, handlers: %s",
+            s.consumer,
+            s.queue.stream,
+            s.queue.group,
+            ", ".join(sorted(self.app.handlers)) or "none",
+        )
         if s.http_port:
             try:
                 await self.http.start(s.http_host, s.http_port)
