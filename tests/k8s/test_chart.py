@@ -64,7 +64,7 @@ def test_default_render_validates(default_objects: list[Obj]) -> None:
 
 def test_all_on_render_validates(all_on_objects: list[Obj]) -> None:
     # everything validates except the Prometheus Operator's monitors (logged)
-    assert validate_all(all_on_objects) == {"ServiceMonitor", "PodMonitor"}
+    assert validate_all(all_on_objects) == {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
     kinds = {obj["kind"] for obj in all_on_objects}
     assert {"JobQueue", "ConfigMap", "Role", "RoleBinding", "Secret", "Service"} <= kinds
 
@@ -110,6 +110,11 @@ INVALID_COMBINATIONS: dict[str, tuple[dict[str, Any], str]] = {
         "not both",
     ),
     "no-dashboards-in-the-chart": ({"dashboards": {"enabled": True}}, "dashboards"),
+    "no-alert-rules-in-the-chart": ({"metrics": {"prometheusRule": {"enabled": True}}}, "alerts"),
+    "disabling-an-unknown-alert": (
+        {"metrics": {"prometheusRule": {"enabled": True, "disabledAlerts": ["JobQueueTypo"]}}},
+        "no alert named JobQueueTypo",
+    ),
 }
 
 
@@ -120,11 +125,11 @@ def test_invalid_combinations_fail_the_render_with_a_reason(
     values: dict[str, Any], reason: str, tmp_path: Path
 ) -> None:
     chart_dir = CHART
-    if "dashboards" in values:
-        # a copy of the chart whose dashboards link is broken (e.g. packaged without it)
+    if reason in ("dashboards", "alerts"):
+        # a copy of the chart without the linked files (e.g. packaged without them)
         chart_dir = tmp_path / "jobqueue"
         shutil.copytree(
-            CHART, chart_dir, symlinks=True, ignore=shutil.ignore_patterns("dashboards")
+            CHART, chart_dir, symlinks=True, ignore=shutil.ignore_patterns("dashboards", "alerts")
         )
     with helm.Chart.load(chart_dir) as loaded, pytest.raises(helm.HelmRenderError, match=reason):
         loaded.render(values, name="jq", namespace=NAMESPACE)

@@ -108,6 +108,34 @@ async def test_a_burst_raises_replicas_within_a_few_polls_and_draining_brings_th
     assert "ScaledDown" in event_reasons(kube, "burst")
 
 
+def replicas_metric(ctx: OperatorContext, name: str, kind: str) -> float | None:
+    labels = {"namespace": NAMESPACE, "jobqueue": name, "kind": kind}
+    return ctx.metrics.registry.get_sample_value("jobqueue_worker_replicas", labels)
+
+
+async def test_metrics_report_ready_workers_and_a_scaling_pinned_at_max_replicas(
+    kube: KubeEmulator, operator: OperatorContext, redis_url: str, redis_client: Redis
+) -> None:
+    # Given a queue allowed 2 workers (lagPerReplica 10) with a backlog of 50 jobs
+    await apply(kube, jobqueue("pinned", redis_url, scaling={"maxReplicas": 2}))
+    await eventually(lambda: replicas_of(kube, "pinned") == 0, what="deployment at 0")
+    await eventually(lambda: redis_client.xinfo_groups("pinned:work"), what="group")
+    await enqueue(redis_client, "pinned:work", 50)
+    await eventually(lambda: replicas_of(kube, "pinned") == 2, what="2 replicas")
+    # Then the load asks for more than the max: the alerts' gauge says so
+    limited = {"namespace": NAMESPACE, "jobqueue": "pinned"}
+    await eventually(
+        lambda: operator.metrics.registry.get_sample_value("jobqueue_scaling_limited", limited),
+        what="scaling limited = 1",
+    )
+    assert replicas_metric(operator, "pinned", "max") == 2
+    assert replicas_metric(operator, "pinned", "ready") == 0  # no pod is ready yet
+
+    # When the Deployment controller reports one ready pod, the operator's gauge follows
+    await kube.patch_status(DEPLOYMENTS, NAMESPACE, "pinned-worker", {"readyReplicas": 1})
+    await eventually(lambda: replicas_metric(operator, "pinned", "ready") == 1, what="1 ready")
+
+
 async def test_a_single_job_wakes_a_queue_at_zero(
     kube: KubeEmulator, operator: OperatorContext, redis_url: str, redis_client: Redis
 ) -> None:

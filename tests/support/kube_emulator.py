@@ -189,6 +189,14 @@ class KubeEmulator:
         }
         return await self._send("PATCH", _path(resource, namespace, name), body)
 
+    async def patch_status(
+        self, resource: str, namespace: str, name: str, status: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Merge-patch ``status``, as a controller of that resource would (e.g. the
+        Deployment controller counting ready pods)."""
+        body = {"status": status, "metadata": {"resourceVersion": str(next(self._versions))}}
+        return await self._send("PATCH", _path(resource, namespace, name), body)
+
     async def delete(self, resource: str, namespace: str, name: str) -> None:
         await self._send("DELETE", _path(resource, namespace, name))
 

@@ -40,7 +40,16 @@ class OperatorMetrics:
             "jobqueue_queue_completion_rate_jobs_per_second", "Jobs done", LABELS, registry=reg
         )
         self.replicas = Gauge(
-            "jobqueue_worker_replicas", "Worker replicas", (*LABELS, "kind"), registry=reg
+            "jobqueue_worker_replicas",
+            "Worker replicas: current (spec), desired, ready (Deployment status), max (spec)",
+            (*LABELS, "kind"),
+            registry=reg,
+        )
+        self.limited = Gauge(
+            "jobqueue_scaling_limited",
+            "1 while the load asks for more workers than maxReplicas allows",
+            LABELS,
+            registry=reg,
         )
         self.decisions = Counter(
             "jobqueue_scaling_decisions",
@@ -50,9 +59,18 @@ class OperatorMetrics:
         )
 
     def observe(
-        self, namespace: str, name: str, sample: Sample, dead: int, decision: Decision
+        self,
+        namespace: str,
+        name: str,
+        sample: Sample,
+        dead: int,
+        decision: Decision,
+        *,
+        ready: int | None = None,
+        max_replicas: int | None = None,
     ) -> None:
-        """Record one poll of one JobQueue."""
+        """Record one poll of one JobQueue; ``ready`` (the Deployment's ready pods, when
+        known) and ``max_replicas`` feed the alerts on unready and pinned workers."""
         labels = (namespace, name)
         self.lag.labels(*labels).set(sample.lag)
         self.pending.labels(*labels).set(sample.pending)
@@ -62,6 +80,11 @@ class OperatorMetrics:
         self.completion.labels(*labels).set(sample.completion_rate)
         self.replicas.labels(*labels, "current").set(sample.replicas)
         self.replicas.labels(*labels, "desired").set(decision.replicas)
+        if ready is not None:
+            self.replicas.labels(*labels, "ready").set(ready)
+        if max_replicas is not None:
+            self.replicas.labels(*labels, "max").set(max_replicas)
+        self.limited.labels(*labels).set(1 if decision.limited else 0)
         if decision.direction != "none":
             self.decisions.labels(*labels, decision.direction).inc()
 
@@ -70,7 +93,8 @@ class OperatorMetrics:
         for gauge in (self.lag, self.pending, self.delayed, self.dead, self.arrival):
             _remove(gauge, namespace, name)
         _remove(self.completion, namespace, name)
-        for kind in ("current", "desired"):
+        _remove(self.limited, namespace, name)
+        for kind in ("current", "desired", "ready", "max"):
             _remove(self.replicas, namespace, name, kind)
         for direction in ("up", "down"):
             _remove(self.decisions, namespace, name, direction)

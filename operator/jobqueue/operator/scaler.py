@@ -81,6 +81,8 @@ class QueueScaler:
         self._url_spec: RedisSpec | None = None
         self._url_read_s = float("-inf")
         self._replicas: int | None = None
+        # Ready pods of the Deployment when last read (its status), for the metrics.
+        self._ready: int | None = None
         self._replicas_read_s = float("-inf")
         self._reaped_s = float("-inf")
         self._last_error = ""
@@ -123,7 +125,15 @@ class QueueScaler:
         self.state = decision.state
         if decision.replicas != replicas:
             await self._apply(body, decision)
-        self.ctx.metrics.observe(self.namespace, self.name, observed, sample.dead_letters, decision)
+        self.ctx.metrics.observe(
+            self.namespace,
+            self.name,
+            observed,
+            sample.dead_letters,
+            decision,
+            ready=self._ready,
+            max_replicas=spec.scaling.max_replicas,
+        )
         self._record(generation, sample, observed, decision)
         await self._write_status(now)
         if now - self._reaped_s >= self.ctx.settings.reap_interval_s:
@@ -162,8 +172,10 @@ class QueueScaler:
                 self._replicas = await ensure_deployment(
                     api, self.name, self.namespace, self.uid, spec
                 )
+                self._ready = 0
             else:
                 self._replicas = int(found.get("spec", {}).get("replicas") or 0)
+                self._ready = int((found.get("status") or {}).get("readyReplicas") or 0)
             self._replicas_read_s = now
         return self._replicas
 
