@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import kubernetes_validate
+import kubernetes_validate.utils
 import pytest
 import yaml
 
+from jobqueue.operator import podschema
 from jobqueue.operator.crd import CRD_FILENAME, crd_manifest, crd_yaml
 from jobqueue.operator.spec import JobQueueSpec
 
@@ -63,12 +66,14 @@ def test_crd_has_status_subresource_short_name_and_printer_columns() -> None:
     assert {"Lag", "Pending", "Replicas", "Desired", "Rate"} <= columns
 
 
-def walk(node: Any) -> list[dict[str, Any]]:
-    if isinstance(node, list):
-        return [n for item in node for n in walk(item)]
-    if not isinstance(node, dict):
-        return []
-    return [node] + [n for value in node.values() for n in walk(value)]
+def walk(node: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every schema node under ``node`` (a ``properties`` map is not one: a property may be
+    named ``items``, as a ConfigMap volume's is)."""
+    children = list(node.get("properties", {}).values())
+    for key in ("items", "additionalProperties"):
+        if isinstance(node.get(key), dict):
+            children.append(node[key])
+    return [node] + [n for child in children for n in walk(child)]
 
 
 def test_schema_is_structural_every_node_typed_no_unions_or_refs() -> None:
@@ -129,3 +134,20 @@ def test_defaults_of_nested_objects_let_the_api_server_fill_them() -> None:
 
 def test_committed_yaml_parses_to_the_manifest() -> None:
     assert yaml.safe_load(COMMITTED[0].read_text()) == crd_manifest()
+
+
+def test_vendored_pod_template_schema_matches_the_kubernetes_definitions() -> None:
+    # Regenerated from kubernetes-validate's copy of the official OpenAPI definitions.
+    version = podschema.KUBERNETES_VERSION
+    source = f"kubernetes-json-schema/v{version}-local-strict/_definitions.json"
+    definitions = kubernetes_validate.utils.schema_contents(source, version)["$defs"]
+    assert podschema.pod_template_schema() == podschema.vendor_schema(definitions), (
+        "operator/jobqueue/operator/podtemplate.schema.json is stale: run scripts/gen-crd"
+    )
+
+
+def test_the_crd_fits_kubectls_last_applied_annotation() -> None:
+    # `kubectl apply` (client side) stores the object as JSON in an annotation capped at
+    # 256 KiB; a CRD past that needs --server-side, which our install steps do not say.
+    compact = json.dumps(crd_manifest(), separators=(",", ":"))
+    assert len(compact.encode()) < 262_144

@@ -104,7 +104,7 @@ def test_the_deployment_runs_restricted_and_never_removes_a_pod_before_its_repla
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert container["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
-    assert pod["imagePullSecrets"] == []
+    assert "imagePullSecrets" not in pod  # none given: none written
     # A read-only root filesystem still needs a writable /tmp
     assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
 

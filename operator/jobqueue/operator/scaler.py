@@ -3,7 +3,9 @@
 One `QueueScaler` lives in the Kopf daemon of each JobQueue. Every poll interval
 `QueueScaler.tick` reads top to bottom:
 
-1. parse the live spec (invalid: condition + Event, try again next poll);
+1. parse the live spec (invalid: condition + Event, try again next poll); on a new
+   generation, merge the pod template and report the user fields the operator owns
+   (``PodTemplateConflict`` condition + a Warning Event);
 2. sample Redis (unreachable: condition + Event, keep the replicas as they are);
 3. know the Deployment's replicas (re-read now and then; recreate it if it vanished);
 4. measure rates, call `jobqueue.operator.policy.decide`;
@@ -44,6 +46,7 @@ from jobqueue.operator.reconcile import (
 from jobqueue.operator.settings import OperatorSettings
 from jobqueue.operator.spec import JobQueueSpec, RedisSpec, parse_spec
 from jobqueue.operator.status import StatusBook, utc_now
+from jobqueue.operator.worker_pod import worker_pod
 
 log = logging.getLogger(__name__)
 DEFAULT_POLL_S = 1.0
@@ -86,6 +89,7 @@ class QueueScaler:
         self._replicas_read_s = float("-inf")
         self._reaped_s = float("-inf")
         self._last_error = ""
+        self._template_generation: int | None = None
 
     async def close(self) -> None:
         if self.redis is not None:
@@ -99,6 +103,7 @@ class QueueScaler:
         generation = int(body.get("metadata", {}).get("generation") or 0)
         try:
             spec = parse_spec(body.get("spec") or {})
+            self._check_template(body, generation, spec)
         except ConfigError as exc:
             await self._fail(body, generation, "Ready", "InvalidSpec", str(exc))
             return DEFAULT_POLL_S
@@ -139,6 +144,18 @@ class QueueScaler:
         if now - self._reaped_s >= self.ctx.settings.reap_interval_s:
             self._reaped_s = now
             await self._reap(body, spec)
+
+    def _check_template(self, body: kopf.Body, generation: int, spec: JobQueueSpec) -> None:
+        """Once per generation: the condition, and an Event naming the conflicting fields."""
+        if generation == self._template_generation:
+            return
+        conflicts = worker_pod(self.name, spec).conflicts
+        self._template_generation = generation
+        message = "; ".join(conflicts)
+        reason = "OwnedFieldsSet" if conflicts else "Merged"
+        self.book.set_condition("PodTemplateConflict", bool(conflicts), reason, message, generation)
+        if conflicts:
+            kopf.warn(body, reason="PodTemplateConflict", message=f"ignored: {message}")
 
     async def _redis_for(self, spec: JobQueueSpec) -> Redis:
         url = await self._redis_url(spec)

@@ -13,15 +13,25 @@ Every failure is a `jobqueue.core.errors.ConfigError` naming the offending field
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from jobqueue.core.errors import ConfigError
 from jobqueue.core.keys import DEFAULT_DEAD_STREAM, DEFAULT_GROUP, DEFAULT_STREAM
 from jobqueue.core.settings import check_redis_url
+from jobqueue.operator.podschema import pod_template_schema, template_errors, without_nulls
 
 GROUP = "jobqueue.dev"
 VERSION = "v1alpha1"
@@ -191,8 +201,9 @@ class ResourcesSpec(SpecModel):
 class WorkerSpec(SpecModel):
     """The worker pods: what they run and how."""
 
-    image: str = Field(min_length=1)
-    """Container image with the worker app installed."""
+    image: str | None = Field(default=None, min_length=1)
+    """Container image with the worker app installed (or the ``podTemplate``'s worker
+    container image: one of the two is required)."""
     app: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
     """The worker app, ``module:attribute`` (``APP_REF`` of ``jobqueue worker``)."""
     concurrency: int = Field(default=10, ge=1, le=10_000)
@@ -209,6 +220,21 @@ class WorkerSpec(SpecModel):
     """Labels a node must carry to run the worker pods."""
     pod_annotations: dict[str, str] = Field(default_factory=dict)
     """Annotations of the worker pods (e.g. for a service mesh or log shipping)."""
+
+
+def _valid_template(value: dict[str, Any]) -> dict[str, Any]:
+    errors = template_errors(value)
+    if errors:
+        more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+        raise ValueError("; ".join(errors[:5]) + more)
+    cleaned: dict[str, Any] = without_nulls(value)
+    return cleaned
+
+
+PodTemplate = Annotated[
+    dict[str, Any], AfterValidator(_valid_template), WithJsonSchema(pod_template_schema())
+]
+"""A Kubernetes ``PodTemplateSpec`` (a subset of its fields; see `jobqueue.operator.podschema`)."""
 
 
 class ScalingSpec(SpecModel):
@@ -252,6 +278,10 @@ class JobQueueSpec(SpecModel):
 
     model_config = _cel(
         ("self.stream != self.deadLetterStream", "stream and deadLetterStream must differ"),
+        (
+            "has(self.worker.image) || has(self.podTemplate)",
+            "worker.image is required (or a podTemplate whose worker container names it)",
+        ),
     )
 
     redis: RedisSpec = Field(default_factory=RedisSpec)
@@ -272,12 +302,34 @@ class JobQueueSpec(SpecModel):
     scaling: ScalingSpec = Field(default_factory=ScalingSpec)
     retention_policy: Literal["Retain", "Delete"] = "Retain"
     """On delete of the JobQueue: keep the streams (Retain) or delete the queue's keys."""
+    pod_template: PodTemplate | None = None
 
     @model_validator(mode="after")
     def _distinct_streams(self) -> JobQueueSpec:
         if self.stream == self.dead_letter_stream:
             raise ValueError("stream and deadLetterStream must differ")
         return self
+
+    @model_validator(mode="after")
+    def _one_image(self) -> JobQueueSpec:
+        template_image = self.template_container.get("image")
+        if self.worker.image is None and template_image is None:
+            raise ValueError("worker.image is required (or the podTemplate worker's image)")
+        if self.worker.image is not None and template_image not in (None, self.worker.image):
+            raise ValueError("worker.image and the podTemplate worker's image differ: give one")
+        return self
+
+    @property
+    def template_container(self) -> dict[str, Any]:
+        """The ``worker`` container of the pod template (empty when none)."""
+        containers = ((self.pod_template or {}).get("spec") or {}).get("containers") or [{}]
+        found: dict[str, Any] = containers[0]
+        return found
+
+    @property
+    def image(self) -> str:
+        """The worker image, from ``worker.image`` or the pod template."""
+        return str(self.worker.image or self.template_container["image"])
 
     @property
     def grace_period_s(self) -> int:

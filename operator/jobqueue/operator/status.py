@@ -10,7 +10,9 @@ Conditions (``status`` is ``"True"``/``"False"``):
 
 - ``Ready``: the spec is valid, the Deployment exists and Redis answers;
 - ``RedisReachable``: the last sample of Redis succeeded;
-- ``ScalingLimited``: the load asks for more than ``maxReplicas``.
+- ``ScalingLimited``: the load asks for more than ``maxReplicas``;
+- ``PodTemplateConflict``: the pod template sets fields the operator owns (dropped; the
+  message names them).
 """
 
 from __future__ import annotations
