@@ -11,6 +11,25 @@ only caller.
 
 from __future__ import annotations
 
+# Prepended to the scripts that move a job and write its record (cancel, replay, the
+# worker's outcomes and promotion). A key holding another type than ours (another
+# application's key in a shared Redis) would make a write fail half-way, and Lua
+# scripts are not rolled back: the writes before it would stay (an entry acknowledged,
+# its retry or dead letter never written). So scripts check with ``ours`` before their
+# first write: a foreign status record is left alone (the job still moves), a foreign
+# queue key fails the script before it changes anything.
+OWN_KEYS_LUA = """
+local function ours(key, kind)
+  local found = redis.call('TYPE', key)['ok']
+  return found == 'none' or found == kind
+end
+local function require_ours(key, kind)
+  if not ours(key, kind) then
+    error({err = 'WRONGTYPE ' .. key .. ' holds another type than ' .. kind})
+  end
+end
+"""
+
 # KEYS: stream, delayed (zset), delayed_jobs (hash)
 # ARGV: status_prefix, status_ttl_s, idempotency_prefix, idempotency_ttl_s, now_iso,
 #       now_ms, then one JSON array per job: [idempotency_key ('' = none), job_id, due_ms ('0' =
@@ -71,9 +90,17 @@ return out
 # ARGV: job_id, group, now_iso, status_ttl_s
 # Returns {answer, state}: answer is cancelled | cancel_requested | not_cancellable |
 # not_found; state is the job's state after the call ('' when unknown).
-CANCEL = """
+CANCEL = (
+    OWN_KEYS_LUA
+    + """
 local delayed, delayed_jobs, stream, status = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local id, group, now, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+require_ours(delayed, 'zset')
+require_ours(delayed_jobs, 'hash')
+require_ours(stream, 'stream')
+if not ours(status, 'hash') then
+  return {'not_found', ''}  -- not a record of ours: nothing to go by
+end
 local function mark_cancelled()
   redis.call('HSET', status, 'state', 'cancelled', 'finished_at', now, 'updated_at', now)
   redis.call('HDEL', status, 'run_at')
@@ -105,20 +132,29 @@ if entry_id then
 end
 return {'not_cancellable', state}
 """
+)
 
 # KEYS: dead stream, stream, status record of the replayed job
 # ARGV: dead_entry_id, now_iso, status_ttl_s, type, enqueued_at, k1, v1, ... (stream fields)
 # Returns the new stream entry id, or false when the dead letter is gone (already
 # replayed or deleted): XDEL succeeding first is what makes two replays enqueue once.
-REPLAY = """
+REPLAY = (
+    OWN_KEYS_LUA
+    + """
+require_ours(KEYS[1], 'stream')
+require_ours(KEYS[2], 'stream')
+local record = ours(KEYS[3], 'hash')
 if redis.call('XDEL', KEYS[1], ARGV[1]) == 0 then
   return false
 end
 local entry_id = redis.call('XADD', KEYS[2], '*', unpack(ARGV, 6))
-redis.call('HSET', KEYS[3], 'state', 'queued', 'entry_id', entry_id, 'attempts', '0',
-  'type', ARGV[4], 'updated_at', ARGV[2])
-redis.call('HSETNX', KEYS[3], 'enqueued_at', ARGV[5])
-redis.call('HDEL', KEYS[3], 'finished_at', 'cancel_requested', 'run_at')
-redis.call('EXPIRE', KEYS[3], ARGV[3])
+if record then
+  redis.call('HSET', KEYS[3], 'state', 'queued', 'entry_id', entry_id, 'attempts', '0',
+    'type', ARGV[4], 'updated_at', ARGV[2])
+  redis.call('HSETNX', KEYS[3], 'enqueued_at', ARGV[5])
+  redis.call('HDEL', KEYS[3], 'finished_at', 'cancel_requested', 'run_at')
+  redis.call('EXPIRE', KEYS[3], ARGV[3])
+end
 return entry_id
 """
+)

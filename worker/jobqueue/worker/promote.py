@@ -14,12 +14,19 @@ import time
 from redis.asyncio import Redis as AsyncRedis
 
 from jobqueue.core.keys import QueueKeys
+from jobqueue.core.scripts import OWN_KEYS_LUA
 from jobqueue.core.wire import utc_now_iso
 
 PROMOTE_BATCH = 500
 
 # KEYS: delayed, delayed_jobs, stream, dead. ARGV: now_ms, limit, status prefix, ttl, now_iso.
-PROMOTE = """
+PROMOTE = (
+    OWN_KEYS_LUA
+    + """
+require_ours(KEYS[1], 'zset')
+require_ours(KEYS[2], 'hash')
+require_ours(KEYS[3], 'stream')
+require_ours(KEYS[4], 'stream')
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
 for _, id in ipairs(ids) do
   local text = redis.call('HGET', KEYS[2], id)
@@ -35,8 +42,10 @@ for _, id in ipairs(ids) do
       end
       local entry = redis.call('XADD', KEYS[3], '*', unpack(flat))
       local key = ARGV[3] .. id
-      redis.call('HSET', key, 'state', 'queued', 'entry_id', entry, 'updated_at', ARGV[5])
-      redis.call('EXPIRE', key, ARGV[4])
+      if ours(key, 'hash') then  -- a foreign key in its place is left alone
+        redis.call('HSET', key, 'state', 'queued', 'entry_id', entry, 'updated_at', ARGV[5])
+        redis.call('EXPIRE', key, ARGV[4])
+      end
     else
       redis.call('XADD', KEYS[4], '*', 'original_id', id, 'source_stream', KEYS[3],
         'payload', text, 'failed_at', ARGV[5], 'reason', 'malformed: delayed job is not JSON')
@@ -45,6 +54,7 @@ for _, id in ipairs(ids) do
 end
 return #ids
 """
+)
 
 
 class Promoter:

@@ -8,6 +8,8 @@ argument (``{stream}:job:``), as docs/internals.md describes.
 
 from __future__ import annotations
 
+from jobqueue.core.scripts import OWN_KEYS_LUA
+
 # Batches travel as one JSON array argument: packing one argument per job costs the
 # client far more than cjson.decode costs the server.
 
@@ -84,31 +86,55 @@ return acked + both_acked
 
 # KEYS: stream, delayed, delayed_jobs, status.
 # ARGV: group, entry_id, job_id, fields_json, due_ms, now_iso, run_at_iso, error, attempts, ttl.
-ACK_RETRY = """
+# Every outcome script checks the types of the keys it writes before its first write
+# (`OWN_KEYS_LUA`): it either completes or changes nothing.
+ACK_RETRY = (
+    OWN_KEYS_LUA
+    + """
+require_ours(KEYS[2], 'zset')
+require_ours(KEYS[3], 'hash')
+local record = ours(KEYS[4], 'hash')
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
 redis.call('ZADD', KEYS[2], ARGV[5], ARGV[3])
 redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
-redis.call('HSET', KEYS[4], 'state', 'retrying', 'last_error', ARGV[8], 'run_at', ARGV[7],
-  'attempts', ARGV[9], 'updated_at', ARGV[6])
-redis.call('EXPIRE', KEYS[4], ARGV[10])
+if record then
+  redis.call('HSET', KEYS[4], 'state', 'retrying', 'last_error', ARGV[8], 'run_at', ARGV[7],
+    'attempts', ARGV[9], 'updated_at', ARGV[6])
+  redis.call('EXPIRE', KEYS[4], ARGV[10])
+end
 return 1
 """
+)
 
 # KEYS: stream, dead stream, status. ARGV: group, entry_id, error, now_iso, ttl, attempts,
 # then the dead-letter entry's fields as name, value pairs.
-ACK_DEAD = """
+ACK_DEAD = (
+    OWN_KEYS_LUA
+    + """
+require_ours(KEYS[2], 'stream')
+local record = ours(KEYS[3], 'hash')
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
 redis.call('XADD', KEYS[2], '*', unpack(ARGV, 7))
-redis.call('HSET', KEYS[3], 'state', 'dead', 'last_error', ARGV[3], 'finished_at', ARGV[4],
-  'updated_at', ARGV[4], 'attempts', ARGV[6])
-redis.call('EXPIRE', KEYS[3], ARGV[5])
+if record then
+  redis.call('HSET', KEYS[3], 'state', 'dead', 'last_error', ARGV[3], 'finished_at', ARGV[4],
+    'updated_at', ARGV[4], 'attempts', ARGV[6])
+  redis.call('EXPIRE', KEYS[3], ARGV[5])
+end
 return 1
 """
+)
 
 # KEYS: stream, status. ARGV: group, entry_id, now_iso, ttl.
-ACK_CANCELLED = """
+ACK_CANCELLED = (
+    OWN_KEYS_LUA
+    + """
+local record = ours(KEYS[2], 'hash')
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
-redis.call('HSET', KEYS[2], 'state', 'cancelled', 'finished_at', ARGV[3], 'updated_at', ARGV[3])
-redis.call('EXPIRE', KEYS[2], ARGV[4])
+if record then
+  redis.call('HSET', KEYS[2], 'state', 'cancelled', 'finished_at', ARGV[3],
+    'updated_at', ARGV[3])
+  redis.call('EXPIRE', KEYS[2], ARGV[4])
+end
 return 1
 """
+)
