@@ -123,3 +123,29 @@ async def test_lag_past_the_scan_cap_is_estimated_within_the_stream_length(
     assert sample.lag_source == "estimated"
     assert sample.lag == 7  # 8 added - 1 read; the true 6 is within one deleted entry
     assert sample.lag <= sample.length
+
+
+async def test_the_oldest_waiting_entry_is_the_first_the_group_has_not_delivered(
+    redis_client: Redis,
+) -> None:
+    # Given entries added 90, 60 and 30 s ago (ids carry the time Redis added them)
+    seconds, micros = await redis_client.time()
+    now_s = seconds + micros / 1e6
+    ids = []
+    for age_s in (90, 60, 30):
+        entry_id = f"{int((now_s - age_s) * 1000)}-0"
+        ids.append(await redis_client.xadd(KEYS.stream, {"type": "noop"}, id=entry_id))
+    # Without a group, every entry waits: the first is the oldest
+    no_group = await sample_queue(redis_client, KEYS)
+    await redis_client.xgroup_create(KEYS.stream, KEYS.group, id="0")
+    await redis_client.xreadgroup(KEYS.group, "c1", {KEYS.stream: ">"}, count=1)
+    # When the group has delivered the first one, the second is the oldest waiting
+    one_read = await sample_queue(redis_client, KEYS)
+    await redis_client.xreadgroup(KEYS.group, "c1", {KEYS.stream: ">"}, count=2)
+    all_read = await sample_queue(redis_client, KEYS)
+
+    assert no_group.oldest_waiting_id == ids[0]
+    assert one_read.oldest_waiting_id == ids[1]
+    assert 59 <= one_read.oldest_waiting_age_s(now_s) <= 61
+    assert all_read.oldest_waiting_id is None  # pending, not waiting
+    assert all_read.oldest_waiting_age_s(now_s) == 0.0

@@ -34,13 +34,15 @@ def exported_series(registry: CollectorRegistry) -> set[str]:
 
 
 def code_series() -> set[str]:
-    """The series the worker, the producer and the operator define, from their registries."""
+    """The ``jobqueue_`` series the worker, the producer and the operator define, from
+    their registries (the standard process collectors beside them are not ours)."""
     registries = [
         WorkerMetrics().registry,
         ProducerMetrics().registry,
         OperatorMetrics().registry,
     ]
-    return set().union(*(exported_series(registry) for registry in registries))
+    names = set().union(*(exported_series(registry) for registry in registries))
+    return {name for name in names if name.startswith("jobqueue_")}
 
 
 def targets(dashboard: dict[str, Any]) -> list[tuple[str, str]]:

@@ -18,6 +18,7 @@ import contextlib
 import shutil
 import signal
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
@@ -234,6 +235,7 @@ class DevSession:
             log_dir=str(self.log_dir),
             elapsed_s=self.event.elapsed_s(),
             sample=self._sample,
+            oldest_waiting_s=self._sample.oldest_waiting_age_s(time.time()) if self._sample else 0,
             arrival_rate=self._rates[0],
             completion_rate=self._rates[1],
             replicas_current=len(self.pool.running),

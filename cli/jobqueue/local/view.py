@@ -45,6 +45,8 @@ class Snapshot:
     elapsed_s: float
     sample: QueueSample | None
     """None while Redis cannot be read (see ``error``)."""
+    oldest_waiting_s: float = 0.0
+    """How long the oldest job not yet delivered has waited, seconds."""
     arrival_rate: float = 0.0
     """Jobs added per second, recently."""
     completion_rate: float = 0.0
@@ -72,6 +74,7 @@ def plain_line(snap: Snapshot) -> str:
         s = snap.sample
         parts += [
             f"lag={s.lag}",
+            f"oldest={snap.oldest_waiting_s:.1f}s",
             f"pending={s.pending}",
             f"delayed={s.delayed}",
             f"dead={s.dead_letters}",
@@ -115,6 +118,7 @@ def _queue_table(snap: Snapshot) -> RenderableType:
     for name, value in (
         ("stream", s.stream),
         ("lag (waiting)", str(s.lag)),
+        ("oldest waiting", f"{snap.oldest_waiting_s:.1f} s"),
         ("pending (running)", str(s.pending)),
         ("delayed", str(s.delayed)),
         ("dead letters", str(s.dead_letters)),

@@ -84,11 +84,21 @@ class QueueSample:
     dead_letters: int
     lag_source: str
     groups: tuple[GroupSample, ...] = field(default=())
+    oldest_waiting_id: str | None = None
+    """Entry id of the oldest entry the group has not delivered yet; None when none waits."""
 
     @property
     def backlog(self) -> int:
         """Work not finished: waiting (lag) plus delivered but unacknowledged (pending)."""
         return self.lag + self.pending
+
+    def oldest_waiting_age_s(self, now_s: float) -> float:
+        """Seconds the oldest undelivered entry has waited at ``now_s`` (`time.time`),
+        from the time in its id (when Redis added it); 0 when nothing waits."""
+        if self.oldest_waiting_id is None:
+            return 0.0
+        added_ms, _ = parse_entry_id(self.oldest_waiting_id)
+        return max(0.0, now_s - added_ms / 1000)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -101,6 +111,7 @@ class QueueSample:
             "pending": self.pending,
             "delayed": self.delayed,
             "deadLetters": self.dead_letters,
+            "oldestWaitingId": self.oldest_waiting_id,
             "consumerGroups": [
                 {
                     "name": g.name,
@@ -143,6 +154,7 @@ async def sample_queue(
     own = next((g for g in groups if g.name == keys.group), None)
     if own is None:
         own = GroupSample(keys.group, 0, 0, "0-0", None, length, "no-group")
+    oldest = await _oldest_waiting(redis, keys.stream, own, facts)
     return QueueSample(
         stream=keys.stream,
         group=keys.group,
@@ -154,7 +166,21 @@ async def sample_queue(
         dead_letters=int(dead),
         lag_source=own.lag_source,
         groups=tuple(groups),
+        oldest_waiting_id=oldest,
     )
+
+
+async def _oldest_waiting(
+    redis: Redis, stream: str, group: GroupSample, facts: StreamFacts
+) -> str | None:
+    """Id of the first entry after the group's position: the oldest waiting job. One
+    ``XRANGE ... COUNT 1`` when jobs wait behind entries already delivered."""
+    if group.lag == 0:
+        return None
+    if group.lag_source in ("all-after", "no-group"):
+        return facts.first_id
+    first = await redis.xrange(stream, f"({group.last_delivered_id}", "+", count=1)
+    return str(first[0][0]) if first else None
 
 
 async def _group_sample(

@@ -12,6 +12,8 @@ import contextlib
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from jobqueue.core.backlog import QueueSample
+from jobqueue.core.process_metrics import add_process_collectors
 from jobqueue.operator.policy import Decision, Sample
 
 LABELS = ("namespace", "jobqueue")
@@ -57,6 +59,24 @@ class OperatorMetrics:
             (*LABELS, "direction"),
             registry=reg,
         )
+        self.oldest_age = Gauge(
+            "jobqueue_queue_oldest_job_age_seconds",
+            "Age of the oldest entry not yet delivered to the group (from its id), seconds",
+            LABELS,
+            registry=reg,
+        )
+        self.last_sample = Gauge(
+            "jobqueue_operator_last_sample_timestamp_seconds",
+            "Unix time of the last successful sample of the queue",
+            LABELS,
+            registry=reg,
+        )
+        add_process_collectors(reg)
+
+    def sampled(self, namespace: str, name: str, sample: QueueSample, now_s: float) -> None:
+        """Record one successful read of a JobQueue's queue at ``now_s`` (`time.time`)."""
+        self.oldest_age.labels(namespace, name).set(sample.oldest_waiting_age_s(now_s))
+        self.last_sample.labels(namespace, name).set(now_s)
 
     def observe(
         self,
@@ -94,6 +114,8 @@ class OperatorMetrics:
             _remove(gauge, namespace, name)
         _remove(self.completion, namespace, name)
         _remove(self.limited, namespace, name)
+        _remove(self.oldest_age, namespace, name)
+        _remove(self.last_sample, namespace, name)
         for kind in ("current", "desired", "ready", "max"):
             _remove(self.replicas, namespace, name, kind)
         for direction in ("up", "down"):

@@ -28,6 +28,7 @@ import kopf
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from jobqueue.core import redis_errors
 from jobqueue.core.backlog import QueueSample, sample_queue
 from jobqueue.core.connection import async_redis
 from jobqueue.core.errors import ConfigError
@@ -111,10 +112,12 @@ class QueueScaler:
         try:
             redis = await self._redis_for(spec)
             sample = await sample_queue(redis, queue_keys(spec))
+            self.ctx.metrics.sampled(self.namespace, self.name, sample, time.time())
             await self._scale(body, generation, spec, sample)
         except ConfigError as exc:
             await self._fail(body, generation, "RedisReachable", "RedisConfig", str(exc))
         except REDIS_ERRORS as exc:
+            redis_errors.record("operator", exc)
             await self._fail(body, generation, "RedisReachable", "RedisUnreachable", repr(exc))
         return poll_s
 

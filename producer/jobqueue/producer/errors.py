@@ -12,18 +12,19 @@ from collections.abc import Iterable, Mapping
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from redis import exceptions as redis_errors
+from redis import exceptions as redis_exceptions
 
+from jobqueue.core import redis_errors
 from jobqueue.producer.models import ErrorBody, InvalidJob, Issue
 
 log = logging.getLogger(__name__)
 
 REDIS_UNAVAILABLE = (
-    redis_errors.ConnectionError,  # includes BusyLoadingError (Redis still loading)
-    redis_errors.TimeoutError,
-    redis_errors.ReadOnlyError,  # a replica, or a failover in progress
-    redis_errors.OutOfMemoryError,
-    redis_errors.TryAgainError,
+    redis_exceptions.ConnectionError,  # includes BusyLoadingError (Redis still loading)
+    redis_exceptions.TimeoutError,
+    redis_exceptions.ReadOnlyError,  # a replica, or a failover in progress
+    redis_exceptions.OutOfMemoryError,
+    redis_exceptions.TryAgainError,
 )
 RETRY_AFTER_S = "1"
 _PASSED_HEADERS = ("Allow", "WWW-Authenticate", "Retry-After")
@@ -52,6 +53,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         return _from_http_exception(exc)
     except REDIS_UNAVAILABLE as exc:
+        redis_errors.record("producer", exc)
         log.warning("Redis unavailable during %s %s: %s", request.method, request.path, exc)
         return json_error(
             503,

@@ -17,6 +17,8 @@ from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import generate_latest
 
+from jobqueue.core.process_metrics import add_process_collectors
+
 UNMATCHED_ROUTE = "unmatched"
 
 
@@ -25,6 +27,7 @@ class ProducerMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        add_process_collectors(self.registry)
         self.requests = Counter(
             "jobqueue_http_requests",
             "HTTP requests answered, by route pattern, method and status.",

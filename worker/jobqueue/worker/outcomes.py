@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -98,11 +99,13 @@ class Outcomes:
         self._reader_waiting = False
 
     def mark_running(self, deliveries: list[Delivery]) -> None:
-        """Queue status ``running`` for one read batch (sent with the next flush)."""
+        """Queue status ``running`` for one read batch (sent with the next flush), and
+        record how long its jobs waited."""
         for d in deliveries:
             if d.job is not None:
                 self._running[d.entry_id] = (d.job.id, str(d.job.attempts + 1), d.job.type)
         self._wake.set()
+        self.metrics.started(deliveries, time.time())
 
     def succeeded(self, delivery: Delivery, duration_s: float) -> None:
         """Queue a success for the next acknowledgement batch."""

@@ -18,6 +18,7 @@ import time
 from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import ResponseError
 
+from jobqueue.core import redis_errors
 from jobqueue.worker.inflight import InFlight
 from jobqueue.worker.reader import Reader, ensure_group
 from jobqueue.worker.resilience import TRANSIENT_ERRORS, reconnect_delay_s
@@ -74,6 +75,7 @@ class ReadLoop:
                 self.drained.set()
                 await self._read_until_stopped()
             except TRANSIENT_ERRORS as exc:
+                redis_errors.record("worker", exc)
                 self.outages += 1
                 if self.outages == 1 or self.outages % 20 == 0:
                     log.warning("read loop: Redis unavailable (%s), reconnecting", exc)

@@ -23,6 +23,8 @@ from redis.exceptions import (
     TimeoutError,
 )
 
+from jobqueue.core import redis_errors
+
 T = TypeVar("T")
 log = logging.getLogger("jobqueue.worker")
 
@@ -54,6 +56,7 @@ async def persist(call: Callable[[], Awaitable[T]], what: str) -> T:
         try:
             return await call()
         except TRANSIENT_ERRORS as exc:
+            redis_errors.record("worker", exc)
             failures += 1
             if failures == 1 or failures % 20 == 0:
                 log.warning("%s: Redis unavailable (%s), retrying", what, exc)

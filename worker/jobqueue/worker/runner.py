@@ -20,6 +20,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis as AsyncRedis
 
+from jobqueue.core import redis_errors
 from jobqueue.core.connection import async_redis
 from jobqueue.worker.app import App
 from jobqueue.worker.dispatch import Dispatcher
@@ -67,7 +68,7 @@ class Worker:
         self.redis = redis or async_redis(
             settings.queue.redis_url, socket_timeout_s=settings.block_ms / 1000 + 10
         )
-        self.metrics = WorkerMetrics(registry)
+        self.metrics = WorkerMetrics(registry, settings.queue.stream)
         self.stopping = asyncio.Event()
         """Set to stop reading (signal, `stop`, burst done); in-flight jobs may finish."""
         self.closing = asyncio.Event()
@@ -194,6 +195,7 @@ class Worker:
                     await step()
                     outages = 0
                 except TRANSIENT_ERRORS as exc:
+                    redis_errors.record("worker", exc)
                     outages += 1
                     if outages == 1 or outages % 100 == 0:
                         log.warning("%s: Redis unavailable (%s)", name, exc)

@@ -1,0 +1,68 @@
+"""``jobqueue_redis_errors_total{component,kind}``: Redis failures a process rode out.
+
+Each place that catches a Redis error and carries on (a worker's retry of an outcome, its
+read loop reconnecting, the producer's 503, the operator's failed poll) calls `record`.
+The counts are per process, like the process collectors: one `RedisErrorsCollector` in
+each registry a process serves exposes them. ``kind`` is one of `KINDS`, so a flood of
+errors never grows the series count.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+from redis import exceptions as redis_errors
+
+KINDS = ("connection", "timeout", "oom", "readonly", "auth", "other")
+NAME = "jobqueue_redis_errors"
+_AUTH_WORDS = ("NOAUTH", "WRONGPASS", "NOPERM")
+
+_counts: Counter[tuple[str, str]] = Counter()
+
+
+def kind_of(exc: BaseException) -> str:
+    """Which of `KINDS` a Redis error is."""
+    if isinstance(exc, redis_errors.AuthenticationError | redis_errors.AuthorizationError):
+        return "auth"
+    if isinstance(exc, redis_errors.ResponseError) and str(exc).startswith(_AUTH_WORDS):
+        return "auth"
+    if isinstance(exc, redis_errors.TimeoutError):
+        return "timeout"
+    if isinstance(exc, redis_errors.OutOfMemoryError):
+        return "oom"
+    if isinstance(exc, redis_errors.ReadOnlyError):
+        return "readonly"
+    if isinstance(exc, redis_errors.ConnectionError):  # refused, dropped, still loading
+        return "connection"
+    return "other"
+
+
+def record(component: str, exc: BaseException) -> None:
+    """Count one Redis error of ``component`` (``worker``, ``producer``, ``operator``)."""
+    _counts[component, kind_of(exc)] += 1
+
+
+def count(component: str, kind: str) -> int:
+    """Errors counted so far in this process (for tests and local views)."""
+    return _counts[component, kind]
+
+
+class RedisErrorsCollector(Collector):
+    """Exposes this process's Redis error counts in one registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        registry.register(self)
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            NAME,
+            "Redis errors this process caught and rode out, by component and kind.",
+            labels=["component", "kind"],
+        )
+        for (component, kind), value in sorted(_counts.items()):
+            family.add_metric([component, kind], value)
+        yield family
