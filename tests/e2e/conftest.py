@@ -68,6 +68,7 @@ def _helm_values(image: str) -> list[str]:
         "producer.enabled=true",
         "producer.replicas=1",
         f"producer.auth.tokens={{{TOKEN}}}",
+        "tests.stream=jobs:work",  # the sample JobQueue serves it: helm test runs a job
         "tests.timeoutSeconds=280",
     ]
 

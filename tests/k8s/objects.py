@@ -210,6 +210,12 @@ def validate_object(obj: Obj) -> bool:
     return True
 
 
+def is_operator_cluster_role(obj: Obj) -> bool:
+    """The operator's ClusterRole (the aggregated roles for people are others)."""
+    labels = obj["metadata"].get("labels") or {}
+    return obj["kind"] == "ClusterRole" and labels.get("app.kubernetes.io/component") == "operator"
+
+
 def pod_templates(objects: list[Obj]) -> Iterator[tuple[str, Obj]]:
     """(name, pod spec) of every pod the objects would create, hooks included."""
     for obj in objects:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import shutil
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from k8s.objects import (
     all_on_values,
     chart,
     crd_objects,
+    is_operator_cluster_role,
     load_documents,
     name_of,
     render_chart,
@@ -194,7 +197,7 @@ def test_watching_namespaces_grants_roles_there_and_nothing_namespaced_cluster_w
     assert sorted(role["metadata"]["namespace"] for role in roles) == sorted(watched)
     bindings = of_kind(all_on_objects, "RoleBinding")
     assert sorted(b["metadata"]["namespace"] for b in bindings) == sorted(watched)
-    (cluster_role,) = of_kind(all_on_objects, "ClusterRole")
+    (cluster_role,) = [o for o in all_on_objects if is_operator_cluster_role(o)]
     assert [rule["resources"] for rule in cluster_role["rules"]] == [["customresourcedefinitions"]]
     peerings = of_kind(all_on_objects, "KopfPeering")
     assert sorted(p["metadata"]["namespace"] for p in peerings) == sorted(watched)
@@ -322,3 +325,79 @@ def test_the_producer_rolls_when_its_tokens_change() -> None:
     first, second = annotations(["a" * 20]), annotations(["b" * 20])
     assert first["checksum/auth"] != second["checksum/auth"]
     assert first["checksum/redis"] == second["checksum/redis"]
+
+
+NOTES_VALUES: dict[str, dict[str, Any]] = {
+    "default": {},
+    "producer": {"producer": {"enabled": True}},
+    "existing-secrets": {
+        "redis": {"existingSecret": "my-redis", "existingSecretKey": "uri"},
+        "producer": {"enabled": True, "auth": {"existingSecret": "my-tokens"}},
+    },
+    "watching-the-release-namespace": {"operator": {"watchNamespaces": [NAMESPACE, "team-a"]}},
+    "watching-other-namespaces": {"operator": {"watchNamespaces": ["team-a"]}},
+    "all-on": all_on_values(),
+}
+REFERENCE = re.compile(
+    r"(?:get secret |svc/|statefulset/|secretRef: \{name: )([a-z0-9][-a-z0-9.]*)"
+)
+
+
+@pytest.mark.parametrize("values", NOTES_VALUES.values(), ids=NOTES_VALUES.keys())
+def test_notes_reference_only_objects_the_chart_or_the_notes_create(values: dict[str, Any]) -> None:
+    notes = render_notes(values)
+    objects = render_chart(values)
+    created = {obj["metadata"]["name"] for obj in objects}
+    created |= set(re.findall(r"create secret generic (\S+)", notes))
+    created |= {values.get(k, {}).get(s) for k, s in (("redis", "existingSecret"),)} - {None}
+    created |= {(values.get("producer", {}).get("auth") or {}).get("existingSecret")} - {None}
+    referenced = set(REFERENCE.findall(notes))
+    assert referenced, notes
+    assert referenced <= created, notes
+    # and the JobQueue it shows is valid and lands where the operator watches
+    manifest = notes.split("<<'EOF'\n")[1].split("EOF")[0]
+    (queue,) = load_documents(textwrap.dedent(manifest))
+    parse_spec(queue["spec"])
+    applied = re.search(r"kubectl -n (\S+) apply -f -", notes)
+    assert applied is not None
+    watched = (values.get("operator") or {}).get("watchNamespaces") or [NAMESPACE]
+    assert applied[1] in watched
+
+
+def test_notes_claim_worker_network_policies_only_where_the_chart_creates_them() -> None:
+    for values in NOTES_VALUES.values():
+        notes = render_notes(values)
+        workers = [
+            o["metadata"]["namespace"]
+            for o in render_chart(values)
+            if o["kind"] == "NetworkPolicy" and o["metadata"]["name"].endswith("-worker")
+        ]
+        claim = re.search(r"Worker pods are limited to .* DNS in\s+([^.(]+)", notes)
+        assert claim is not None, notes
+        assert sorted(n.strip() for n in claim[1].replace(" only", "").split(",")) == sorted(
+            workers
+        )
+
+
+def test_managed_crds_are_templates_helm_upgrades_and_keeps_on_uninstall() -> None:
+    # given crds.managed, on an upgrade (Helm never upgrades crds/, it applies templates)
+    rendered = chart().render(
+        {"crds": {"managed": True}}, name="jq", namespace=NAMESPACE, is_upgrade=True
+    )
+    templated = load_documents(rendered["jobqueue/templates/crds.yaml"])
+    # then the templates are the crds/ files, kept on uninstall, labelled as the release's
+    shipped = {crd["metadata"]["name"]: crd for crd in crd_objects()}
+    assert {crd["metadata"]["name"] for crd in templated} == set(shipped)
+    for crd in templated:
+        validate_k8s(crd)
+        meta = crd["metadata"]
+        original = json.loads(json.dumps(shipped[meta["name"]]))
+        assert meta.pop("annotations") == {"helm.sh/resource-policy": "keep"}
+        labels = meta.pop("labels")
+        assert labels["app.kubernetes.io/instance"] == "jq"
+        assert original["metadata"].pop("labels", {}).items() <= labels.items()
+        assert crd == original
+
+
+def test_crds_stay_in_crds_by_default(default_objects: list[Obj]) -> None:
+    assert not of_kind(default_objects, "CustomResourceDefinition")

@@ -14,6 +14,7 @@ import yaml
 from k8s.objects import (
     MANIFESTS,
     Obj,
+    is_operator_cluster_role,
     kustomize_build,
     kustomize_dirs,
     load_documents,
@@ -152,7 +153,7 @@ def test_manifests_and_chart_grant_the_operator_the_same_rules(
     manifest_objects: dict[str, list[Obj]],
 ) -> None:
     def rules(objects: list[Obj]) -> list[Obj]:
-        (role,) = [obj for obj in objects if obj["kind"] == "ClusterRole"]
+        (role,) = [obj for obj in objects if is_operator_cluster_role(obj)]
         return sorted(role["rules"], key=repr)
 
     assert rules(manifest_objects["rbac"]) == rules(render_chart())

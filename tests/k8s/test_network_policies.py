@@ -146,3 +146,35 @@ def test_the_checker_sees_an_open_policy_as_open() -> None:
     # a policy with an empty egress rule allows everything: the checks above would fail
     policy = {"metadata": {"namespace": NAMESPACE}, "spec": {"egress": [{}]}}
     assert all(allows(policy, "egress", target) for target in ELSEWHERE)
+
+
+def test_the_helm_test_pod_reaches_redis_the_operator_and_the_producer_only() -> None:
+    # given scrapes and API calls limited to chosen peers
+    monitoring = {"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}
+    values = {
+        "producer": {"enabled": True},
+        "networkPolicy": {"metricsIngressFrom": [monitoring], "producerIngressFrom": [monitoring]},
+    }
+    objects = render_chart(values)
+    test_labels = _test_pod_labels(objects)
+    operator = Endpoint(8080, labels=_pod_labels(objects, "operator"))
+    producer = Endpoint(8080, labels=_pod_labels(objects, "producer"))
+    # then the test pod may call Redis, DNS, the operator's and the producer's ports
+    policy = policy_for(objects, test_labels)
+    for target in (REDIS, DNS, operator, producer):
+        assert allows(policy, "egress", target), target
+    for target in [API_SERVER, *ELSEWHERE]:
+        assert not allows(policy, "egress", target), target
+    # and the operator and the producer let it in, while other pods stay out
+    caller = Endpoint(8080, labels=test_labels)
+    stranger = Endpoint(8080, labels={"app": "web"})
+    for server in (operator, producer):
+        server_policy = policy_for(objects, server.labels)
+        assert allows(server_policy, "ingress", caller), server.labels
+        assert not allows(server_policy, "ingress", stranger), server.labels
+
+
+def _test_pod_labels(objects: list[Obj]) -> dict[str, str]:
+    (pod,) = [obj for obj in objects if obj["kind"] == "Pod"]
+    labels: dict[str, str] = pod["metadata"]["labels"]
+    return labels

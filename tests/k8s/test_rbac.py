@@ -12,7 +12,14 @@ import base64
 from typing import Any
 
 import pytest
-from k8s.objects import MANIFESTS, Obj, all_on_values, kustomize_build, render_chart
+from k8s.objects import (
+    MANIFESTS,
+    Obj,
+    all_on_values,
+    is_operator_cluster_role,
+    kustomize_build,
+    render_chart,
+)
 from k8s.operator_run import add_cluster_peering, running_operator
 from support.kube_emulator import (
     DEPLOYMENTS,
@@ -62,7 +69,7 @@ def grants(role: Obj) -> set[Call]:
 
 
 def cluster_role(objects: list[Obj]) -> Obj:
-    (role,) = [obj for obj in objects if obj["kind"] == "ClusterRole"]
+    (role,) = [obj for obj in objects if is_operator_cluster_role(obj)]
     return role
 
 
@@ -157,3 +164,33 @@ def test_no_role_grants_wildcards_or_secret_listing() -> None:
         for role in [o for o in render_chart(values) if o["kind"] in ("Role", "ClusterRole")]:
             calls = grants(role)  # asserts no wildcard
             assert not {c for c in calls if c[1] == "v1/secrets" and c[0] != "get"}
+
+
+WRITES = {"create", "update", "patch", "delete", "deletecollection"}
+
+
+@pytest.mark.parametrize("source", ["chart", "manifests"])
+def test_namespace_users_get_jobqueue_roles_through_the_built_in_ones(source: str) -> None:
+    objects = render_chart() if source == "chart" else kustomize_build(MANIFESTS / "rbac")
+    roles = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ClusterRole"}
+    edit, view = roles["jobqueue-edit"], roles["jobqueue-view"]
+    # edit aggregates into admin and edit, view into view (and so into edit and admin too)
+    assert edit["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+    assert edit["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-admin"] == "true"
+    assert view["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
+    jobqueues = "jobqueue.dev/v1alpha1/jobqueues"
+    assert {(verb, jobqueues, "") for verb in WRITES | {"get", "list", "watch"}} <= grants(edit)
+    # the status belongs to the operator: people read it, never write it
+    assert not {c for c in grants(edit) if c[2] == "status" and c[0] in WRITES}
+    assert grants(view) == {
+        (verb, jobqueues, sub) for verb in ("get", "list", "watch") for sub in ("", "status")
+    }
+    # and nothing beyond JobQueues (no Secrets, no Deployments)
+    assert {c[1] for c in grants(edit) | grants(view)} == {jobqueues}
+
+
+def test_a_second_release_can_leave_the_cluster_wide_roles_out() -> None:
+    objects = render_chart({"rbac": {"aggregatedRoles": False}})
+    assert [o["metadata"]["name"] for o in objects if o["kind"] == "ClusterRole"] == [
+        "jq-jobqueue-operator"
+    ]
