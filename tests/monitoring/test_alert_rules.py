@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 from k8s.objects import all_on_values, render_chart
+from k8s.test_dashboards import code_series
 from monitoring.rules import (
     MISSING_BINARY,
     PROMTOOL,
@@ -19,6 +20,7 @@ from monitoring.rules import (
     runbook_anchors,
 )
 
+from jobqueue.core.redis_errors import KINDS
 from jobqueue.operator.deployment import worker_labels
 
 UNIT_TESTS = Path(__file__).parent / "promtool" / "jobqueue-rules.test.yaml"
@@ -165,3 +167,12 @@ def test_the_monitors_give_the_job_and_jobqueue_labels_the_rules_select_on() -> 
     ]
     (pod_label,) = [k for k, v in worker_labels("emails").items() if v == "emails"]
     assert relabel["sourceLabels"] == [_meta_label(pod_label)]
+
+
+def test_every_metric_the_rules_read_is_one_the_code_exports() -> None:
+    defined = code_series()
+    for rule in alert_rules():
+        used = set(re.findall(r"\bjobqueue_[a-z0-9_]+\b", rule["expr"]))
+        assert used <= defined, f"{rule['alert']}: unknown {sorted(used - defined)}"
+    # and the redis error kinds the runbook names are the ones the code counts
+    assert f"`kind` ({', '.join(KINDS)})" in RUNBOOKS.read_text().replace("\n", " ")
