@@ -25,6 +25,7 @@ from support.kube_emulator import (
     DEPLOYMENTS,
     JOBQUEUES,
     NAMESPACE,
+    PDBS,
     SECRETS,
     KubeEmulator,
     apply,
@@ -52,6 +53,7 @@ def grants(role: Obj) -> set[Call]:
     versions = {
         "": "v1",
         "apps": "v1",
+        "policy": "v1",
         "jobqueue.dev": "v1alpha1",
         "kopf.dev": "v1",
         "apiextensions.k8s.io": "v1",
@@ -85,9 +87,11 @@ async def _drive_a_jobqueue_lifecycle(kube: KubeEmulator, redis_url: str) -> Non
     await kube.create(SECRETS, NAMESPACE, {**secret, "data": {"url": encoded}})
     body = jobqueue(name, redis_url)
     body["spec"]["redis"] = {"secretRef": {"name": "redis", "key": "url"}}
-    # create: the worker Deployment appears
+    body["spec"]["disruptionBudget"] = {"maxUnavailable": 1}
+    # create: the worker Deployment and its PodDisruptionBudget appear
     await apply(kube, body)
     await eventually(lambda: kube.get(DEPLOYMENTS, NAMESPACE, f"{name}-worker"), 30, "deployment")
+    await eventually(lambda: kube.get(PDBS, NAMESPACE, f"{name}-worker"), 30, "budget")
     # a backlog: the operator scales up and writes status
     async with AsyncClient.from_url(redis_url, stream=f"{name}:work") as client:
         await client.enqueue_many([NewJob("noop", {"n": n}) for n in range(40)])
@@ -95,11 +99,29 @@ async def _drive_a_jobqueue_lifecycle(kube: KubeEmulator, redis_url: str) -> Non
     await eventually(
         lambda: (kube.get(JOBQUEUES, NAMESPACE, name) or {}).get("status"), 30, "status"
     )
-    # a spec change: the Deployment is re-applied
-    await kube.patch_spec(JOBQUEUES, NAMESPACE, name, {"worker": {"concurrency": 3}})
+    # a spec change: the Deployment is re-applied, the budget patched
+    await kube.patch_spec(
+        JOBQUEUES,
+        NAMESPACE,
+        name,
+        {"worker": {"concurrency": 3}, "disruptionBudget": {"maxUnavailable": 2}},
+    )
     await eventually(
         lambda: "3" in str(kube.get(DEPLOYMENTS, NAMESPACE, f"{name}-worker")), 30, "re-apply"
     )
+    await eventually(
+        lambda: (
+            (kube.get(PDBS, NAMESPACE, f"{name}-worker") or {})
+            .get("spec", {})
+            .get("maxUnavailable")
+            == 2
+        ),
+        30,
+        "budget patched",
+    )
+    # the budget removed from the spec: it goes
+    await kube.patch_spec(JOBQUEUES, NAMESPACE, name, {"disruptionBudget": None})
+    await eventually(lambda: kube.get(PDBS, NAMESPACE, f"{name}-worker") is None, 30, "no budget")
     # delete: the Deployment goes
     await kube.delete(JOBQUEUES, NAMESPACE, name)
     await eventually(

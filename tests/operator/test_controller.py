@@ -305,6 +305,10 @@ async def test_the_operator_makes_only_the_documented_api_calls(
         ("create", "apps/v1/deployments", ""),
         ("patch", "apps/v1/deployments", ""),
         ("delete", "apps/v1/deployments", ""),
+        ("get", "policy/v1/poddisruptionbudgets", ""),
+        ("create", "policy/v1/poddisruptionbudgets", ""),
+        ("patch", "policy/v1/poddisruptionbudgets", ""),
+        ("delete", "policy/v1/poddisruptionbudgets", ""),
         ("list", "v1/pods", ""),
         ("create", "v1/events", ""),
     }

@@ -39,6 +39,7 @@ SECRETS = "v1/secrets"
 EVENTS = "v1/events"
 NAMESPACES = "v1/namespaces"
 PEERINGS = "kopf.dev/v1/clusterkopfpeerings"
+PDBS = "policy/v1/poddisruptionbudgets"
 
 RESOURCES: dict[str, kmock.ResourceInfo] = {
     JOBQUEUES: kmock.ResourceInfo(
@@ -55,6 +56,12 @@ RESOURCES: dict[str, kmock.ResourceInfo] = {
         namespaced=True,
         verbs={"get", "list", "watch", "create", "patch", "update", "delete"},
         subresources={"status", "scale"},
+    ),
+    PDBS: kmock.ResourceInfo(
+        kind="PodDisruptionBudget",
+        singular="poddisruptionbudget",
+        namespaced=True,
+        verbs={"get", "list", "watch", "create", "patch", "update", "delete"},
     ),
     PODS: kmock.ResourceInfo(
         kind="Pod", singular="pod", namespaced=True, verbs={"get", "list", "watch", "create"}

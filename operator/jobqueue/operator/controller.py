@@ -6,7 +6,8 @@ process) never share state.
 
 - login: Kopf's credentials (service account, else kubeconfig; or a given server) are
   also handed to our `KubeApi`, so both talk to the same cluster as the same user;
-- create / update / resume: the worker Deployment and the consumer group match the spec;
+- create / update / resume: the worker Deployment, its optional PodDisruptionBudget and
+  the consumer group match the spec;
 - daemon: one `QueueScaler` loop per JobQueue, stopped when the JobQueue goes;
 - delete: the Deployment goes (the owner reference would do it too, but not on clusters
   without the garbage collector, and not before the finalizer is released); with
@@ -28,6 +29,7 @@ from redis.exceptions import RedisError
 from jobqueue.core.connection import async_redis
 from jobqueue.core.errors import ConfigError
 from jobqueue.operator.deployment import deployment_name
+from jobqueue.operator.disruption import budget_name, ensure_budget
 from jobqueue.operator.kube import KubeApi, KubeApiError
 from jobqueue.operator.reconcile import (
     delete_queue_keys,
@@ -83,10 +85,14 @@ def build_registry(ctx: OperatorContext, server: str | None = None) -> kopf.Oper
         body: kopf.Body, name: str, namespace: str | None, uid: str, **_: Any
     ) -> None:
         spec = _valid_spec(body)
+        api = ctx.require_api()
         try:
-            await ensure_deployment(ctx.require_api(), name, _ns(namespace), uid, spec)
+            await ensure_deployment(api, name, _ns(namespace), uid, spec)
         except ConfigError as exc:
             raise kopf.PermanentError(str(exc)) from None
+        done = await ensure_budget(api, name, _ns(namespace), uid, spec)
+        if done is not None:
+            kopf.info(body, reason=f"DisruptionBudget{done.title()}", message=budget_name(name))
         await _ensure_group(ctx, body, _ns(namespace), spec)
 
     @kopf.daemon(*RESOURCE, registry=registry, cancellation_timeout=10.0)
@@ -106,6 +112,7 @@ def build_registry(ctx: OperatorContext, server: str | None = None) -> kopf.Oper
     ) -> None:
         api = ctx.require_api()
         await api.delete_deployment(_ns(namespace), deployment_name(name))
+        await api.delete_pdb(_ns(namespace), budget_name(name))
         try:
             spec = parse_spec(body.get("spec") or {})
         except ConfigError:

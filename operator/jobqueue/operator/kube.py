@@ -14,6 +14,10 @@ method                 request                                RBAC verb
 `apply_deployment`     PATCH (server-side apply) deployments  deployments patch
 `scale_deployment`     PATCH (merge) deployments/{name}       deployments patch
 `delete_deployment`    DELETE apps/v1 deployments/{name}      deployments delete
+`get_pdb`              GET policy/v1 poddisruptionbudgets     pdbs get
+`create_pdb`           POST policy/v1 poddisruptionbudgets    pdbs create
+`patch_pdb`            PATCH (merge) pdbs/{name}              pdbs patch
+`delete_pdb`           DELETE policy/v1 pdbs/{name}           pdbs delete
 `pod_names`            GET v1 pods?labelSelector=             pods list
 `secret_value`         GET v1 secrets/{name}                  secrets get
 `patch_status`         PATCH jobqueues/{name}/status          jobqueues/status patch
@@ -146,6 +150,27 @@ class KubeApi:
         return (
             await self._request("DELETE", self._deployments(namespace, name), body=body) is not None
         )
+
+    @staticmethod
+    def _pdbs(namespace: str, name: str = "") -> str:
+        suffix = f"/{name}" if name else ""
+        return f"apis/policy/v1/namespaces/{namespace}/poddisruptionbudgets{suffix}"
+
+    async def get_pdb(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self._request("GET", self._pdbs(namespace, name))
+
+    async def create_pdb(self, namespace: str, body: Mapping[str, Any]) -> None:
+        if await self._request("POST", self._pdbs(namespace), body=body) is None:
+            raise KubeApiError(404, "NotFound", f"namespace {namespace} not found")
+
+    async def patch_pdb(self, namespace: str, body: Mapping[str, Any]) -> None:
+        """Merge-patch an existing PodDisruptionBudget (a null removes a field)."""
+        path = self._pdbs(namespace, body["metadata"]["name"])
+        await self._request("PATCH", path, body=body, content_type=MERGE_PATCH)
+
+    async def delete_pdb(self, namespace: str, name: str) -> bool:
+        """Delete it; False when it was already gone."""
+        return await self._request("DELETE", self._pdbs(namespace, name)) is not None
 
     async def pod_names(self, namespace: str, selector: Mapping[str, str]) -> set[str]:
         """Names of the pods (any phase) matching ``selector``."""

@@ -12,6 +12,7 @@ Every failure is a `jobqueue.core.errors.ConfigError` naming the offending field
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
@@ -237,6 +238,53 @@ PodTemplate = Annotated[
 """A Kubernetes ``PodTemplateSpec`` (a subset of its fields; see `jobqueue.operator.podschema`)."""
 
 
+def _int_or_percent(value: int | str) -> int | str:
+    if isinstance(value, int) and value >= 0:
+        return value
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,3}%", value):
+        return value
+    raise ValueError(f"want a number of pods (>= 0) or a percentage like '25%', got {value!r}")
+
+
+IntOrPercent = Annotated[
+    int | str,
+    AfterValidator(_int_or_percent),
+    WithJsonSchema({"x-kubernetes-int-or-string": True}),
+]
+"""A number of pods or a percentage of the desired replicas (``"25%"``)."""
+_PERCENT_OR_INT = "(type(self.{0}) == int ? self.{0} >= 0 : self.{0}.matches('^[0-9]{{1,3}}%$'))"
+
+
+class DisruptionBudgetSpec(SpecModel):
+    """A PodDisruptionBudget for the worker pods, so node drains let workers finish jobs."""
+
+    model_config = _cel(
+        (
+            "has(self.minAvailable) != has(self.maxUnavailable)",
+            "give minAvailable or maxUnavailable, exactly one",
+        ),
+        (
+            "!has(self.minAvailable) || " + _PERCENT_OR_INT.format("minAvailable"),
+            "minAvailable: a number of pods >= 0 or a percentage like '25%'",
+        ),
+        (
+            "!has(self.maxUnavailable) || " + _PERCENT_OR_INT.format("maxUnavailable"),
+            "maxUnavailable: a number of pods >= 0 or a percentage like '25%'",
+        ),
+    )
+
+    min_available: IntOrPercent | None = None
+    """Worker pods that must stay up during a voluntary disruption (a node drain)."""
+    max_unavailable: IntOrPercent | None = None
+    """Worker pods a voluntary disruption may take down at once (``1`` is a good start)."""
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> DisruptionBudgetSpec:
+        if (self.min_available is None) == (self.max_unavailable is None):
+            raise ValueError("disruptionBudget: give minAvailable or maxUnavailable, exactly one")
+        return self
+
+
 class ScalingSpec(SpecModel):
     """How the operator scales the worker Deployment."""
 
@@ -303,6 +351,8 @@ class JobQueueSpec(SpecModel):
     retention_policy: Literal["Retain", "Delete"] = "Retain"
     """On delete of the JobQueue: keep the streams (Retain) or delete the queue's keys."""
     pod_template: PodTemplate | None = None
+    disruption_budget: DisruptionBudgetSpec | None = None
+    """An optional PodDisruptionBudget of the worker pods, owned by the JobQueue."""
 
     @model_validator(mode="after")
     def _distinct_streams(self) -> JobQueueSpec:
