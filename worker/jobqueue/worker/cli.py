@@ -17,7 +17,7 @@ from jobqueue.core.errors import ConfigError
 from jobqueue.core.log_flags import log_options
 from jobqueue.core.logs import LogSettings, setup_logging
 from jobqueue.worker.app import load_app
-from jobqueue.worker.runner import Worker
+from jobqueue.worker.runner import EarlyStop, Worker
 from jobqueue.worker.settings import WorkerSettings
 
 # flag -> (WorkerSettings field, or "queue.<field>"), in the order --help shows them.
@@ -95,6 +95,7 @@ def settings_from(env_settings: WorkerSettings, flags: dict[str, Any]) -> Worker
 @log_options
 def worker(app_ref: str, log_level: str | None, log_format: str | None, **flags: Any) -> None:
     """Run a worker for APP_REF (module:attribute naming a jobqueue.worker.App)."""
+    early = EarlyStop().install()  # before the app's import, which may take a while
     try:
         logs = LogSettings.from_env().with_flags(log_level, log_format)
         settings = settings_from(WorkerSettings.from_env(), flags)
@@ -102,5 +103,5 @@ def worker(app_ref: str, log_level: str | None, log_format: str | None, **flags:
         app = load_app(app_ref)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
-    code = uvloop.run(Worker(app, settings).run())
+    code = uvloop.run(Worker(app, settings).run(early=early))
     sys.exit(code)

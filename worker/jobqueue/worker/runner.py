@@ -50,6 +50,25 @@ TIMEOUT_TICK_S = 0.1
 within this many seconds."""
 
 
+class EarlyStop:
+    """Stop signals caught from the first moment of the CLI until the event loop takes
+    over: a pod told to stop while it imports its app exits 0, cleanly, instead of dying
+    by the signal. `install` it first; `Worker.run` reads it once its own handlers are in
+    place."""
+
+    def __init__(self) -> None:
+        self.requested = 0
+        """The signal number received, 0 if none."""
+
+    def install(self) -> EarlyStop:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._caught)
+        return self
+
+    def _caught(self, signum: int, frame: object) -> None:
+        self.requested = signum
+
+
 class Worker:
     """One consumer of one queue, running the handlers of ``app``."""
 
@@ -109,10 +128,17 @@ class Worker:
         self.trimmer = Trimmer(self.redis, keys)
         self.http = SideServer(self.redis, self.metrics, self.read_loop)
 
-    async def run(self, *, handle_signals: bool = True) -> int:
-        """Run until stopped (signal, `stop`, or burst done); returns the exit code."""
+    async def run(self, *, handle_signals: bool = True, early: EarlyStop | None = None) -> int:
+        """Run until stopped (signal, `stop`, or burst done); returns the exit code.
+
+        ``early`` caught stop signals before the event loop existed (while the app was
+        imported): the worker then stops before its first read.
+        """
         if handle_signals:
             self._install_signal_handlers()
+        if early is not None and early.requested:
+            log.info("stop requested during start-up (signal %d): not reading", early.requested)
+            self.stop()
         s = self.settings
         log.info(
             "worker %s: stream %s group %s, handlers: %s",
