@@ -16,12 +16,11 @@ import logging
 import time
 
 from redis.asyncio import Redis as AsyncRedis
-from redis.exceptions import ResponseError
 
 from jobqueue.core import redis_errors
 from jobqueue.worker.inflight import InFlight
 from jobqueue.worker.reader import Reader, ensure_group
-from jobqueue.worker.resilience import TRANSIENT_ERRORS, reconnect_delay_s
+from jobqueue.worker.resilience import TRANSIENT_ERRORS, reconnect_delay_s, vanished
 from jobqueue.worker.settings import WorkerSettings
 
 log = logging.getLogger("jobqueue.worker")
@@ -81,8 +80,10 @@ class ReadLoop:
                     log.warning("read loop: Redis unavailable (%s), reconnecting", exc)
                 await self._pause(reconnect_delay_s(self.outages))
             except Exception as exc:
-                if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
-                    log.warning("consumer group vanished (Redis lost its data?); recreating")
+                if vanished(exc):
+                    # Redis was emptied (FLUSHALL, the stream deleted, a restart without
+                    # persistence): what this worker held is gone with it.
+                    log.warning("stream or consumer group vanished (%s): recreating it", exc)
                     continue
                 self._crashed(exc)
                 await self._pause(min(CRASH_CAP_S, CRASH_BASE_S * 2**self.crashes))

@@ -20,6 +20,7 @@ from redis.exceptions import (
     ConnectionError,
     OutOfMemoryError,
     ReadOnlyError,
+    ResponseError,
     TimeoutError,
 )
 
@@ -35,7 +36,19 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     OutOfMemoryError,
     ReadOnlyError,
 )
+VANISHED_MARKS = ("NOGROUP", "UNBLOCKED")
+"""Replies when the stream or its group is gone (``FLUSHALL``, a deleted stream, a
+restart without persistence): a blocked read is ended with ``UNBLOCKED``, the next
+group command answers ``NOGROUP``."""
 RECONNECT_BASE_S = 0.05
+
+
+def vanished(exc: BaseException) -> bool:
+    """True when ``exc`` says the stream or the consumer group no longer exists: a
+    condition to recover from (recreate the group), not a crash."""
+    return isinstance(exc, ResponseError) and str(exc).startswith(VANISHED_MARKS)
+
+
 RECONNECT_CAP_S = 2.0
 
 

@@ -35,7 +35,7 @@ from jobqueue.worker.promote import Promoter
 from jobqueue.worker.read_loop import LoopBeyondRepair, ReadLoop
 from jobqueue.worker.reader import Reader
 from jobqueue.worker.reclaim import Reclaimer
-from jobqueue.worker.resilience import TRANSIENT_ERRORS
+from jobqueue.worker.resilience import TRANSIENT_ERRORS, vanished
 from jobqueue.worker.settings import WorkerSettings
 from jobqueue.worker.trim import Trimmer
 
@@ -225,10 +225,15 @@ class Worker:
                     outages += 1
                     if outages == 1 or outages % 100 == 0:
                         log.warning("%s: Redis unavailable (%s)", name, exc)
-                except Exception:
-                    # A periodic step failing must not take the worker down; the next
-                    # tick tries again, and the log says why.
-                    log.exception("%s failed", name)
+                except Exception as exc:
+                    if vanished(exc):
+                        # The read loop recreates the group and says so; until then
+                        # there is nothing to reclaim or heartbeat.
+                        log.debug("%s: stream or group gone (%s)", name, exc)
+                    else:
+                        # A periodic step failing must not take the worker down; the
+                        # next tick tries again, and the log says why.
+                        log.exception("%s failed", name)
                 await asyncio.sleep(interval_s)
 
         return asyncio.create_task(loop(), name=name)
