@@ -142,12 +142,17 @@ class ReadLoop:
             await asyncio.wait_for(self.stopping.wait(), delay_s)
 
     async def _burst_done(self) -> bool:
-        """Nothing in flight here, nothing delayed, nothing pending in the group."""
+        """Nothing in flight here, nothing delayed, nothing pending in the group, nothing
+        left to deliver (a job promoted since the last read is in the stream, unread)."""
         if self.inflight.count:
             return False
         keys = self.settings.queue.keys
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.zcard(keys.delayed)
             pipe.xpending(keys.stream, keys.group)
-            delayed, pending = await pipe.execute()
-        return int(delayed) == 0 and int(pending["pending"]) == 0
+            pipe.xinfo_stream(keys.stream)
+            pipe.xinfo_groups(keys.stream)
+            delayed, pending, stream, groups = await pipe.execute()
+        delivered = [g["last-delivered-id"] for g in groups if g["name"] == keys.group]
+        read_all = delivered == [stream["last-generated-id"]]
+        return int(delayed) == 0 and int(pending["pending"]) == 0 and read_all
