@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from support.redis_server import RedisServer  # noqa: E402
 
 STREAM, GROUP = "bench:work", "workers"
-FLUSH_ARGS = [GROUP, f"{STREAM}:job:", 60, "2026-01-01T00:00:00.000Z", "[]", "[]", "[]"]
+FLUSH_ARGS = [GROUP, 60, "2026-01-01T00:00:00.000Z", "[]", "[]", "[]"]
 
 
 async def main(url: str, calls: int, rounds: int) -> None:

@@ -6,6 +6,7 @@ import pytest
 
 from jobqueue.core.errors import ConfigError
 from jobqueue.operator.deployment import build_deployment, worker_env
+from jobqueue.operator.reconcile import queue_keys
 from jobqueue.operator.spec import JobQueueSpec, load_jobqueue
 
 MINIMAL = """
@@ -21,11 +22,8 @@ def test_a_minimal_document_gets_the_spec_defaults() -> None:
     doc = load_jobqueue(MINIMAL)
     spec = doc.spec
     assert doc.name == "emails"
-    assert (spec.stream, spec.group, spec.dead_letter_stream) == (
-        "jobs:work",
-        "workers",
-        "jobs:dead",
-    )
+    assert (spec.stream, spec.group, spec.dead_letter_stream) == ("jobs:work", "workers", None)
+    assert queue_keys(spec).dead == "{jobs:work}:dead"
     assert (spec.scaling.min_replicas, spec.scaling.max_replicas) == (0, 10)
     assert spec.scaling.effective_target_backlog_s == 30.0
     assert spec.retention_policy == "Retain"

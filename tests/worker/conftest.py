@@ -13,13 +13,15 @@ import orjson
 import pytest
 from redis.asyncio import Redis as AsyncRedis
 
+from jobqueue.core.keys import QueueKeys
 from jobqueue.core.settings import QueueSettings
 from jobqueue.core.wire import new_job_id, utc_now_iso
 from jobqueue.worker.app import App
 from jobqueue.worker.runner import Worker
 from jobqueue.worker.settings import WorkerSettings
 
-STREAM, GROUP, DEAD = "jobs:work", "workers", "jobs:dead"
+KEYS = QueueKeys()
+STREAM, GROUP, DEAD = KEYS.stream, KEYS.group, KEYS.dead
 
 
 async def enqueue(

@@ -19,10 +19,12 @@ import redis
 from support.redis_server import RedisServer
 from support.worker_process import WorkerProcess
 
+from jobqueue.core.keys import QueueKeys
 from jobqueue.core.wire import new_job_id
 from jobqueue.worker.testing import CRASH_COUNTS_KEY
 
-STREAM, GROUP, DEAD = "jobs:work", "workers", "jobs:dead"
+KEYS = QueueKeys()
+STREAM, GROUP, DEAD = KEYS.stream, KEYS.group, KEYS.dead
 QUICK = ("--visibility-timeout-s", "2", "--grace-period-s", "10")
 
 
@@ -62,7 +64,7 @@ def wait_for(check: Callable[[], bool], what: str, timeout_s: float = 30.0) -> N
 
 
 def states(client: redis.Redis, ids: list[str]) -> list[str | None]:
-    return [client.hget(f"{STREAM}:job:{i}", "state") for i in ids]
+    return [client.hget(KEYS.status(i), "state") for i in ids]
 
 
 def held_by(client: redis.Redis, consumer: str) -> int:

@@ -35,7 +35,7 @@ def outcomes_for(redis: AsyncRedis, released: list[str]) -> Outcomes:
 async def run_flush(redis: AsyncRedis, outcomes: Outcomes) -> int:
     flush = outcomes.take_flush()
     assert flush is not None
-    acked = await redis.eval(scripts.FLUSH, 1, KEYS.stream, *flush.args)  # type: ignore[misc]
+    acked = await redis.eval(scripts.FLUSH, len(flush.keys), *flush.keys, *flush.args)  # type: ignore[misc]
     outcomes.settle(flush, acked)
     return int(acked)
 
@@ -77,7 +77,7 @@ async def test_a_flush_repeated_after_a_lost_reply_changes_nothing(
         outcomes.succeeded(d, 0.001)
     flush = outcomes.take_flush()
     assert flush is not None
-    await redis_client.eval(scripts.FLUSH, 1, KEYS.stream, *flush.args)  # type: ignore[misc]
+    await redis_client.eval(scripts.FLUSH, len(flush.keys), *flush.keys, *flush.args)  # type: ignore[misc]
     before = [await record(redis_client, d) for d in deliveries]
     # the reply was lost: the flush goes back to the queue and is sent again, later
     outcomes.put_back(flush)

@@ -16,6 +16,7 @@ import redis
 from redis.asyncio import Redis as AsyncRedis
 from worker.conftest import (
     DEAD,
+    KEYS,
     STREAM,
     dead_letters,
     enqueue,
@@ -42,12 +43,12 @@ async def test_successful_jobs_are_acked_and_their_records_say_succeeded(
     # then each ran once, nothing is pending, and the status records say so
     assert await redis_client.hgetall("done") == {i: "1" for i in ids}
     assert await group_pending(redis_client) == 0
-    record = await redis_client.hgetall(f"{STREAM}:job:{ids[0]}")
+    record = await redis_client.hgetall(KEYS.status(ids[0]))
     assert record["state"] == "succeeded"
     assert record["attempts"] == "1"
     assert record["finished_at"]
     assert record["started_at"]
-    assert 0 < await redis_client.ttl(f"{STREAM}:job:{ids[0]}") <= 7 * 24 * 3600
+    assert 0 < await redis_client.ttl(KEYS.status(ids[0])) <= 7 * 24 * 3600
 
 
 async def test_a_job_that_finishes_at_once_gets_its_running_fields_with_its_success(
@@ -60,12 +61,12 @@ async def test_a_job_that_finishes_at_once_gets_its_running_fields_with_its_succ
     assert await run_burst(testing_app, settings_for(redis_url)) == 0
     # then each record is complete: what the running mark writes, then the success
     for job_id, entry_id in zip(ids, entry_ids, strict=True):
-        record = await redis_client.hgetall(f"{STREAM}:job:{job_id}")
+        record = await redis_client.hgetall(KEYS.status(job_id))
         assert record["state"] == "succeeded"
         assert (record["attempts"], record["entry_id"], record["type"]) == ("1", entry_id, "noop")
         assert record["started_at"]
         assert record["finished_at"]
-        assert 0 < await redis_client.ttl(f"{STREAM}:job:{job_id}") <= 7 * 24 * 3600
+        assert 0 < await redis_client.ttl(KEYS.status(job_id)) <= 7 * 24 * 3600
 
 
 async def test_a_settled_record_is_not_given_running_fields_by_a_late_success(
@@ -73,11 +74,11 @@ async def test_a_settled_record_is_not_given_running_fields_by_a_late_success(
 ) -> None:
     # given a job whose record already shows an outcome when the worker picks it up
     job_id = await enqueue(redis_client, "noop")
-    await redis_client.hset(f"{STREAM}:job:{job_id}", mapping={"state": "cancelled"})
+    await redis_client.hset(KEYS.status(job_id), mapping={"state": "cancelled"})
     # when a burst worker runs it
     assert await run_burst(testing_app, settings_for(redis_url)) == 0
     # then a record showing an outcome is never marked running: only the success lands
-    record = await redis_client.hgetall(f"{STREAM}:job:{job_id}")
+    record = await redis_client.hgetall(KEYS.status(job_id))
     assert record["state"] == "succeeded"
     assert "started_at" not in record
     assert "type" not in record
@@ -96,7 +97,7 @@ async def test_many_short_jobs_at_low_concurrency_are_all_acknowledged_once(
     assert await group_pending(redis_client) == 0
     async with redis_client.pipeline(transaction=False) as pipe:
         for job_id in ids:
-            pipe.hget(f"{STREAM}:job:{job_id}", "state")
+            pipe.hget(KEYS.status(job_id), "state")
         assert set(await pipe.execute()) == {"succeeded"}
 
 
@@ -133,11 +134,11 @@ async def test_a_failing_job_retries_with_growing_delays_then_is_dead_lettered(
     assert dead["trace_id"] == "t-1"
     assert dead["source_stream"] == STREAM
     assert dead["failed_at"]
-    record = await redis_client.hgetall(f"{STREAM}:job:{job_id}")
+    record = await redis_client.hgetall(KEYS.status(job_id))
     assert record["state"] == "dead"
     assert record["attempts"] == "4"
     assert await group_pending(redis_client) == 0
-    assert await redis_client.zcard(f"{STREAM}:delayed") == 0
+    assert await redis_client.zcard(KEYS.delayed) == 0
 
 
 async def test_a_retry_waits_in_the_delayed_set_with_its_fields_and_attempts(
@@ -149,17 +150,17 @@ async def test_a_retry_waits_in_the_delayed_set_with_its_fields_and_attempts(
     async with running(testing_app, settings):
         # when the first attempt failed
         await eventually(
-            lambda: redis_client.zscore(f"{STREAM}:delayed", job_id), what="a scheduled retry"
+            lambda: redis_client.zscore(KEYS.delayed, job_id), what="a scheduled retry"
         )
     # then the delayed set holds it with a due time within the backoff and its fields
-    due_ms = await redis_client.zscore(f"{STREAM}:delayed", job_id)
+    due_ms = await redis_client.zscore(KEYS.delayed, job_id)
     assert due_ms is not None
     assert due_ms <= (time.time() + 30) * 1000
-    fields = orjson.loads(await redis_client.hget(f"{STREAM}:delayed:jobs", job_id) or "{}")
+    fields = orjson.loads(await redis_client.hget(KEYS.delayed_jobs, job_id) or "{}")
     assert fields["attempts"] == "1"
     assert fields["trace_id"] == "abc"
     assert fields["id"] == job_id
-    record = await redis_client.hgetall(f"{STREAM}:job:{job_id}")
+    record = await redis_client.hgetall(KEYS.status(job_id))
     assert record["state"] == "retrying"
     assert "failing on purpose" in record["last_error"]
     assert record["run_at"]
@@ -174,7 +175,7 @@ async def test_a_due_retry_runs_again_and_succeeds(
     job_id = await enqueue(redis_client, "fail", {"times": 2, "into": "done"})
     assert await run_burst(testing_app, settings_for(redis_url)) == 0
     assert await redis_client.hgetall("done") == {job_id: "1"}
-    record = await redis_client.hgetall(f"{STREAM}:job:{job_id}")
+    record = await redis_client.hgetall(KEYS.status(job_id))
     assert record["state"] == "succeeded"
     assert record["attempts"] == "3"
 
@@ -291,7 +292,7 @@ async def test_a_cancel_request_stops_the_running_handler_and_records_cancelled(
 ) -> None:
     job_id = await enqueue(redis_client, "sleep", {"ms": 60_000})
     settings = settings_for(redis_url, visibility_timeout_s=0.3)  # heartbeat every 0.1 s
-    record_key = f"{STREAM}:job:{job_id}"
+    record_key = KEYS.status(job_id)
     async with running(testing_app, settings):
 
         async def is_running() -> bool:
@@ -343,7 +344,7 @@ async def test_a_status_key_of_another_type_does_not_hold_back_its_batch(
 ) -> None:
     # given five jobs, one of whose status keys holds something that is not a record
     ids = [await enqueue(redis_client, "record", {"into": "done"}) for _ in range(5)]
-    foreign = f"{STREAM}:job:{ids[2]}"
+    foreign = KEYS.status(ids[2])
     await redis_client.set(foreign, "another application's value")
     # when a burst worker runs them (it once crash-looped on the WRONGTYPE reply)
     assert await run_burst(testing_app, settings_for(redis_url, max_loop_crashes=3)) == 0
@@ -351,6 +352,6 @@ async def test_a_status_key_of_another_type_does_not_hold_back_its_batch(
     # the foreign key is left exactly as it was
     assert await redis_client.hgetall("done") == {i: "1" for i in ids}
     assert await group_pending(redis_client) == 0
-    assert await redis_client.hget(f"{STREAM}:job:{ids[0]}", "state") == "succeeded"
+    assert await redis_client.hget(KEYS.status(ids[0]), "state") == "succeeded"
     assert await redis_client.get(foreign) == "another application's value"
     assert await redis_client.ttl(foreign) == -1

@@ -22,6 +22,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stats": ("jobqueue.producer.cli:stats", "Show a queue's length, lag and consumers."),
     "jobs": ("jobqueue.producer.cli:jobs", "Read or cancel one job."),
     "dead": ("jobqueue.producer.cli:dead", "List, replay or delete dead letters."),
+    "migrate-keys": (
+        "jobqueue.producer.cli_migrate:migrate",
+        "Move a queue's data from the key names before 0.2.",
+    ),
     "crd": ("jobqueue.operator.cli:crd", "Print the JobQueue CRD generated from the spec model."),
 }
 

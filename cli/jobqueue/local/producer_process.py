@@ -36,7 +36,7 @@ class ProducerProcess:
         self._argv = [
             *command, "producer",
             "--stream", spec.stream,
-            "--dead-stream", spec.dead_letter_stream,
+            "--dead-stream", queue.keys.dead,
             "--host", host,
             "--port", str(port),
         ]  # fmt: skip

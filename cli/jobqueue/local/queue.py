@@ -31,9 +31,8 @@ class LocalQueue:
 
     @property
     def keys(self) -> QueueKeys:
-        return QueueKeys(
-            stream=self.spec.stream, group=self.spec.group, dead=self.spec.dead_letter_stream
-        )
+        spec = self.spec
+        return QueueKeys(spec.stream, spec.group, dead_stream=spec.dead_letter_stream or "")
 
     @property
     def min_replicas(self) -> int:
@@ -65,7 +64,7 @@ class LocalQueue:
             spec.worker.app,
             "--stream", spec.stream,
             "--group", spec.group,
-            "--dead-stream", spec.dead_letter_stream,
+            "--dead-stream", self.keys.dead,
             "--concurrency", str(spec.worker.concurrency),
             "--visibility-timeout-s", _number(spec.visibility_timeout_seconds),
             "--grace-period-s", _number(self.grace_period_s),

@@ -36,7 +36,7 @@ COUNT_CAP = 10_000
 """Most entries the fallback lag count scans in one call (keeps Redis responsive)."""
 
 # Counts entries strictly after ARGV[1], up to ARGV[2] of them, in chunks of 1000.
-_COUNT_AFTER = """
+_COUNT_AFTER = """#!lua flags=no-writes
 local start = '(' .. ARGV[1]
 local cap = tonumber(ARGV[2])
 local counted = 0

@@ -14,6 +14,7 @@ writes the job's status record (`jobqueue.core.scripts`).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import re
 import time
@@ -119,33 +120,54 @@ class AsyncClient:
         """
         now_ms = _now_ms()
         prepared: list[bytes | str] = []
+        job_keys: list[list[str]] = []
         for index, job in enumerate(jobs):
             try:
-                prepared.append(enqueue_arg(job, now_ms))
+                job_id, arg = enqueue_arg(job, now_ms)
             except ValueError as exc:
                 raise InvalidNewJob(index, str(exc)) from None
+            prepared.append(arg)
+            keys_of_job = [self.keys.status(job_id)]
+            if job.idempotency_key is not None:
+                keys_of_job.append(self.keys.idempotency(job.idempotency_key))
+            job_keys.append(keys_of_job)
         head: list[bytes | str] = [
-            self.keys.status_prefix,
             str(self.settings.status_ttl_s),
-            self.keys.idempotency(""),
             str(self.idempotency_ttl_s),
             utc_now_iso(),
             str(now_ms),
         ]
-        keys = [self.keys.stream, self.keys.delayed, self.keys.delayed_jobs]
-        chunks = [
-            prepared[i : i + JOBS_PER_SCRIPT_CALL]
-            for i in range(0, len(prepared), JOBS_PER_SCRIPT_CALL)
-        ]
-        if len(chunks) == 1:
-            replies = [await self._enqueue(keys=keys, args=head + chunks[0])]
+        queue_keys = [self.keys.stream, self.keys.delayed, self.keys.delayed_jobs]
+        calls = []
+        for i in range(0, len(prepared), JOBS_PER_SCRIPT_CALL):
+            keys = queue_keys + [k for ks in job_keys[i : i + JOBS_PER_SCRIPT_CALL] for k in ks]
+            calls.append((keys, head + prepared[i : i + JOBS_PER_SCRIPT_CALL]))
+        if len(calls) == 1:
+            replies = [await self._enqueue(keys=calls[0][0], args=calls[0][1])]
         else:
             async with self.redis.pipeline(transaction=True) as pipe:
-                for chunk in chunks:
-                    await self._enqueue(keys=keys, args=head + chunk, client=pipe)
+                for keys, args in calls:
+                    await self._enqueue(keys=keys, args=args, client=pipe)
                 replies = await pipe.execute()
         flat = [value for reply in replies for value in reply]
-        return [Enqueued.from_reply(flat[i : i + 4]) for i in range(0, len(flat), 4)]
+        results = [Enqueued.from_reply(flat[i : i + 4]) for i in range(0, len(flat), 4)]
+        return await self._with_first_records(results)
+
+    async def _with_first_records(self, results: list[Enqueued]) -> list[Enqueued]:
+        """Duplicates answer their first job's entry id and state, read from its record
+        (a key the enqueue script could not name in advance, so it is read after)."""
+        duplicates = [i for i, r in enumerate(results) if r.duplicate]
+        if not duplicates:
+            return results
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for i in duplicates:
+                pipe.hmget(self.keys.status(results[i].job_id), "entry_id", "state")
+            records = await pipe.execute()
+        for i, (entry_id, state) in zip(duplicates, records, strict=True):
+            results[i] = dataclasses.replace(
+                results[i], entry_id=entry_id or None, state=state or ""
+            )
+        return results
 
     async def get(self, job_id: str) -> JobInfo | None:
         """The status record of ``job_id``, or None when unknown or expired."""

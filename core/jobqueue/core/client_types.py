@@ -80,8 +80,8 @@ class NewJob:
         return 0
 
 
-def enqueue_arg(job: NewJob, now_ms: int) -> bytes:
-    """The enqueue script's argument for one job, a JSON array (layout in
+def enqueue_arg(job: NewJob, now_ms: int) -> tuple[str, bytes]:
+    """The job's id and the enqueue script's argument for it, a JSON array (layout in
     `jobqueue.core.scripts`); ValueError when the job cannot be accepted."""
     job.check()
     extra = dict(job.extra)
@@ -102,7 +102,7 @@ def enqueue_arg(job: NewJob, now_ms: int) -> bytes:
         run_at = datetime.fromtimestamp(due_ms / 1000, UTC).isoformat(timespec="milliseconds")
         arg[3] = run_at.replace("+00:00", "Z")
         arg.append(orjson.dumps(fields).decode())
-    return orjson.dumps(arg)
+    return wire.id, orjson.dumps(arg)
 
 
 def _stdlib_json(payload: dict[str, Any]) -> str:

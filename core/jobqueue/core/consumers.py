@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from jobqueue.core.keys import QueueKeys
 
 # KEYS[1] stream; ARGV[1] group, ARGV[2] consumer. 1 = deleted, 0 = kept (it holds entries).
-_DELETE_IF_IDLE = """
+_DELETE_IF_IDLE = """#!lua
 local held = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
 if #held > 0 then return 0 end
 redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])

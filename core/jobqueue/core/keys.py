@@ -1,57 +1,201 @@
-"""Every Redis key one queue uses, in one place.
+"""Every Redis key one queue uses, in one place, all in one Redis Cluster slot.
 
-A queue is named by its stream (default ``jobs:work``). Everything else hangs off that
-name so two queues on one Redis never collide, and an operator, a producer and a worker
-configured with the same stream agree on every key without further settings.
+A queue is named by its stream (default ``jobs:work``), the key existing producers
+``XADD`` to. Every other key of the queue carries the stream's name as a hash tag, so
+it hashes to the stream's slot: ``{jobs:work}:delayed`` lives with ``jobs:work`` (a key
+with a ``{...}`` part hashes only that part). Every script of the queue therefore stays
+in one slot, on a single Redis and on a Cluster alike, and receives every key it
+touches in ``KEYS``. A stream name that has a hash tag of its own (``{tenant}:work``)
+keeps it: its keys are ``{tenant}:work:delayed`` and so on.
 
-=========================  ==========  =============================================
-key                        type        holds
-=========================  ==========  =============================================
-``{stream}``               stream      jobs ready to run (SPEC §2 fields)
-``{dead}``                 stream      dead letters (default ``jobs:dead``)
-``{stream}:delayed``       sorted set  ids of delayed jobs and retries; score = due ms
-``{stream}:delayed:jobs``  hash        job id -> JSON object of its stream fields
-``{stream}:job:{id}``      hash        one job's status record (state, attempts, ...)
-``{stream}:idem:{k}``      string      job id enqueued under idempotency key ``k``
-=========================  ==========  =============================================
+With ``tag`` the stream's tag (``{jobs:work}``, or the name itself when it has one):
+
+========================  ==========  ===============================================
+key                       type        holds
+========================  ==========  ===============================================
+``{stream}``              stream      jobs ready to run (SPEC §2 fields); the default
+                                      lane's stream when lanes are declared
+``{tag}:dead``            stream      dead letters (the default; ``dead_stream`` sets
+                                      another, e.g. the old default ``jobs:dead``)
+``{tag}:delayed``         sorted set  ids of delayed jobs and retries; score = due ms
+``{tag}:delayed:jobs``    hash        job id -> JSON object of its stream fields
+``{tag}:job:{id}``        hash        one job's status record (state, attempts, ...)
+``{tag}:idem:{k}``        string      job id enqueued under idempotency key ``k``
+``{tag}:lane:{name}``     stream      the ready jobs of priority lane ``name`` (all
+                                      but the default lane, which is ``{stream}``)
+========================  ==========  ===============================================
+
+A `QueueKeys` is one slot: one stream with its lanes and keys. A partitioned queue is
+N of them (`partition_streams`): partition 0 is the queue's stream, partition ``i`` a
+stream of its own name chosen so that the N tags spread evenly over the slot space.
+
+Before 0.2 the derived keys had no hash tag (``jobs:work:delayed``, ...) and the dead
+letters defaulted to ``jobs:dead``; `LegacyKeys` names them for ``jobqueue
+migrate-keys`` (`jobqueue.core.migrate`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
+
 DEFAULT_STREAM = "jobs:work"
-DEFAULT_DEAD_STREAM = "jobs:dead"
 DEFAULT_GROUP = "workers"
+LEGACY_DEAD_STREAM = "jobs:dead"
+"""The dead-letter stream's default before 0.2; still accepted as ``dead_stream``."""
+
+
+def hash_tag(name: str) -> str | None:
+    """The part of ``name`` Redis Cluster hashes when it has one (the text between the
+    first ``{`` and the first ``}`` after it, if not empty), else None."""
+    start = name.find("{")
+    if start < 0:
+        return None
+    end = name.find("}", start + 1)
+    if end <= start + 1:
+        return None
+    return name[start + 1 : end]
+
+
+def check_stream_name(stream: str) -> str:
+    """``stream`` when its queue's keys can share its slot, else ValueError saying why.
+
+    A name with a ``}`` but no hash tag (``x{}y``) cannot be wrapped in a tag that
+    hashes like it: a tag ends at its first ``}``."""
+    if not stream:
+        raise ValueError("the stream name must not be empty")
+    if hash_tag(stream) is None and "}" in stream:
+        raise ValueError(
+            f"stream name {stream!r} has a '}}' but no hash tag: its keys could not share "
+            "its Redis Cluster slot (use a name without braces, or with a tag like {name})"
+        )
+    return stream
+
+
+def slot_of(key: str) -> int:
+    """The Redis Cluster hash slot of ``key`` (0..16383)."""
+    return int(key_slot(key.encode("utf-8", "surrogateescape")))
 
 
 @dataclass(frozen=True, slots=True)
 class QueueKeys:
-    """The Redis keys of one queue."""
+    """The Redis keys of one queue (of one partition of it): one Cluster slot."""
 
     stream: str = DEFAULT_STREAM
     group: str = DEFAULT_GROUP
-    dead: str = DEFAULT_DEAD_STREAM
+    dead_stream: str = ""
+    """The dead-letter stream; empty (the default) means ``{tag}:dead``, in the slot."""
+
+    def __post_init__(self) -> None:
+        check_stream_name(self.stream)
+
+    @property
+    def tag(self) -> str:
+        """The prefix every derived key starts with; it hashes to the stream's slot."""
+        return self.stream if hash_tag(self.stream) is not None else f"{{{self.stream}}}"
+
+    @property
+    def dead(self) -> str:
+        """Stream of dead letters."""
+        return self.dead_stream or f"{self.tag}:dead"
 
     @property
     def delayed(self) -> str:
         """Sorted set of delayed jobs and retries waiting out their backoff."""
-        return f"{self.stream}:delayed"
+        return f"{self.tag}:delayed"
 
     @property
     def delayed_jobs(self) -> str:
         """Hash from job id to the JSON-encoded stream fields of each delayed job."""
-        return f"{self.stream}:delayed:jobs"
+        return f"{self.tag}:delayed:jobs"
 
     def status(self, job_id: str) -> str:
         """Hash with the status record of one job."""
-        return f"{self.stream}:job:{job_id}"
+        return f"{self.tag}:job:{job_id}"
 
     @property
     def status_prefix(self) -> str:
-        """Prefix of every status record; Lua scripts append the job id."""
-        return f"{self.stream}:job:"
+        """Prefix of every status record (for scans; scripts get whole keys in KEYS)."""
+        return f"{self.tag}:job:"
 
     def idempotency(self, key: str) -> str:
         """String holding the job id first enqueued under an idempotency key."""
-        return f"{self.stream}:idem:{key}"
+        return f"{self.tag}:idem:{key}"
+
+    def lane(self, name: str) -> str:
+        """Stream of a priority lane other than the default one (which is ``stream``)."""
+        return f"{self.tag}:lane:{name}"
+
+    @property
+    def single_slot(self) -> bool:
+        """Whether the dead-letter stream hashes with the queue (Redis Cluster needs it)."""
+        return slot_of(self.dead) == slot_of(self.stream)
+
+    @property
+    def legacy(self) -> LegacyKeys:
+        """The names this queue's keys had before 0.2."""
+        return LegacyKeys(self.stream)
+
+
+@dataclass(frozen=True, slots=True)
+class LegacyKeys:
+    """Key names before 0.2: derived keys without a hash tag, dead letters ``jobs:dead``."""
+
+    stream: str
+
+    @property
+    def dead(self) -> str:
+        return LEGACY_DEAD_STREAM
+
+    @property
+    def delayed(self) -> str:
+        return f"{self.stream}:delayed"
+
+    @property
+    def delayed_jobs(self) -> str:
+        return f"{self.stream}:delayed:jobs"
+
+    @property
+    def status_prefix(self) -> str:
+        return f"{self.stream}:job:"
+
+    @property
+    def idempotency_prefix(self) -> str:
+        return f"{self.stream}:idem:"
+
+
+def partition_streams(stream: str, partitions: int) -> list[str]:
+    """The stream names of a queue split into ``partitions`` partitions.
+
+    Partition 0 is ``stream`` itself (what existing producers write to). Partition ``i``
+    is ``{stream}#{i}`` (the tag gets the suffix when the stream has a tag of its own:
+    ``{tenant#1}:work``) with the smallest suffix ``.n`` that puts its slot in the
+    ``i``-th of ``partitions`` equal ranges of the slot space counted from the stream's
+    own slot, so a cluster whose primaries own equal slot ranges (what ``redis-cli
+    --cluster create`` makes) gets its share of partitions on every primary. The names
+    depend only on ``stream`` and ``partitions``: every component computes the same ones.
+    """
+    if partitions < 1:
+        raise ValueError("partitions must be at least 1")
+    width = REDIS_CLUSTER_HASH_SLOTS / partitions
+    base = slot_of(stream)
+    names = [stream]
+    for i in range(1, partitions):
+        low, high = int(i * width), int((i + 1) * width)
+        salt = 0
+        while True:
+            name = _partition_name(stream, f"{i}.{salt}" if salt else str(i))
+            if low <= (slot_of(name) - base) % REDIS_CLUSTER_HASH_SLOTS < high:
+                names.append(name)
+                break
+            salt += 1
+    return names
+
+
+def _partition_name(stream: str, suffix: str) -> str:
+    # The suffix must change what the name hashes: inside its own tag when it has one.
+    tag = hash_tag(stream)
+    if tag is None:
+        return f"{stream}#{suffix}"
+    return stream.replace(f"{{{tag}}}", f"{{{tag}#{suffix}}}", 1)

@@ -1,9 +1,9 @@
 """The Lua scripts of the client: enqueue, cancel and replay, each one atomic step.
 
 Each script moves a job *and* writes its status record in the same call, so the record
-never says something the streams do not (docs/internals.md). Status record keys are
-built inside the scripts from ``status_prefix`` + job id, as the worker's scripts do;
-that is fine on one Redis (this project does not target Redis Cluster).
+never says something the streams do not (docs/internals.md). Every key a script
+touches comes in ``KEYS``, all in the queue's slot (`jobqueue.core.keys`), and every
+script starts with ``#!lua`` so that a Redis in cluster mode enforces it.
 
 The argument layouts are documented above each script; `jobqueue.core.client` is the
 only caller.
@@ -18,7 +18,7 @@ from __future__ import annotations
 # its retry or dead letter never written). So scripts check with ``ours`` before their
 # first write: a foreign status record is left alone (the job still moves), a foreign
 # queue key fails the script before it changes anything.
-OWN_KEYS_LUA = """
+OWN_KEYS_LUA = """#!lua
 local function ours(key, kind)
   local found = redis.call('TYPE', key)['ok']
   return found == 'none' or found == kind
@@ -30,38 +30,42 @@ local function require_ours(key, kind)
 end
 """
 
-# KEYS: stream, delayed (zset), delayed_jobs (hash)
-# ARGV: status_prefix, status_ttl_s, idempotency_prefix, idempotency_ttl_s, now_iso,
-#       now_ms, then one JSON array per job: [idempotency_key ('' = none), job_id, due_ms ('0' =
-#       now), run_at_iso, type, enqueued_at, [k1, v1, ..., kn, vn], delayed_json (only when
-#       delayed)]. One argument per job keeps the client's command packing cheap; cjson
-#       decoding it in Redis costs less than packing twenty arguments in Python.
-# Returns per job, flat: job_id, entry_id ('' when delayed), state, duplicate ('1'/'0').
-ENQUEUE = """
+# KEYS: stream, delayed (zset), delayed_jobs (hash), then per job its status record and,
+#       when it has an idempotency key, that key.
+# ARGV: status_ttl_s, idempotency_ttl_s, now_iso, now_ms, then one JSON array per job:
+#       [idempotency_key ('' = none), job_id, due_ms ('0' = now), run_at_iso, type,
+#       enqueued_at, [k1, v1, ..., kn, vn], delayed_json (only when delayed)]. One
+#       argument per job keeps the client's command packing cheap; cjson decoding it in
+#       Redis costs less than packing twenty arguments in Python.
+# Returns per job, flat: job_id, entry_id ('' when delayed or a duplicate), state ('' for
+# a duplicate: the caller reads the first job's record), duplicate ('1'/'0').
+ENQUEUE = """#!lua
 local stream, delayed, delayed_jobs = KEYS[1], KEYS[2], KEYS[3]
-local status_prefix, status_ttl = ARGV[1], ARGV[2]
-local idem_prefix, idem_ttl, now, now_ms = ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
+local status_ttl, idem_ttl, now, now_ms = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local call, decode = redis.call, cjson.decode
 local out = {}
-for i = 7, #ARGV do
+local k = 4
+for i = 5, #ARGV do
   local job = decode(ARGV[i])
   local idem, id, due_ms, run_at = job[1], job[2], job[3], job[4]
   local job_type, enqueued_at, fields = job[5], job[6], job[7]
-  local existing = false
+  local status = KEYS[k]
+  local idem_key = nil
+  k = k + 1
   if idem ~= '' then
-    existing = call('GET', idem_prefix .. idem)
+    idem_key = KEYS[k]
+    k = k + 1
   end
+  local existing = idem_key and call('GET', idem_key)
   if existing then
-    local record = call('HMGET', status_prefix .. existing, 'entry_id', 'state')
     out[#out + 1] = existing
-    out[#out + 1] = record[1] or ''
-    out[#out + 1] = record[2] or ''
+    out[#out + 1] = ''
+    out[#out + 1] = ''
     out[#out + 1] = '1'
   else
-    if idem ~= '' then
-      call('SET', idem_prefix .. idem, id, 'EX', idem_ttl)
+    if idem_key then
+      call('SET', idem_key, id, 'EX', idem_ttl)
     end
-    local status = status_prefix .. id
     local entry_id, state, ttl = '', 'queued', status_ttl
     if due_ms ~= '0' then
       state = 'delayed'

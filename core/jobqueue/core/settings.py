@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from jobqueue.core.errors import ConfigError
-from jobqueue.core.keys import DEFAULT_DEAD_STREAM, DEFAULT_GROUP, DEFAULT_STREAM, QueueKeys
+from jobqueue.core.keys import DEFAULT_GROUP, DEFAULT_STREAM, QueueKeys, check_stream_name
 
 T = TypeVar("T")
 
@@ -74,16 +74,21 @@ class QueueSettings:
     """``redis://`` or ``rediss://`` URL, credentials and database included."""
     stream: str = DEFAULT_STREAM
     group: str = DEFAULT_GROUP
-    dead_stream: str = DEFAULT_DEAD_STREAM
+    dead_stream: str = ""
+    """Dead-letter stream; empty: ``{stream}:dead``, in the queue's Cluster slot."""
     status_ttl_s: int = 7 * 24 * 3600
     """How long a job's status record is kept after its last change, in seconds."""
 
     def __post_init__(self) -> None:
         check_redis_url(self.redis_url)
+        try:
+            check_stream_name(self.stream)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
     @property
     def keys(self) -> QueueKeys:
-        return QueueKeys(stream=self.stream, group=self.group, dead=self.dead_stream)
+        return QueueKeys(stream=self.stream, group=self.group, dead_stream=self.dead_stream)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> QueueSettings:
@@ -92,6 +97,6 @@ class QueueSettings:
             redis_url=env_value(env, "REDIS_URL", DEFAULT_REDIS_URL, str),
             stream=env_value(env, "JOBQUEUE_STREAM", DEFAULT_STREAM, str),
             group=env_value(env, "JOBQUEUE_GROUP", DEFAULT_GROUP, str),
-            dead_stream=env_value(env, "JOBQUEUE_DEAD_STREAM", DEFAULT_DEAD_STREAM, str),
+            dead_stream=env_value(env, "JOBQUEUE_DEAD_STREAM", "", str),
             status_ttl_s=env_value(env, "JOBQUEUE_STATUS_TTL_S", 7 * 24 * 3600, int),
         )

@@ -23,7 +23,9 @@ DELETE_BATCH = 500
 
 
 def queue_keys(spec: JobQueueSpec) -> QueueKeys:
-    return QueueKeys(stream=spec.stream, group=spec.group, dead=spec.dead_letter_stream)
+    return QueueKeys(
+        stream=spec.stream, group=spec.group, dead_stream=spec.dead_letter_stream or ""
+    )
 
 
 async def resolve_redis_url(api: KubeApi, namespace: str, spec: JobQueueSpec) -> str:

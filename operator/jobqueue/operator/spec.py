@@ -30,7 +30,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from jobqueue.core.errors import ConfigError
-from jobqueue.core.keys import DEFAULT_DEAD_STREAM, DEFAULT_GROUP, DEFAULT_STREAM
+from jobqueue.core.keys import DEFAULT_GROUP, DEFAULT_STREAM, check_stream_name
 from jobqueue.core.settings import check_redis_url
 from jobqueue.operator.podschema import pod_template_schema, template_errors, without_nulls
 
@@ -325,7 +325,10 @@ class JobQueueSpec(SpecModel):
     """The ``spec`` of a JobQueue."""
 
     model_config = _cel(
-        ("self.stream != self.deadLetterStream", "stream and deadLetterStream must differ"),
+        (
+            "!has(self.deadLetterStream) || self.stream != self.deadLetterStream",
+            "stream and deadLetterStream must differ",
+        ),
         (
             "has(self.worker.image) || has(self.podTemplate)",
             "worker.image is required (or a podTemplate whose worker container names it)",
@@ -337,8 +340,8 @@ class JobQueueSpec(SpecModel):
     """Stream of ready jobs."""
     group: str = Field(default=DEFAULT_GROUP, min_length=1)
     """Consumer group the workers read with."""
-    dead_letter_stream: str = Field(default=DEFAULT_DEAD_STREAM, min_length=1)
-    """Stream of dead letters."""
+    dead_letter_stream: str | None = Field(default=None, min_length=1)
+    """Stream of dead letters; unset: ``{<stream>}:dead``, in the stream's Cluster slot."""
     retry: RetrySpec = Field(default_factory=RetrySpec)
     job_timeout_seconds: float = Field(default=300.0, gt=0)
     """Longest run of one attempt, in seconds; then it fails and is retried."""
@@ -358,6 +361,7 @@ class JobQueueSpec(SpecModel):
     def _distinct_streams(self) -> JobQueueSpec:
         if self.stream == self.dead_letter_stream:
             raise ValueError("stream and deadLetterStream must differ")
+        check_stream_name(self.stream)
         return self
 
     @model_validator(mode="after")

@@ -72,7 +72,7 @@ def owned_env(spec: JobQueueSpec) -> list[V1EnvVar]:
     own = {
         "JOBQUEUE_STREAM": spec.stream,
         "JOBQUEUE_GROUP": spec.group,
-        "JOBQUEUE_DEAD_STREAM": spec.dead_letter_stream,
+        "JOBQUEUE_DEAD_STREAM": spec.dead_letter_stream or "",
         "JOBQUEUE_CONCURRENCY": str(spec.worker.concurrency),
         "JOBQUEUE_VISIBILITY_TIMEOUT_S": f"{spec.visibility_timeout_seconds:g}",
         "JOBQUEUE_JOB_TIMEOUT_S": f"{spec.job_timeout_seconds:g}",

@@ -37,7 +37,7 @@ LISTEN_ERRORS = (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES)
 @click.command("producer")
 @click.option("--redis-url", help="Redis URL [REDIS_URL].")
 @click.option("--stream", help="Stream of the queue [JOBQUEUE_STREAM, jobs:work].")
-@click.option("--dead-stream", help="Dead letters [JOBQUEUE_DEAD_STREAM, jobs:dead].")
+@click.option("--dead-stream", help="Dead letters [JOBQUEUE_DEAD_STREAM, {stream}:dead].")
 @click.option("--host", help="Address to listen on [JOBQUEUE_PRODUCER_HOST, 0.0.0.0].")
 @click.option("--port", type=int, help="Port to listen on [JOBQUEUE_PRODUCER_PORT, 8080].")
 @click.option(

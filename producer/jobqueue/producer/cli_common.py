@@ -23,7 +23,7 @@ def queue_options(command: F) -> F:
         click.option("--redis-url", help="Redis URL [REDIS_URL]."),
         click.option("--stream", help="Stream of the queue [JOBQUEUE_STREAM, jobs:work]."),
         click.option("--group", help="Consumer group [JOBQUEUE_GROUP, workers]."),
-        click.option("--dead-stream", help="Dead letters [JOBQUEUE_DEAD_STREAM, jobs:dead]."),
+        click.option("--dead-stream", help="Dead letters [JOBQUEUE_DEAD_STREAM, {stream}:dead]."),
         click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts."),
     ]
     for option in reversed(options):

@@ -60,7 +60,7 @@ def settings_from(env_settings: WorkerSettings, flags: dict[str, Any]) -> Worker
 @click.option("--redis-url", help="Redis URL [REDIS_URL].")
 @click.option("--stream", help="Stream to consume [JOBQUEUE_STREAM, jobs:work].")
 @click.option("--group", help="Consumer group [JOBQUEUE_GROUP, workers].")
-@click.option("--dead-stream", help="Dead-letter stream [JOBQUEUE_DEAD_STREAM, jobs:dead].")
+@click.option("--dead-stream", help="Dead-letter stream [JOBQUEUE_DEAD_STREAM, {stream}:dead].")
 @click.option("--concurrency", type=int, help="Most jobs in flight [JOBQUEUE_CONCURRENCY, 64].")
 @click.option(
     "--visibility-timeout-s",

@@ -60,8 +60,10 @@ class Flush:
 
     running: Marks
     batch: list[Succeeded]
+    keys: list[str]
+    """KEYS of `scripts.FLUSH`: the stream, then the status records it names."""
     args: list[str | int | bytes]
-    """ARGV of `scripts.FLUSH` (KEYS: the stream)."""
+    """ARGV of `scripts.FLUSH`."""
 
     @property
     def freed(self) -> int:
@@ -154,7 +156,7 @@ class Outcomes:
         running, self._running = self._running, {}
         if not self._batch:
             self.successes.clear()
-        self._on_wire = Flush(running, batch, self._flush_args(running, batch))
+        self._on_wire = Flush(running, batch, *self._flush_call(running, batch))
         return self._on_wire
 
     def settle(self, flush: Flush, reply: Any) -> None:
@@ -218,34 +220,38 @@ class Outcomes:
 
     async def _send(self, flush: Flush) -> None:
         """Send ``flush`` through the shared client, repeating through outages."""
-        keys = [self.keys.stream]
         try:
             acked = await persist(
-                lambda: self._flush_script(keys=keys, args=flush.args), "acknowledge"
+                lambda: self._flush_script(keys=flush.keys, args=flush.args), "acknowledge"
             )
         except BaseException:
             self.put_back(flush)
             raise
         self.settle(flush, acked)
 
-    def _flush_args(self, running: Marks, batch: list[Succeeded]) -> list[str | int | bytes]:
-        """The FLUSH script's arguments (see `scripts.FLUSH`)."""
-        done: list[str] = []
-        started_and_done: list[str] = []
+    def _flush_call(
+        self, running: Marks, batch: list[Succeeded]
+    ) -> tuple[list[str], list[str | int | bytes]]:
+        """The FLUSH script's keys and arguments (see `scripts.FLUSH`)."""
+        keys = [self.keys.stream]
+        status = self.keys.status
+        done: list[str | int] = []
+        started_and_done: list[str | int] = []
         running = dict(running)  # kept intact: a failed send puts it back
         for item in batch:
+            keys.append(status(item.job_id))
             mark = running.pop(item.entry_id, None)
             if mark is None:
-                done += (item.entry_id, item.job_id)
+                done += (item.entry_id, len(keys))
             else:
-                started_and_done += (item.entry_id, item.job_id, mark[1], mark[2])
-        marks: list[str] = []
+                started_and_done += (item.entry_id, len(keys), mark[1], mark[2])
+        marks: list[str | int] = []
         for entry_id, (job_id, attempt, job_type) in running.items():
-            marks += (job_id, attempt, entry_id, job_type)
-        args: list[str | int | bytes] = [self.keys.group, self.keys.status_prefix, self.ttl_s]
-        args += (utc_now_iso(), orjson.dumps(marks), orjson.dumps(done))
-        args.append(orjson.dumps(started_and_done))
-        return args
+            keys.append(status(job_id))
+            marks += (len(keys), attempt, entry_id, job_type)
+        args: list[str | int | bytes] = [self.keys.group, self.ttl_s, utc_now_iso()]
+        args += (orjson.dumps(marks), orjson.dumps(done), orjson.dumps(started_and_done))
+        return keys, args
 
     async def retry(
         self, delivery: Delivery, error: str, delay_s: float, duration_s: float

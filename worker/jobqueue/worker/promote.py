@@ -1,15 +1,19 @@
 """Moving due delayed jobs and retries back to the stream (docs/internals.md).
 
-One script call moves a bounded batch atomically: each due id is removed from the
-sorted set and the hash, added to the stream and its status set to ``queued``, all in
-one step, so two workers racing never promote a job twice and a crash in between never
-loses one. A hash value that is not a JSON object cannot be turned back into a job; it
-goes to the dead-letter stream with the raw text instead of blocking the set.
+The due ids are read first (``ZRANGEBYSCORE``), then one script call moves that bounded
+batch atomically, with each job's status record among its ``KEYS`` (Redis Cluster needs
+every key named up front): each id still due is removed from the sorted set and the
+hash, added to the stream and its status set to ``queued``, all in one step, so two
+workers racing never promote a job twice (the second finds the id gone and skips it) and
+a crash in between never loses one. A hash value that is not a JSON object cannot be
+turned back into a job; it goes to the dead-letter stream with the raw text instead of
+blocking the set.
 """
 
 from __future__ import annotations
 
 import time
+from typing import cast
 
 from redis.asyncio import Redis as AsyncRedis
 
@@ -19,7 +23,8 @@ from jobqueue.core.wire import utc_now_iso
 
 PROMOTE_BATCH = 500
 
-# KEYS: delayed, delayed_jobs, stream, dead. ARGV: now_ms, limit, status prefix, ttl, now_iso.
+# KEYS: delayed, delayed_jobs, stream, dead, then the status record of each id.
+# ARGV: now_ms, ttl, now_iso, then the ids (in the order of their status records).
 PROMOTE = (
     OWN_KEYS_LUA
     + """
@@ -27,32 +32,36 @@ require_ours(KEYS[1], 'zset')
 require_ours(KEYS[2], 'hash')
 require_ours(KEYS[3], 'stream')
 require_ours(KEYS[4], 'stream')
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
-for _, id in ipairs(ids) do
-  local text = redis.call('HGET', KEYS[2], id)
-  redis.call('ZREM', KEYS[1], id)
-  redis.call('HDEL', KEYS[2], id)
-  if text then
-    local ok, fields = pcall(cjson.decode, text)
-    if ok and type(fields) == 'table' then
-      local flat = {}
-      for name, value in pairs(fields) do
-        flat[#flat + 1] = name
-        flat[#flat + 1] = tostring(value)
+local moved = 0
+for i = 4, #ARGV do
+  local id, key = ARGV[i], KEYS[i + 1]
+  local due = redis.call('ZSCORE', KEYS[1], id)
+  if due and tonumber(due) <= tonumber(ARGV[1]) then
+    local text = redis.call('HGET', KEYS[2], id)
+    redis.call('ZREM', KEYS[1], id)
+    redis.call('HDEL', KEYS[2], id)
+    moved = moved + 1
+    if text then
+      local ok, fields = pcall(cjson.decode, text)
+      if ok and type(fields) == 'table' then
+        local flat = {}
+        for name, value in pairs(fields) do
+          flat[#flat + 1] = name
+          flat[#flat + 1] = tostring(value)
+        end
+        local entry = redis.call('XADD', KEYS[3], '*', unpack(flat))
+        if ours(key, 'hash') then  -- a foreign key in its place is left alone
+          redis.call('HSET', key, 'state', 'queued', 'entry_id', entry, 'updated_at', ARGV[3])
+          redis.call('EXPIRE', key, ARGV[2])
+        end
+      else
+        redis.call('XADD', KEYS[4], '*', 'original_id', id, 'source_stream', KEYS[3],
+          'payload', text, 'failed_at', ARGV[3], 'reason', 'malformed: delayed job is not JSON')
       end
-      local entry = redis.call('XADD', KEYS[3], '*', unpack(flat))
-      local key = ARGV[3] .. id
-      if ours(key, 'hash') then  -- a foreign key in its place is left alone
-        redis.call('HSET', key, 'state', 'queued', 'entry_id', entry, 'updated_at', ARGV[5])
-        redis.call('EXPIRE', key, ARGV[4])
-      end
-    else
-      redis.call('XADD', KEYS[4], '*', 'original_id', id, 'source_stream', KEYS[3],
-        'payload', text, 'failed_at', ARGV[5], 'reason', 'malformed: delayed job is not JSON')
     end
   end
 end
-return #ids
+return moved
 """
 )
 
@@ -61,6 +70,7 @@ class Promoter:
     """Moves due entries of ``{stream}:delayed`` back to the stream."""
 
     def __init__(self, redis: AsyncRedis, keys: QueueKeys, status_ttl_s: int) -> None:
+        self.redis = redis
         self.keys = keys
         self.ttl_s = status_ttl_s
         self._promote = redis.register_script(PROMOTE)
@@ -68,17 +78,15 @@ class Promoter:
     async def promote_due(self, now_ms: int | None = None) -> int:
         """Move every job due by ``now_ms`` (epoch ms, default now); returns how many."""
         now = int(time.time() * 1000) if now_ms is None else now_ms
-        keys = [self.keys.delayed, self.keys.delayed_jobs, self.keys.stream, self.keys.dead]
+        queue = [self.keys.delayed, self.keys.delayed_jobs, self.keys.stream, self.keys.dead]
         total = 0
         while True:
-            args: list[str | int] = [
-                now,
-                PROMOTE_BATCH,
-                self.keys.status_prefix,
-                self.ttl_s,
-                utc_now_iso(),
-            ]
-            moved = int(await self._promote(keys=keys, args=args))
-            total += moved
-            if moved < PROMOTE_BATCH:
+            due = self.keys.delayed, "-inf", now
+            ids = cast(list[str], await self.redis.zrangebyscore(*due, start=0, num=PROMOTE_BATCH))
+            if not ids:
+                return total
+            keys = queue + [self.keys.status(job_id) for job_id in ids]
+            args: list[str | int] = [now, self.ttl_s, utc_now_iso(), *ids]
+            total += int(await self._promote(keys=keys, args=args))
+            if len(ids) < PROMOTE_BATCH:
                 return total

@@ -181,7 +181,7 @@ class Reader:
         count = min(count, self.batch_limit)
         commands: list[Command] = []
         if flush is not None:
-            commands.append(("EVAL", scripts.FLUSH, 1, self.keys.stream, *flush.args))
+            commands.append(("EVAL", scripts.FLUSH, len(flush.keys), *flush.keys, *flush.args))
         if count > 0:
             commands.append(self._xreadgroup(count, block=may_block and flush is None))
         if not commands:

@@ -2,8 +2,9 @@
 
 Every script acts only if its ``XACK`` removed the entry from the pending list, so a
 script repeated after a lost reply, or run late by a worker whose entry was reclaimed
-and finished elsewhere, changes nothing. Status-record keys are built from a prefix
-argument (``{stream}:job:``), as docs/internals.md describes.
+and finished elsewhere, changes nothing. Every key a script touches comes in ``KEYS``
+(status records included), all in the queue's slot (`jobqueue.core.keys`), and every
+script starts with ``#!lua`` so that a Redis in cluster mode enforces it.
 """
 
 from __future__ import annotations
@@ -17,18 +18,20 @@ from jobqueue.core.scripts import OWN_KEYS_LUA
 # jobs, ack + ``succeeded`` for finished ones, and both at once for jobs that started and
 # finished since the last flush (the usual case for short jobs: one HSET and one EXPIRE
 # instead of two each, with the same end state as the two steps).
-# KEYS: stream. ARGV: group, status prefix, ttl_s, now_iso,
-# JSON [job_id, attempt, entry_id, type, ...] to mark running (attempts as text),
-# JSON [entry_id, job_id, ...] to acknowledge as succeeded,
-# JSON [entry_id, job_id, attempt, type, ...] to mark running and acknowledge as succeeded.
+# KEYS: stream, then the status record of every job the flush names.
+# ARGV: group, ttl_s, now_iso,
+# JSON [key, attempt, entry_id, type, ...] to mark running (attempts as text),
+# JSON [entry_id, key, ...] to acknowledge as succeeded,
+# JSON [entry_id, key, attempt, type, ...] to mark running and acknowledge as succeeded,
+# where ``key`` is the index of the job's status record in KEYS.
 # A record that already shows an outcome is never set back to running.
 # Each list is acknowledged with one multi-id XACK. When it acknowledges every entry (the
 # normal case) every job's record is written; when it acknowledges fewer, some entries
 # were no longer pending (a repeated flush whose first reply was lost, or an entry
 # reclaimed and finished elsewhere) and only records that show no outcome yet are
 # written, which leaves both of those cases as they were.
-FLUSH = """
-local prefix, now, ttl = ARGV[2], ARGV[4], ARGV[3]
+FLUSH = """#!lua
+local ttl, now = ARGV[2], ARGV[3]
 local settled = {succeeded = true, dead = true, cancelled = true, retrying = true}
 -- A status key holding another type (not a record of ours) is left alone: failing the
 -- whole flush on it would hold every acknowledgement of the batch back, forever.
@@ -59,23 +62,23 @@ local function ack_all(list, step)
   local acked = redis.call('XACK', KEYS[1], ARGV[1], unpack(ids))
   return acked == #ids, acked
 end
-local running = cjson.decode(ARGV[5])
+local running = cjson.decode(ARGV[4])
 for i = 1, #running, 4 do
-  local key = prefix .. running[i]
+  local key = KEYS[running[i]]
   if unsettled(key) then mark_running(key, running[i + 1], running[i + 2], running[i + 3]) end
 end
-local done = cjson.decode(ARGV[6])
+local done = cjson.decode(ARGV[5])
 local all_pending, acked = ack_all(done, 2)
 for i = 1, #done, 2 do
-  local key = prefix .. done[i + 1]
+  local key = KEYS[done[i + 1]]
   if all_pending or unsettled(key) then
     record(key, 'state', 'succeeded', 'finished_at', now, 'updated_at', now)
   end
 end
-local both = cjson.decode(ARGV[7])
+local both = cjson.decode(ARGV[6])
 local both_pending, both_acked = ack_all(both, 4)
 for i = 1, #both, 4 do
-  local key = prefix .. both[i + 1]
+  local key = KEYS[both[i + 1]]
   if both_pending or unsettled(key) then
     record(key, 'state', 'succeeded', 'started_at', now, 'finished_at', now,
       'updated_at', now, 'attempts', both[i + 2], 'entry_id', both[i], 'type', both[i + 3])

@@ -15,7 +15,7 @@ from redis.asyncio import Redis as AsyncRedis
 from jobqueue.core.keys import QueueKeys
 
 # KEYS: stream. Returns how many entries were removed (0 when there is no group).
-TRIM = """
+TRIM = """#!lua
 local function older(a, b)
   local ams, aseq = string.match(a, '(%d+)-(%d+)')
   local bms, bseq = string.match(b, '(%d+)-(%d+)')
