@@ -1,4 +1,4 @@
-"""A job's status record: one Redis hash per job, ``{stream}:job:{id}``.
+"""A job's status record: one Redis hash per job, ``{<stream>}:job:<id>`` (`QueueKeys.status`).
 
 The worker and the client write it inside the same atomic steps that move the job
 (enqueue, ack + retry, ack + dead-letter, ...), so the record never says something the
