@@ -234,12 +234,12 @@ class Outcomes:
     ) -> tuple[list[str], list[str | int | bytes]]:
         """The FLUSH script's keys and arguments (see `scripts.FLUSH`)."""
         keys = [self.keys.stream]
-        status = self.keys.status
+        prefix = self.keys.status_prefix  # + job id: `QueueKeys.status`, inlined (per job)
         done: list[str | int] = []
         started_and_done: list[str | int] = []
         running = dict(running)  # kept intact: a failed send puts it back
         for item in batch:
-            keys.append(status(item.job_id))
+            keys.append(prefix + item.job_id)
             mark = running.pop(item.entry_id, None)
             if mark is None:
                 done += (item.entry_id, len(keys))
@@ -247,7 +247,7 @@ class Outcomes:
                 started_and_done += (item.entry_id, len(keys), mark[1], mark[2])
         marks: list[str | int] = []
         for entry_id, (job_id, attempt, job_type) in running.items():
-            keys.append(status(job_id))
+            keys.append(prefix + job_id)
             marks += (len(keys), attempt, entry_id, job_type)
         args: list[str | int | bytes] = [self.keys.group, self.ttl_s, utc_now_iso()]
         args += (orjson.dumps(marks), orjson.dumps(done), orjson.dumps(started_and_done))
