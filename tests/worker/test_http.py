@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 from redis.asyncio import Redis as AsyncRedis
 from support.redis_server import RedisServer, free_port
@@ -131,3 +133,27 @@ def _value(text: str, series: str) -> float:
         if row.startswith(series + " "):
             return float(row.split()[-1])
     return 0.0
+
+
+async def test_the_side_server_answers_what_it_does_not_serve_in_words(
+    redis_url: str,
+) -> None:
+    port = free_port()
+    settings = settings_for(redis_url, http_port=port, http_host="127.0.0.1")
+    base = f"http://127.0.0.1:{port}"
+    async with running(testing_app, settings), aiohttp.ClientSession() as http:
+        await eventually(lambda: _status(http, f"{base}/healthz", 200), what="the server")
+        async with http.get(f"{base}/nothing") as response:
+            assert response.status == 404
+        async with http.post(f"{base}/metrics") as response:
+            assert response.status == 405
+        async with http.head(f"{base}/healthz") as response:
+            assert response.status == 200
+        async with http.get(f"{base}/readyz?verbose=1") as response:
+            assert (await response.json())["status"] == "ready"
+        # a client that speaks no HTTP gets a 400 and the server goes on serving
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"hello\r\n\r\n")
+        assert (await reader.read()).startswith(b"HTTP/1.1 400 ")
+        writer.close()
+        assert await _status(http, f"{base}/healthz", 200)

@@ -15,7 +15,7 @@ import click
 COMMANDS: dict[str, tuple[str, str]] = {
     # name: (import path of the click command, one-line help)
     "worker": ("jobqueue.worker.cli:worker", "Run a worker for APP_REF (module:attribute)."),
-    "producer": ("jobqueue.producer.cli:producer", "Serve the HTTP producer API."),
+    "producer": ("jobqueue.producer.cli_serve:producer", "Serve the HTTP producer API."),
     "operator": ("jobqueue.operator.cli:operator", "Run the Kubernetes operator (Kopf)."),
     "dev": ("jobqueue.local.cli:dev", "Run a JobQueue on this machine (local mode)."),
     "enqueue": ("jobqueue.producer.cli:enqueue", "Enqueue jobs directly into Redis."),

@@ -1,0 +1,151 @@
+"""Start-up: seconds from exec to ready, for a worker and a producer, against baselines.
+
+All in this invocation, alternating per round, against one private redis-server:
+
+- ``import redis``: ``python -c 'import redis'``, exec to exit (the floor of anything
+  that talks to Redis from Python);
+- raw worker: a Python process that imports redis-py, connects and sends its first
+  ``XREADGROUP``, the floor of a Redis Streams consumer;
+- ``jobqueue worker jobqueue.worker.testing:app`` (defaults; side server on a free port);
+- ``jobqueue producer`` on a free port.
+
+A worker is ready when it reads: one job waits in the stream before the exec, and the
+clock stops when the group has delivered it (``XINFO GROUPS`` ``entries-read``, polled
+every millisecond). The producer is ready when ``GET /healthz`` answers 200.
+
+    .venv/bin/python bench/startup.py [--rounds 7]
+
+Prints the median and range of each, and the worker's and producer's ratios to
+``import redis`` (the figure that does not depend on the machine's speed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+from support.redis_server import RedisServer, free_port  # noqa: E402
+
+JOBQUEUE = str(ROOT / ".venv/bin/jobqueue")
+PYTHON = sys.executable
+STREAM, GROUP = "bench:start", "workers"
+POLL_S = 0.001
+RAW_WORKER = """
+import sys, redis
+client = redis.Redis.from_url(sys.argv[1], decode_responses=True)
+client.xreadgroup(sys.argv[3], "raw", {sys.argv[2]: ">"}, count=100, block=1000)
+"""
+
+
+def delivered(client: redis.Redis) -> bool:
+    for group in client.xinfo_groups(STREAM):
+        if group["name"] == GROUP:
+            return int(group["entries-read"] or 0) >= 1
+    return False
+
+
+def one_job_waiting(client: redis.Redis) -> None:
+    client.delete(STREAM)
+    client.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+    client.xadd(STREAM, {"id": "start", "type": "noop", "payload": "{}"})
+
+
+def timed(command: list[str], ready: Callable[[], bool]) -> float:
+    """Seconds from exec of ``command`` until ``ready()``; the process is then stopped."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while not ready():
+            if proc.poll() is not None and not ready():
+                raise RuntimeError(f"{command[:3]} exited with {proc.returncode}")
+            time.sleep(POLL_S)
+        return time.perf_counter() - started
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def import_redis() -> float:
+    started = time.perf_counter()
+    subprocess.run([PYTHON, "-c", "import redis"], check=True)
+    return time.perf_counter() - started
+
+
+def raw_worker(client: redis.Redis, url: str) -> float:
+    one_job_waiting(client)
+    return timed([PYTHON, "-c", RAW_WORKER, url, STREAM, GROUP], lambda: delivered(client))
+
+
+def jobqueue_worker(client: redis.Redis, url: str, script: str) -> float:
+    one_job_waiting(client)
+    command = [script, "worker", "jobqueue.worker.testing:app", "--redis-url", url]
+    command += ["--stream", STREAM, "--group", GROUP, "--http-port", str(free_port())]
+    return timed(command, lambda: delivered(client))
+
+
+def producer(url: str, script: str) -> float:
+    port = free_port()
+    command = [script, "producer", "--redis-url", url, "--host", "127.0.0.1"]
+
+    def answers() -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                pass
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+    return timed([*command, "--port", str(port)], answers)
+
+
+def summary(name: str, values: list[float], base: float | None = None) -> str:
+    median = statistics.median(values)
+    line = f"{name:<22} median {median:.3f} s  range {min(values):.3f}-{max(values):.3f}"
+    if base is not None:
+        line += f"  ({median / base:.2f}x import redis)"
+    return line
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument(
+        "--jobqueue", default=JOBQUEUE, help="the console script to start (another checkout's)"
+    )
+    args = parser.parse_args()
+    results: dict[str, list[float]] = {"import": [], "raw": [], "worker": [], "producer": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        server = RedisServer(Path(tmp))
+        server.start()
+        try:
+            client = redis.Redis.from_url(server.url, decode_responses=True)
+            for _ in range(args.rounds):
+                results["import"].append(import_redis())
+                results["raw"].append(raw_worker(client, server.url))
+                results["worker"].append(jobqueue_worker(client, server.url, args.jobqueue))
+                results["producer"].append(producer(server.url, args.jobqueue))
+        finally:
+            server.stop()
+    base = statistics.median(results["import"])
+    print(f"rounds {args.rounds}; exec to ready (worker: first job delivered; producer: /healthz)")
+    print(summary("import redis", results["import"]))
+    print(summary("raw redis-py worker", results["raw"], base))
+    print(summary("jobqueue worker", results["worker"], base))
+    print(summary("jobqueue producer", results["producer"], base))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""Start-up import contract: each command imports only what it runs on.
+
+A worker starts in a pod on every scale-up; what it imports is most of its start-up
+time (bench/startup.py). The worker never needs aiohttp (its side server is asyncio's),
+Kopf, rich or the producer's validation libraries; the producer never needs Kopf or rich.
+Checked in a fresh interpreter, as the console script runs.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import orjson
+import pytest
+
+HEAVY = ("aiohttp", "kopf", "rich", "jsonschema", "pydantic", "yaml", "pythonjsonlogger")
+
+PROBE = """
+import pkgutil, sys, importlib, orjson
+from jobqueue.cli.main import cli
+import click
+ctx = click.Context(cli)
+command = cli.get_command(ctx, sys.argv[1])
+for package in sys.argv[2:]:
+    module = importlib.import_module(package)
+    for info in pkgutil.walk_packages(module.__path__, package + "."):
+        if not info.name.endswith((".demo", ".testing")):
+            importlib.import_module(info.name)
+print(orjson.dumps(sorted(m for m in sys.modules if "." not in m)).decode())
+"""
+
+
+def imported_by(command: str, *packages: str) -> set[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, command, *packages],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return set(orjson.loads(done.stdout))
+
+
+def test_the_worker_command_and_every_worker_module_import_none_of_the_heavy_libraries() -> None:
+    loaded = imported_by("worker", "jobqueue.worker", "jobqueue.core")
+    assert {"redis", "uvloop", "prometheus_client"} <= loaded  # the probe did import
+    assert loaded.isdisjoint(HEAVY), sorted(loaded & set(HEAVY))
+
+
+@pytest.mark.parametrize("command", ["producer", "stats", "dead", "enqueue"])
+def test_producer_and_client_commands_do_not_import_kopf(command: str) -> None:
+    loaded = imported_by(command)
+    assert "kopf" not in loaded
+    if command == "producer":  # rich is for the client commands' tables only
+        assert "rich" not in loaded
