@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
         ("redis_cost.py", ["--jobs", "300", "--rounds", "1"], "ratio jobqueue/raw"),
         ("hot_path_round_trip.py", ["--calls", "20", "--rounds", "1"], "hot connection"),
         ("worker_inprocess.py", ["--batches", "20", "--rounds", "1"], "worker path per job"),
+        ("startup.py", ["--rounds", "1"], "jobqueue producer"),
         (
             "producer_throughput.py",
             ["--jobs", "200", "--batch", "50", "--requests", "20", "--rounds", "1"],
