@@ -372,7 +372,7 @@ def test_notes_claim_worker_network_policies_only_where_the_chart_creates_them()
             for o in render_chart(values)
             if o["kind"] == "NetworkPolicy" and o["metadata"]["name"].endswith("-worker")
         ]
-        claim = re.search(r"Worker pods are limited to .* DNS in\s+([^.(]+)", notes)
+        claim = re.search(r"Worker pods are limited to .* DNS in\s+([^.(;]+)", notes)
         assert claim is not None, notes
         assert sorted(n.strip() for n in claim[1].replace(" only", "").split(",")) == sorted(
             workers

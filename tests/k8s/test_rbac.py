@@ -58,6 +58,7 @@ def grants(role: Obj) -> set[Call]:
         "kopf.dev": "v1",
         "apiextensions.k8s.io": "v1",
         "events.k8s.io": "v1",
+        "networking.k8s.io": "v1",
     }
     found: set[Call] = set()
     for rule in role["rules"]:
@@ -85,7 +86,7 @@ async def _drive_a_jobqueue_lifecycle(kube: KubeEmulator, redis_url: str) -> Non
     encoded = base64.b64encode(redis_url.encode()).decode()
     secret: dict[str, Any] = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "redis"}}
     await kube.create(SECRETS, NAMESPACE, {**secret, "data": {"url": encoded}})
-    body = jobqueue(name, redis_url)
+    body = jobqueue(name, redis_url, networkPolicy={"enabled": True})
     body["spec"]["redis"] = {"secretRef": {"name": "redis", "key": "url"}}
     body["spec"]["disruptionBudget"] = {"maxUnavailable": 1}
     # create: the worker Deployment and its PodDisruptionBudget appear
@@ -99,7 +100,9 @@ async def _drive_a_jobqueue_lifecycle(kube: KubeEmulator, redis_url: str) -> Non
     await eventually(
         lambda: (kube.get(JOBQUEUES, NAMESPACE, name) or {}).get("status"), 30, "status"
     )
-    # a spec change: the Deployment is re-applied, the budget patched
+    policy = "networking.k8s.io/v1/networkpolicies"
+    await eventually(lambda: kube.get(policy, NAMESPACE, f"{name}-worker"), 30, "policy")
+    # a spec change: the Deployment and the NetworkPolicy are re-applied, the budget patched
     await kube.patch_spec(
         JOBQUEUES,
         NAMESPACE,

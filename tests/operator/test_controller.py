@@ -288,7 +288,7 @@ async def test_the_operator_makes_only_the_documented_api_calls(
     kube: KubeEmulator, operator: OperatorContext, redis_url: str, redis_client: Redis
 ) -> None:
     # Given a JobQueue that scales up and is deleted (every kind of call the operator makes)
-    await apply(kube, jobqueue("calls", redis_url))
+    await apply(kube, jobqueue("calls", redis_url, networkPolicy={"enabled": True}))
     await enqueue(redis_client, "calls:work", 1)
     await eventually(lambda: replicas_of(kube, "calls") == 1, what="scaled")
     await kube.patch_spec(JOBQUEUES, NAMESPACE, "calls", {"worker": {"concurrency": 2}})
@@ -311,6 +311,10 @@ async def test_the_operator_makes_only_the_documented_api_calls(
         ("delete", "policy/v1/poddisruptionbudgets", ""),
         ("list", "v1/pods", ""),
         ("create", "v1/events", ""),
+        ("get", "networking.k8s.io/v1/networkpolicies", ""),
+        ("create", "networking.k8s.io/v1/networkpolicies", ""),
+        ("patch", "networking.k8s.io/v1/networkpolicies", ""),
+        ("delete", "networking.k8s.io/v1/networkpolicies", ""),
     }
     assert kube.calls <= allowed, kube.calls - allowed
     assert ("patch", "apps/v1/deployments", "") in kube.calls

@@ -40,6 +40,7 @@ EVENTS = "v1/events"
 NAMESPACES = "v1/namespaces"
 PEERINGS = "kopf.dev/v1/clusterkopfpeerings"
 PDBS = "policy/v1/poddisruptionbudgets"
+NETWORK_POLICIES = "networking.k8s.io/v1/networkpolicies"
 
 RESOURCES: dict[str, kmock.ResourceInfo] = {
     JOBQUEUES: kmock.ResourceInfo(
@@ -60,6 +61,12 @@ RESOURCES: dict[str, kmock.ResourceInfo] = {
     PDBS: kmock.ResourceInfo(
         kind="PodDisruptionBudget",
         singular="poddisruptionbudget",
+        namespaced=True,
+        verbs={"get", "list", "watch", "create", "patch", "update", "delete"},
+    ),
+    NETWORK_POLICIES: kmock.ResourceInfo(
+        kind="NetworkPolicy",
+        singular="networkpolicy",
         namespaced=True,
         verbs={"get", "list", "watch", "create", "patch", "update", "delete"},
     ),

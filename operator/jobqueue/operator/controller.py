@@ -7,11 +7,12 @@ process) never share state.
 - login: Kopf's credentials (service account, else kubeconfig; or a given server) are
   also handed to our `KubeApi`, so both talk to the same cluster as the same user;
 - create / update / resume: the worker Deployment, its optional PodDisruptionBudget and
-  the consumer group match the spec;
+  NetworkPolicy, and the consumer group match the spec;
 - daemon: one `QueueScaler` loop per JobQueue, stopped when the JobQueue goes;
-- delete: the Deployment goes (the owner reference would do it too, but not on clusters
-  without the garbage collector, and not before the finalizer is released); with
-  ``retentionPolicy: Delete`` the queue's Redis keys go too, else the streams stay.
+- delete: the Deployment, the budget and the NetworkPolicy go (the owner reference would
+  do it too, but not on clusters without the garbage collector, nor before the finalizer
+  is released); with ``retentionPolicy: Delete`` the queue's Redis keys go too, else the
+  streams stay.
 """
 
 from __future__ import annotations
@@ -31,10 +32,12 @@ from jobqueue.core.errors import ConfigError
 from jobqueue.operator.deployment import deployment_name
 from jobqueue.operator.disruption import budget_name, ensure_budget
 from jobqueue.operator.kube import KubeApi, KubeApiError
+from jobqueue.operator.network_policy import policy_name
 from jobqueue.operator.reconcile import (
     delete_queue_keys,
     ensure_deployment,
     ensure_group,
+    ensure_network_policy,
     queue_keys,
     resolve_redis_url,
 )
@@ -44,6 +47,8 @@ from jobqueue.operator.spec import GROUP, PLURAL, VERSION, JobQueueSpec, parse_s
 log = logging.getLogger(__name__)
 RESOURCE = (GROUP, VERSION, PLURAL)
 FINALIZER = f"{GROUP}/finalizer"
+INVALID = 422
+"""The API server's answer to an object it rejects."""
 DELETE_RETRIES = 3
 """Attempts at deleting a queue's Redis keys before the JobQueue is let go anyway."""
 
@@ -85,15 +90,21 @@ def build_registry(ctx: OperatorContext, server: str | None = None) -> kopf.Oper
         body: kopf.Body, name: str, namespace: str | None, uid: str, **_: Any
     ) -> None:
         spec = _valid_spec(body)
-        api = ctx.require_api()
+        api, ns = ctx.require_api(), _ns(namespace)
         try:
-            await ensure_deployment(api, name, _ns(namespace), uid, spec)
+            await ensure_deployment(api, name, ns, uid, spec)
+            url = await resolve_redis_url(api, ns, spec)
+            await ensure_network_policy(api, name, ns, uid, spec, url)
         except ConfigError as exc:
             raise kopf.PermanentError(str(exc)) from None
-        done = await ensure_budget(api, name, _ns(namespace), uid, spec)
+        except KubeApiError as exc:
+            if exc.status == INVALID:  # e.g. a malformed networkPolicy rule: say so, once
+                raise kopf.PermanentError(f"rejected by the API server: {exc}") from None
+            raise
+        done = await ensure_budget(api, name, ns, uid, spec)
         if done is not None:
             kopf.info(body, reason=f"DisruptionBudget{done.title()}", message=budget_name(name))
-        await _ensure_group(ctx, body, _ns(namespace), spec)
+        await _ensure_group(body, spec, url)
 
     @kopf.daemon(*RESOURCE, registry=registry, cancellation_timeout=10.0)
     async def scale(
@@ -113,6 +124,7 @@ def build_registry(ctx: OperatorContext, server: str | None = None) -> kopf.Oper
         api = ctx.require_api()
         await api.delete_deployment(_ns(namespace), deployment_name(name))
         await api.delete_pdb(_ns(namespace), budget_name(name))
+        await api.delete_network_policy(_ns(namespace), policy_name(name))
         try:
             spec = parse_spec(body.get("spec") or {})
         except ConfigError:
@@ -163,13 +175,7 @@ def _valid_spec(body: kopf.Body) -> JobQueueSpec:
         raise kopf.PermanentError(str(exc)) from None
 
 
-async def _ensure_group(
-    ctx: OperatorContext, body: kopf.Body, namespace: str, spec: JobQueueSpec
-) -> None:
-    try:
-        url = await resolve_redis_url(ctx.require_api(), namespace, spec)
-    except ConfigError as exc:
-        raise kopf.PermanentError(str(exc)) from None
+async def _ensure_group(body: kopf.Body, spec: JobQueueSpec, url: str) -> None:
     redis = async_redis(url, socket_timeout_s=5.0)
     try:
         if await ensure_group(redis, queue_keys(spec)):

@@ -6,22 +6,26 @@ plus Kopf's own: ``jobqueues`` list/watch/patch, ``events`` create, the peering 
 only when watching a set of namespaces, ``namespaces`` list/watch. Without list/watch on
 ``customresourcedefinitions`` Kopf only warns (it then discovers resources at start-up).
 
-=====================  =====================================  ====================
-method                 request                                RBAC verb
-=====================  =====================================  ====================
-`get_deployment`       GET apps/v1 deployments/{name}         deployments get
-`create_deployment`    POST apps/v1 deployments               deployments create
-`apply_deployment`     PATCH (server-side apply) deployments  deployments patch
-`scale_deployment`     PATCH (merge) deployments/{name}       deployments patch
-`delete_deployment`    DELETE apps/v1 deployments/{name}      deployments delete
-`get_pdb`              GET policy/v1 poddisruptionbudgets     pdbs get
-`create_pdb`           POST policy/v1 poddisruptionbudgets    pdbs create
-`patch_pdb`            PATCH (merge) pdbs/{name}              pdbs patch
-`delete_pdb`           DELETE policy/v1 pdbs/{name}           pdbs delete
-`pod_names`            GET v1 pods?labelSelector=             pods list
-`secret_value`         GET v1 secrets/{name}                  secrets get
-`patch_status`         PATCH jobqueues/{name}/status          jobqueues/status patch
-=====================  =====================================  ====================
+=======================  ==================================================  ======================
+method                   request                                             RBAC verb
+=======================  ==================================================  ======================
+`get_deployment`         GET apps/v1 deployments/{name}                      deployments get
+`create_deployment`      POST apps/v1 deployments                            deployments create
+`apply_deployment`       PATCH (server-side apply) deployments               deployments patch
+`scale_deployment`       PATCH (merge) deployments/{name}                    deployments patch
+`delete_deployment`      DELETE apps/v1 deployments/{name}                   deployments delete
+`get_pdb`                GET policy/v1 poddisruptionbudgets                  pdbs get
+`create_pdb`             POST policy/v1 poddisruptionbudgets                 pdbs create
+`patch_pdb`              PATCH (merge) pdbs/{name}                           pdbs patch
+`delete_pdb`             DELETE policy/v1 pdbs/{name}                        pdbs delete
+`get_network_policy`     GET networking.k8s.io/v1 networkpolicies/{name}     networkpolicies get
+`create_network_policy`  POST networking.k8s.io/v1 networkpolicies           networkpolicies create
+`apply_network_policy`   PATCH (server-side apply) networkpolicies           networkpolicies patch
+`delete_network_policy`  DELETE networking.k8s.io/v1 networkpolicies/{name}  networkpolicies delete
+`pod_names`              GET v1 pods?labelSelector=                          pods list
+`secret_value`           GET v1 secrets/{name}                               secrets get
+`patch_status`           PATCH jobqueues/{name}/status                       jobqueues/status patch
+=======================  ==================================================  ======================
 
 Credentials are Kopf's: the login handler hands the same `kopf.ConnectionInfo` to
 `KubeApi`, so there is one notion of "the cluster" in the process.
@@ -171,6 +175,28 @@ class KubeApi:
     async def delete_pdb(self, namespace: str, name: str) -> bool:
         """Delete it; False when it was already gone."""
         return await self._request("DELETE", self._pdbs(namespace, name)) is not None
+
+    @staticmethod
+    def _network_policies(namespace: str, name: str = "") -> str:
+        suffix = f"/{name}" if name else ""
+        return f"apis/networking.k8s.io/v1/namespaces/{namespace}/networkpolicies{suffix}"
+
+    async def get_network_policy(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self._request("GET", self._network_policies(namespace, name))
+
+    async def create_network_policy(self, namespace: str, body: Mapping[str, Any]) -> None:
+        if await self._request("POST", self._network_policies(namespace), body=body) is None:
+            raise KubeApiError(404, "NotFound", f"namespace {namespace} not found")
+
+    async def apply_network_policy(self, namespace: str, body: Mapping[str, Any]) -> None:
+        """Server-side apply, as for the Deployment: rules the spec dropped go."""
+        path = self._network_policies(namespace, body["metadata"]["name"])
+        params = {"fieldManager": FIELD_MANAGER, "force": "true"}
+        await self._request("PATCH", path, body=body, content_type=APPLY_PATCH, params=params)
+
+    async def delete_network_policy(self, namespace: str, name: str) -> bool:
+        """False when there was none."""
+        return await self._request("DELETE", self._network_policies(namespace, name)) is not None
 
     async def pod_names(self, namespace: str, selector: Mapping[str, str]) -> set[str]:
         """Names of the pods (any phase) matching ``selector``."""

@@ -1,5 +1,6 @@
-"""What a JobQueue owns, made to match its spec: the worker Deployment, the consumer group,
-and on delete (with ``retentionPolicy: Delete``) the queue's Redis keys.
+"""What a JobQueue owns, made to match its spec: the worker Deployment, the optional worker
+NetworkPolicy, the consumer group, and on delete (with ``retentionPolicy: Delete``) the
+queue's Redis keys.
 
 These steps are idempotent; Kopf's create/update/resume handlers and the scaling loop
 (when the Deployment vanished) call them.
@@ -15,6 +16,7 @@ from jobqueue.core.keys import QueueKeys
 from jobqueue.core.settings import check_redis_url
 from jobqueue.operator.deployment import build_deployment, deployment_name
 from jobqueue.operator.kube import KubeApi, KubeApiError
+from jobqueue.operator.network_policy import build_network_policy, policy_name
 from jobqueue.operator.spec import JobQueueSpec
 
 CONFLICT = 409
@@ -92,6 +94,26 @@ async def ensure_deployment(
     bounded = min(max(replicas, spec.scaling.min_replicas), spec.scaling.max_replicas)
     await api.apply_deployment(namespace, build_deployment(name, namespace, uid, spec, bounded))
     return bounded
+
+
+async def ensure_network_policy(
+    api: KubeApi, name: str, namespace: str, uid: str, spec: JobQueueSpec, redis_url: str
+) -> bool:
+    """Create or update the worker NetworkPolicy when the spec enables it, delete it when
+    not; whether one exists now."""
+    if not spec.network_policy.enabled:
+        await api.delete_network_policy(namespace, policy_name(name))
+        return False
+    body = build_network_policy(name, namespace, uid, spec, redis_url)
+    if await api.get_network_policy(namespace, policy_name(name)) is None:
+        try:
+            await api.create_network_policy(namespace, body)
+            return True
+        except KubeApiError as exc:
+            if exc.status != CONFLICT:
+                raise
+    await api.apply_network_policy(namespace, body)
+    return True
 
 
 async def delete_queue_keys(redis: Redis, keys: QueueKeys) -> int:

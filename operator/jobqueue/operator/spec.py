@@ -321,6 +321,28 @@ class ScalingSpec(SpecModel):
         return self.target_backlog_seconds
 
 
+K8sObject = Annotated[
+    dict[str, JsonValue],
+    WithJsonSchema({"type": "object", "x-kubernetes-preserve-unknown-fields": True}),
+]
+"""A Kubernetes object the API server validates when the operator writes it (here a
+NetworkPolicyPeer or NetworkPolicyEgressRule)."""
+
+
+class NetworkPolicySpec(SpecModel):
+    """A NetworkPolicy the operator owns for the worker pods (off unless ``enabled``)."""
+
+    enabled: bool = False
+    """Create it: worker pods then reach only DNS, Redis (the port of its URL) and
+    ``extraEgress``, and accept connections only on their metrics port."""
+    redis_peers: list[K8sObject] = Field(default_factory=list)
+    """NetworkPolicyPeers where Redis runs; empty: any address, on Redis' port only."""
+    extra_egress: list[K8sObject] = Field(default_factory=list)
+    """More NetworkPolicyEgressRules, for handlers that call other services."""
+    metrics_from: list[K8sObject] = Field(default_factory=list)
+    """NetworkPolicyPeers allowed to scrape the workers' metrics; empty: any."""
+
+
 class JobQueueSpec(SpecModel):
     """The ``spec`` of a JobQueue."""
 
@@ -356,6 +378,7 @@ class JobQueueSpec(SpecModel):
     pod_template: PodTemplate | None = None
     disruption_budget: DisruptionBudgetSpec | None = None
     """An optional PodDisruptionBudget of the worker pods, owned by the JobQueue."""
+    network_policy: NetworkPolicySpec = Field(default_factory=NetworkPolicySpec)
 
     @model_validator(mode="after")
     def _distinct_streams(self) -> JobQueueSpec:
