@@ -8,6 +8,7 @@ import pytest
 
 from jobqueue.core.errors import ConfigError
 from jobqueue.worker.backoff import Backoff
+from jobqueue.worker.settings import WorkerSettings
 
 
 def test_ceiling_doubles_per_attempt_until_the_cap() -> None:
@@ -38,3 +39,17 @@ def test_nonsense_settings_are_refused() -> None:
         Backoff(base_s=-1)
     with pytest.raises(ConfigError):
         Backoff(factor=0.5)
+
+
+def test_the_default_retry_budget_outlasts_an_hour_long_incident_on_average() -> None:
+    # given the worker's defaults (README: "retried for about 55 minutes")
+    settings = WorkerSettings()
+    rng = random.Random(11)
+    backoff = Backoff(base_s=settings.backoff_base_s, cap_s=settings.backoff_cap_s, rng=rng.random)
+    # when a job fails every attempt, the waits between its attempts add up to
+    windows_min = sorted(
+        sum(backoff.delay_s(n) for n in range(1, settings.max_attempts)) / 60 for _ in range(4000)
+    )
+    # then on average close to an hour, and at least half an hour in 99 cases of 100
+    assert 50 <= sum(windows_min) / len(windows_min) <= 60
+    assert windows_min[len(windows_min) // 100] >= 30

@@ -10,29 +10,7 @@ keeps it: its keys are ``{tenant}:work:delayed`` and so on.
 
 With ``tag`` the stream's tag (``{jobs:work}``, or the name itself when it has one):
 
-========================  ==========  ===============================================
-key                       type        holds
-========================  ==========  ===============================================
-``{stream}``              stream      jobs ready to run (SPEC §2 fields); the default
-                                      lane's stream when lanes are declared
-``{tag}:dead``            stream      dead letters (the default; ``dead_stream`` sets
-                                      another, e.g. the old default ``jobs:dead``)
-``{tag}:delayed``         sorted set  ids of delayed jobs and retries; score = due ms
-``{tag}:delayed:jobs``    hash        job id -> JSON object of its stream fields
-``{tag}:job:{id}``        hash        one job's status record (state, attempts, ...)
-``{tag}:idem:{k}``        string      job id enqueued under idempotency key ``k``
-``{tag}:lane:{name}``     stream      the ready jobs of priority lane ``name`` (all
-                                      but the default lane, which is ``{stream}``)
-========================  ==========  ===============================================
-
-A `QueueKeys` is one slot: one stream with its lanes and keys. A partitioned queue is
-N of them (`partition_streams`): partition 0 is the queue's stream, partition ``i`` a
-stream of its own name chosen so that the N tags spread evenly over the slot space.
-
-Before 0.2 the derived keys had no hash tag (``jobs:work:delayed``, ...) and the dead
-letters defaulted to ``jobs:dead``; `LegacyKeys` names them for ``jobqueue
-migrate-keys`` (`jobqueue.core.migrate`).
-"""
+========================  ==========  ========================================"""
 
 from __future__ import annotations
 
@@ -118,6 +96,11 @@ class QueueKeys:
     def status_prefix(self) -> str:
         """Prefix of every status record (for scans; scripts get whole keys in KEYS)."""
         return f"{self.tag}:job:"
+
+    @property
+    def health(self) -> str:
+        """Hash each worker writes to probe that Redis takes writes (expires)."""
+        return f"{self.tag}:health"
 
     def idempotency(self, key: str) -> str:
         """String holding the job id first enqueued under an idempotency key."""

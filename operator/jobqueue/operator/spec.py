@@ -117,7 +117,7 @@ class BackoffSpec(SpecModel):
 
     base_seconds: float = Field(default=1.0, gt=0)
     """Delay before the first retry, in seconds (doubles per attempt, jittered)."""
-    cap_seconds: float = Field(default=300.0, gt=0)
+    cap_seconds: float = Field(default=600.0, gt=0)
     """Longest delay between two attempts, in seconds."""
 
     @model_validator(mode="after")
@@ -130,7 +130,7 @@ class BackoffSpec(SpecModel):
 class RetrySpec(SpecModel):
     """How often a failing job is tried again."""
 
-    max_attempts: int = Field(default=5, ge=1, le=1000)
+    max_attempts: int = Field(default=20, ge=1, le=1000)
     """Attempts per job, the first included, before it is dead-lettered."""
     backoff: BackoffSpec = Field(default_factory=BackoffSpec)
 

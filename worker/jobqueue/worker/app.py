@@ -46,8 +46,15 @@ class JobContext:
         return self.job.payload
 
     @property
+    def job_id(self) -> str:
+        """The job's id: the same on every attempt and every delivery of this job, so
+        the key to make a handler's effects idempotent (README, "Writing a worker app")."""
+        return self.job.id
+
+    @property
     def attempt(self) -> int:
-        """Which attempt this is, 1 for the first."""
+        """Which attempt this is, 1 for the first. An attempt that failed because Redis
+        was unavailable is run again under the same number."""
         return self.job.attempts + 1
 
 

@@ -21,7 +21,7 @@ class Backoff:
 
     base_s: float = 1.0
     """Ceiling of the first retry's delay, in seconds."""
-    cap_s: float = 300.0
+    cap_s: float = 600.0
     """No delay ever exceeds this, in seconds."""
     factor: float = 2.0
     """How much the ceiling grows per failed attempt."""

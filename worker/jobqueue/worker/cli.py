@@ -83,7 +83,7 @@ def settings_from(env_settings: WorkerSettings, flags: dict[str, Any]) -> Worker
     help="Default job timeout, seconds [JOBQUEUE_JOB_TIMEOUT_S, 300].",
 )
 @click.option(
-    "--max-attempts", type=int, help="Default attempts per job [JOBQUEUE_MAX_ATTEMPTS, 5]."
+    "--max-attempts", type=int, help="Default attempts per job [JOBQUEUE_MAX_ATTEMPTS, 20]."
 )
 @click.option(
     "--http-port",

@@ -7,6 +7,8 @@ returns                            succeeded (acknowledged in the next batch)
 raises ``Retry(delay_s=...)``      retry after ``delay_s`` (or the backoff)
 raises ``Fatal``                   dead-lettered now (reason ``fatal``)
 raises anything else / times out   retry with backoff; dead once attempts are used up
+fails because Redis is unhealthy   not counted: runs again, same attempt, once Redis is
+                                   healthy (`jobqueue.worker.health`)
 is cancelled by the client         cancelled
 =================================  =============================================
 
@@ -29,6 +31,7 @@ from jobqueue.core.logs import job_fields
 from jobqueue.core.wire import Job
 from jobqueue.worker.app import App, HandlerSpec, JobContext
 from jobqueue.worker.backoff import Backoff
+from jobqueue.worker.health import RedisHealth
 from jobqueue.worker.inflight import Delivery, InFlight
 from jobqueue.worker.outcomes import Outcomes
 from jobqueue.worker.settings import WorkerSettings
@@ -40,12 +43,20 @@ class Executor:
     """Runs deliveries with the app's handlers and records each outcome."""
 
     def __init__(
-        self, app: App, settings: WorkerSettings, redis: AsyncRedis, outcomes: Outcomes
+        self,
+        app: App,
+        settings: WorkerSettings,
+        redis: AsyncRedis,
+        outcomes: Outcomes,
+        health: RedisHealth,
     ) -> None:
         self.app = app
         self.settings = settings
         self.redis = redis
         self.outcomes = outcomes
+        self.health = health
+        self.held = 0
+        """Attempts not counted because Redis failed them, since start."""
         self.default_backoff = Backoff(base_s=settings.backoff_base_s, cap_s=settings.backoff_cap_s)
         # Sync handlers run here, off the event loop; one thread per slot at most.
         self.pool = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="jobqueue-job")
@@ -53,13 +64,44 @@ class Executor:
         self.debug = log.isEnabledFor(logging.DEBUG)
 
     async def run(self, delivery: Delivery) -> None:
-        """Run one delivery to its recorded outcome (a task per delivery)."""
+        """Run one delivery to its recorded outcome (a task per delivery).
+
+        A failure that Redis caused (it was refusing writes or unreachable during the
+        attempt) is not counted: the job waits in this worker, still pending, until
+        Redis is healthy, and runs again as the same attempt.
+        """
         job = delivery.job
         assert job is not None
         spec = self.app.get(job.type)
         if spec is None:
             await self.outcomes.dead(delivery, "no_handler", f"no handler for type {job.type!r}")
             return
+        while True:
+            started = time.monotonic()
+            error = await self._attempt(delivery, spec)
+            if error is None:
+                return
+            handler_decided = isinstance(error, Fatal | Retry)
+            if not handler_decided and await self.health.blames_redis(error, started):
+                log.warning(
+                    "job %s (%s) attempt %d failed while Redis was unavailable (%s: %s);"
+                    " not counted, it runs again once Redis is back",
+                    *(job.id, job.type, job.attempts + 1, type(error).__name__, error),
+                    extra=self._log_fields(job),
+                )
+                self.held += 1
+                await self.health.wait_healthy()
+                delivery.timed_out = False
+                continue
+            await self._failed(delivery, spec, error, time.monotonic() - started)
+            return
+
+    async def _attempt(self, delivery: Delivery, spec: HandlerSpec) -> Exception | None:
+        """Run the handler once. None when it succeeded (queued for acknowledgement) or
+        the client cancelled it (recorded); else its failure, a job timeout being a
+        `TimeoutError`. Cancelled when the worker stops: the entry stays pending."""
+        job = delivery.job
+        assert job is not None
         timeout_s = spec.timeout_s or self.settings.job_timeout_s
         ctx = JobContext(job=job, entry_id=delivery.entry_id, redis=self.redis)
         if self.debug:
@@ -80,22 +122,20 @@ class Executor:
             delivery.handler_running = False
             if delivery.timed_out:
                 _uncancel()
-                error = TimeoutError(f"timed out after {timeout_s:g} s")
-                await self._failed(delivery, spec, error, time.perf_counter() - started)
-            elif delivery.cancel_requested:
+                return TimeoutError(f"timed out after {timeout_s:g} s")
+            if delivery.cancel_requested:
                 _uncancel()
                 await self.outcomes.cancelled(delivery, time.perf_counter() - started)
-            else:
-                raise  # the worker is stopping: leave the entry pending for reclaim
-            return
+                return None
+            raise  # the worker is stopping: leave the entry pending for reclaim
         except Exception as exc:  # any handler error is a failed attempt
             delivery.handler_running = False
-            await self._failed(delivery, spec, exc, time.perf_counter() - started)
-            return
+            return exc
         delivery.handler_running = False
         self.outcomes.succeeded(delivery, time.perf_counter() - started)
         if self.debug:
             log.debug("job %s (%s) succeeded", job.id, job.type, extra=self._log_fields(job))
+        return None
 
     def _log_fields(self, job: Job) -> dict[str, Any]:
         stream, attempt = self.settings.queue.stream, job.attempts + 1

@@ -18,6 +18,7 @@ import time
 from redis.asyncio import Redis as AsyncRedis
 
 from jobqueue.core import redis_errors
+from jobqueue.worker.health import RedisHealth
 from jobqueue.worker.inflight import InFlight
 from jobqueue.worker.reader import Reader, ensure_group
 from jobqueue.worker.resilience import TRANSIENT_ERRORS, reconnect_delay_s, vanished
@@ -41,12 +42,14 @@ class ReadLoop:
         reader: Reader,
         inflight: InFlight,
         stopping: asyncio.Event,
+        health: RedisHealth,
     ) -> None:
         self.redis = redis
         self.settings = settings
         self.reader = reader
         self.inflight = inflight
         self.stopping = stopping
+        self.health = health
         self.crashes = 0
         """Crashes since the last good read."""
         self.restarts = 0
@@ -91,7 +94,7 @@ class ReadLoop:
     async def _read_until_stopped(self) -> None:
         # A read already sent is taken even when stopping: its entries are delivered
         # to this consumer, so they run (in the grace period) rather than wait pending.
-        while self.reader.reading_ahead or await self._room_or_acks():
+        while self.reader.reading_ahead or (await self._healthy() and await self._room_or_acks()):
             arrived = await self.reader.read_new(read_ahead=not self.stopping.is_set())
             self.last_read_at = time.monotonic()
             self.crashes = self.outages = 0
@@ -106,6 +109,21 @@ class ReadLoop:
         if self.crashes >= self.settings.max_loop_crashes:
             self.stopping.set()  # the worker stops gracefully, then exits non-zero
             raise LoopBeyondRepair(f"{self.crashes} crashes in a row, last: {exc!r}") from exc
+
+    async def _healthy(self) -> bool:
+        """Wait while Redis refuses writes (new jobs would only fail); False once the
+        worker is stopping."""
+        if not self.health.ok:
+            waits = [
+                asyncio.ensure_future(self.health.wait_healthy()),
+                asyncio.ensure_future(self.stopping.wait()),
+            ]
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiting in waits:
+                    waiting.cancel()
+        return not self.stopping.is_set()
 
     async def _room(self) -> bool:
         """Wait for a free slot; False once the worker is stopping."""

@@ -25,6 +25,7 @@ from jobqueue.core.connection import async_redis
 from jobqueue.worker.app import App
 from jobqueue.worker.dispatch import Dispatcher
 from jobqueue.worker.execution import Executor, cancel_overdue
+from jobqueue.worker.health import RedisHealth
 from jobqueue.worker.heartbeat import Heartbeat
 from jobqueue.worker.hot_connection import HotConnection
 from jobqueue.worker.http import SideServer
@@ -98,7 +99,8 @@ class Worker:
         self.outcomes = Outcomes(
             self.redis, keys, settings.queue.status_ttl_s, self.metrics, self.inflight.release
         )
-        self.executor = Executor(app, settings, self.redis, self.outcomes)
+        self.health = RedisHealth(self.redis, keys, settings.consumer)
+        self.executor = Executor(app, settings, self.redis, self.outcomes, self.health)
         self.dispatcher = Dispatcher(settings, self.inflight, self.executor, self.outcomes)
         dispatch = self.dispatcher.dispatch
         consumer = settings.consumer
@@ -113,7 +115,9 @@ class Worker:
             dispatch,
             self.outcomes,
         )
-        self.read_loop = ReadLoop(self.redis, settings, reader, self.inflight, self.stopping)
+        self.read_loop = ReadLoop(
+            self.redis, settings, reader, self.inflight, self.stopping, self.health
+        )
         self.reclaimer = Reclaimer(
             self.redis,
             keys,
@@ -155,10 +159,11 @@ class Worker:
                 await self._close()
                 return EXIT_CONFIG
         acks = asyncio.create_task(self.outcomes.run_acks(), name="acks")
+        watching = asyncio.create_task(self.health.watch(self.closing), name="health")
         reading = asyncio.create_task(self.read_loop.run(), name="read-loop")
         periodic = [
             self._every(s.reclaim_interval_s, self._reclaim, "reclaim"),
-            self._every(s.promote_interval_s, self.promoter.promote_due, "promote"),
+            self._every(s.promote_interval_s, self._promote, "promote"),
             self._every(s.heartbeat_interval_s, self.heartbeat.beat, "heartbeat"),
             self._every(s.trim_interval_s, self.trimmer.trim, "trim"),
             self._every(TIMEOUT_TICK_S, self._cancel_overdue, "timeouts"),
@@ -169,7 +174,7 @@ class Worker:
         await self.outcomes.flush_left(FINAL_FLUSH_TIMEOUT_S)
         self.closing.set()
         self.outcomes.stop()
-        await reap([*periodic, acks])
+        await reap([*periodic, acks, watching])
         await self._close()
         log.info("worker %s stopped (exit %d)", s.consumer, code)
         return code
@@ -200,8 +205,12 @@ class Worker:
             log.warning("grace period over: %d jobs left pending for reclaim", len(left))
             await reap([d.task for d in left if d.task is not None])
 
+    async def _promote(self) -> None:
+        if self.health.ok:  # a Redis refusing writes gets no new work to hold
+            await self.promoter.promote_due()
+
     async def _reclaim(self) -> None:
-        if not self.read_loop.drained.is_set():
+        if not (self.read_loop.drained.is_set() and self.health.ok):
             return
         await self.reclaimer.sweep()
         idle_ms = int(max(10 * self.settings.visibility_timeout_s, 300) * 1000)

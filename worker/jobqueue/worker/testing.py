@@ -10,6 +10,11 @@ type          payload                         does
                                               like ``record``; no ``times``: always fails
 ``crash``     ``{"times": N?, "into": KEY?}`` ``os._exit(137)`` on the first N deliveries
                                               (counted in Redis), always without ``times``
+``credit``    ``{"account": KEY, "amount":    adds ``amount`` to ``HGET KEY balance``
+              N, "fail_after": N?}``          once per job, however often it runs; fails
+                                              *after* its effect on the first
+                                              ``fail_after`` attempts (the idempotency
+                                              pattern of the README)
 ============  ==============================  ==========================================
 """
 
@@ -69,6 +74,30 @@ async def fail(ctx: JobContext) -> None:
     if times is None or ctx.job.attempts < times:
         raise RuntimeError(f"failing on purpose (attempt {ctx.attempt})")
     await _record(ctx)
+
+
+# The effect and the mark that it was applied, in one atomic step keyed by the job id:
+# a second run of the same job (a retry after a timeout, a reclaim after a crash, an
+# attempt whose reply was lost) finds the mark and changes nothing.
+CREDIT_ONCE = """
+if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then return 0 end
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+redis.call('HINCRBY', KEYS[1], 'balance', ARGV[2])
+return 1
+"""
+APPLIED_TTL_S = 7 * 24 * 3600
+"""How long the marks are kept: longer than any job is retried."""
+
+
+@app.handler("credit")
+async def credit(ctx: JobContext) -> None:
+    account, amount = ctx.payload.get("account"), _int(ctx.payload, "amount")
+    if not isinstance(account, str) or not account or amount is None:
+        raise Fatal("credit needs payload fields 'account' (a key) and 'amount'")
+    keys = [account, f"{account}:applied"]
+    await ctx.redis.eval(CREDIT_ONCE, 2, *keys, ctx.job_id, amount, APPLIED_TTL_S)
+    if ctx.job.attempts < (_int(ctx.payload, "fail_after") or 0):
+        raise RuntimeError(f"failing after the effect (attempt {ctx.attempt})")
 
 
 @app.handler("crash")

@@ -1,0 +1,118 @@
+"""Whether the queue's Redis takes writes now: probed, and asked when a handler fails.
+
+The worker's own traffic cannot tell: ``XREADGROUP``, ``XACK`` and ``XCLAIM`` are not
+refused at ``maxmemory`` (only commands that may grow memory are), and a Lua script
+whose first write was allowed may go on writing, so the outcome scripts (they start
+with ``XACK``) and promotion (it starts with ``ZREM``) keep landing while every
+handler's ``HSET`` fails with ``OOM``. So the worker probes with a small write that
+Redis refuses whenever it refuses writes (``HSET`` + ``EXPIRE`` on ``{stream}:health``):
+every ``PROBE_INTERVAL_S`` while healthy, every ``RECHECK_S`` while not, and at once
+when a handler fails with a Redis error.
+
+While Redis is unhealthy the read loop reads no new jobs, and a handler failure that
+Redis caused is held rather than counted as an attempt (see `Executor`): Redis being
+unwell is not the job's failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from redis.asyncio import Redis as AsyncRedis
+
+from jobqueue.core.keys import QueueKeys
+from jobqueue.core.wire import utc_now_iso
+from jobqueue.worker.resilience import TRANSIENT_ERRORS
+
+log = logging.getLogger("jobqueue.worker")
+
+PROBE_INTERVAL_S = 1.0
+"""How often a healthy Redis is probed, seconds."""
+RECHECK_S = 0.25
+"""How often an unhealthy Redis is probed again, seconds."""
+PROBE_TIMEOUT_S = 2.0
+"""A probe not answered within this is a failed one (a frozen or paused Redis), seconds."""
+HEALTH_TTL_S = 60
+"""Lifetime of the probe hash, seconds: it never outlives its workers by long."""
+PROBE_ERRORS: tuple[type[Exception], ...] = (TimeoutError, *TRANSIENT_ERRORS)
+CAUSE_DEPTH = 5
+"""How far down an exception's causes a Redis error is looked for."""
+
+
+def caused_by_redis(exc: BaseException | None) -> bool:
+    """True if ``exc`` or one of its causes is a Redis outage or refusal."""
+    for _ in range(CAUSE_DEPTH):
+        if exc is None:
+            return False
+        if isinstance(exc, TRANSIENT_ERRORS):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+class RedisHealth:
+    """The last known health of the queue's Redis, kept fresh by `watch`."""
+
+    def __init__(self, redis: AsyncRedis, keys: QueueKeys, consumer: str) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.consumer = consumer
+        self.healthy = asyncio.Event()
+        self.healthy.set()  # until a probe says otherwise
+        self.troubled_at = float("-inf")
+        """`time.monotonic` of the last failed probe."""
+        self.episodes = 0
+        """How often Redis became unhealthy since start."""
+
+    @property
+    def ok(self) -> bool:
+        return self.healthy.is_set()
+
+    def troubled_since(self, since: float) -> bool:
+        """True if Redis is unhealthy now or was found so after ``since`` (monotonic)."""
+        return not self.ok or self.troubled_at >= since
+
+    async def probe(self) -> bool:
+        """One write probe; updates and returns the health."""
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT_S):
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    pipe.hset(self.keys.health, self.consumer, utc_now_iso())
+                    pipe.expire(self.keys.health, HEALTH_TTL_S)
+                    await pipe.execute()
+        except PROBE_ERRORS as exc:
+            self.troubled_at = time.monotonic()
+            if self.ok:
+                self.episodes += 1
+                self.healthy.clear()
+                reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                log.warning("Redis is not taking writes (%s): new jobs wait", reason)
+            return False
+        if not self.ok:
+            self.healthy.set()
+            log.warning("Redis takes writes again: reading resumes")
+        return True
+
+    async def blames_redis(self, error: BaseException, started: float) -> bool:
+        """Whether a handler's failure (``error``; a job timeout is a `TimeoutError`)
+        was Redis's doing rather than the job's: the error comes from Redis (or is a
+        timeout) and Redis was unhealthy during the attempt or is so now."""
+        if not (caused_by_redis(error) or isinstance(error, TimeoutError)):
+            return False
+        if self.troubled_since(started):
+            return True
+        return not await self.probe()
+
+    async def wait_healthy(self) -> None:
+        await self.healthy.wait()
+
+    async def watch(self, closing: asyncio.Event) -> None:
+        """Probe until ``closing`` is set: often while unhealthy, now and then while
+        healthy."""
+        while not closing.is_set():
+            await self.probe()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(closing.wait(), PROBE_INTERVAL_S if self.ok else RECHECK_S)
