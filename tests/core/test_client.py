@@ -24,7 +24,7 @@ async def client(redis_client: AsyncRedis) -> AsyncClient:
     return AsyncClient(redis_client, QueueSettings(status_ttl_s=3600), idempotency_ttl_s=600)
 
 
-async def test_enqueue_writes_the_spec_wire_format_and_a_queued_record(
+async def test_enqueue_writes_the_spec_wire_format_and_the_entry_id_as_its_record(
     client: AsyncClient, redis_client: AsyncRedis
 ) -> None:
     result = await client.enqueue("email", {"to": "a@example.com", "template": "welcome"})
@@ -35,11 +35,14 @@ async def test_enqueue_writes_the_spec_wire_format_and_a_queued_record(
     job = decode(entry_id, fields)
     assert (job.id, job.type, job.priority, job.attempts) == (result.job_id, "email", 5, 0)
     assert job.payload == {"to": "a@example.com", "template": "welcome"}
-    record = await redis_client.hgetall(KEYS.status(result.job_id))
-    assert record["state"] == "queued"
-    assert record["entry_id"] == entry_id
-    assert record["attempts"] == "0"
-    assert 0 < await redis_client.ttl(KEYS.status(result.job_id)) <= 3600
+    # The record of a job waiting in the stream is its entry id alone, without a TTL (it
+    # lives as long as the entry); the client derives the rest from the entry.
+    assert await redis_client.hgetall(KEYS.status(result.job_id)) == {"entry_id": entry_id}
+    assert await redis_client.ttl(KEYS.status(result.job_id)) == -1
+    info = await client.get(result.job_id)
+    assert info is not None
+    assert (info.state, info.type, info.attempts, info.entry_id) == ("queued", "email", 0, entry_id)
+    assert info.enqueued_at == fields["enqueued_at"]
 
 
 async def test_a_delayed_job_waits_in_the_delayed_set_not_the_stream(
@@ -88,6 +91,7 @@ async def test_an_idempotent_repeat_enqueues_once_and_answers_the_first_job(
     assert again.duplicate
     assert in_batch.duplicate
     assert (again.job_id, again.entry_id) == (first.job_id, first.entry_id)
+    assert (again.state, in_batch.state) == ("queued", "queued")
     assert in_batch.job_id == first.job_id
     assert await redis_client.xlen(KEYS.stream) == 1
     assert 0 < await redis_client.ttl(KEYS.idempotency("order-42")) <= 600
@@ -139,7 +143,20 @@ async def test_cancel_of_an_undelivered_job_deletes_its_entry(
     assert await redis_client.xlen(KEYS.stream) == 0
     info = await client.get(job.job_id)
     assert info is not None
-    assert info.state == "cancelled"
+    # The entry is gone: the record kept what only the entry held.
+    assert (info.state, info.type, info.attempts) == ("cancelled", "report", 0)
+    assert info.enqueued_at is not None
+    assert 0 < await redis_client.ttl(KEYS.status(job.job_id)) <= 3600
+
+
+async def test_a_queued_record_whose_entry_is_gone_is_unknown(
+    client: AsyncClient, redis_client: AsyncRedis
+) -> None:
+    job = await client.enqueue("report", {})
+    assert job.entry_id is not None
+    await redis_client.xdel(KEYS.stream, job.entry_id)  # by hand, not through cancel
+
+    assert await client.get(job.job_id) is None
 
 
 async def test_cancel_of_a_delivered_job_asks_its_worker_to_stop(

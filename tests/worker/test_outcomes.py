@@ -48,6 +48,9 @@ async def test_successful_jobs_are_acked_and_their_records_say_succeeded(
     assert record["attempts"] == "1"
     assert record["finished_at"]
     assert record["started_at"]
+    # the worker writes what enqueue left in the entry alone (type, enqueued_at)
+    assert record["type"] == "record"
+    assert record["enqueued_at"].startswith(record["finished_at"][:4])
     assert 0 < await redis_client.ttl(KEYS.status(ids[0])) <= 7 * 24 * 3600
 
 
@@ -165,6 +168,7 @@ async def test_a_retry_waits_in_the_delayed_set_with_its_fields_and_attempts(
     assert "failing on purpose" in record["last_error"]
     assert record["run_at"]
     assert record["attempts"] == "1"
+    assert (record["type"], record["enqueued_at"][:2]) == ("fail", "20")
     # and the original entry is acknowledged (the retry lives in Redis, not in memory)
     assert await group_pending(redis_client) == 0
 

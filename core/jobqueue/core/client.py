@@ -35,6 +35,7 @@ from jobqueue.core.client_types import (
     JobInfo,
     NewJob,
     enqueue_arg,
+    queued_record,
 )
 from jobqueue.core.connection import async_redis
 from jobqueue.core.settings import QueueSettings
@@ -164,14 +165,26 @@ class AsyncClient:
                 pipe.hmget(self.keys.status(results[i].job_id), "entry_id", "state")
             records = await pipe.execute()
         for i, (entry_id, state) in zip(duplicates, records, strict=True):
-            results[i] = dataclasses.replace(
-                results[i], entry_id=entry_id or None, state=state or ""
-            )
+            # A queued job's record holds only its entry id (see `get`).
+            state = state or ("queued" if entry_id else "")
+            results[i] = dataclasses.replace(results[i], entry_id=entry_id or None, state=state)
         return results
 
     async def get(self, job_id: str) -> JobInfo | None:
-        """The status record of ``job_id``, or None when unknown or expired."""
-        record = cast(dict[str, str], await self.redis.hgetall(self.keys.status(job_id)))
+        """The status record of ``job_id``, or None when unknown or expired.
+
+        A job waiting in the stream has a record holding only its entry id (enqueue
+        writes no more: Redis's cost per job); its state is ``queued`` and the rest
+        comes from the entry itself."""
+        key = self.keys.status(job_id)
+        record = cast(dict[str, str], await self.redis.hgetall(key))
+        if record and "state" not in record and record.get("entry_id"):
+            entry_id = record["entry_id"]
+            rows = _entries(await self.redis.xrange(self.keys.stream, entry_id, entry_id))
+            if not rows:  # settled meanwhile (acknowledged and trimmed)? read it again
+                record = cast(dict[str, str], await self.redis.hgetall(key))
+                return JobInfo.from_record(job_id, record) if "state" in record else None
+            record = {**queued_record(rows[0][1]), **record}
         return JobInfo.from_record(job_id, record) if record else None
 
     async def cancel(self, job_id: str) -> CancelOutcome:

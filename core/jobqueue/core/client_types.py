@@ -105,6 +105,18 @@ def enqueue_arg(job: NewJob, now_ms: int) -> tuple[str, bytes]:
     return wire.id, orjson.dumps(arg)
 
 
+def queued_record(fields: Mapping[str, str]) -> dict[str, str]:
+    """The status record of a job waiting in the stream, from its entry's ``fields``."""
+    enqueued_at = fields.get("enqueued_at", "")
+    return {
+        "state": JobState.QUEUED,
+        "type": fields.get("type", ""),
+        "attempts": fields.get("attempts", "0"),
+        "enqueued_at": enqueued_at,
+        "updated_at": enqueued_at,
+    }
+
+
 def _stdlib_json(payload: dict[str, Any]) -> str:
     try:
         return json.dumps(payload, separators=(",", ":"), allow_nan=False)

@@ -66,7 +66,7 @@ for i = 5, #ARGV do
     if idem_key then
       call('SET', idem_key, id, 'EX', idem_ttl)
     end
-    local entry_id, state, ttl = '', 'queued', status_ttl
+    local entry_id, state = '', 'queued'
     if due_ms ~= '0' then
       state = 'delayed'
       call('ZADD', delayed, due_ms, id)
@@ -74,13 +74,15 @@ for i = 5, #ARGV do
       call('HSET', status, 'state', state, 'type', job_type, 'enqueued_at', enqueued_at,
         'attempts', '0', 'run_at', run_at, 'updated_at', now)
       -- The record outlives the wait, or a long delay would leave a job without one.
-      ttl = tonumber(status_ttl) + math.ceil((tonumber(due_ms) - now_ms) / 1000)
+      call('EXPIRE', status,
+        tonumber(status_ttl) + math.ceil((tonumber(due_ms) - now_ms) / 1000))
     else
+      -- A queued job's record is only its entry id: the rest is in the entry (the
+      -- client derives `queued` from it), and it needs no TTL while the job waits in
+      -- the stream; the worker's first write gives it one.
       entry_id = call('XADD', stream, '*', unpack(fields))
-      call('HSET', status, 'state', state, 'type', job_type, 'enqueued_at', enqueued_at,
-        'attempts', '0', 'entry_id', entry_id, 'updated_at', now)
+      call('HSET', status, 'entry_id', entry_id)
     end
-    call('EXPIRE', status, ttl)
     out[#out + 1] = id
     out[#out + 1] = entry_id
     out[#out + 1] = state
@@ -115,14 +117,14 @@ if redis.call('ZREM', delayed, id) == 1 then
   redis.call('HDEL', delayed_jobs, id)
   return mark_cancelled()
 end
-local state = redis.call('HGET', status, 'state')
+local state, entry_id = unpack(redis.call('HMGET', status, 'state', 'entry_id'))
 if not state then
-  return {'not_found', ''}
+  if not entry_id then return {'not_found', ''} end
+  state = 'queued'  -- a queued job's record is only its entry id (ENQUEUE)
 end
 if state == 'succeeded' or state == 'dead' or state == 'cancelled' then
   return {'not_cancellable', state}
 end
-local entry_id = redis.call('HGET', status, 'entry_id')
 if entry_id then
   local pending = redis.pcall('XPENDING', stream, group, entry_id, entry_id, 1)
   if type(pending) == 'table' and not pending.err and #pending > 0 then
@@ -130,7 +132,15 @@ if entry_id then
     redis.call('EXPIRE', status, ttl)
     return {'cancel_requested', state}
   end
+  local rows = redis.call('XRANGE', stream, entry_id, entry_id)
   if redis.call('XDEL', stream, entry_id) == 1 then
+    local fields = rows[1] and rows[1][2] or {}
+    for i = 1, #fields, 2 do  -- the record keeps what only the entry held
+      local name = fields[i]
+      if name == 'type' or name == 'enqueued_at' or name == 'attempts' then
+        redis.call('HSETNX', status, name, fields[i + 1])
+      end
+    end
     return mark_cancelled()
   end
 end

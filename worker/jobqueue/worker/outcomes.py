@@ -40,8 +40,9 @@ MAX_ACK_BATCH = 1000
 MAX_ERROR_CHARS = 500
 MAX_TRACEBACK_CHARS = 4000
 
-Marks = dict[str, tuple[str, str, str]]
-"""Entry id -> (job id, attempt, type) of jobs to mark ``running``. The attempt is text:
+Marks = dict[str, tuple[str, str, str, str]]
+"""Entry id -> (job id, attempt, type, enqueued_at) of jobs to mark ``running``. The
+attempt is text:
 Lua turning a number into the string Redis stores costs more than the rest of a job's
 ``HSET``."""
 
@@ -105,7 +106,10 @@ class Outcomes:
         record how long its jobs waited."""
         for d in deliveries:
             if d.job is not None:
-                self._running[d.entry_id] = (d.job.id, str(d.job.attempts + 1), d.job.type)
+                job = d.job
+                self._running[d.entry_id] = (
+                    job.id, str(job.attempts + 1), job.type, job.enqueued_at
+                )  # fmt: skip
         self._wake.set()
         self.metrics.started(deliveries, time.time())
 
@@ -244,11 +248,11 @@ class Outcomes:
             if mark is None:
                 done += (item.entry_id, len(keys))
             else:
-                started_and_done += (item.entry_id, len(keys), mark[1], mark[2])
+                started_and_done += (item.entry_id, len(keys), mark[1], mark[2], mark[3])
         marks: list[str | int] = []
-        for entry_id, (job_id, attempt, job_type) in running.items():
+        for entry_id, (job_id, attempt, job_type, enqueued_at) in running.items():
             keys.append(prefix + job_id)
-            marks += (len(keys), attempt, entry_id, job_type)
+            marks += (len(keys), attempt, entry_id, job_type, enqueued_at)
         args: list[str | int | bytes] = [self.keys.group, self.ttl_s, utc_now_iso()]
         args += (orjson.dumps(marks), orjson.dumps(done), orjson.dumps(started_and_done))
         return keys, args
@@ -279,6 +283,8 @@ class Outcomes:
             error[:MAX_ERROR_CHARS],
             job.attempts,
             self.ttl_s,
+            job.type,
+            job.enqueued_at,
         ]
         await persist(lambda: self._ack_retry(keys=keys, args=args), "schedule retry")
         self.on_acked([delivery.entry_id])
@@ -310,7 +316,8 @@ class Outcomes:
         )
         keys = [self.keys.stream, self.keys.dead, self.keys.status(job_id)]
         args: list[str | int] = [self.keys.group, delivery.entry_id, message, utc_now_iso()]
-        args += (self.ttl_s, made)
+        get = delivery.fields.get
+        args += (self.ttl_s, made, get("type", ""), get("enqueued_at", ""))
         for name, value in fields.items():
             args += (name, value)
         await persist(lambda: self._ack_dead(keys=keys, args=args), "dead-letter")

@@ -20,10 +20,11 @@ from jobqueue.core.scripts import OWN_KEYS_LUA
 # instead of two each, with the same end state as the two steps).
 # KEYS: stream, then the status record of every job the flush names.
 # ARGV: group, ttl_s, now_iso,
-# JSON [key, attempt, entry_id, type, ...] to mark running (attempts as text),
+# JSON [key, attempt, entry_id, type, enqueued_at, ...] to mark running (attempts as text),
 # JSON [entry_id, key, ...] to acknowledge as succeeded,
-# JSON [entry_id, key, attempt, type, ...] to mark running and acknowledge as succeeded,
-# where ``key`` is the index of the job's status record in KEYS.
+# JSON [entry_id, key, attempt, type, enqueued_at, ...] to mark running and acknowledge as
+# succeeded, where ``key`` is the index of the job's status record in KEYS. The worker
+# writes ``type`` and ``enqueued_at``: a queued job's record holds only its entry id.
 # A record that already shows an outcome is never set back to running.
 # Each list is acknowledged with one multi-id XACK. When it acknowledges every entry (the
 # normal case) every job's record is written; when it acknowledges fewer, some entries
@@ -50,9 +51,9 @@ end
 local function record(key, ...)
   if not foreign(redis.pcall('HSET', key, ...)) then redis.call('EXPIRE', key, ttl) end
 end
-local function mark_running(key, attempt, entry_id, job_type)
+local function mark_running(key, attempt, entry_id, job_type, enqueued_at)
   record(key, 'state', 'running', 'started_at', now, 'updated_at', now,
-    'attempts', attempt, 'entry_id', entry_id, 'type', job_type)
+    'attempts', attempt, 'entry_id', entry_id, 'type', job_type, 'enqueued_at', enqueued_at)
 end
 -- Acknowledges the entry ids at list[1], list[1 + step], ...; true if all were pending.
 local function ack_all(list, step)
@@ -63,9 +64,11 @@ local function ack_all(list, step)
   return acked == #ids, acked
 end
 local running = cjson.decode(ARGV[4])
-for i = 1, #running, 4 do
+for i = 1, #running, 5 do
   local key = KEYS[running[i]]
-  if unsettled(key) then mark_running(key, running[i + 1], running[i + 2], running[i + 3]) end
+  if unsettled(key) then
+    mark_running(key, running[i + 1], running[i + 2], running[i + 3], running[i + 4])
+  end
 end
 local done = cjson.decode(ARGV[5])
 local all_pending, acked = ack_all(done, 2)
@@ -76,19 +79,21 @@ for i = 1, #done, 2 do
   end
 end
 local both = cjson.decode(ARGV[6])
-local both_pending, both_acked = ack_all(both, 4)
-for i = 1, #both, 4 do
+local both_pending, both_acked = ack_all(both, 5)
+for i = 1, #both, 5 do
   local key = KEYS[both[i + 1]]
   if both_pending or unsettled(key) then
     record(key, 'state', 'succeeded', 'started_at', now, 'finished_at', now,
-      'updated_at', now, 'attempts', both[i + 2], 'entry_id', both[i], 'type', both[i + 3])
+      'updated_at', now, 'attempts', both[i + 2], 'entry_id', both[i], 'type', both[i + 3],
+      'enqueued_at', both[i + 4])
   end
 end
 return acked + both_acked
 """
 
 # KEYS: stream, delayed, delayed_jobs, status.
-# ARGV: group, entry_id, job_id, fields_json, due_ms, now_iso, run_at_iso, error, attempts, ttl.
+# ARGV: group, entry_id, job_id, fields_json, due_ms, now_iso, run_at_iso, error, attempts, ttl,
+# type, enqueued_at.
 # Every outcome script checks the types of the keys it writes before its first write
 # (`OWN_KEYS_LUA`): it either completes or changes nothing.
 ACK_RETRY = (
@@ -102,7 +107,7 @@ redis.call('ZADD', KEYS[2], ARGV[5], ARGV[3])
 redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
 if record then
   redis.call('HSET', KEYS[4], 'state', 'retrying', 'last_error', ARGV[8], 'run_at', ARGV[7],
-    'attempts', ARGV[9], 'updated_at', ARGV[6])
+    'attempts', ARGV[9], 'updated_at', ARGV[6], 'type', ARGV[11], 'enqueued_at', ARGV[12])
   redis.call('EXPIRE', KEYS[4], ARGV[10])
 end
 return 1
@@ -110,17 +115,18 @@ return 1
 )
 
 # KEYS: stream, dead stream, status. ARGV: group, entry_id, error, now_iso, ttl, attempts,
-# then the dead-letter entry's fields as name, value pairs.
+# type, enqueued_at (as the entry had them, '' when it had none), then the dead-letter
+# entry's fields as name, value pairs.
 ACK_DEAD = (
     OWN_KEYS_LUA
     + """
 require_ours(KEYS[2], 'stream')
 local record = ours(KEYS[3], 'hash')
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
-redis.call('XADD', KEYS[2], '*', unpack(ARGV, 7))
+redis.call('XADD', KEYS[2], '*', unpack(ARGV, 9))
 if record then
   redis.call('HSET', KEYS[3], 'state', 'dead', 'last_error', ARGV[3], 'finished_at', ARGV[4],
-    'updated_at', ARGV[4], 'attempts', ARGV[6])
+    'updated_at', ARGV[4], 'attempts', ARGV[6], 'type', ARGV[7], 'enqueued_at', ARGV[8])
   redis.call('EXPIRE', KEYS[3], ARGV[5])
 end
 return 1
