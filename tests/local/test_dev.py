@@ -51,7 +51,14 @@ def queue_file(tmp_path: Path) -> str:
 
 
 def states(client: redis.Redis, job_ids: list[str]) -> dict[str, str]:
-    return {job_id: str(client.hget(KEYS.status(job_id), "state")) for job_id in job_ids}
+    """Each job's state as the Python client reads it (a queued job's record is only its
+    entry id: the client derives the rest)."""
+    kwargs = client.connection_pool.connection_kwargs
+    url = f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs.get('db', 0)}"
+    with Client.from_url(url) as jobs:
+        return {
+            job_id: str(info.state if (info := jobs.get(job_id)) else None) for job_id in job_ids
+        }
 
 
 def enqueue(url: str, jobs: list[NewJob]) -> list[str]:
