@@ -106,3 +106,10 @@ def test_the_live_view_says_when_redis_is_unreachable() -> None:
 
     assert "Redis unreachable: Connection refused" in text
     assert "2 / 3" in text  # the workers stay shown: they keep running meanwhile
+
+
+def test_redact_url_hides_both_passwords_of_a_sentinel_url_and_keeps_its_hosts() -> None:
+    url = "redis+sentinel://:pw@s0:26379,s1:26379/mymaster/0?sentinel_password=spw&x=1"
+    assert redact_url(url) == (
+        "redis+sentinel://:***@s0:26379,s1:26379/mymaster/0?sentinel_password=***&x=1"
+    )

@@ -163,3 +163,23 @@ async def test_unix_socket_urls_connect_to_the_socket(tmp_path: Path) -> None:
         check.close()
     finally:
         server.stop()
+
+
+async def test_a_readonly_reply_drops_the_connection_so_the_next_connect_finds_the_master(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    # A server demoted to a replica in a failover answers writes with READONLY; staying
+    # on it would fail every write until a restart.
+    replica = RedisServer(
+        tmp_path / "replica", extra_args=("--replicaof", "127.0.0.1", str(redis_server.port))
+    )
+    replica.start()
+    try:
+        hot = HotConnection(replica.url)
+        await hot.connect()
+        with pytest.raises(ConnectionError, match="replica"):
+            await hot.call(("XADD", "s", "*", "f", "v"), timeout_s=5)
+        assert not hot.connected
+        hot.close()
+    finally:
+        replica.stop()

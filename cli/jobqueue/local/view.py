@@ -7,6 +7,7 @@ pairs that a program can parse.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,14 +25,14 @@ OUTCOMES = ("succeeded", "retried", "dead", "cancelled")
 
 
 def redact_url(url: str) -> str:
-    """``url`` with its password replaced by ``***``, for display."""
+    """``url`` with its passwords replaced by ``***``, for display: the one in the
+    userinfo and a Sentinel URL's ``sentinel_password`` (its host list left as is)."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    if at and ":" in userinfo:
+        userinfo = userinfo.split(":", 1)[0] + ":***"
+    query = re.sub(r"(^|&)(sentinel_password=)[^&]*", r"\1\2***", parts.query)
+    return urlunsplit(parts._replace(netloc=f"{userinfo}{at}{hosts}", query=query))
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,29 +1,148 @@
-"""Opening Redis connections the same way in every component."""
+"""Opening Redis connections the same way in every component: one dispatch on the URL.
+
+A URL's scheme picks its `Kind`: how to check the URL, how to open the shared asyncio
+client, and how a single connection of our own (the worker's hot connection) finds
+its server. ``redis://``, ``rediss://`` and ``unix://`` name one server;
+``redis+sentinel://`` and ``rediss+sentinel://`` name a Sentinel-managed master
+(`jobqueue.core.sentinel`). A new deployment shape (Redis Cluster) is one more entry
+in `KINDS`.
+"""
 
 from __future__ import annotations
 
+import urllib.parse
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
 from redis.asyncio import Redis as AsyncRedis
+from redis.asyncio.connection import parse_url
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry as RedisRetry
 
+from jobqueue.core import sentinel
+from jobqueue.core.errors import ConfigError
+
 HEALTH_CHECK_INTERVAL_S = 15
+CONNECT_TIMEOUT_S = 5.0
+
+
+async def _nothing() -> None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where one connection of our own goes, found anew on each (re)connect."""
+
+    options: dict[str, Any]
+    """redis-py connection options: credentials, ``db``, TLS options,
+    ``connection_class``; ``host``/``port`` or ``path`` when the URL names one server."""
+    locate: Callable[[], Awaitable[tuple[str, int]]] | None = None
+    """Asks where the server is now (the sentinels, for the current master); None when
+    the URL names the server itself."""
+    close: Callable[[], Awaitable[None]] = _nothing
+    """Releases what `locate` holds (connections to the sentinels)."""
+
+    async def current_options(self) -> dict[str, Any]:
+        """`options` with the ``host`` and ``port`` to connect to now."""
+        if self.locate is None:
+            return self.options
+        host, port = await self.locate()
+        return {**self.options, "host": host, "port": int(port)}
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """What a family of URL schemes needs; each callable takes the URL."""
+
+    check: Callable[[str], None]
+    """Raises ConfigError saying what is wrong (never repeating the URL)."""
+    client: Callable[[str, dict[str, Any]], AsyncRedis]
+    """The shared asyncio client, given redis-py connection options."""
+    endpoint: Callable[[str], Endpoint]
+
+
+def _check_direct(url: str) -> None:
+    try:
+        urllib.parse.urlsplit(url).port  # noqa: B018 - parsing the port is the check
+        parse_url(url)
+    except ValueError:
+        raise ConfigError("the Redis URL has an invalid port or option") from None
+
+
+def _direct_client(url: str, options: dict[str, Any]) -> AsyncRedis:
+    return AsyncRedis.from_url(url, **options)
+
+
+def _direct_endpoint(url: str) -> Endpoint:
+    return Endpoint(dict(parse_url(url)))
+
+
+def _sentinel_endpoint(url: str) -> Endpoint:
+    parsed = sentinel.SentinelUrl.parse(url)
+    sentinels = sentinel.sentinel_for(parsed)
+
+    async def locate() -> tuple[str, int]:
+        host, port = await sentinels.discover_master(parsed.service_name)
+        return str(host), int(port)
+
+    return Endpoint(parsed.master_options, locate, sentinels.aclose)
+
+
+def _check_sentinel(url: str) -> None:
+    sentinel.SentinelUrl.parse(url)
+
+
+DIRECT = Kind(_check_direct, _direct_client, _direct_endpoint)
+SENTINEL = Kind(_check_sentinel, sentinel.master_client, _sentinel_endpoint)
+KINDS: dict[str, Kind] = {
+    "redis": DIRECT,
+    "rediss": DIRECT,
+    "unix": DIRECT,
+    "redis+sentinel": SENTINEL,
+    "rediss+sentinel": SENTINEL,
+}
+
+
+def kind_of(url: str) -> Kind:
+    """The `Kind` of ``url``'s scheme; ConfigError naming the schemes known."""
+    scheme = urllib.parse.urlsplit(url).scheme
+    kind = KINDS.get(scheme)
+    if kind is None:
+        *most, last = [f"{name}://" for name in KINDS]
+        got = f"{scheme}://" if scheme else "no scheme"
+        raise ConfigError(f"the Redis URL must start with {', '.join(most)} or {last} (got {got})")
+    return kind
+
+
+def check_url(url: str) -> str:
+    """``url`` when it can be used; else ConfigError saying why."""
+    kind_of(url).check(url)
+    return url
 
 
 def async_redis(url: str, *, socket_timeout_s: float | None = 30.0) -> AsyncRedis:
-    """An asyncio Redis client for ``url`` (``redis://`` or ``rediss://``), strings decoded.
+    """An asyncio Redis client for ``url`` (any scheme of `KINDS`), strings decoded.
 
-    Commands are retried a few times on a dropped connection. The socket timeout must
+    Commands are retried a few times on a dropped connection; behind Sentinel each
+    reconnect asks the sentinels for the current master. The socket timeout must
     exceed any ``BLOCK`` a caller uses, or blocking reads would time out as errors.
     Bytes that are not UTF-8 (a foreign producer's) decode to lone surrogates and encode
     back to the same bytes, so such an entry can be read and dead-lettered intact
     instead of failing every read that meets it.
     """
-    return AsyncRedis.from_url(
-        url,
-        decode_responses=True,
-        encoding_errors="surrogateescape",
-        socket_timeout=socket_timeout_s,
-        socket_connect_timeout=5.0,
-        health_check_interval=HEALTH_CHECK_INTERVAL_S,
-        retry=RedisRetry(ExponentialBackoff(cap=1.0, base=0.05), retries=3),
-    )
+    options: dict[str, Any] = {
+        "decode_responses": True,
+        "encoding_errors": "surrogateescape",
+        "socket_timeout": socket_timeout_s,
+        "socket_connect_timeout": CONNECT_TIMEOUT_S,
+        "health_check_interval": HEALTH_CHECK_INTERVAL_S,
+        "retry": RedisRetry(ExponentialBackoff(cap=1.0, base=0.05), retries=3),
+    }
+    return kind_of(url).client(url, options)
+
+
+def endpoint(url: str) -> Endpoint:
+    """Where a single connection of our own to ``url`` goes (see `Endpoint`)."""
+    return kind_of(url).endpoint(url)

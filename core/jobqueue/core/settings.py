@@ -8,18 +8,17 @@ fields with their unit in the name, each with a default, one ``from_env`` constr
 from __future__ import annotations
 
 import os
-import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
+from jobqueue.core.connection import check_url
 from jobqueue.core.errors import ConfigError
 from jobqueue.core.keys import DEFAULT_GROUP, DEFAULT_STREAM, QueueKeys, check_stream_name
 
 T = TypeVar("T")
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-REDIS_URL_SCHEMES = ("redis", "rediss", "unix")
 
 
 def env_value(environ: Mapping[str, str], name: str, default: T, parse: Callable[[str], T]) -> T:
@@ -48,18 +47,9 @@ def check_redis_url(url: str) -> str:
 
     Checked where settings are made, so a typo is a one-line error before anything
     connects (never a traceback). The message never repeats the URL: it may hold a password.
+    Which URLs are known: `jobqueue.core.connection.KINDS`.
     """
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in REDIS_URL_SCHEMES:
-        raise ConfigError(
-            "the Redis URL must start with redis://, rediss:// or unix:// "
-            f"(got {parts.scheme + '://' if parts.scheme else 'no scheme'})"
-        )
-    try:
-        parts.port  # noqa: B018 - parsing the port is the check
-    except ValueError:
-        raise ConfigError("the Redis URL has an invalid port") from None
-    return url
+    return check_url(url)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,17 +57,24 @@ class QueueSettings:
     """Where one queue lives: the Redis server and the keys of its streams.
 
     Environment: ``REDIS_URL``, ``JOBQUEUE_STREAM``, ``JOBQUEUE_GROUP``,
-    ``JOBQUEUE_DEAD_STREAM``, ``JOBQUEUE_STATUS_TTL_S``.
+    ``JOBQUEUE_DEAD_STREAM``, ``JOBQUEUE_STATUS_TTL_S``, ``JOBQUEUE_ENQUEUE_MIN_REPLICAS``,
+    ``JOBQUEUE_ENQUEUE_REPLICAS_TIMEOUT_MS``.
     """
 
     redis_url: str = DEFAULT_REDIS_URL
-    """``redis://`` or ``rediss://`` URL, credentials and database included."""
+    """``redis://``, ``rediss://``, ``unix://`` or ``redis+sentinel://`` URL, credentials
+    and database included."""
     stream: str = DEFAULT_STREAM
     group: str = DEFAULT_GROUP
     dead_stream: str = ""
     """Dead-letter stream; empty: ``{stream}:dead``, in the queue's Cluster slot."""
     status_ttl_s: int = 7 * 24 * 3600
     """How long a job's status record is kept after its last change, in seconds."""
+    enqueue_min_replicas: int = 0
+    """Replicas that must acknowledge an enqueue (``WAIT``) before it counts as
+    accepted; 0 = the primary's answer is enough (`jobqueue.core.replication`)."""
+    enqueue_replicas_timeout_ms: int = 1000
+    """How long an enqueue waits for those replicas, in milliseconds."""
 
     def __post_init__(self) -> None:
         check_redis_url(self.redis_url)
@@ -85,6 +82,11 @@ class QueueSettings:
             check_stream_name(self.stream)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+        if self.enqueue_min_replicas < 0:
+            raise ConfigError("JOBQUEUE_ENQUEUE_MIN_REPLICAS must be 0 or more")
+        if self.enqueue_replicas_timeout_ms <= 0:
+            # WAIT with 0 would wait forever, holding the request.
+            raise ConfigError("JOBQUEUE_ENQUEUE_REPLICAS_TIMEOUT_MS must be more than 0")
 
     @property
     def keys(self) -> QueueKeys:
@@ -99,4 +101,8 @@ class QueueSettings:
             group=env_value(env, "JOBQUEUE_GROUP", DEFAULT_GROUP, str),
             dead_stream=env_value(env, "JOBQUEUE_DEAD_STREAM", "", str),
             status_ttl_s=env_value(env, "JOBQUEUE_STATUS_TTL_S", 7 * 24 * 3600, int),
+            enqueue_min_replicas=env_value(env, "JOBQUEUE_ENQUEUE_MIN_REPLICAS", 0, int),
+            enqueue_replicas_timeout_ms=env_value(
+                env, "JOBQUEUE_ENQUEUE_REPLICAS_TIMEOUT_MS", 1000, int
+            ),
         )

@@ -9,14 +9,18 @@ hiredis as they arrive and handed to the waiting caller in order, and several re
 may be on the wire at once (the reader sends its next read before it runs the batch it
 just got, so Redis works while the jobs run).
 
-It speaks RESP2 to any URL `jobqueue.core.settings` accepts (``redis://``,
-``rediss://`` with the same TLS query options as redis-py, ``unix://``), with AUTH and
-SELECT from the URL. Failures are redis-py's exception types, so the worker's
-supervision treats them alike: a refused or dropped connection is
-``ConnectionError``, no reply in time is ``TimeoutError`` (the connection is dropped,
-since later replies could no longer be matched to their requests), an error reply is a
-``ResponseError`` returned in place of that command's reply. The next call after a
-failure connects again.
+It speaks RESP2 to any URL `jobqueue.core.connection` accepts (``redis://``,
+``rediss://`` with the same TLS query options as redis-py, ``unix://``, and behind
+Sentinel ``redis+sentinel://``), with AUTH and SELECT from the URL. Each connect asks
+`jobqueue.core.connection.Endpoint` where to go, so behind Sentinel every reconnect
+goes to the master the sentinels name then; a ``READONLY`` reply (the server was
+demoted to a replica in a failover) drops the connection like a lost one.
+
+Failures are redis-py's exception types, so the worker's supervision treats them
+alike: a refused or dropped connection is ``ConnectionError``, no reply in time is
+``TimeoutError`` (the connection is dropped, since later replies could no longer be
+matched to their requests), an error reply is a ``ResponseError`` returned in place of
+that command's reply. The next call after a failure connects again.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from collections import deque
 from typing import Any, cast
 
 import hiredis
-from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection, parse_url
+from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection
 from redis.exceptions import (
     BusyLoadingError,
     NoScriptError,
@@ -37,6 +41,8 @@ from redis.exceptions import (
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from jobqueue.core.connection import endpoint
 
 CONNECT_TIMEOUT_S = 5.0
 
@@ -95,6 +101,11 @@ class _RespProtocol(asyncio.Protocol):
             request = waiting[0]
             if isinstance(reply, hiredis.ReplyError):
                 reply = _error(reply)
+                if isinstance(reply, ReadOnlyError):
+                    # A replica now (failover): no write here can succeed; the next
+                    # connect finds the master the sentinels name.
+                    self.fail(RedisConnectionError(f"Redis is a replica now: {reply}"))
+                    return
             request.replies.append(reply)
             if len(request.replies) == request.expected:
                 waiting.popleft()
@@ -123,7 +134,8 @@ class HotConnection:
     """A pipelined connection to the Redis at ``url``; connects on first use."""
 
     def __init__(self, url: str, *, name: str | None = None) -> None:
-        self.options: dict[str, Any] = dict(parse_url(url))
+        self.endpoint = endpoint(url)
+        self.options: dict[str, Any] = self.endpoint.options
         self.name = name
         self._protocol: _RespProtocol | None = None
         self._connecting: asyncio.Lock | None = None
@@ -193,9 +205,14 @@ class HotConnection:
             self._protocol.fail(RedisConnectionError("connection closed"))
             self._protocol = None
 
+    async def aclose(self) -> None:
+        """`close`, and release what finding the server holds (sentinel connections)."""
+        self.close()
+        await self.endpoint.close()
+
     async def _open(self) -> _RespProtocol:
         loop = asyncio.get_running_loop()
-        options = self.options
+        options = await self.endpoint.current_options()
         cls = options.get("connection_class")
         if cls is UnixDomainSocketConnection:
             _, protocol = await loop.create_unix_connection(_RespProtocol, options["path"])

@@ -250,8 +250,8 @@ class Worker:
     async def _close(self) -> None:
         self.executor.close()
         await self.http.stop()
-        self.hot.close()
         with contextlib.suppress(*TRANSIENT_ERRORS):
+            await self.hot.aclose()
             await self.redis.aclose()
 
 
