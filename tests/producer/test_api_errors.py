@@ -3,10 +3,15 @@ the same producer serves again once Redis is back."""
 
 from __future__ import annotations
 
+import asyncio
+
+import redis
 from producer.http_api import README_EXAMPLE, StartApi
 from support.redis_server import RedisServer
 
 from jobqueue.core.connection import async_redis
+from jobqueue.core.keys import QueueKeys
+from jobqueue.core.settings import QueueSettings
 
 
 async def test_redis_down_is_503_and_up_again_is_202(
@@ -36,3 +41,28 @@ async def test_redis_down_is_503_and_up_again_is_202(
         assert accepted["status"] == "accepted"
     finally:
         await redis.aclose()
+
+
+async def test_replicas_not_acknowledging_in_time_is_503_naming_each_callers_own_jobs(
+    start_api: StartApi, sync_redis: redis.Redis
+) -> None:
+    # The session's Redis has no replica, so WAIT 1 can never be satisfied.
+    queue = QueueSettings(enqueue_min_replicas=1, enqueue_replicas_timeout_ms=50)
+    api = await start_api(queue=queue)
+
+    answers = await asyncio.gather(
+        *(api.call("POST", "/jobs", data=README_EXAMPLE) for _ in range(5))
+    )
+    ids = []
+    for status, body in answers:
+        assert (status, body["error"]) == (503, "Enqueue unconfirmed"), body
+        assert "outcome unknown" in body["detail"] or "may or may not" in body["detail"]
+        assert len(body["jobIds"]) == 1  # its own job, not those it shared a round trip with
+        ids += body["jobIds"]
+    # Written on the primary all the same: "unconfirmed" is never "not written".
+    assert sorted(ids) == sorted(f["id"] for _, f in sync_redis.xrange(QueueKeys().stream))
+
+    batch = {"jobs": [{"type": "email", "payload": {"to": "a@b.c", "template": "x"}}] * 3}
+    status, body = await api.call("POST", "/jobs/batch", json=batch)
+    assert status == 503
+    assert len(body["jobIds"]) == 3

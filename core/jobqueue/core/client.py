@@ -38,6 +38,7 @@ from jobqueue.core.client_types import (
     queued_record,
 )
 from jobqueue.core.connection import async_redis
+from jobqueue.core.replication import enqueue_replicated
 from jobqueue.core.settings import QueueSettings
 from jobqueue.core.wire import replay_fields, utc_now_iso
 
@@ -118,9 +119,12 @@ class AsyncClient:
 
         Every job is checked before anything is written: one bad job raises
         `InvalidNewJob` (a ValueError saying which job and why) and nothing is enqueued.
+        With ``settings.enqueue_min_replicas`` the jobs count as enqueued only once that
+        many replicas hold them, else `EnqueueUnconfirmed` (`jobqueue.core.replication`).
         """
         now_ms = _now_ms()
         prepared: list[bytes | str] = []
+        job_ids: list[str] = []
         job_keys: list[list[str]] = []
         for index, job in enumerate(jobs):
             try:
@@ -128,6 +132,7 @@ class AsyncClient:
             except ValueError as exc:
                 raise InvalidNewJob(index, str(exc)) from None
             prepared.append(arg)
+            job_ids.append(job_id)
             keys_of_job = [self.keys.status(job_id)]
             if job.idempotency_key is not None:
                 keys_of_job.append(self.keys.idempotency(job.idempotency_key))
@@ -143,7 +148,16 @@ class AsyncClient:
         for i in range(0, len(prepared), JOBS_PER_SCRIPT_CALL):
             keys = queue_keys + [k for ks in job_keys[i : i + JOBS_PER_SCRIPT_CALL] for k in ks]
             calls.append((keys, head + prepared[i : i + JOBS_PER_SCRIPT_CALL]))
-        if len(calls) == 1:
+        if self.settings.enqueue_min_replicas:
+            replies = await enqueue_replicated(
+                self.redis,
+                self._enqueue,
+                calls,
+                job_ids,
+                min_replicas=self.settings.enqueue_min_replicas,
+                timeout_ms=self.settings.enqueue_replicas_timeout_ms,
+            )
+        elif len(calls) == 1:
             replies = [await self._enqueue(keys=calls[0][0], args=calls[0][1])]
         else:
             async with self.redis.pipeline(transaction=True) as pipe:

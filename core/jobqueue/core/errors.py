@@ -6,7 +6,8 @@
     ├── MalformedJob      an entry that breaks the wire format: dead-lettered at once
     ├── Retry             raised by a handler: retry this job (after ``delay_s``)
     ├── Fatal             raised by a handler: dead-letter now, do not retry
-    └── ConfigError       settings or a JobQueue spec that cannot work
+    ├── ConfigError       settings or a JobQueue spec that cannot work
+    └── EnqueueUnconfirmed  jobs sent, but not confirmed on enough replicas in time
 
 Any other exception a handler raises is a failed attempt: it is retried with backoff
 until the job's ``max_attempts`` are used up, then dead-lettered.
@@ -45,3 +46,18 @@ class Fatal(JobqueueError):
 
 class ConfigError(JobqueueError):
     """Settings, or a JobQueue spec, that cannot work; the message says why."""
+
+
+class EnqueueUnconfirmed(JobqueueError):
+    """An enqueue that asked for replica acknowledgement did not get it in time (or lost
+    its connection on the way): the jobs ``job_ids`` may or may not be in the queue,
+    and may not survive a failover. Enqueueing again is safe with an idempotency key."""
+
+    def __init__(self, job_ids: list[str], reason: str) -> None:
+        super().__init__(f"{reason}; outcome unknown for {len(job_ids)} job(s)")
+        self.job_ids = job_ids
+        self.reason = reason
+
+    def only(self, index: int) -> EnqueueUnconfirmed:
+        """The same failure, for the job at ``index`` alone (one caller of a batch)."""
+        return EnqueueUnconfirmed([self.job_ids[index]], self.reason)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 
 from jobqueue.core.client import AsyncClient, Enqueued, InvalidNewJob, NewJob
+from jobqueue.core.errors import EnqueueUnconfirmed
 
 MAX_JOBS_PER_CALL = 500
 
@@ -56,6 +57,10 @@ class EnqueueBatcher:
                 _, future = batch.pop(exc.index)
                 _settle(future, InvalidNewJob(0, exc.reason))
                 continue
+            except EnqueueUnconfirmed as exc:  # each caller hears of its own job only
+                for index, (_, future) in enumerate(batch):
+                    _settle(future, exc.only(index))
+                return
             except Exception as exc:  # e.g. Redis unreachable: every job in it hears so
                 for _, future in batch:
                     _settle(future, exc)

@@ -11,7 +11,7 @@ import click
 from redis import exceptions as redis_errors
 
 from jobqueue.core.client import Client
-from jobqueue.core.errors import ConfigError
+from jobqueue.core.errors import ConfigError, EnqueueUnconfirmed
 from jobqueue.core.settings import QueueSettings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -53,3 +53,6 @@ def connected(settings: QueueSettings) -> Iterator[Client]:
         raise click.ClickException(f"cannot reach Redis: {exc}") from None
     except redis_errors.ResponseError as exc:
         raise click.ClickException(f"Redis refused the command: {exc}") from None
+    except EnqueueUnconfirmed as exc:
+        ids = " ".join(exc.job_ids)
+        raise click.ClickException(f"{exc}, job ids: {ids}") from None

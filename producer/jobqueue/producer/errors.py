@@ -2,7 +2,9 @@
 
 `error_middleware` turns aiohttp's HTTP errors (404, 405, 413, ...) into
 ``{"error": reason, "detail": ...}``, Redis being unreachable into a 503 the caller may
-retry, and anything unexpected into a bare 500 whose traceback goes to the log only.
+retry, an enqueue that replicas did not confirm in time into a 503 naming the jobs
+whose outcome is unknown, and anything unexpected into a bare 500 whose traceback goes
+to the log only.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from aiohttp.typedefs import Handler
 from redis import exceptions as redis_exceptions
 
 from jobqueue.core import redis_errors
+from jobqueue.core.errors import EnqueueUnconfirmed
 from jobqueue.producer.models import ErrorBody, InvalidJob, Issue
 
 log = logging.getLogger(__name__)
@@ -31,10 +34,14 @@ _PASSED_HEADERS = ("Allow", "WWW-Authenticate", "Retry-After")
 
 
 def json_error(
-    status: int, error: str, detail: str | None = None, headers: Mapping[str, str] | None = None
+    status: int,
+    error: str,
+    detail: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    job_ids: list[str] | None = None,
 ) -> web.Response:
-    """A JSON error response: ``{"error": error, "detail": detail}``."""
-    body = ErrorBody(error=error, detail=detail).model_dump_json(exclude_none=True)
+    """A JSON error response: ``{"error": error, "detail": detail}`` (and ``jobIds``)."""
+    body = ErrorBody(error=error, detail=detail, jobIds=job_ids).model_dump_json(exclude_none=True)
     return web.Response(status=status, text=body, content_type="application/json", headers=headers)
 
 
@@ -52,6 +59,18 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400:
             raise
         return _from_http_exception(exc)
+    except EnqueueUnconfirmed as exc:
+        if isinstance(exc.__cause__, redis_exceptions.RedisError):  # the connection was lost
+            redis_errors.record("producer", exc.__cause__)
+        log.warning("enqueue unconfirmed during %s %s: %s", request.method, request.path, exc)
+        return json_error(
+            503,
+            "Enqueue unconfirmed",
+            f"{exc.reason}: the jobs may or may not be queued, and may not survive a "
+            "failover; retry with the same idempotency key to be sure of one job",
+            headers={"Retry-After": RETRY_AFTER_S},
+            job_ids=exc.job_ids,
+        )
     except REDIS_UNAVAILABLE as exc:
         redis_errors.record("producer", exc)
         log.warning("Redis unavailable during %s %s: %s", request.method, request.path, exc)

@@ -110,6 +110,8 @@ class ErrorBody(BaseModel):
 
     error: str
     detail: str | None = None
+    jobIds: list[str] | None = None
+    """The jobs concerned, when an enqueue's outcome is unknown (503)."""
 
 
 class JobStatusOut(BaseModel):
