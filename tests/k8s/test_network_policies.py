@@ -178,3 +178,29 @@ def _test_pod_labels(objects: list[Obj]) -> dict[str, str]:
     (pod,) = [obj for obj in objects if obj["kind"] == "Pod"]
     labels: dict[str, str] = pod["metadata"]["labels"]
     return labels
+
+
+SENTINEL_URL = "redis+sentinel://:pw@redis-sentinel:26379/mymaster/0"
+SENTINELS = Endpoint(26379, labels={"app.kubernetes.io/name": "redis"})
+
+
+def test_with_a_sentinel_url_pods_reach_the_sentinels_and_the_master() -> None:
+    values = {"producer": {"enabled": True}, "redis": {"url": SENTINEL_URL, "sentinelPort": 26379}}
+    objects = render_chart(values)
+    [secret] = [
+        o for o in objects if o["kind"] == "Secret" and o["metadata"]["name"].endswith("redis")
+    ]
+    assert secret["stringData"]["url"] == SENTINEL_URL
+    for labels in (worker_labels("demo"), _pod_labels(objects, "producer")):
+        policy = policy_for(objects, labels)
+        assert allows(policy, "egress", REDIS)
+        assert allows(policy, "egress", SENTINELS)
+        assert not allows(policy, "egress", ELSEWHERE[0])
+    # Without Sentinel the port stays closed.
+    policy = policy_for(render_chart({"producer": {"enabled": True}}), worker_labels("demo"))
+    assert not allows(policy, "egress", SENTINELS)
+
+
+def test_a_sentinel_url_without_the_sentinel_port_fails_the_install() -> None:
+    with pytest.raises(Exception, match=r"redis\.sentinelPort"):
+        render_chart({"redis": {"url": SENTINEL_URL}})

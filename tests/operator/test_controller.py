@@ -425,3 +425,23 @@ async def test_a_secret_url_redis_cannot_parse_is_a_condition_naming_it(
     assert "secret 'typo' key 'url'" in reachable["message"]
     assert "invalid port" in reachable["message"]
     assert "s3cret" not in reachable["message"]
+
+
+async def test_a_secret_sentinel_url_that_cannot_parse_is_a_condition_naming_it(
+    kube: KubeEmulator, operator: OperatorContext, redis_url: str
+) -> None:
+    # Given a Secret whose Sentinel URL forgot the master set's name (and has a password)
+    bad = base64.b64encode(b"redis+sentinel://:s3cret@sentinel-0:26379,sentinel-1").decode()
+    await kube.create(SECRETS, NAMESPACE, {"metadata": {"name": "nomaster"}, "data": {"url": bad}})
+    body = jobqueue("nomaster", redis_url)
+    body["spec"]["redis"] = {"secretRef": {"name": "nomaster"}}
+    await apply(kube, body)
+
+    # Then RedisReachable says what is wrong, as for any other bad URL, without the password
+    reachable = await eventually(
+        lambda: condition(kube, "nomaster", "RedisReachable"), what="RedisReachable"
+    )
+    assert (reachable["status"], reachable["reason"]) == ("False", "RedisConfig")
+    assert "secret 'nomaster' key 'url'" in reachable["message"]
+    assert "names the master set" in reachable["message"]
+    assert "s3cret" not in reachable["message"]

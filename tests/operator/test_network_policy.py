@@ -18,7 +18,7 @@ from support.kube_emulator import (
     jobqueue,
 )
 
-from jobqueue.operator.network_policy import redis_port
+from jobqueue.operator.network_policy import redis_port, redis_ports
 from jobqueue.operator.scaler import OperatorContext
 from jobqueue.operator.worker_pod import worker_labels
 
@@ -112,3 +112,10 @@ def test_the_redis_port_comes_from_the_url() -> None:
     assert redis_port("redis://redis:6380/0") == 6380
     assert redis_port("rediss://:secret@redis.example.com/1") == 6379
     assert redis_port("unix:///run/redis.sock") is None
+
+
+def test_behind_sentinel_workers_may_reach_the_sentinels_and_the_master() -> None:
+    url = "redis+sentinel://:pw@s0:26379,s1:26379,s2:26380/mymaster/0"
+    assert redis_ports(url) == [6379, 26379, 26380]
+    assert redis_ports("redis://redis:6380/0") == [6380]
+    assert redis_ports("unix:///run/redis.sock") == []

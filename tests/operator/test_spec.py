@@ -118,3 +118,29 @@ def test_private_images_node_placement_and_pod_annotations_reach_the_pods() -> N
     assert template["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
     assert template["spec"]["nodeSelector"] == {"pool": "jobs"}
     assert template["metadata"]["annotations"] == {"team": "a"}
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis+sentinel://s0:26379,s1:26379,s2:26379/mymaster/0",
+        "rediss+sentinel://:pw@s0,s1/mymaster?ssl_cert_reqs=required",
+    ],
+)
+def test_a_sentinel_url_is_a_valid_redis_url(url: str) -> None:
+    spec = load_jobqueue(MINIMAL + f"  redis: {{url: '{url}', tls: {url.startswith('rediss')}}}\n")
+    assert spec.spec.redis.url == url
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("redis+sentinel://s0:2637x/mymaster", "invalid port"),
+        ("redis+sentinel://s0:26379", "names the master set"),
+        ("redis+sentinel://:pw@s0/mymaster/db0", "must be a number"),
+    ],
+)
+def test_a_bad_sentinel_url_is_a_config_error_naming_the_field(url: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=f"redis.url: .*{message}") as caught:
+        load_jobqueue(MINIMAL + f"  redis: {{url: '{url}'}}\n")
+    assert "pw" not in str(caught.value)

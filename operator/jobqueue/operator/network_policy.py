@@ -5,8 +5,10 @@ beside the worker Deployment, owned by the JobQueue (garbage-collected with it).
 selects that queue's worker pods only, in the queue's own namespace, wherever that is, so
 a cluster-wide operator limits workers in every namespace it serves:
 
-- egress to Redis (``redisPeers``, else any address) on the port of the queue's Redis URL,
-  to the cluster DNS (``kube-dns`` pods, port 53), and to ``extraEgress``;
+- egress to Redis (``redisPeers``, else any address) on the port of the queue's Redis URL
+  (behind Sentinel: the sentinels' ports and the master's, taken to be 6379 since the
+  URL does not name it; any other goes in ``extraEgress``), to the cluster DNS
+  (``kube-dns`` pods, port 53), and to ``extraEgress``;
 - ingress on the workers' metrics port only (from ``metricsFrom``, else any source).
 
 Turning it off deletes the policy.
@@ -17,6 +19,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
+from jobqueue.core.sentinel import SCHEMES as SENTINEL_SCHEMES
+from jobqueue.core.sentinel import SentinelUrl
 from jobqueue.operator.deployment import owner_reference, to_body
 from jobqueue.operator.spec import JobQueueSpec
 from jobqueue.operator.worker_container import WORKER_HTTP_PORT
@@ -37,14 +41,26 @@ def redis_port(url: str) -> int | None:
     parts = urlsplit(url)
     if parts.scheme == "unix":
         return None
+    if parts.scheme in SENTINEL_SCHEMES:
+        return DEFAULT_REDIS_PORT  # the master's: the sentinels name it, the URL does not
     return parts.port or DEFAULT_REDIS_PORT
 
 
-def _egress(spec: JobQueueSpec, port: int | None) -> list[dict[str, Any]]:
+def redis_ports(url: str) -> list[int]:
+    """Every TCP port the workers of a queue on ``url`` connect to (none for a socket):
+    the server's, and behind Sentinel also the sentinels'."""
+    port = redis_port(url)
+    ports = [] if port is None else [port]
+    if urlsplit(url).scheme in SENTINEL_SCHEMES:
+        ports += sorted({p for _, p in SentinelUrl.parse(url).sentinels} - set(ports))
+    return ports
+
+
+def _egress(spec: JobQueueSpec, ports: list[int]) -> list[dict[str, Any]]:
     settings = spec.network_policy
     rules: list[dict[str, Any]] = []
-    if port is not None:
-        redis: dict[str, Any] = {"ports": [{"protocol": "TCP", "port": port}]}
+    if ports:
+        redis: dict[str, Any] = {"ports": [{"protocol": "TCP", "port": p} for p in ports]}
         if settings.redis_peers:
             redis["to"] = [dict(peer) for peer in settings.redis_peers]
         rules.append(redis)
@@ -74,6 +90,6 @@ def build_network_policy(
             "podSelector": {"matchLabels": selector_labels(jobqueue)},
             "policyTypes": ["Ingress", "Egress"],
             "ingress": [ingress],
-            "egress": _egress(spec, redis_port(redis_url)),
+            "egress": _egress(spec, redis_ports(redis_url)),
         },
     }

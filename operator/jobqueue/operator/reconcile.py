@@ -17,9 +17,11 @@ from jobqueue.core.settings import check_redis_url
 from jobqueue.operator.deployment import build_deployment, deployment_name
 from jobqueue.operator.kube import KubeApi, KubeApiError
 from jobqueue.operator.network_policy import build_network_policy, policy_name
-from jobqueue.operator.spec import JobQueueSpec
+from jobqueue.operator.spec import JobQueueSpec, uses_tls
 
 CONFLICT = 409
+KUBE_URL_PREFIXES = ("redis://", "rediss://", "redis+sentinel://", "rediss+sentinel://")
+"""What a JobQueue's Redis URL may start with (no unix:// socket in a pod)."""
 DELETE_BATCH = 500
 """Keys unlinked per command when a queue's keys are deleted."""
 
@@ -44,13 +46,15 @@ async def resolve_redis_url(api: KubeApi, namespace: str, spec: JobQueueSpec) ->
     if url is None:
         raise ConfigError(f"secret {ref.name!r} has no key {ref.key!r}")
     url = url.strip()
-    if not url.startswith(("redis://", "rediss://")):
-        raise ConfigError(f"secret {ref.name!r} key {ref.key!r} is not a redis:// URL")
+    if not url.startswith(KUBE_URL_PREFIXES):
+        raise ConfigError(
+            f"secret {ref.name!r} key {ref.key!r} is not a redis:// or redis+sentinel:// URL"
+        )
     try:
         check_redis_url(url)  # a typo in the port would crash the client later
     except ConfigError as exc:
         raise ConfigError(f"secret {ref.name!r} key {ref.key!r}: {exc}") from None
-    if spec.redis.tls and not url.startswith("rediss://"):
+    if spec.redis.tls and not uses_tls(url):
         raise ConfigError(f"redis.tls is true but secret {ref.name!r} holds a redis:// URL")
     return url
 

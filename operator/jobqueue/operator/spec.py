@@ -76,29 +76,36 @@ class SecretKeyRef(SpecModel):
     """Key in the Secret whose value is the Redis URL."""
 
 
+def uses_tls(url: str) -> bool:
+    """Whether ``url`` speaks TLS to Redis (``rediss://``, ``rediss+sentinel://``)."""
+    return url.startswith(("rediss://", "rediss+sentinel://"))
+
+
 class RedisSpec(SpecModel):
     """Where the queue's Redis is: a URL, or a Secret holding one (never both)."""
 
     model_config = _cel(
         ("!(has(self.url) && has(self.secretRef))", "give redis.url or redis.secretRef, not both"),
         (
-            "!self.tls || !has(self.url) || self.url.startsWith('rediss://')",
-            "redis.tls needs a rediss:// url",
+            "!self.tls || !has(self.url) || self.url.startsWith('rediss')",
+            "redis.tls needs a rediss:// or rediss+sentinel:// url",
         ),
     )
 
-    url: str | None = Field(default=None, pattern=r"^rediss?://")
-    """``redis://`` or ``rediss://`` URL; local mode falls back to ``REDIS_URL``."""
+    url: str | None = Field(default=None, pattern=r"^rediss?(\+sentinel)?://")
+    """``redis://`` or ``rediss://`` URL, or a Sentinel setup's ``redis+sentinel://`` /
+    ``rediss+sentinel://`` URL (docs/configuration.md); local mode falls back to
+    ``REDIS_URL``."""
     secret_ref: SecretKeyRef | None = None
     """Secret key holding the URL (use this when the URL carries a password)."""
     tls: bool = False
-    """Require TLS: the URL must use ``rediss://``."""
+    """Require TLS: the URL must use ``rediss://`` (or ``rediss+sentinel://``)."""
 
     @model_validator(mode="after")
     def _one_source(self) -> RedisSpec:
         if self.url is not None and self.secret_ref is not None:
             raise ValueError("give redis.url or redis.secretRef, not both")
-        if self.tls and self.url is not None and not self.url.startswith("rediss://"):
+        if self.tls and self.url is not None and not uses_tls(self.url):
             raise ValueError("redis.tls is true but redis.url does not start with rediss://")
         if self.url is not None:
             try:
