@@ -36,8 +36,11 @@ class WorkerProcess:
         app_ref: str = TESTING_APP,
         log_dir: Path | None = None,
         env: dict[str, str] | None = None,
+        watch_url: str | None = None,
     ) -> None:
         self.redis_url = redis_url
+        self.watch_url = watch_url or redis_url
+        """A plain URL of the same Redis, for `wait_ready` (a Sentinel URL is not one)."""
         self.consumer = consumer
         self.command = [str(JOBQUEUE), "worker", app_ref, "--redis-url", redis_url]
         self.command += ["--consumer", consumer]
@@ -63,7 +66,7 @@ class WorkerProcess:
 
     def wait_ready(self, timeout_s: float = 20.0) -> None:
         """Wait until the worker has joined its consumer group (its first read)."""
-        client = redis.Redis.from_url(self.redis_url, decode_responses=True)
+        client = redis.Redis.from_url(self.watch_url, decode_responses=True)
         deadline = time.monotonic() + timeout_s
         try:
             while time.monotonic() < deadline:
