@@ -96,3 +96,14 @@ def test_the_operator_without_a_way_to_a_cluster_says_so_in_one_line(
     assert result.exit_code == 1
     assert words in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_a_namespace_pattern_is_refused_in_one_line() -> None:
+    # a namespaced operator serves exactly the namespaces named (Kopf's scanning is off)
+    with pytest.raises(ConfigError, match="'team-\\*' is not a namespace name"):
+        OperatorSettings.from_env({"JOBQUEUE_OPERATOR_NAMESPACES": "team-a,team-*"})
+    result = CliRunner().invoke(
+        operator, ["-n", "Team_A"], env={"JOBQUEUE_OPERATOR_HTTP_PORT": "0"}
+    )
+    assert result.exit_code == 2
+    assert "'Team_A' is not a namespace name" in result.output

@@ -19,7 +19,7 @@ from jobqueue.core.log_flags import log_options
 from jobqueue.core.logs import LogSettings, setup_logging
 from jobqueue.operator.crd import crd_yaml
 from jobqueue.operator.scaler import OperatorContext
-from jobqueue.operator.settings import OperatorSettings
+from jobqueue.operator.settings import OperatorSettings, check_namespaces
 
 SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 
@@ -58,6 +58,10 @@ def operator(
         raise click.UsageError(str(exc)) from None
     # On the root logger: Kopf's own records (not configured by Kopf here) use it too.
     setup_logging(logs, "operator", pod=os.environ.get("POD_NAME") or socket.gethostname())
+    try:
+        namespaces = check_namespaces(namespaces)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--namespace") from None
     changes: dict[str, Any] = {
         "namespaces": namespaces or None,
         "http_port": http_port,

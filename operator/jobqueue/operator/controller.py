@@ -64,6 +64,10 @@ def kopf_settings(ctx: OperatorContext) -> kopf.OperatorSettings:
     settings.peering.mandatory = not ctx.settings.standalone
     settings.peering.standalone = ctx.settings.standalone
     settings.peering.priority = ctx.settings.priority
+    # Namespaced (the chart's watchNamespaces): the names are exact, so Kopf need not list
+    # or watch namespaces (a Role cannot grant that; Kopf would log 403 warnings) and the
+    # CRD it serves exists before the operator starts.
+    settings.scanning.disabled = bool(ctx.settings.namespaces)
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = 300
     return settings

@@ -2,8 +2,9 @@
 
 Every call the operator makes is a method here, so the least-privilege RBAC is this list
 plus Kopf's own: ``jobqueues`` list/watch/patch, ``events`` create, the peering objects
-(``clusterkopfpeerings``, or ``kopfpeerings`` per namespace) get/list/watch/patch, and,
-only when watching a set of namespaces, ``namespaces`` list/watch. Without list/watch on
+(``clusterkopfpeerings``, or ``kopfpeerings`` per namespace) get/list/watch/patch.
+Watching a set of namespaces, the operator turns Kopf's scanning off (the names are
+exact), so Kopf never lists namespaces, which a Role could not grant. Without list/watch on
 ``customresourcedefinitions`` Kopf only warns (it then discovers resources at start-up).
 
 =======================  ==================================================  ======================

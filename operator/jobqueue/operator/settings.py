@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from jobqueue.core.settings import env_value, parse_bool
 
+NAMESPACE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def check_namespaces(names: Iterable[str]) -> tuple[str, ...]:
+    """Namespace names as given; ValueError for anything else (a glob such as ``team-*``:
+    a namespaced operator serves exactly the namespaces it is told)."""
+    found = tuple(names)
+    for name in found:
+        if len(name) > 63 or not NAMESPACE_NAME.match(name):
+            raise ValueError(f"{name!r} is not a namespace name (patterns are not supported)")
+    return found
+
 
 def _names(text: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in text.split(",") if part.strip())
+    return check_namespaces(part.strip() for part in text.split(",") if part.strip())
 
 
 @dataclass(frozen=True, slots=True)
