@@ -99,5 +99,5 @@ def test_the_command_reports_what_it_moved(redis_url: str, sync_redis: redis.Red
     done = CliRunner().invoke(cli, ["migrate-keys", "--json"], env={"REDIS_URL": redis_url})
 
     assert done.exit_code == 0, done.output
-    assert orjson.loads(done.stdout)["delayed_jobs"] == 1
+    assert orjson.loads(done.stdout)["delayedJobs"] == 1
     assert sync_redis.zrange(KEYS.delayed, 0, -1) == ["J1"]

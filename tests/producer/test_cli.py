@@ -36,7 +36,7 @@ def test_enqueue_count_writes_that_many_jobs_and_prints_json(
     assert result.exit_code == 0, result.output
     printed = orjson.loads(result.output)
     entries = sync_redis.xrange(KEYS.stream)
-    assert [e[0] for e in entries] == [r["entry_id"] for r in printed]
+    assert [e[0] for e in entries] == [r["streamEntryId"] for r in printed]
     jobs = [decode(entry_id, fields) for entry_id, fields in entries]
     assert {(j.type, j.priority, j.payload["report_id"]) for j in jobs} == {("report", 8, 3)}
 
@@ -80,9 +80,9 @@ def test_bad_input_is_a_usage_error_and_enqueues_nothing(
 def test_jobs_get_and_cancel(run: Any) -> None:
     [job] = orjson.loads(run("enqueue", "noop", "{}", "--json").output)
 
-    shown = run("jobs", "get", job["job_id"], "--json")
-    cancelled = run("jobs", "cancel", job["job_id"])
-    again = run("jobs", "cancel", job["job_id"])
+    shown = run("jobs", "get", job["jobId"], "--json")
+    cancelled = run("jobs", "cancel", job["jobId"])
+    again = run("jobs", "cancel", job["jobId"])
     unknown = run("jobs", "get", "01UNKNOWN")
 
     assert orjson.loads(shown.output)["state"] == "queued"
@@ -114,7 +114,7 @@ def test_dead_list_replay_and_delete(run: Any, sync_redis: redis.Redis) -> None:
     missing = run("dead", "replay", ids[0])
     neither = run("dead", "delete")
 
-    assert [d["entry_id"] for d in listed["items"]] == ids
+    assert [d["id"] for d in listed["items"]] == ids
     assert (replayed.exit_code, "replayed 1" in replayed.output) == (0, True)
     assert orjson.loads(deleted.output)["done"] == {ids[1]: True}
     assert missing.exit_code == 1

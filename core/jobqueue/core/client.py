@@ -235,6 +235,29 @@ class AsyncClient:
         )
         return DeadLetter(entries[0][0], entries[0][1]) if entries else None
 
+    async def find_dead(self, ref: str, *, page: int = 500) -> DeadLetter | None:
+        """The dead letter ``ref`` names: its entry id in the dead-letter stream, or the
+        job's id (through the job's status record, else a scan of the dead letters for
+        its ``original_id``, ``page`` entries per call). None when there is none."""
+        if is_entry_id(ref):
+            found = await self.dead_letter(ref)
+            if found is not None:
+                return found
+        info = await self.get(ref)
+        if info is not None and info.dead_entry_id:
+            found = await self.dead_letter(info.dead_entry_id)
+            if found is not None and found.job_id == ref:
+                return found
+        after = None
+        while True:
+            batch = await self.dead_letters(after=after, limit=page)
+            for dead in batch.items:
+                if dead.job_id == ref:
+                    return dead
+            if batch.next_after is None:
+                return None
+            after = batch.next_after
+
     async def replay(self, dead_entry_id: str) -> Enqueued | None:
         """Put a dead letter back on the stream with attempts reset, removing it atomically.
 
@@ -262,7 +285,7 @@ class AsyncClient:
 
     async def stats(self) -> QueueSample:
         """Length, lag, pending, delayed and dead-letter counts and the consumer groups."""
-        return await sample_queue(self.redis, self.keys)
+        return await sample_queue(self.redis, self.keys, with_consumers=True)
 
     async def ping(self) -> bool:
         return bool(await self.redis.ping())
@@ -326,6 +349,9 @@ class Client:
 
     def replay(self, dead_entry_id: str) -> Enqueued | None:
         return self._run(self._async.replay(dead_entry_id))
+
+    def find_dead(self, ref: str) -> DeadLetter | None:
+        return self._run(self._async.find_dead(ref))
 
     def delete_dead(self, dead_entry_id: str) -> bool:
         return self._run(self._async.delete_dead(dead_entry_id))

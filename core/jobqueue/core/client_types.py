@@ -156,6 +156,8 @@ class JobInfo:
     last_error: str | None = None
     entry_id: str | None = None
     cancel_requested: bool = False
+    dead_entry_id: str | None = None
+    """Its entry in the dead-letter stream, while the job is dead."""
 
     @classmethod
     def from_record(cls, job_id: str, record: Mapping[str, str]) -> JobInfo:
@@ -176,6 +178,7 @@ class JobInfo:
             last_error=text("last_error"),
             entry_id=text("entry_id"),
             cancel_requested=record.get("cancel_requested") == "1",
+            dead_entry_id=text("dead_entry_id"),
         )
 
     @property

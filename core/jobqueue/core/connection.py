@@ -65,10 +65,15 @@ class Kind:
 
 def _check_direct(url: str) -> None:
     try:
-        urllib.parse.urlsplit(url).port  # noqa: B018 - parsing the port is the check
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - parsing the port is the check
         parse_url(url)
     except ValueError:
         raise ConfigError("the Redis URL has an invalid port or option") from None
+    database = parts.path.strip("/")
+    if parts.scheme != "unix" and database and not database.isdigit():
+        # redis-py would quietly use database 0: another queue than the one named.
+        raise ConfigError(f"the Redis URL's database must be a number (got {database!r})")
 
 
 def _direct_client(url: str, options: dict[str, Any]) -> AsyncRedis:

@@ -166,7 +166,7 @@ if record then
   redis.call('HSET', KEYS[3], 'state', 'queued', 'entry_id', entry_id, 'attempts', '0',
     'type', ARGV[4], 'updated_at', ARGV[2])
   redis.call('HSETNX', KEYS[3], 'enqueued_at', ARGV[5])
-  redis.call('HDEL', KEYS[3], 'finished_at', 'cancel_requested', 'run_at')
+  redis.call('HDEL', KEYS[3], 'finished_at', 'cancel_requested', 'run_at', 'dead_entry_id')
   redis.call('EXPIRE', KEYS[3], ARGV[3])
 end
 return entry_id

@@ -7,7 +7,8 @@ streams do not. Every write refreshes the record's TTL (``status_ttl_s``).
 Fields, all strings: ``state`` (a `JobState`), ``type``, ``attempts``, ``enqueued_at``,
 ``started_at``, ``finished_at``, ``updated_at``, ``last_error``, ``entry_id`` (stream
 entry id while queued or running), ``run_at`` (due time while delayed or retrying, ISO),
-``cancel_requested`` (``1`` once a running job was asked to stop).
+``cancel_requested`` (``1`` once a running job was asked to stop), ``dead_entry_id``
+(its entry in the dead-letter stream while dead, so a job id finds its dead letter).
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -56,3 +57,12 @@ def connected(settings: QueueSettings) -> Iterator[Client]:
     except EnqueueUnconfirmed as exc:
         ids = " ".join(exc.job_ids)
         raise click.ClickException(f"{exc}, job ids: {ids}") from None
+    except redis_errors.RedisError as exc:  # e.g. InvalidResponse: the peer is not Redis
+        raise click.ClickException(not_redis(settings.redis_url, exc)) from None
+
+
+def not_redis(url: str, exc: Exception) -> str:
+    """One line for a server that does not answer as Redis (the URL's host only: a URL
+    may carry a password)."""
+    where = urllib.parse.urlsplit(url).hostname or url.partition("?")[0]
+    return f"the server at {where} does not answer as Redis does ({type(exc).__name__}: {exc})"

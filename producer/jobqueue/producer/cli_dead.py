@@ -1,4 +1,8 @@
-"""``jobqueue dead list|replay|delete``: look after the dead-letter stream."""
+"""``jobqueue dead list|replay|delete``: look after the dead-letter stream.
+
+``replay`` and ``delete`` take dead-letter ids (the ``id`` column of ``dead list``) or job
+ids, mixed; ``delete --all`` asks first (``--yes`` for scripts).
+"""
 
 from __future__ import annotations
 
@@ -49,27 +53,38 @@ def _all_ids(client: Client) -> list[str]:
 
 
 def _each(ids: tuple[str, ...], every: bool, flags: dict[str, Any], verb: str) -> dict[str, Any]:
-    """Apply ``verb`` (replay or delete) to each dead letter, with progress; a summary."""
+    """Apply ``verb`` (replay or delete) to each dead letter, with progress; a summary
+    keyed by the ids as given."""
     if bool(ids) == every:
-        raise click.UsageError("give dead-letter ids, or --all")
+        raise click.UsageError("give dead-letter ids or job ids, or --all")
     done: dict[str, Any] = {}
     missing: list[str] = []
     with connected(queue_settings(flags)) as client:
         targets = _all_ids(client) if every else list(ids)
         with Progress(transient=True, disable=len(targets) < PAGE) as bar:
             task = bar.add_task(verb, total=len(targets))
-            for entry_id in targets:
-                if verb == "replay":
-                    replayed = client.replay(entry_id)
-                    result: Any = replayed.job_id if replayed else None
-                else:
-                    result = client.delete_dead(entry_id) or None
+            for ref in targets:
+                result = _apply(client, ref, verb, resolve=not every)
                 if result is None:
-                    missing.append(entry_id)
+                    missing.append(ref)
                 else:
-                    done[entry_id] = result
+                    done[ref] = result
                 bar.advance(task)
     return {"done": done, "missing": missing}
+
+
+def _apply(client: Client, ref: str, verb: str, *, resolve: bool) -> Any:
+    """Replay (the job id) or delete (True) the dead letter ``ref`` names; None if none."""
+    entry_id: str | None = ref
+    if resolve:
+        dead = client.find_dead(ref)
+        entry_id = dead.entry_id if dead is not None else None
+    if entry_id is None:
+        return None
+    if verb == "replay":
+        replayed = client.replay(entry_id)
+        return replayed.job_id if replayed else None
+    return client.delete_dead(entry_id) or None
 
 
 def _report(summary: dict[str, Any], past: str, as_json: bool) -> None:
@@ -77,8 +92,8 @@ def _report(summary: dict[str, Any], past: str, as_json: bool) -> None:
         out.emit_json(summary)
     else:
         click.echo(f"{past} {len(summary['done'])} dead letters")
-        for entry_id in summary["missing"]:
-            click.echo(f"no dead letter {entry_id}", err=True)
+        for ref in summary["missing"]:
+            click.echo(f"no dead letter {ref}", err=True)
     if summary["missing"]:
         raise click.exceptions.Exit(1)
 
@@ -88,14 +103,30 @@ def _report(summary: dict[str, Any], past: str, as_json: bool) -> None:
 @click.option("--all", "every", is_flag=True, help="Replay every dead letter.")
 @queue_options
 def dead_replay(ids: tuple[str, ...], every: bool, **flags: Any) -> None:
-    """Put dead letters back on the stream (attempts reset), removing them from the dead."""
+    """Put dead letters back on the stream (attempts reset), removing them from the dead.
+
+    IDS are dead-letter ids (``dead list``'s id column) or job ids."""
     _report(_each(ids, every, flags, "replay"), "replayed", flags["as_json"])
 
 
 @dead.command("delete")
 @click.argument("ids", nargs=-1)
-@click.option("--all", "every", is_flag=True, help="Delete every dead letter.")
+@click.option("--all", "every", is_flag=True, help="Delete every dead letter (asks first).")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask before --all (for scripts).")
 @queue_options
-def dead_delete(ids: tuple[str, ...], every: bool, **flags: Any) -> None:
-    """Delete dead letters for good."""
+def dead_delete(ids: tuple[str, ...], every: bool, yes: bool, **flags: Any) -> None:
+    """Delete dead letters for good (IDS: dead-letter ids or job ids)."""
+    if every and not ids and not yes:
+        _confirm_delete_all(flags)
     _report(_each(ids, every, flags, "delete"), "deleted", flags["as_json"])
+
+
+def _confirm_delete_all(flags: dict[str, Any]) -> None:
+    """Ask before deleting every dead letter (no answer, e.g. no terminal: abort)."""
+    settings = queue_settings(dict(flags))
+    with connected(settings) as client:
+        count = client.stats().dead_letters
+    if count == 0:
+        return
+    question = f"Delete all {count} dead letters of {settings.keys.dead} for good?"
+    click.confirm(f"{question} (--yes skips this)", abort=True, err=True)

@@ -20,20 +20,57 @@ MAX_ROWS_SHOWN = 20
 
 
 def emit_json(data: Any) -> None:
-    """Print ``data`` as JSON on stdout (dataclasses as objects)."""
-    click.echo(orjson.dumps(data, default=_plain, option=orjson.OPT_INDENT_2).decode())
+    """Print ``data`` as JSON on stdout: every object's keys in camelCase, each result in
+    the shape the HTTP API gives it (``jobId``, ``streamEntryId``, a dead letter's ``id``)."""
+    # Dataclasses pass through to `_plain` (orjson would write their snake_case fields).
+    option = orjson.OPT_INDENT_2 | orjson.OPT_PASSTHROUGH_DATACLASS
+    click.echo(orjson.dumps(data, default=_plain, option=option).decode())
+
+
+RENAMES = {"entry_id": "streamEntryId", "answer": "result"}
+"""Fields whose HTTP API name is not just their name in camelCase."""
+
+
+def camel(name: str) -> str:
+    if name in RENAMES:
+        return RENAMES[name]
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
 
 
 def _plain(value: Any) -> Any:
+    if isinstance(value, DeadLetter):
+        return {
+            "id": value.entry_id,
+            "jobId": value.job_id,
+            "type": value.type,
+            "reason": value.reason,
+            "failedAt": value.failed_at,
+            "attempts": value.attempts,
+            "fields": dict(value.fields),
+        }
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
+        fields = dataclasses.fields(value)
+        return {camel(f.name): getattr(value, f.name) for f in fields}
     raise TypeError(f"cannot print {type(value).__name__} as JSON")
 
 
-def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+def table(
+    title: str,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    whole: Sequence[str] = (),
+) -> None:
+    """Print a table; the ``whole`` columns (ids to copy) are never cut or wrapped,
+    whatever the terminal's width: the other columns fold instead."""
+    rows = [["" if cell is None else str(cell) for cell in row] for row in rows]
     view = Table(title=title, title_justify="left")
-    for column in columns:
-        view.add_column(column)
+    for n, column in enumerate(columns):
+        if column in whole:
+            width = max([len(column), *(len(row[n]) for row in rows)])
+            view.add_column(column, no_wrap=True, min_width=width)
+        else:
+            view.add_column(column, overflow="fold")
     for row in rows:
         view.add_row(*("" if cell is None else str(cell) for cell in row))
     console.print(view)
@@ -45,12 +82,15 @@ def enqueued(results: Sequence[Enqueued]) -> None:
         click.echo(f"enqueued {len(results) - duplicates} jobs ({duplicates} duplicates)")
         return
     rows = [(r.job_id, r.state, r.entry_id or "-", "yes" if r.duplicate else "") for r in results]
-    table("Enqueued", ["job id", "state", "stream entry", "duplicate"], rows)
+    columns = ["job id", "state", "stream entry", "duplicate"]
+    table("Enqueued", columns, rows, whole=("job id", "stream entry"))
 
 
 def job_info(info: JobInfo) -> None:
     fields = dataclasses.asdict(info)
-    table(f"Job {info.job_id}", ["field", "value"], [(k, v) for k, v in fields.items() if v])
+    labels = {"entry_id": "stream entry id", "dead_entry_id": "dead-letter id"}
+    rows = [(labels.get(k, k.replace("_", " ")), v) for k, v in fields.items() if v]
+    table(f"Job {info.job_id}", ["field", "value"], rows)
 
 
 def cancel_outcome(outcome: CancelOutcome) -> None:
@@ -77,6 +117,7 @@ def stats(sample: QueueSample) -> None:
 
 def dead_letters(items: Sequence[DeadLetter], next_after: str | None) -> None:
     rows = [(d.entry_id, d.job_id, d.type, d.attempts, d.failed_at, d.reason) for d in items]
-    table("Dead letters", ["id", "job id", "type", "attempts", "failed at", "reason"], rows)
+    columns = ["id", "job id", "type", "attempts", "failed at", "reason"]
+    table("Dead letters", columns, rows, whole=("id", "job id"))
     if next_after:
         click.echo(f"more: --after {next_after}")

@@ -129,6 +129,8 @@ class JobStatusOut(BaseModel):
     lastError: str | None
     streamEntryId: str | None
     cancelRequested: bool
+    deadEntryId: str | None = None
+    """Its entry in the dead-letter stream, while the job is dead."""
 
 
 class CancelOut(BaseModel):

@@ -179,6 +179,7 @@ async def get_job(request: web.Request) -> web.Response:
             lastError=info.last_error,
             streamEntryId=info.entry_id,
             cancelRequested=info.cancel_requested,
+            deadEntryId=info.dead_entry_id,
         )
     )
 

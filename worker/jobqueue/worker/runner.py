@@ -14,11 +14,13 @@ import contextlib
 import logging
 import signal
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis as AsyncRedis
+from redis.exceptions import InvalidResponse, ResponseError
 
 from jobqueue.core import redis_errors
 from jobqueue.core.connection import async_redis
@@ -144,6 +146,9 @@ class Worker:
             log.info("stop requested during start-up (signal %d): not reading", early.requested)
             self.stop()
         s = self.settings
+        if not await self._speaks_redis():
+            await self._close()
+            return EXIT_CONFIG
         log.info(
             "worker %s: stream %s group %s, handlers: %s",
             s.consumer,
@@ -178,6 +183,21 @@ class Worker:
         await self._close()
         log.info("worker %s stopped (exit %d)", s.consumer, code)
         return code
+
+    async def _speaks_redis(self) -> bool:
+        """False (logged in one line) when the URL leads to a server that is not Redis;
+        Redis being down is not this: the loops ride that out."""
+        try:
+            await self.redis.ping()
+        except TRANSIENT_ERRORS:
+            return True
+        except (InvalidResponse, ResponseError) as exc:
+            if isinstance(exc, ResponseError) and str(exc).startswith(("NOAUTH", "WRONGPASS")):
+                return True  # Redis, refusing us: the read loop reports it as it retries
+            host = urllib.parse.urlsplit(self.settings.queue.redis_url).hostname
+            log.error("the server at %s does not answer as Redis does: %r", host, exc)
+            return False
+        return True
 
     def stop(self) -> None:
         """Ask the worker to stop reading and finish gracefully."""

@@ -123,10 +123,11 @@ ACK_DEAD = (
 require_ours(KEYS[2], 'stream')
 local record = ours(KEYS[3], 'hash')
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
-redis.call('XADD', KEYS[2], '*', unpack(ARGV, 9))
+local dead_id = redis.call('XADD', KEYS[2], '*', unpack(ARGV, 9))
 if record then
   redis.call('HSET', KEYS[3], 'state', 'dead', 'last_error', ARGV[3], 'finished_at', ARGV[4],
-    'updated_at', ARGV[4], 'attempts', ARGV[6], 'type', ARGV[7], 'enqueued_at', ARGV[8])
+    'updated_at', ARGV[4], 'attempts', ARGV[6], 'type', ARGV[7], 'enqueued_at', ARGV[8],
+    'dead_entry_id', dead_id)
   redis.call('EXPIRE', KEYS[3], ARGV[5])
 end
 return 1
