@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 
 import pytest
 from support.kube_emulator import KubeEmulator, start_emulator
@@ -36,7 +37,9 @@ def operator_settings() -> OperatorSettings:
 
 @contextlib.asynccontextmanager
 async def running_operator(
-    kube: KubeEmulator, settings: OperatorSettings
+    kube: KubeEmulator,
+    settings: OperatorSettings,
+    wall_clock: Callable[[], datetime] | None = None,
 ) -> AsyncIterator[OperatorContext]:
     """Kopf with the JobQueue handlers against ``kube``, until the block exits.
 
@@ -44,6 +47,8 @@ async def running_operator(
     on stopping, Kopf waits for every task of its loop, and the test's tasks are not its.
     """
     ctx = OperatorContext(settings=settings)
+    if wall_clock is not None:
+        ctx.wall_clock = wall_clock
     stop, ready = threading.Event(), threading.Event()
 
     def run() -> None:
@@ -69,12 +74,11 @@ async def operator(
         yield ctx
 
 
-OperatorFactory = Callable[
-    [OperatorSettings], contextlib.AbstractAsyncContextManager[OperatorContext]
-]
+OperatorFactory = Callable[..., contextlib.AbstractAsyncContextManager[OperatorContext]]
 
 
 @pytest.fixture
 def start_operator(kube: KubeEmulator) -> OperatorFactory:
-    """``async with start_operator(settings) as ctx``: more operators in one test."""
-    return lambda settings: running_operator(kube, settings)
+    """``async with start_operator(settings[, wall_clock]) as ctx``: more operators in one
+    test, or one whose cron schedules follow a clock the test moves."""
+    return lambda settings, wall_clock=None: running_operator(kube, settings, wall_clock)

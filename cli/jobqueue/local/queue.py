@@ -93,6 +93,8 @@ class LocalQueue:
             for var in self.spec.worker.env
             if var.value_from is not None
         ]
+        if self.spec.pod_template is not None or self.spec.disruption_budget is not None:
+            notes.append("podTemplate and disruptionBudget shape pods on Kubernetes only")
         if self.spec.redis.secret_ref is not None:
             notes.append(
                 "redis.secretRef is read on Kubernetes only; using REDIS_URL or a private Redis"

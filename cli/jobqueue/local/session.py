@@ -4,7 +4,8 @@
 
     start Redis (--redis-url/REDIS_URL, the spec's redis.url, or a private redis-server)
     start the producer API; install Ctrl-C/SIGTERM handlers; start demo bursts if asked
-    every poll: sample the queue -> the operator's policy -> the worker pool -> the view
+    every poll: enqueue due cron ticks, sample the queue -> the operator's policy ->
+    the worker pool -> the view
     on Ctrl-C, SIGTERM, --duration-s or --exit-when-idle: stop the demo, SIGTERM the
     producer and every worker (grace period, then SIGKILL), stop the private Redis
 
@@ -44,6 +45,7 @@ from jobqueue.local.processes import Child, jobqueue_command, stop_all
 from jobqueue.local.producer_process import ProducerProcess
 from jobqueue.local.queue import LocalQueue
 from jobqueue.local.redis_source import RedisSource
+from jobqueue.local.schedules import LocalSchedules
 from jobqueue.local.settings import DevSettings
 from jobqueue.local.view import Snapshot
 
@@ -113,6 +115,7 @@ class DevSession:
         self._reaped_s = 0.0
         self._consumer_pattern = local_consumer_pattern(queue.name)
         self._autoscaler = Autoscaler(queue.spec)
+        self._schedules = LocalSchedules(queue.spec.schedules, events)
         self._tally = OutcomeTally()
         command = jobqueue_command()
         # The URL goes by environment, never argv: `ps` must not show a password.
@@ -140,9 +143,12 @@ class DevSession:
         """Poll until a stop condition; then stop the demo and every child process."""
         for note in self.queue.warnings():
             self.event(f"note: {note}")
+        for line in self._schedules.describe():
+            self.event(line)
         self._install_signal_handlers()
         redis = async_redis(self.redis.url)
-        demo_task = self._start_demo(AsyncClient(redis, self._queue_settings()))
+        self._client = AsyncClient(redis, self._queue_settings())
+        demo_task = self._start_demo(self._client)
         try:
             self.producer.start()
             async with aiohttp.ClientSession() as http:
@@ -189,6 +195,7 @@ class DevSession:
         self.producer.check()
         self.redis.keep_up()
         try:
+            await self._schedules.fire(self._client)
             sample = await sample_queue(redis, self.queue.keys)
             self._dead = tuple(await recent_dead_letters(redis, self.queue.keys.dead))
         except (RedisConnectionError, RedisTimeoutError, ResponseError, OSError) as exc:

@@ -126,6 +126,20 @@ def status_schema() -> dict[str, Any]:
             "lastScaleTime": {"type": "string", "format": "date-time"},
             "lastScaleReason": text,
             "deployment": text,
+            "schedules": {
+                "type": "array",
+                "description": "Cron schedules: the next tick, and the last one fired.",
+                "items": {
+                    "type": "object",
+                    "required": ["name"],
+                    "properties": {
+                        "name": text,
+                        "nextFireTime": {"type": "string", "format": "date-time"},
+                        "lastFireTime": {"type": "string", "format": "date-time"},
+                        "lastJobId": text,
+                    },
+                },
+            },
             "observedGeneration": integer,
             "conditions": {
                 "type": "array",

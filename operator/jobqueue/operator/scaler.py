@@ -6,7 +6,9 @@ One `QueueScaler` lives in the Kopf daemon of each JobQueue. Every poll interval
 1. parse the live spec (invalid: condition + Event, try again next poll); on a new
    generation, merge the pod template and report the user fields the operator owns
    (``PodTemplateConflict`` condition + a Warning Event);
-2. sample Redis (unreachable: condition + Event, keep the replicas as they are);
+2. sample Redis (unreachable: condition + Event, keep the replicas as they are), and
+   enqueue the jobs of due cron schedules (``ScheduledJobEnqueued`` Event, next fire
+   time in ``status.schedules``);
 3. know the Deployment's replicas (re-read now and then; recreate it if it vanished);
 4. measure rates, call `jobqueue.operator.policy.decide`;
 5. patch ``spec.replicas`` only when the decision changes them, with an Event;
@@ -23,6 +25,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import kopf
 from redis.asyncio import Redis
@@ -30,8 +33,10 @@ from redis.exceptions import RedisError
 
 from jobqueue.core import redis_errors
 from jobqueue.core.backlog import QueueSample, sample_queue
+from jobqueue.core.client import AsyncClient
 from jobqueue.core.connection import async_redis
 from jobqueue.core.errors import ConfigError
+from jobqueue.core.settings import QueueSettings
 from jobqueue.operator.consumers import reap_dead_consumers
 from jobqueue.operator.deployment import deployment_name, selector_labels
 from jobqueue.operator.kube import KubeApi, KubeApiError
@@ -44,6 +49,7 @@ from jobqueue.operator.reconcile import (
     queue_keys,
     resolve_redis_url,
 )
+from jobqueue.operator.schedules import Scheduler, created_at, iso
 from jobqueue.operator.settings import OperatorSettings
 from jobqueue.operator.spec import JobQueueSpec, RedisSpec, parse_spec
 from jobqueue.operator.status import StatusBook, utc_now
@@ -62,6 +68,8 @@ class OperatorContext:
     metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
     api: KubeApi | None = None
     clock: Callable[[], float] = time.monotonic
+    wall_clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    """UTC now, for cron schedules (tests control it)."""
     polls: Counter[tuple[str, str]] = field(default_factory=Counter)
     """Polls done per ``(namespace, name)`` (for tests and benchmarks)."""
 
@@ -91,6 +99,7 @@ class QueueScaler:
         self._reaped_s = float("-inf")
         self._last_error = ""
         self._template_generation: int | None = None
+        self.scheduler: Scheduler | None = None
 
     async def close(self) -> None:
         if self.redis is not None:
@@ -113,6 +122,7 @@ class QueueScaler:
             redis = await self._redis_for(spec)
             sample = await sample_queue(redis, queue_keys(spec))
             self.ctx.metrics.sampled(self.namespace, self.name, sample, time.time())
+            await self._fire_schedules(body, spec, redis)
             await self._scale(body, generation, spec, sample)
         except ConfigError as exc:
             await self._fail(body, generation, "RedisReachable", "RedisConfig", str(exc))
@@ -147,6 +157,27 @@ class QueueScaler:
         if now - self._reaped_s >= self.ctx.settings.reap_interval_s:
             self._reaped_s = now
             await self._reap(body, spec)
+
+    async def _fire_schedules(self, body: kopf.Body, spec: JobQueueSpec, redis: Redis) -> None:
+        """Enqueue the jobs of due cron ticks (see `jobqueue.operator.schedules`)."""
+        if self.scheduler is None:
+            if not spec.schedules:
+                return
+            self.scheduler = Scheduler(spec.schedules, created_at(body))
+        self.scheduler.update(spec.schedules)
+        now = self.ctx.wall_clock()
+        assert self._url is not None  # set by _redis_for
+        settings = QueueSettings(
+            redis_url=self._url,
+            stream=spec.stream,
+            group=spec.group,
+            dead_stream=spec.dead_letter_stream,
+        )
+        for fired in await self.scheduler.fire_due(AsyncClient(redis, settings), now):
+            if not fired.duplicate:
+                message = f"{fired.name}: job {fired.job_id} for {iso(fired.tick)}"
+                kopf.info(body, reason="ScheduledJobEnqueued", message=message)
+        self.book.update(schedules=self.scheduler.status(now))
 
     def _check_template(self, body: kopf.Body, generation: int, spec: JobQueueSpec) -> None:
         """Once per generation: the condition, and an Event naming the conflicting fields."""

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 import yaml
+from croniter import croniter
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -292,6 +293,33 @@ class DisruptionBudgetSpec(SpecModel):
         return self
 
 
+def _valid_cron(expression: str) -> str:
+    five_fields = len(expression.split()) == 5 or expression.startswith("@")
+    if not five_fields or not croniter.is_valid(expression):
+        raise ValueError(f"not a cron expression: {expression!r}")
+    return expression
+
+
+class ScheduleSpec(SpecModel):
+    """A job enqueued on a cron schedule (as Celery beat or BullMQ repeatable jobs)."""
+
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
+    """Name of the schedule, unique in the queue (lowercase letters, digits, ``-``)."""
+    cron: Annotated[str, AfterValidator(_valid_cron)] = Field(min_length=1)
+    """Cron expression in UTC: five fields (``*/5 * * * *``) or ``@hourly``, ``@daily``..."""
+    type: str = Field(min_length=1)
+    """Job type to enqueue (the handler's name)."""
+    payload: Annotated[
+        dict[str, JsonValue],
+        WithJsonSchema({"type": "object", "x-kubernetes-preserve-unknown-fields": True}),
+    ] = Field(default_factory=dict)
+    """The job's payload, a JSON object."""
+    priority: int = Field(default=5, ge=1, le=10)
+    """Priority of the enqueued job, 1..10."""
+    starting_deadline_seconds: int = Field(default=300, ge=1, le=86_400)
+    """A tick missed by more than this many seconds (operator down) is skipped."""
+
+
 class ScalingSpec(SpecModel):
     """How the operator scales the worker Deployment."""
 
@@ -386,6 +414,11 @@ class JobQueueSpec(SpecModel):
     disruption_budget: DisruptionBudgetSpec | None = None
     """An optional PodDisruptionBudget of the worker pods, owned by the JobQueue."""
     network_policy: NetworkPolicySpec = Field(default_factory=NetworkPolicySpec)
+    schedules: list[ScheduleSpec] = Field(
+        default_factory=list,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    """Cron schedules that enqueue jobs (run by the operator, and by local mode)."""
 
     @model_validator(mode="after")
     def _distinct_streams(self) -> JobQueueSpec:
@@ -401,6 +434,13 @@ class JobQueueSpec(SpecModel):
             raise ValueError("worker.image is required (or the podTemplate worker's image)")
         if self.worker.image is not None and template_image not in (None, self.worker.image):
             raise ValueError("worker.image and the podTemplate worker's image differ: give one")
+        return self
+
+    @model_validator(mode="after")
+    def _unique_schedules(self) -> JobQueueSpec:
+        names = [s.name for s in self.schedules]
+        if len(names) != len(set(names)):
+            raise ValueError(f"schedule names must be unique: {names}")
         return self
 
     @property
