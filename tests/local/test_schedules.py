@@ -13,6 +13,7 @@ from local.dev_process import DevProcess
 from local.test_dev import QUEUE_YAML
 
 from jobqueue.core.client import AsyncClient
+from jobqueue.core.keys import QueueKeys
 from jobqueue.core.status import JobState
 from jobqueue.local.schedules import LocalSchedules
 from jobqueue.operator.spec import ScheduleSpec
@@ -64,8 +65,8 @@ def test_jobqueue_dev_runs_a_scheduled_job_on_a_worker(
     job_id = fired.group(1)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
-        if sync_redis.hget(f"jobs:work:job:{job_id}", "state") == JobState.SUCCEEDED:
+        if sync_redis.hget(QueueKeys().status(job_id), "state") == JobState.SUCCEEDED:
             break
         time.sleep(0.2)  # polling an outcome, with a deadline
-    assert sync_redis.hget(f"jobs:work:job:{job_id}", "state") == JobState.SUCCEEDED, dev.output
+    assert sync_redis.hget(QueueKeys().status(job_id), "state") == JobState.SUCCEEDED, dev.output
     assert sync_redis.hexists("scheduled", job_id)

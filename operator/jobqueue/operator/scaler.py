@@ -171,7 +171,7 @@ class QueueScaler:
             redis_url=self._url,
             stream=spec.stream,
             group=spec.group,
-            dead_stream=spec.dead_letter_stream,
+            dead_stream=spec.dead_letter_stream or "",
         )
         for fired in await self.scheduler.fire_due(AsyncClient(redis, settings), now):
             if not fired.duplicate:
