@@ -20,12 +20,13 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 
 from redis.asyncio import Redis as AsyncRedis
 
 from jobqueue.core.keys import QueueKeys
 from jobqueue.core.wire import utc_now_iso
-from jobqueue.worker.resilience import TRANSIENT_ERRORS
+from jobqueue.worker.resilience import ACCESS_DENIED_ERRORS, TRANSIENT_ERRORS
 
 log = logging.getLogger("jobqueue.worker")
 
@@ -66,10 +67,36 @@ class RedisHealth:
         """`time.monotonic` of the last failed probe."""
         self.episodes = 0
         """How often Redis became unhealthy since start."""
+        self.denied_since: dict[str, float] = {}
+        """Source ("probe", "read") -> `time.monotonic` since when Redis has refused
+        this worker's credentials or permissions there."""
+        self.denied_reason = ""
 
     @property
     def ok(self) -> bool:
         return self.healthy.is_set()
+
+    def denied_for_s(self) -> float:
+        """How long Redis has refused access without a break, seconds (0: it does not)."""
+        if not self.denied_since:
+            return 0.0
+        return time.monotonic() - min(self.denied_since.values())
+
+    def note_denied(self, source: str, exc: BaseException) -> None:
+        """Redis refused access to ``source``: one clear line the first time."""
+        if not self.denied_since:
+            self.denied_reason = f"{type(exc).__name__}: {exc}"
+            log.error(
+                "Redis refused this worker's credentials or permissions (%s): check the"
+                " user and password in REDIS_URL and the user's ACL; not retried as an"
+                " outage, the worker exits unless it clears",
+                self.denied_reason,
+            )
+        self.denied_since.setdefault(source, time.monotonic())
+
+    def clear_denied(self, source: str) -> None:
+        if self.denied_since.pop(source, None) is not None and not self.denied_since:
+            log.warning("Redis accepts this worker's credentials again")
 
     def troubled_since(self, since: float) -> bool:
         """True if Redis is unhealthy now or was found so after ``since`` (monotonic)."""
@@ -83,18 +110,27 @@ class RedisHealth:
                     pipe.hset(self.keys.health, self.consumer, utc_now_iso())
                     pipe.expire(self.keys.health, HEALTH_TTL_S)
                     await pipe.execute()
-        except PROBE_ERRORS as exc:
-            self.troubled_at = time.monotonic()
-            if self.ok:
-                self.episodes += 1
-                self.healthy.clear()
-                reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                log.warning("Redis is not taking writes (%s): new jobs wait", reason)
+        except ACCESS_DENIED_ERRORS as exc:
+            self.note_denied("probe", exc)
+            self._unhealthy()
             return False
+        except PROBE_ERRORS as exc:
+            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            self._unhealthy(f"Redis is not taking writes ({reason}): new jobs wait")
+            return False
+        self.clear_denied("probe")
         if not self.ok:
             self.healthy.set()
             log.warning("Redis takes writes again: reading resumes")
         return True
+
+    def _unhealthy(self, message: str = "") -> None:
+        self.troubled_at = time.monotonic()
+        if self.ok:
+            self.episodes += 1
+            self.healthy.clear()
+            if message:
+                log.warning("%s", message)
 
     async def blames_redis(self, error: BaseException, started: float) -> bool:
         """Whether a handler's failure (``error``; a job timeout is a `TimeoutError`)
@@ -109,10 +145,21 @@ class RedisHealth:
     async def wait_healthy(self) -> None:
         await self.healthy.wait()
 
-    async def watch(self, closing: asyncio.Event) -> None:
+    async def watch(
+        self, closing: asyncio.Event, give_up_after_s: float, give_up: Callable[[], None]
+    ) -> None:
         """Probe until ``closing`` is set: often while unhealthy, now and then while
-        healthy."""
+        healthy. Calls ``give_up`` once access has been refused for ``give_up_after_s``
+        (a wrong password must show in the pod's status, not hide behind retries)."""
         while not closing.is_set():
             await self.probe()
+            if self.denied_since and self.denied_for_s() >= give_up_after_s:
+                log.error(
+                    "Redis has refused access for %.0f s (%s): exiting",
+                    self.denied_for_s(),
+                    self.denied_reason,
+                )
+                give_up()
+                return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(closing.wait(), PROBE_INTERVAL_S if self.ok else RECHECK_S)

@@ -3,7 +3,8 @@
 - ``/healthz``: 200 while the event loop answers (a blocked loop cannot), with how long
   ago the read loop last completed a read; the kubelet restarts a pod that stops
   answering.
-- ``/readyz``: 200 when Redis answers ``PING`` within a second, else 503.
+- ``/readyz``: 200 when Redis answers ``PING`` within a second, else 503; 503 also
+  while Redis refuses this worker's credentials or permissions on any command.
 - ``/metrics``: the worker's Prometheus registry in text format.
 
 Served by asyncio's own streams, not aiohttp: importing aiohttp costs a worker more than
@@ -22,6 +23,7 @@ import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis as AsyncRedis
 
+from jobqueue.worker.health import RedisHealth
 from jobqueue.worker.metrics import WorkerMetrics
 from jobqueue.worker.resilience import TRANSIENT_ERRORS
 
@@ -46,8 +48,15 @@ class LoopState(Protocol):
 class SideServer:
     """A small HTTP/1.1 server beside the worker, on the worker's event loop."""
 
-    def __init__(self, redis: AsyncRedis, metrics: WorkerMetrics, loop_state: LoopState) -> None:
+    def __init__(
+        self,
+        redis: AsyncRedis,
+        metrics: WorkerMetrics,
+        loop_state: LoopState,
+        health: RedisHealth | None = None,
+    ) -> None:
         self.redis = redis
+        self.health = health
         self.metrics = metrics
         self.loop_state = loop_state
         self._server: asyncio.Server | None = None
@@ -70,6 +79,9 @@ class SideServer:
         return 200, JSON, orjson.dumps(body)
 
     async def readyz(self) -> Response:
+        if self.health is not None and self.health.denied_since:
+            reason = f"Redis refuses access: {self.health.denied_reason}"
+            return 503, JSON, orjson.dumps({"status": "access denied", "reason": reason})
         try:
             await asyncio.wait_for(self.redis.ping(), READY_TIMEOUT_S)
         except READY_ERRORS as exc:

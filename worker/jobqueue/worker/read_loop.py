@@ -21,11 +21,18 @@ from jobqueue.core import redis_errors
 from jobqueue.worker.health import RedisHealth
 from jobqueue.worker.inflight import InFlight
 from jobqueue.worker.reader import Reader, ensure_group
-from jobqueue.worker.resilience import TRANSIENT_ERRORS, reconnect_delay_s, vanished
+from jobqueue.worker.resilience import (
+    ACCESS_DENIED_ERRORS,
+    TRANSIENT_ERRORS,
+    reconnect_delay_s,
+    vanished,
+)
 from jobqueue.worker.settings import WorkerSettings
 
 log = logging.getLogger("jobqueue.worker")
 CRASH_BASE_S, CRASH_CAP_S = 0.1, 30.0
+DENIED_RETRY_S = 1.0
+"""Pause between reads Redis refused for want of access, seconds."""
 
 
 class LoopBeyondRepair(Exception):
@@ -76,6 +83,12 @@ class ReadLoop:
                 await self.reader.drain_own(self._room)
                 self.drained.set()
                 await self._read_until_stopped()
+            except ACCESS_DENIED_ERRORS as exc:
+                # Not an outage: the health watch logs it once and ends the worker if
+                # it lasts; until then the loop tries again now and then.
+                self.health.note_denied("read", exc)
+                self.outages += 1
+                await self._pause(DENIED_RETRY_S)
             except TRANSIENT_ERRORS as exc:
                 redis_errors.record("worker", exc)
                 self.outages += 1
@@ -98,6 +111,8 @@ class ReadLoop:
             arrived = await self.reader.read_new(read_ahead=not self.stopping.is_set())
             self.last_read_at = time.monotonic()
             self.crashes = self.outages = 0
+            if self.health.denied_since:
+                self.health.clear_denied("read")
             if self.settings.burst and arrived == 0 and await self._burst_done():
                 log.info("burst: queue empty, stopping")
                 self.stopping.set()

@@ -16,8 +16,12 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from redis.exceptions import (
+    AuthenticationError,
+    AuthenticationWrongNumberOfArgsError,
+    AuthorizationError,
     BusyLoadingError,
     ConnectionError,
+    NoPermissionError,
     OutOfMemoryError,
     ReadOnlyError,
     ResponseError,
@@ -36,11 +40,25 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     OutOfMemoryError,
     ReadOnlyError,
 )
+ACCESS_DENIED_ERRORS: tuple[type[Exception], ...] = (
+    AuthenticationError,
+    AuthenticationWrongNumberOfArgsError,
+    AuthorizationError,
+    NoPermissionError,
+)
+"""A wrong password (``WRONGPASS``, ``NOAUTH``) or an ACL denial (``NOPERM``): not
+transient (redis-py makes some of them ConnectionErrors, so test for these first);
+waiting does not fix them, the deployment's credentials or ACL must change."""
 VANISHED_MARKS = ("NOGROUP", "UNBLOCKED")
 """Replies when the stream or its group is gone (``FLUSHALL``, a deleted stream, a
 restart without persistence): a blocked read is ended with ``UNBLOCKED``, the next
 group command answers ``NOGROUP``."""
 RECONNECT_BASE_S = 0.05
+
+
+def denied(exc: BaseException) -> bool:
+    """True when Redis refused this client's credentials or permissions."""
+    return isinstance(exc, ACCESS_DENIED_ERRORS)
 
 
 def vanished(exc: BaseException) -> bool:

@@ -38,14 +38,14 @@ from jobqueue.worker.promote import Promoter
 from jobqueue.worker.read_loop import LoopBeyondRepair, ReadLoop
 from jobqueue.worker.reader import Reader
 from jobqueue.worker.reclaim import Reclaimer
-from jobqueue.worker.resilience import TRANSIENT_ERRORS, vanished
+from jobqueue.worker.resilience import ACCESS_DENIED_ERRORS, TRANSIENT_ERRORS, vanished
 from jobqueue.worker.settings import WorkerSettings
 from jobqueue.worker.trim import Trimmer
 
 log = logging.getLogger("jobqueue.worker")
 REAP_ROUNDS, REAP_WAIT_S = 10, 1.0
 
-EXIT_OK, EXIT_BEYOND_REPAIR, EXIT_CONFIG = 0, 1, 2
+EXIT_OK, EXIT_BEYOND_REPAIR, EXIT_CONFIG, EXIT_ACCESS_DENIED = 0, 1, 2, 3
 FINAL_FLUSH_TIMEOUT_S = 5.0
 """Longest wait at shutdown for the last acknowledgements, seconds."""
 TIMEOUT_TICK_S = 0.1
@@ -132,7 +132,9 @@ class Worker:
         self.promoter = Promoter(self.redis, keys, settings.queue.status_ttl_s)
         self.heartbeat = Heartbeat(self.redis, keys, consumer, self.inflight)
         self.trimmer = Trimmer(self.redis, keys)
-        self.http = SideServer(self.redis, self.metrics, self.read_loop)
+        self.http = SideServer(self.redis, self.metrics, self.read_loop, self.health)
+        self.access_denied = False
+        """Set when Redis refused access for too long: the exit code says so."""
 
     async def run(self, *, handle_signals: bool = True, early: EarlyStop | None = None) -> int:
         """Run until stopped (signal, `stop`, or burst done); returns the exit code.
@@ -164,7 +166,8 @@ class Worker:
                 await self._close()
                 return EXIT_CONFIG
         acks = asyncio.create_task(self.outcomes.run_acks(), name="acks")
-        watching = asyncio.create_task(self.health.watch(self.closing), name="health")
+        watch = self.health.watch(self.closing, s.access_denied_exit_s, self._access_denied)
+        watching = asyncio.create_task(watch, name="health")
         reading = asyncio.create_task(self.read_loop.run(), name="read-loop")
         periodic = [
             self._every(s.reclaim_interval_s, self._reclaim, "reclaim"),
@@ -175,6 +178,8 @@ class Worker:
         ]
         await self.stopping.wait()
         code = await self._finish_reading(reading)
+        if self.access_denied:
+            code = EXIT_ACCESS_DENIED
         await self._drain_in_flight(s.grace_period_s)
         await self.outcomes.flush_left(FINAL_FLUSH_TIMEOUT_S)
         self.closing.set()
@@ -192,12 +197,18 @@ class Worker:
         except TRANSIENT_ERRORS:
             return True
         except (InvalidResponse, ResponseError) as exc:
-            if isinstance(exc, ResponseError) and str(exc).startswith(("NOAUTH", "WRONGPASS")):
-                return True  # Redis, refusing us: the read loop reports it as it retries
+            if isinstance(exc, ACCESS_DENIED_ERRORS) or str(exc).startswith(
+                ("NOAUTH", "WRONGPASS")
+            ):
+                return True  # Redis, refusing us: the health watch reports it and gives up
             host = urllib.parse.urlsplit(self.settings.queue.redis_url).hostname
             log.error("the server at %s does not answer as Redis does: %r", host, exc)
             return False
         return True
+
+    def _access_denied(self) -> None:
+        self.access_denied = True
+        self.stop()
 
     def stop(self) -> None:
         """Ask the worker to stop reading and finish gracefully."""
@@ -249,6 +260,10 @@ class Worker:
                 try:
                     await step()
                     outages = 0
+                    if self.health.denied_since:
+                        self.health.clear_denied(name)
+                except ACCESS_DENIED_ERRORS as exc:
+                    self.health.note_denied(name, exc)  # one line; the health watch acts
                 except TRANSIENT_ERRORS as exc:
                     redis_errors.record("worker", exc)
                     outages += 1

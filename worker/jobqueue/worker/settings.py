@@ -59,6 +59,10 @@ class WorkerSettings:
     """How often the stream is trimmed below what every group has finished, seconds."""
     burst: bool = False
     """Exit 0 once the stream, the delayed set and in-flight work are all empty."""
+    access_denied_exit_s: float = 60.0
+    """How long Redis may refuse this worker's credentials or permissions (a wrong
+    password, an ACL denial) before the worker exits non-zero, seconds: long enough to
+    ride out a password rotation, short enough that the pod's status shows it."""
     max_loop_crashes: int = 5
     """Read-loop crashes in a row (no good read between) before the process gives up."""
 
@@ -73,6 +77,7 @@ class WorkerSettings:
             "promote_interval_s": self.promote_interval_s,
             "trim_interval_s": self.trim_interval_s,
             "max_loop_crashes": self.max_loop_crashes,
+            "access_denied_exit_s": self.access_denied_exit_s,
         }
         for name, value in positive.items():
             if value <= 0:
@@ -116,4 +121,7 @@ class WorkerSettings:
             block_ms=env_value(env, "JOBQUEUE_BLOCK_MS", base.block_ms, int),
             trim_interval_s=env_value(env, "JOBQUEUE_TRIM_INTERVAL_S", base.trim_interval_s, float),
             burst=env_value(env, "JOBQUEUE_BURST", False, parse_bool),
+            access_denied_exit_s=env_value(
+                env, "JOBQUEUE_ACCESS_DENIED_EXIT_S", base.access_denied_exit_s, float
+            ),
         )
