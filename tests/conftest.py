@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -11,6 +13,13 @@ from redis.asyncio import Redis as AsyncRedis
 from support.redis_server import RedisServer
 
 from jobqueue.core.connection import async_redis
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Local mode started by a test records its queue in a state file the client commands
+    # follow (jobqueue.core.dev_state): keep the session's own, never the user's.
+    state_dir = Path(tempfile.mkdtemp(prefix="jobqueue-test-state-"))
+    os.environ["JOBQUEUE_DEV_STATE_FILE"] = str(state_dir / "dev.json")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -19,6 +19,8 @@ def start_dev() -> Iterator[Callable[..., DevProcess]]:
         if redis_url is not None:
             env["REDIS_URL"] = redis_url
         env["PYTHONUNBUFFERED"] = "1"
+        # the session's state file (tests/conftest.py), never the user's
+        env["JOBQUEUE_DEV_STATE_FILE"] = os.environ["JOBQUEUE_DEV_STATE_FILE"]
         dev = DevProcess(list(args), env)
         started.append(dev)
         return dev

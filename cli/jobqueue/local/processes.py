@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -47,6 +48,19 @@ def die_with_parent() -> Callable[[], None] | None:
         prctl(PR_SET_PDEATHSIG, sigterm)
 
     return preexec
+
+
+def cli_hint() -> str:
+    """How a person runs this installation's ``jobqueue`` from the current directory:
+    ``.venv/bin/jobqueue`` in a checkout (relative when below it), else its full path."""
+    command = jobqueue_command()
+    if len(command) > 1:
+        return shlex.join(command)  # no console script installed
+    script = Path(command[0])
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return shlex.quote(str(script))
 
 
 def jobqueue_command() -> list[str]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import signal
 import tempfile
@@ -32,6 +33,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from jobqueue.core.backlog import QueueSample, sample_queue
 from jobqueue.core.client import AsyncClient
 from jobqueue.core.connection import async_redis
+from jobqueue.core.dev_state import DevState, remove_state, state_path, write_state
 from jobqueue.core.logs import LogSettings
 from jobqueue.core.settings import QueueSettings
 from jobqueue.local import demo
@@ -41,7 +43,7 @@ from jobqueue.local.events import EventLog
 from jobqueue.local.job_types import DEMO_APP, producer_job_types_env
 from jobqueue.local.outcomes import DeadLetter, OutcomeTally, recent_dead_letters
 from jobqueue.local.pool import KILL_MARGIN_S, WorkerPool
-from jobqueue.local.processes import Child, jobqueue_command, stop_all
+from jobqueue.local.processes import Child, cli_hint, jobqueue_command, stop_all
 from jobqueue.local.producer_process import ProducerProcess
 from jobqueue.local.queue import LocalQueue
 from jobqueue.local.redis_source import RedisSource
@@ -113,6 +115,7 @@ class DevSession:
         self._rates = (0.0, 0.0)
         self._dead: tuple[DeadLetter, ...] = ()
         self._reaped_s = 0.0
+        self._cli_hint = ""
         self._consumer_pattern = local_consumer_pattern(queue.name)
         self._autoscaler = Autoscaler(queue.spec)
         self._schedules = LocalSchedules(queue.spec.schedules, events)
@@ -149,11 +152,14 @@ class DevSession:
         redis = async_redis(self.redis.url)
         self._client = AsyncClient(redis, self._queue_settings())
         demo_task = self._start_demo(self._client)
+        state_file = state_path()
         try:
             self.producer.start()
+            self._announce(state_file)
             async with aiohttp.ClientSession() as http:
                 await self._poll_until_stopped(redis, http)
         finally:
+            remove_state(state_file, os.getpid())
             if demo_task is not None:
                 demo_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -162,6 +168,26 @@ class DevSession:
             await self._reap_consumers(redis)
             await redis.aclose()
             self._remove_signal_handlers()
+
+    def _announce(self, state_file: Path) -> None:
+        """Record this queue where the client commands look first, and say how to use
+        them from another terminal."""
+        keys = self.queue.keys
+        state = DevState(
+            pid=os.getpid(),
+            redis_url=self.redis.url,
+            stream=keys.stream,
+            group=keys.group,
+            dead_stream=keys.dead,
+            producer_url=self.producer.url,
+        )
+        try:
+            write_state(state_file, state)
+        except OSError as exc:
+            self.event(f"note: cannot write {state_file} ({exc}); give the CLI --redis-url")
+            return
+        self._cli_hint = cli_hint()
+        self.event(f"from another terminal: {self._cli_hint} stats (or dead list, jobs get ID)")
 
     def _queue_settings(self) -> QueueSettings:
         keys = self.queue.keys
@@ -255,6 +281,7 @@ class DevSession:
             dead_letters=self._dead,
             events=self.event.recent,
             error=self._error,
+            cli_hint=self._cli_hint,
         )
 
     def _should_finish(self, snap: Snapshot) -> bool:

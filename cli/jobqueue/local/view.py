@@ -64,6 +64,8 @@ class Snapshot:
     dead_letters: Sequence[DeadLetter] = ()
     events: Sequence[str] = ()
     error: str = ""
+    cli_hint: str = ""
+    """How to run the CLI against this queue from another terminal (``.venv/bin/jobqueue``)."""
 
 
 def plain_line(snap: Snapshot) -> str:
@@ -106,7 +108,8 @@ def render(snap: Snapshot) -> RenderableType:
     if snap.dead_letters:
         parts.append(_dead_table(snap.dead_letters))
     parts.append(_events_panel(snap))
-    parts.append(Text(f"logs: {snap.log_dir}    Ctrl-C stops everything", style="dim"))
+    cli = f"    another terminal: {snap.cli_hint} stats" if snap.cli_hint else ""
+    parts.append(Text(f"logs: {snap.log_dir}{cli}    Ctrl-C stops everything", style="dim"))
     return Group(*parts)
 
 

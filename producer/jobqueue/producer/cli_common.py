@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -12,6 +13,7 @@ import click
 from redis import exceptions as redis_errors
 
 from jobqueue.core.client import Client
+from jobqueue.core.dev_state import read_state
 from jobqueue.core.errors import ConfigError, EnqueueUnconfirmed
 from jobqueue.core.settings import QueueSettings
 
@@ -39,9 +41,31 @@ def queue_settings(flags: dict[str, Any]) -> QueueSettings:
     for name in names:
         flags.pop(name, None)
     try:
-        return dataclasses.replace(QueueSettings.from_env(), **given)
+        settings = QueueSettings.from_env()
+        if "redis_url" not in given and not os.environ.get("REDIS_URL"):
+            settings = _local_mode_queue(settings)
+        return dataclasses.replace(settings, **given)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _local_mode_queue(settings: QueueSettings) -> QueueSettings:
+    """The queue of a running ``jobqueue dev``, when there is one (`dev_state`): its
+    Redis, and its stream, group and dead letters unless the environment names others.
+    Said on stderr, so the output (``--json`` included) stays the command's."""
+    found = read_state()
+    if found is None:
+        return settings
+    path, state = found
+    from_env = os.environ.get
+    click.echo(f"using the queue of jobqueue dev (pid {state.pid}, {path})", err=True)
+    return dataclasses.replace(
+        settings,
+        redis_url=state.redis_url,
+        stream=from_env("JOBQUEUE_STREAM") or state.stream,
+        group=from_env("JOBQUEUE_GROUP") or state.group,
+        dead_stream=from_env("JOBQUEUE_DEAD_STREAM") or state.dead_stream,
+    )
 
 
 @contextmanager
