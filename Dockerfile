@@ -21,7 +21,7 @@ ENV UV_COMPILE_BYTECODE=1 \
     UV_PROJECT_ENVIRONMENT=/opt/venv
 WORKDIR /src
 # Dependencies first, from the lock file alone: this layer survives source edits.
-COPY pyproject.toml uv.lock ./
+COPY pyproject.toml uv.lock VERSION ./
 COPY core/pyproject.toml core/pyproject.toml
 COPY worker/pyproject.toml worker/pyproject.toml
 COPY producer/pyproject.toml producer/pyproject.toml

@@ -35,8 +35,14 @@ MEMBERS: list[str] = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"
 
 
 def copy_manifests(target: Path) -> None:
-    """The Dockerfile's first COPY lines: the lock and every pyproject.toml, no sources."""
-    for name in ("pyproject.toml", "uv.lock"):
+    """The Dockerfile's first COPY lines (the files it names into ``./``: the lock, the
+    version...), then every member's pyproject.toml; no sources."""
+    [top_level] = [
+        line.split()[1:-1]
+        for line in stages()["builder"]
+        if line.startswith("COPY ") and line.endswith(" ./")
+    ]
+    for name in top_level:
         shutil.copy(ROOT / name, target / name)
     for member in MEMBERS:
         (target / member).mkdir()
