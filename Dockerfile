@@ -4,6 +4,14 @@
 #   docker build -t jobqueue:dev .                 # the runtime image (last stage)
 #   docker build --target dev -t jobqueue:tilt .   # Tilt's image: sources writable for live update
 #
+# It is also the base of your own worker image: copy your handlers into /app (on
+# PYTHONPATH) and the operator runs `jobqueue worker APP_REF` from it. A complete example
+# with its own dependencies: examples/myapp/Dockerfile.
+#
+#   FROM ghcr.io/jobqueue/jobqueue:0.2.0
+#   COPY myapp.py /app/
+#   CMD ["worker", "myapp:app"]
+#
 # The builder resolves the locked dependencies with uv into /opt/venv and installs the
 # workspace members as ordinary (non-editable) wheels; the runtime stage copies only that
 # virtualenv onto a slim Python, so no compiler, uv or pip reaches production.
@@ -43,9 +51,12 @@ FROM ${PYTHON_IMAGE} AS base
 RUN python -m pip uninstall --yes --quiet pip setuptools wheel \
     && groupadd --gid 10001 jobqueue \
     && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
-       --shell /usr/sbin/nologin jobqueue
+       --shell /usr/sbin/nologin jobqueue \
+    && mkdir /app
 COPY --from=builder /opt/venv /opt/venv
+# /app holds the worker apps of images built FROM this one (read-only at run time).
 ENV PATH="/opt/venv/bin:${PATH}" \
+    PYTHONPATH=/app \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /tmp

@@ -7,11 +7,12 @@ from k8s.objects import ROOT
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 
 
-def stages() -> dict[str, list[str]]:
-    """Instructions of each stage, by stage name, in order; continuation lines joined."""
+def stages(dockerfile: str = DOCKERFILE) -> dict[str, list[str]]:
+    """Instructions of each stage, by stage name (or the image of an unnamed one), in
+    order; continuation lines joined."""
     found: dict[str, list[str]] = {}
     current: list[str] = []
-    text = DOCKERFILE.replace("\\\n", " ")
+    text = dockerfile.replace("\\\n", " ")
     for line in text.splitlines():
         stripped = " ".join(line.split())
         if not stripped or stripped.startswith("#"):

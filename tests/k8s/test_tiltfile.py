@@ -8,7 +8,10 @@ arguments of each Tilt call, and the chart is rendered with real Helm from the s
 
 from __future__ import annotations
 
+import json
+import sys
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import helm_python as helm
@@ -23,6 +26,8 @@ from k8s.objects import (
     validate_object,
 )
 from k8s.pod_security import restricted_violations
+
+from jobqueue.worker.app import load_app
 
 TILT_CONSTANTS = ("TRIGGER_MODE_MANUAL", "TRIGGER_MODE_AUTO")
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "JobQueue")
@@ -40,6 +45,14 @@ class TiltCalls:
             return returns if returns is not None else (name, args, kwargs)
 
         return record
+
+
+class TiltOs:
+    """Tilt's ``os`` module as the Tiltfile uses it: ``getenv`` with no variable set."""
+
+    @staticmethod
+    def getenv(name: str, default: str = "") -> str:
+        return default
 
 
 def evaluate_tiltfile() -> TiltCalls:
@@ -61,11 +74,21 @@ def evaluate_tiltfile() -> TiltCalls:
     ]
     namespace: dict[str, Any] = {name: tilt.recorder(name) for name in names}
     namespace.update({name: name for name in TILT_CONSTANTS})
+    namespace["os"] = TiltOs()
     exec(compile((ROOT / "Tiltfile").read_text(), "Tiltfile", "exec"), namespace)
     return tilt
 
 
 TILT = evaluate_tiltfile()
+
+
+def load_app_from(folder: Path, ref: str) -> Any:
+    """The worker app ``ref`` of a user's app folder, imported as the worker would."""
+    sys.path.insert(0, str(folder))
+    try:
+        return load_app(ref)
+    finally:
+        sys.path.remove(str(folder))
 
 
 def _helm_call() -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -107,13 +130,36 @@ def test_live_update_syncs_existing_source_folders_into_the_installed_package() 
         assert remote.rsplit("/", 1)[1] == local.rsplit("/", 1)[1]
 
 
-def test_the_workers_get_their_own_image_through_the_jobqueue() -> None:
-    ((args, _),) = TILT.calls["docker_build"]
+def test_the_workers_run_the_user_app_built_from_the_jobqueue_base_image() -> None:
+    (base_args, base_kwargs), (app_args, app_kwargs) = TILT.calls["docker_build"]
+    # the base: this repository's runtime image
+    assert (base_args, base_kwargs["target"]) == (("jobqueue-worker-base", "."), "runtime")
+    # the app: the user's folder (examples/myapp by default), FROM that base
+    app_dir = ROOT / app_args[1]
+    assert app_dir == ROOT / "examples" / "myapp"
+    assert app_kwargs["dockerfile"] == app_args[1] + "/Dockerfile"
+    assert app_kwargs["build_args"] == {"JOBQUEUE_IMAGE": base_args[0]}
+    from_lines = [line for line in (app_dir / "Dockerfile").read_text().splitlines()
+                  if line.startswith("FROM ${JOBQUEUE_IMAGE}")]  # fmt: skip
+    assert from_lines
+    # the JobQueue runs it, and Tilt writes each new tag into its spec.worker.image
     (queue,) = tilt_chart_values()["jobQueues"]
-    assert queue["spec"]["worker"]["image"] == args[0]
+    assert queue["spec"]["worker"]["image"] == app_args[0]
+    module = queue["spec"]["worker"]["app"].split(":")[0]
+    assert (app_dir / f"{module}.py").is_file()
     ((kind_args, kind_kwargs),) = TILT.calls["k8s_kind"]
     assert kind_args == ("JobQueue",)
     assert kind_kwargs["image_json_path"] == "{.spec.worker.image}"
+
+
+def test_the_burst_button_posts_a_job_of_the_apps_own_type() -> None:
+    (queue,) = tilt_chart_values()["jobQueues"]
+    app = load_app_from(ROOT / "examples" / "myapp", queue["spec"]["worker"]["app"])
+    [button] = [
+        kw["cmd"] for args, kw in TILT.calls["local_resource"] if args[0] == "enqueue-burst"
+    ]
+    posted = json.loads(button.split("-d '", 1)[1].split("'", 1)[0])
+    assert posted["type"] in app.handlers
 
 
 def test_live_update_keeps_every_pod_restricted() -> None:
