@@ -33,6 +33,11 @@ ROOT = Path(__file__).resolve().parent.parent
             ["--trials", "1", "--queues", "2", "--seconds", "2"],
             "per JobQueue per poll",
         ),
+        (
+            "sentinel_failover.py",
+            ["--rounds", "1", "--before", "30", "--after", "30", "--modes", "plain"],
+            "producer resume",
+        ),
     ],
 )
 def test_benchmark_runs_and_prints_its_figures(script: str, args: list[str], expected: str) -> None:

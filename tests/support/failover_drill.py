@@ -56,6 +56,8 @@ class DrillResult:
     failover_s: float = 0.0
     producer_resume_s: float = 0.0
     worker_resume_s: float = 0.0
+    accept_rate_per_s: float = 0.0
+    """Jobs accepted per second before the kill (the cost of waiting for replicas)."""
     worker_restarted: bool = False
     producer_restarted: bool = False
 
@@ -64,7 +66,8 @@ class DrillResult:
             f"min_replicas={self.min_replicas} accepted={len(self.accepted)} "
             f"lost={len(self.lost)} duplicates={self.duplicates} "
             f"unconfirmed={len(self.unconfirmed)} (ran anyway {self.runs_of_unconfirmed}) "
-            f"unavailable={self.unavailable} failover={self.failover_s:.2f}s "
+            f"unavailable={self.unavailable} rate={self.accept_rate_per_s:.0f}/s "
+            f"failover={self.failover_s:.2f}s "
             f"producer_resume={self.producer_resume_s:.2f}s "
             f"worker_resume={self.worker_resume_s:.2f}s"
         )
@@ -128,9 +131,11 @@ async def _load(
             asyncio.create_task(_post_forever(session, producer_url, load)) for _ in range(posters)
         ]
         try:
+            started = time.monotonic()
             while len(result.accepted) < before:
                 _check(tasks, deadline, "jobs accepted before the kill")
                 await asyncio.sleep(0.01)
+            result.accept_rate_per_s = len(result.accepted) / (time.monotonic() - started)
             old_port = await asyncio.to_thread(setup.kill_primary)
             load.kill_at, kill_wall = time.monotonic(), time.time()
             await asyncio.to_thread(setup.wait_for_failover, old_port)
@@ -195,11 +200,12 @@ def run_drill(
     after: int = 300,
     posters: int = 8,
     concurrency: int = 16,
+    replicas: int = 1,
     deadline_s: float = 120.0,
 ) -> DrillResult:
     """One failover under load (see the module docstring)."""
     result = DrillResult(min_replicas)
-    setup = SentinelSetup(directory / "redis")
+    setup = SentinelSetup(directory / "redis", replicas=replicas)
     types = directory / "types.yaml"
     types.write_text(TYPES_FILE)
     setup.start()

@@ -1,4 +1,4 @@
-"""A Sentinel-managed Redis for tests: a primary, a replica and three sentinels.
+"""A Sentinel-managed Redis for tests: a primary, a replica (or more) and three sentinels.
 
     setup = SentinelSetup(tmp_path)
     setup.start()                 # returns once the sentinels agree and see the replica
@@ -74,7 +74,7 @@ class Sentinel:
 
 
 class SentinelSetup:
-    """A primary, one replica and three sentinels watching them as ``SERVICE``."""
+    """A primary, ``replicas`` replicas and three sentinels watching them as ``SERVICE``."""
 
     def __init__(
         self,
@@ -83,6 +83,7 @@ class SentinelSetup:
         down_after_ms: int = 1000,
         failover_timeout_ms: int = 3000,
         appendonly: bool = False,
+        replicas: int = 1,
     ) -> None:
         self.directory = directory
         # A replica (re)joining is synced at once, not after the default 5 s wait for others.
@@ -90,11 +91,15 @@ class SentinelSetup:
         self.primary = RedisServer(
             directory / "primary", appendonly=appendonly, extra_args=sync_now
         )
-        self.replica = RedisServer(
-            directory / "replica",
-            appendonly=appendonly,
-            extra_args=(*sync_now, "--replicaof", "127.0.0.1", str(self.primary.port)),
-        )
+        self.replicas = [
+            RedisServer(
+                directory / f"replica-{n}" if n else directory / "replica",
+                appendonly=appendonly,
+                extra_args=(*sync_now, "--replicaof", "127.0.0.1", str(self.primary.port)),
+            )
+            for n in range(replicas)
+        ]
+        self.replica = self.replicas[0]
         self.sentinels = [
             Sentinel(
                 directory / f"sentinel-{n}", self.primary.port, down_after_ms, failover_timeout_ms
@@ -109,19 +114,23 @@ class SentinelSetup:
 
     def start(self, timeout_s: float = 30.0) -> None:
         self.primary.start()
-        self.replica.start()
+        for replica in self.replicas:
+            replica.start()
         for sentinel in self.sentinels:
             sentinel.start()
         self._wait(self._ready, timeout_s, "the sentinels to see each other and the replica")
 
     def _ready(self) -> bool:
-        with redis.Redis(port=self.replica.port, decode_responses=True) as replica:
-            if replica.info("replication").get("master_link_status") != "up":
-                return False
+        for server in self.replicas:
+            with redis.Redis(port=server.port, decode_responses=True) as replica:
+                if replica.info("replication").get("master_link_status") != "up":
+                    return False
         for sentinel in self.sentinels:
             with sentinel.client() as client:
                 state = client.sentinel_master(SERVICE)
-            if int(state["num-other-sentinels"]) < 2 or int(state["num-slaves"]) < 1:
+            if int(state["num-other-sentinels"]) < 2 or int(state["num-slaves"]) < len(
+                self.replicas
+            ):
                 return False
         return True
 
@@ -138,7 +147,7 @@ class SentinelSetup:
         return f"redis://127.0.0.1:{self.master_port()}/0"
 
     def server(self, port: int) -> RedisServer:
-        return self.primary if port == self.primary.port else self.replica
+        return next(s for s in [self.primary, *self.replicas] if s.port == port)
 
     def kill_primary(self) -> int:
         """SIGKILL the server that is the master now (at first: ``primary``); its port."""
@@ -188,5 +197,6 @@ class SentinelSetup:
     def stop(self) -> None:
         for sentinel in self.sentinels:
             sentinel.stop()
-        self.replica.stop()
+        for replica in self.replicas:
+            replica.stop()
         self.primary.stop()
