@@ -123,9 +123,11 @@ class WorkerProcess:
                 self.kill()
         return self.poll()
 
-    def output(self) -> str:
+    def output(self, limit: int | None = 6000) -> str:
+        """What it logged: the last ``limit`` characters, or all of it."""
         try:
-            return self.log_path.read_text(errors="replace")[-6000:]
+            text = self.log_path.read_text(errors="replace")
+            return text if limit is None else text[-limit:]
         except FileNotFoundError:
             return ""
 

@@ -65,6 +65,8 @@ class RedisHealth:
         self.healthy.set()  # until a probe says otherwise
         self.troubled_at = float("-inf")
         """`time.monotonic` of the last failed probe."""
+        self.recovered_at = float("-inf")
+        """`time.monotonic` of the last probe that found Redis healthy again."""
         self.episodes = 0
         """How often Redis became unhealthy since start."""
         self.denied_since: dict[str, float] = {}
@@ -99,8 +101,9 @@ class RedisHealth:
             log.warning("Redis accepts this worker's credentials again")
 
     def troubled_since(self, since: float) -> bool:
-        """True if Redis is unhealthy now or was found so after ``since`` (monotonic)."""
-        return not self.ok or self.troubled_at >= since
+        """True if Redis is unhealthy now, or was found so (or found recovered) after
+        ``since`` (monotonic)."""
+        return not self.ok or max(self.troubled_at, self.recovered_at) >= since
 
     async def probe(self) -> bool:
         """One write probe; updates and returns the health."""
@@ -120,6 +123,10 @@ class RedisHealth:
             return False
         self.clear_denied("probe")
         if not self.ok:
+            # Idle pooled connections may be dead ends of the outage (a restarted
+            # server closed them); a handler run again on one would fail once more.
+            await self.redis.connection_pool.disconnect(inuse_connections=False)
+            self.recovered_at = time.monotonic()
             self.healthy.set()
             log.warning("Redis takes writes again: reading resumes")
         return True
@@ -140,7 +147,10 @@ class RedisHealth:
             return False
         if self.troubled_since(started):
             return True
-        return not await self.probe()
+        # The probe runs now: an outage that began after the last probe is found here
+        # (and one that ended just now shows as a recovery after the attempt began).
+        healthy_now = await self.probe()
+        return not healthy_now or self.troubled_since(started)
 
     async def wait_healthy(self) -> None:
         await self.healthy.wait()

@@ -5,7 +5,8 @@ type          payload                         does
 ============  ==============================  ==========================================
 ``record``    ``{"into": KEY}``               ``HINCRBY KEY <job id> 1``
 ``noop``      anything                        nothing
-``sleep``     ``{"ms": N}``                   sleeps N milliseconds (asyncio)
+``sleep``     ``{"ms": N, "into": KEY?}``     sleeps N milliseconds (asyncio), then records
+                                              like ``record`` when ``into`` is given
 ``fail``      ``{"times": N?, "into": KEY?}`` fails while attempts made < N, then records
                                               like ``record``; no ``times``: always fails
 ``crash``     ``{"times": N?, "into": KEY?}`` ``os._exit(137)`` on the first N deliveries
@@ -66,6 +67,7 @@ async def noop(ctx: JobContext) -> None:
 @app.handler("sleep")
 async def sleep(ctx: JobContext) -> None:
     await asyncio.sleep((_int(ctx.payload, "ms") or 0) / 1000)
+    await _record(ctx)
 
 
 @app.handler("fail")
