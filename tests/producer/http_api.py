@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 from aiohttp import ClientResponse, ClientSession
 from aiohttp.test_utils import TestServer
 from support.redis_server import free_port
@@ -20,6 +22,7 @@ from jobqueue.producer.job_types import DEMO_JOB_TYPES, JobTypes
 
 README_EXAMPLE = b'{"type":"email","payload":{"to":"user@example.com","template":"welcome"}}'
 """The reference design's curl example body, byte for byte."""
+JSON = b"application/json"
 TEST_TYPES = JobTypes({**DEMO_JOB_TYPES, **dict.fromkeys(["record", "noop", "sleep", "crash"])})
 """The demo types plus those of `jobqueue.worker.testing:app`, any payload."""
 
@@ -35,7 +38,10 @@ class Api:
         return str(self.server.make_url(path))
 
     async def call(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
-        """(status, decoded JSON body) of one request."""
+        """(status, decoded JSON body) of one request; a ``data`` body goes as JSON
+        unless ``headers`` name another Content-Type."""
+        if "data" in kwargs:
+            kwargs["headers"] = {"Content-Type": "application/json", **kwargs.get("headers", {})}
         async with self.session.request(method, self.url(path), **kwargs) as response:
             return response.status, await _json(response)
 
@@ -92,3 +98,46 @@ class ProducerProcess:
             self.process.kill()
             self.process.wait()
         self.log_path.unlink(missing_ok=True)
+
+
+@dataclass
+class RawAnswer:
+    """A response read off the socket: status, lower-cased headers, body bytes."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        assert self.headers.get("content-type", "").startswith("application/json"), self
+        return orjson.loads(self.body)
+
+
+async def raw_request(host: str, port: int, request: bytes, timeout_s: float = 30) -> RawAnswer:
+    """Send ``request`` byte for byte (headers no HTTP client would send) and read the
+    one response (the connection is closed after it)."""
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        async with asyncio.timeout(timeout_s):
+            head = await reader.readuntil(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            headers = {}
+            for line in lines[1:]:
+                name, _, value = line.partition(":")
+                if name:
+                    headers[name.strip().lower()] = value.strip()
+            length = int(headers.get("content-length", "0"))
+            body = await reader.readexactly(length)
+    finally:
+        writer.close()
+    return RawAnswer(int(lines[0].split()[1]), headers, body)
+
+
+def post_bytes(path: str, body: bytes, headers: bytes = b"", content_type: bytes = JSON) -> bytes:
+    """A ``POST`` request with ``headers`` (raw lines, each ending in CRLF)."""
+    return (
+        b"POST %s HTTP/1.1\r\nHost: producer\r\nConnection: close\r\nContent-Type: %s\r\n"
+        b"Content-Length: %d\r\n%s\r\n%s" % (path.encode(), content_type, len(body), headers, body)
+    )

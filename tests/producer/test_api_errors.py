@@ -1,5 +1,6 @@
-"""Redis unavailable: 503 with a clear body and a Retry-After, never a 500 or a traceback;
-the same producer serves again once Redis is back."""
+"""Redis unavailable: 503 with a clear body and a Retry-After, never a 500 or a traceback
+(an enqueue names its job and says its outcome is unknown); the same producer serves
+again once Redis is back."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from jobqueue.core.connection import async_redis
 from jobqueue.core.keys import QueueKeys
 from jobqueue.core.settings import QueueSettings
 
+JSON = {"Content-Type": "application/json"}
+
 
 async def test_redis_down_is_503_and_up_again_is_202(
     start_api: StartApi, own_redis: RedisServer
@@ -22,11 +25,12 @@ async def test_redis_down_is_503_and_up_again_is_202(
     try:
         own_redis.kill()
 
-        async with api.session.post(api.url("/jobs"), data=README_EXAMPLE) as response:
-            body = await response.json()
-            assert response.status == 503
-            assert response.headers["Retry-After"] == "1"
-        assert body["error"] == "Redis unavailable"
+        async with api.session.post(api.url("/jobs"), data=README_EXAMPLE, headers=JSON) as post:
+            body = await post.json()
+            assert post.status == 503
+            assert post.headers["Retry-After"] == "1"
+        assert (body["error"], body["outcome"]) == ("Outcome unknown", "unknown")
+        assert body["jobId"]
         assert "Traceback" not in body["detail"]
         for path in ("/jobs/stats", "/jobs/01ANY", "/dead", "/readyz"):
             status, error = await api.call("GET", path)
@@ -39,6 +43,8 @@ async def test_redis_down_is_503_and_up_again_is_202(
         status, accepted = await api.call("POST", "/jobs", data=README_EXAMPLE)
         assert status == 202
         assert accepted["status"] == "accepted"
+        unknown, _ = await api.call("GET", f"/jobs/{body['jobId']}")
+        assert unknown == 404  # settled: Redis was down, nothing was written
     finally:
         await redis.aclose()
 

@@ -85,16 +85,28 @@ async def test_delay_and_run_at_together_are_422(api: Api) -> None:
     assert "not both" in body["issues"][0]["message"]
 
 
-async def test_integers_beyond_64_bits_reach_the_stream_as_written(
+async def test_integers_beyond_64_bits_are_refused_and_64_bit_ones_reach_a_worker_exactly(
     api: Api, redis_client: AsyncRedis
 ) -> None:
-    raw = b'{"type":"noop","payload":{"n":123456789012345678901234567890}}'
+    """A worker decodes JSON with 64-bit integers: a wider one would reach the handler as a
+    float, so it is refused with a reason; the widest accepted ones arrive exactly."""
+    for wide in (2**64, -(2**63) - 1, 123456789012345678901234567890):
+        raw = b'{"type":"noop","payload":{"deep":[{"n":%d}]}}' % wide
 
+        status, body = await api.call("POST", "/jobs", data=raw)
+
+        assert status == 422, wide
+        [issue] = body["issues"]
+        assert "'payload.deep.0.n'" in issue["message"]
+        assert "64 bits" in issue["message"]
+    assert await redis_client.xlen(KEYS.stream) == 0
+
+    raw = b'{"type":"noop","payload":{"max":%d,"min":%d}}' % (2**64 - 1, -(2**63))
     status, _ = await api.call("POST", "/jobs", data=raw)
 
     assert status == 202
-    [(_, fields)] = await redis_client.xrange(KEYS.stream)
-    assert fields["payload"] == '{"n":123456789012345678901234567890}'
+    [(entry_id, fields)] = await redis_client.xrange(KEYS.stream)
+    assert decode(entry_id, fields).payload == {"max": 2**64 - 1, "min": -(2**63)}
 
 
 async def test_a_body_over_the_size_limit_is_413(start_api: StartApi) -> None:

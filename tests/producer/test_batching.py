@@ -109,3 +109,44 @@ async def test_concurrent_posts_are_answered_each_with_its_own_job(
     entries = await redis_client.xrange(KEYS.stream)
     assert {body["streamEntryId"] for _, body in answers} == {e[0] for e in entries[1:]}
     assert await script_calls(probe) - before == 2
+
+
+async def test_a_job_failing_in_any_way_fails_alone_in_a_shared_call(
+    redis_client: AsyncRedis, probe: AsyncRedis
+) -> None:
+    """An encoding TypeError, an undecodable key, a script error in Redis: each stays the
+    outcome of its own job; the jobs sharing the round trip are enqueued once each."""
+    batcher = EnqueueBatcher(AsyncClient(redis_client))
+    await AsyncClient(redis_client).enqueue("warm", {})
+    await redis_client.rpush(KEYS.status("taken"), "not a status record")  # WRONGTYPE
+    await probe.execute_command("CLIENT", "PAUSE", "30000", "WRITE")
+
+    first = asyncio.create_task(batcher.enqueue(NewJob("report", {"n": 0})))
+    await until(call_held(probe), "the first call")
+    jobs = [
+        NewJob("report", {"n": 1}),
+        NewJob("report", {"n": {1, 2}}),  # orjson: TypeError
+        NewJob("report", {"n": 3}, idempotency_key="caf\udce9"),  # undecodable header bytes
+        NewJob("report", {"n": 4}),
+        NewJob("report", {"n": 5}, job_id="taken"),  # Redis: WRONGTYPE mid-script
+        NewJob("report", {"n": 6}),
+    ]
+    later = [asyncio.create_task(batcher.enqueue(job)) for job in jobs]
+    await until(waiting(batcher, len(jobs)), "the later jobs to queue up")
+    await probe.execute_command("CLIENT", "UNPAUSE")
+    results = await asyncio.gather(first, *later, return_exceptions=True)
+
+    assert [type(r).__name__ for r in results] == [
+        "Enqueued",
+        "Enqueued",
+        "InvalidNewJob",
+        "InvalidNewJob",
+        "Enqueued",
+        "ResponseError",
+        "Enqueued",
+    ]
+    assert "payload" in str(results[2])
+    assert "UTF-8" in str(results[3])
+    entries = await redis_client.xrange(KEYS.stream)
+    payloads = sorted(fields["payload"] for _, fields in entries[1:])
+    assert payloads == ['{"n":0}', '{"n":1}', '{"n":4}', '{"n":6}']

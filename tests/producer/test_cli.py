@@ -51,6 +51,20 @@ def test_enqueue_a_large_count_goes_in_batches_and_summarises(
     assert sync_redis.xlen(KEYS.stream) == 2500
 
 
+def test_enqueue_with_a_job_id_run_twice_enqueues_once(run: Any, sync_redis: redis.Redis) -> None:
+    first = run("enqueue", "noop", "{}", "--job-id", "nightly-2026-11-30", "--json")
+    again = run("enqueue", "noop", "{}", "--job-id", "nightly-2026-11-30", "--json")
+    many = run("enqueue", "noop", "{}", "--job-id", "x", "--count", "2")
+
+    assert (first.exit_code, again.exit_code) == (0, 0), first.output + again.output
+    assert orjson.loads(first.output)[0]["duplicate"] is False
+    assert orjson.loads(again.output)[0]["duplicate"] is True
+    [(_, fields)] = sync_redis.xrange(KEYS.stream)
+    assert fields["id"] == "nightly-2026-11-30"
+    assert many.exit_code == 2
+    assert "--job-id" in many.output
+
+
 def test_enqueue_with_delay_waits_in_the_delayed_set(run: Any, sync_redis: redis.Redis) -> None:
     result = run("enqueue", "noop", "{}", "--delay", "60", "--json")
 

@@ -22,7 +22,10 @@ from collections.abc import Coroutine, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar, cast
 
+from redis import exceptions as redis_errors
 from redis.asyncio import Redis as AsyncRedis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 
 from jobqueue.core import scripts
 from jobqueue.core.backlog import QueueSample, sample_queue
@@ -31,13 +34,15 @@ from jobqueue.core.client_types import (
     DeadLetter,
     DeadPage,
     Enqueued,
+    EnqueueExpired,
     InvalidNewJob,
     JobInfo,
     NewJob,
     enqueue_arg,
     queued_record,
 )
-from jobqueue.core.connection import async_redis
+from jobqueue.core.connection import REDIS_UNAVAILABLE, async_redis
+from jobqueue.core.errors import EnqueueUnconfirmed
 from jobqueue.core.replication import enqueue_replicated
 from jobqueue.core.settings import QueueSettings
 from jobqueue.core.wire import replay_fields, utc_now_iso
@@ -48,7 +53,14 @@ DEFAULT_IDEMPOTENCY_TTL_S = 24 * 3600
 JOBS_PER_SCRIPT_CALL = 500
 """Bounds how long one script call holds Redis; bigger batches become several calls
 inside one MULTI, still one round trip."""
-ENTRY_ID = re.compile(r"^[0-9]{1,19}-[0-9]{1,19}$")
+_Prepared = tuple[str, bytes, list[str]]
+"""One job ready for the enqueue script: its id, its argument, the keys it touches."""
+ENQUEUE_RETRIES = 3
+"""Times an enqueue whose reply was lost is sent again, with the same job ids (so never
+written twice), before its caller hears the connection error."""
+ENTRY_ID = re.compile(r"[0-9]{1,19}-[0-9]{1,19}")
+EXPIRED = "expired"
+"""The state the enqueue script answers for a job it did not write past ``not_after_ms``."""
 
 __all__ = [
     "AsyncClient",
@@ -56,6 +68,7 @@ __all__ = [
     "Client",
     "DeadLetter",
     "DeadPage",
+    "EnqueueExpired",
     "Enqueued",
     "InvalidNewJob",
     "JobInfo",
@@ -83,6 +96,11 @@ class AsyncClient:
         self.idempotency_ttl_s = idempotency_ttl_s
         self._owns_redis = owns_redis
         self._enqueue = redis.register_script(scripts.ENQUEUE)
+        self._retry = Retry(
+            ExponentialBackoff(cap=1.0, base=0.05),
+            ENQUEUE_RETRIES,
+            supported_errors=(redis_errors.ConnectionError, redis_errors.TimeoutError),
+        )
         self._cancel = redis.register_script(scripts.CANCEL)
         self._replay = redis.register_script(scripts.REPLAY)
 
@@ -114,46 +132,117 @@ class AsyncClient:
         (result,) = await self.enqueue_many([NewJob(job_type, payload, **options)])
         return result
 
-    async def enqueue_many(self, jobs: Sequence[NewJob]) -> list[Enqueued]:
+    async def enqueue_many(
+        self, jobs: Sequence[NewJob], *, not_after_ms: int = 0
+    ) -> list[Enqueued]:
         """Enqueue ``jobs`` in one round trip, all or nothing; results in the same order.
 
         Every job is checked before anything is written: one bad job raises
         `InvalidNewJob` (a ValueError saying which job and why) and nothing is enqueued.
         With ``settings.enqueue_min_replicas`` the jobs count as enqueued only once that
         many replicas hold them, else `EnqueueUnconfirmed` (`jobqueue.core.replication`).
+        Each job's id is fixed before the call, so the call is sent again after a lost
+        reply without enqueueing anything twice. ``not_after_ms`` (epoch ms, 0 = none):
+        past it by Redis's clock nothing more is written and `EnqueueExpired` names the jobs.
         """
         now_ms = _now_ms()
-        prepared: list[bytes | str] = []
-        job_ids: list[str] = []
-        job_keys: list[list[str]] = []
+        prepared: list[_Prepared] = []
         for index, job in enumerate(jobs):
             try:
-                job_id, arg = enqueue_arg(job, now_ms)
+                prepared.append(self._prepare(job, now_ms))
             except ValueError as exc:
                 raise InvalidNewJob(index, str(exc)) from None
-            prepared.append(arg)
-            job_ids.append(job_id)
-            keys_of_job = [self.keys.status(job_id)]
-            if job.idempotency_key is not None:
-                keys_of_job.append(self.keys.idempotency(job.idempotency_key))
-            job_keys.append(keys_of_job)
+        results = await self._call_enqueue(prepared, now_ms, not_after_ms)
+        expired = [r.job_id for r in results if r.state == EXPIRED]
+        if expired:
+            raise EnqueueExpired(expired)
+        return results
+
+    async def enqueue_each(
+        self, jobs: Sequence[NewJob], *, not_after_ms: int = 0
+    ) -> list[Enqueued | Exception]:
+        """Enqueue ``jobs`` together where possible, each with its own outcome: an
+        `Enqueued`, or the exception that job alone met (`InvalidNewJob` with index 0,
+        `EnqueueExpired`, a Redis error). One job's problem never fails another's; only
+        Redis being unavailable (`REDIS_UNAVAILABLE`) is every job's outcome at once."""
+        now_ms = _now_ms()
+        outcomes: list[Enqueued | Exception | None] = [None] * len(jobs)
+        prepared: list[_Prepared] = []
+        sent: list[int] = []
+        for index, job in enumerate(jobs):
+            try:
+                prepared.append(self._prepare(job, now_ms))
+                sent.append(index)
+            except ValueError as exc:
+                outcomes[index] = InvalidNewJob(0, str(exc))
+        results = await self._enqueue_apart(prepared, now_ms, not_after_ms)
+        for index, outcome in zip(sent, results, strict=True):
+            outcomes[index] = outcome
+        return [_expired_as_error(o) for o in outcomes if o is not None]
+
+    def _prepare(self, job: NewJob, now_ms: int) -> _Prepared:
+        """The script argument of ``job`` and the keys it touches (ValueError if bad)."""
+        job_id, arg = enqueue_arg(job, now_ms)
+        keys = [self.keys.status(job_id)]
+        if job.idempotency_key is not None:
+            keys.append(self.keys.idempotency(job.idempotency_key))
+        return job_id, arg, keys
+
+    async def _enqueue_apart(
+        self, prepared: list[_Prepared], now_ms: int, not_after_ms: int
+    ) -> list[Enqueued | Exception]:
+        if not prepared:
+            return []
+        try:
+            return list(await self._call_enqueue(prepared, now_ms, not_after_ms))
+        except REDIS_UNAVAILABLE as exc:
+            return [exc] * len(prepared)
+        except EnqueueUnconfirmed as exc:  # each caller hears of its own job only
+            return [exc.only(index) for index in range(len(prepared))]
+        except Exception as exc:
+            if len(prepared) == 1:
+                return [exc]
+        # Some job broke the shared call (a script error, a value Redis refused): each
+        # goes alone. Those the failed call did write are answered as duplicates of
+        # themselves (their ids have records), never written twice.
+        singles = [self._enqueue_apart([job], now_ms, not_after_ms) for job in prepared]
+        return [outcome for [outcome] in await asyncio.gather(*singles)]
+
+    async def _call_enqueue(
+        self, prepared: list[_Prepared], now_ms: int, not_after_ms: int
+    ) -> list[Enqueued]:
+        """One enqueue, sent again after a lost reply: safe, the ids are in ``prepared``."""
+
+        async def once() -> list[Enqueued]:
+            return await self._call_enqueue_once(prepared, now_ms, not_after_ms)
+
+        async def lost(error: Exception) -> None:
+            pass  # redis-py has dropped the broken connection already
+
+        return await self._retry.call_with_retry(once, lost)
+
+    async def _call_enqueue_once(
+        self, prepared: list[_Prepared], now_ms: int, not_after_ms: int
+    ) -> list[Enqueued]:
         head: list[bytes | str] = [
             str(self.settings.status_ttl_s),
             str(self.idempotency_ttl_s),
             utc_now_iso(),
             str(now_ms),
+            str(not_after_ms),
         ]
         queue_keys = [self.keys.stream, self.keys.delayed, self.keys.delayed_jobs]
         calls = []
         for i in range(0, len(prepared), JOBS_PER_SCRIPT_CALL):
-            keys = queue_keys + [k for ks in job_keys[i : i + JOBS_PER_SCRIPT_CALL] for k in ks]
-            calls.append((keys, head + prepared[i : i + JOBS_PER_SCRIPT_CALL]))
+            chunk = prepared[i : i + JOBS_PER_SCRIPT_CALL]
+            keys = queue_keys + [key for _, _, job_keys in chunk for key in job_keys]
+            calls.append((keys, head + [arg for _, arg, _ in chunk]))
         if self.settings.enqueue_min_replicas:
             replies = await enqueue_replicated(
                 self.redis,
                 self._enqueue,
                 calls,
-                job_ids,
+                [job_id for job_id, _, _ in prepared],
                 min_replicas=self.settings.enqueue_min_replicas,
                 timeout_ms=self.settings.enqueue_replicas_timeout_ms,
             )
@@ -370,12 +459,18 @@ async def _make_async(settings: QueueSettings, idempotency_ttl_s: int) -> AsyncC
 def is_entry_id(text: str) -> bool:
     """Whether ``text`` is a full stream entry id, ``<ms>-<seq>``; up to 19 digits each,
     so both fit the unsigned 64 bits Redis allows."""
-    return ENTRY_ID.match(text) is not None
+    return ENTRY_ID.fullmatch(text) is not None
 
 
 def _entries(reply: Any) -> list[tuple[str, dict[str, str]]]:
     """Stream entries as the decoded connection returns them (redis-py types them loosely)."""
     return cast(list[tuple[str, dict[str, str]]], reply or [])
+
+
+def _expired_as_error(outcome: Enqueued | Exception) -> Enqueued | Exception:
+    if isinstance(outcome, Enqueued) and outcome.state == EXPIRED:
+        return EnqueueExpired([outcome.job_id])
+    return outcome
 
 
 def _now_ms() -> int:

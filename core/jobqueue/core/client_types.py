@@ -7,8 +7,8 @@ enqueue script (`jobqueue.core.scripts.ENQUEUE`).
 
 from __future__ import annotations
 
-import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,9 +17,14 @@ from typing import Any
 import orjson
 
 from jobqueue.core.status import JobState
-from jobqueue.core.wire import CORE_FIELDS, MAX_PRIORITY, MIN_PRIORITY, Job
+from jobqueue.core.wire import CORE_FIELDS, MAX_PRIORITY, MIN_PRIORITY, Job, new_job_id
 
 MAX_IDEMPOTENCY_KEY_CHARS = 200
+JOB_ID_PATTERN = "[0-9A-Za-z_-]{1,64}"
+"""What a client-chosen job id may look like (a ULID fits; so does a UUID)."""
+_JOB_ID = re.compile(JOB_ID_PATTERN)
+INT64_MIN, UINT64_MAX = -(2**63), 2**64 - 1
+"""The integers a worker decodes exactly (orjson reads any other as a float)."""
 
 
 class InvalidNewJob(ValueError):
@@ -31,6 +36,15 @@ class InvalidNewJob(ValueError):
         self.reason = reason
 
 
+class EnqueueExpired(Exception):
+    """The jobs ``job_ids`` were not enqueued: their deadline (``not_after_ms``) had
+    passed by Redis's clock when the enqueue reached it."""
+
+    def __init__(self, job_ids: Sequence[str]) -> None:
+        super().__init__(f"not enqueued, deadline passed: {', '.join(job_ids)}")
+        self.job_ids = list(job_ids)
+
+
 @dataclass(frozen=True, slots=True)
 class NewJob:
     """A job to enqueue.
@@ -38,7 +52,10 @@ class NewJob:
     ``delay_s`` (seconds from now) or ``run_at`` (an aware datetime) make it a delayed
     job: it waits in the delayed set and reaches the stream no earlier than that time.
     ``idempotency_key``: a repeat with the same key within the client's idempotency TTL
-    enqueues nothing and answers the first job. ``extra``: more wire fields, kept as is.
+    enqueues nothing and answers the first job. ``job_id``: the job's id, chosen by the
+    caller (default: a fresh ULID); a repeat with an id whose status record still exists
+    enqueues nothing and answers that job, which makes retrying an enqueue whose outcome
+    is unknown safe. ``extra``: more wire fields, kept as is.
     """
 
     type: str
@@ -48,6 +65,7 @@ class NewJob:
     run_at: datetime | None = None
     idempotency_key: str | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
+    job_id: str | None = None
 
     def check(self) -> None:
         """Raise ValueError naming the first thing that makes this job unacceptable."""
@@ -66,6 +84,12 @@ class NewJob:
         key = self.idempotency_key
         if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY_CHARS:
             raise ValueError(f"'idempotency_key' must be 1..{MAX_IDEMPOTENCY_KEY_CHARS} characters")
+        if key is not None and not _is_utf8(key):
+            raise ValueError("'idempotency_key' must be text that encodes as UTF-8")
+        if self.job_id is not None and (
+            not isinstance(self.job_id, str) or not _JOB_ID.fullmatch(self.job_id)
+        ):
+            raise ValueError(f"'job_id' must match {JOB_ID_PATTERN}")
         clashing = sorted(CORE_FIELDS.intersection(self.extra))
         if clashing:
             raise ValueError(f"'extra' must not set wire fields {clashing}")
@@ -80,20 +104,44 @@ class NewJob:
         return 0
 
 
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # lone surrogates, e.g. undecodable bytes of a header
+        return False
+    return True
+
+
 def enqueue_arg(job: NewJob, now_ms: int) -> tuple[str, bytes]:
     """The job's id and the enqueue script's argument for it, a JSON array (layout in
-    `jobqueue.core.scripts`); ValueError when the job cannot be accepted."""
+    `jobqueue.core.scripts`); ValueError when the job cannot be accepted.
+
+    Whatever goes wrong with one job (a value that cannot be encoded, a date out of
+    range) is a ValueError about that job, so a batch can answer it alone."""
+    try:
+        return _enqueue_arg(job, now_ms)
+    except ValueError:
+        raise
+    except Exception as exc:  # e.g. TypeError/OverflowError from a value of a foreign type
+        raise ValueError(f"cannot be encoded: {type(exc).__name__}: {exc}") from None
+
+
+def _enqueue_arg(job: NewJob, now_ms: int) -> tuple[str, bytes]:
     job.check()
     extra = dict(job.extra)
     if job.idempotency_key is not None:
         extra["idempotency_key"] = job.idempotency_key
-    wire = Job(type=job.type, payload=dict(job.payload), priority=job.priority, extra=extra)
+    wire = Job(
+        type=job.type,
+        payload=dict(job.payload),
+        priority=job.priority,
+        extra=extra,
+        id=job.job_id or new_job_id(),
+    )
     try:
         fields = wire.fields()
-    except orjson.JSONEncodeError:
-        # orjson refuses integers beyond 64 bits; the standard library writes any JSON.
-        wire.payload_text = _stdlib_json(wire.payload)
-        fields = wire.fields()
+    except orjson.JSONEncodeError as exc:
+        raise ValueError(_unencodable_payload(wire.payload, exc)) from None
     due_ms = job.due_ms(now_ms)
     flat = [value for pair in fields.items() for value in pair]
     arg: list[Any] = [job.idempotency_key or "", wire.id, str(due_ms), "", wire.type]
@@ -117,11 +165,34 @@ def queued_record(fields: Mapping[str, str]) -> dict[str, str]:
     }
 
 
-def _stdlib_json(payload: dict[str, Any]) -> str:
-    try:
-        return json.dumps(payload, separators=(",", ":"), allow_nan=False)
-    except (ValueError, TypeError, RecursionError) as exc:
-        raise ValueError(f"'payload' cannot be encoded as JSON: {exc}") from None
+def _unencodable_payload(payload: Any, exc: Exception) -> str:
+    """Why ``payload`` cannot be written: a too-wide integer gets its path, since the
+    standard library could write it but no worker would read it back exactly."""
+    wide = _wide_int_path(payload, "payload")
+    if wide is not None:
+        return (
+            f"'{wide}' is an integer beyond 64 bits; workers read JSON integers exactly "
+            f"only within {INT64_MIN}..{UINT64_MAX}: send it as a string"
+        )
+    return f"'payload' cannot be encoded as JSON: {exc}"
+
+
+def _wide_int_path(value: Any, path: str, depth: int = 0) -> str | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return path if not INT64_MIN <= value <= UINT64_MAX else None
+    if depth > 256:  # orjson refuses deeper nesting anyway
+        return None
+    if isinstance(value, Mapping):
+        items: Any = value.items()
+    elif isinstance(value, list | tuple):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        found = _wide_int_path(item, f"{path}.{key}", depth + 1)
+        if found is not None:
+            return found
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from redis import exceptions as redis_errors
 from redis.asyncio import Redis as AsyncRedis
 from redis.asyncio.connection import parse_url
 from redis.backoff import ExponentialBackoff
@@ -125,6 +126,25 @@ def check_url(url: str) -> str:
     """``url`` when it can be used; else ConfigError saying why."""
     kind_of(url).check(url)
     return url
+
+
+REDIS_UNAVAILABLE = (
+    redis_errors.ConnectionError,  # includes BusyLoadingError (Redis still loading)
+    redis_errors.TimeoutError,
+    redis_errors.ReadOnlyError,  # a replica, or a failover in progress
+    redis_errors.OutOfMemoryError,
+    redis_errors.TryAgainError,
+)
+"""Redis unreachable, or up but refusing writes: no command's own fault, so every
+command of a round trip shares it and a caller may retry later."""
+REDIS_REFUSED = (
+    redis_errors.BusyLoadingError,
+    redis_errors.ReadOnlyError,
+    redis_errors.OutOfMemoryError,
+    redis_errors.TryAgainError,
+)
+"""Those of `REDIS_UNAVAILABLE` that Redis answers before a script writes anything;
+the others (a dropped connection, a timeout) leave it unknown whether it ran."""
 
 
 def async_redis(url: str, *, socket_timeout_s: float | None = 30.0) -> AsyncRedis:

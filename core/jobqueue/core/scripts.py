@@ -32,20 +32,38 @@ end
 
 # KEYS: stream, delayed (zset), delayed_jobs (hash), then per job its status record and,
 #       when it has an idempotency key, that key.
-# ARGV: status_ttl_s, idempotency_ttl_s, now_iso, now_ms, then one JSON array per job:
-#       [idempotency_key ('' = none), job_id, due_ms ('0' = now), run_at_iso, type,
-#       enqueued_at, [k1, v1, ..., kn, vn], delayed_json (only when delayed)]. One
-#       argument per job keeps the client's command packing cheap; cjson decoding it in
-#       Redis costs less than packing twenty arguments in Python.
+# ARGV: status_ttl_s, idempotency_ttl_s, now_iso, now_ms, not_after_ms ('0' = none), then
+#       one JSON array per job: [idempotency_key ('' = none), job_id, due_ms ('0' = now),
+#       run_at_iso, type, enqueued_at, [k1, v1, ..., kn, vn], delayed_json (only when
+#       delayed)]. One argument per job keeps the client's command packing cheap; cjson
+#       decoding it in Redis costs less than packing twenty arguments in Python.
+# A job whose idempotency key is known, or whose id already has a status record, is not
+# enqueued again: the answer is that job, marked duplicate. So a call repeated after a
+# lost reply (same ids) writes nothing twice. Past not_after_ms by Redis's clock the call
+# writes nothing and answers every job 'expired': a caller that gave up at its deadline
+# (and said "outcome unknown") is not contradicted by a write landing later.
 # Returns per job, flat: job_id, entry_id ('' when delayed or a duplicate), state ('' for
-# a duplicate: the caller reads the first job's record), duplicate ('1'/'0').
+# a duplicate: the caller reads the first job's record; 'expired'), duplicate ('1'/'0').
 ENQUEUE = """#!lua
 local stream, delayed, delayed_jobs = KEYS[1], KEYS[2], KEYS[3]
 local status_ttl, idem_ttl, now, now_ms = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local not_after = tonumber(ARGV[5])
 local call, decode = redis.call, cjson.decode
 local out = {}
+if not_after > 0 then
+  local time = call('TIME')
+  if tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000) > not_after then
+    for i = 6, #ARGV do
+      out[#out + 1] = decode(ARGV[i])[2]
+      out[#out + 1] = ''
+      out[#out + 1] = 'expired'
+      out[#out + 1] = '0'
+    end
+    return out
+  end
+end
 local k = 4
-for i = 5, #ARGV do
+for i = 6, #ARGV do
   local job = decode(ARGV[i])
   local idem, id, due_ms, run_at = job[1], job[2], job[3], job[4]
   local job_type, enqueued_at, fields = job[5], job[6], job[7]
@@ -57,6 +75,9 @@ for i = 5, #ARGV do
     k = k + 1
   end
   local existing = idem_key and call('GET', idem_key)
+  if not existing and call('EXISTS', status) == 1 then
+    existing = id
+  end
   if existing then
     out[#out + 1] = existing
     out[#out + 1] = ''

@@ -4,6 +4,10 @@
 module              concept
 ==================  =============================================================
 ``app``             `create_app` factory: settings, Redis, routes, middlewares
+``server``          serving until SIGTERM; JSON errors for unparseable requests
+``deadline``        every request's deadline: 503 with Retry-After, never a hang
+``batching``        concurrent single-job enqueues share a round trip, not outcomes
+``outcomes``        what an enqueue without a 202 says: not enqueued / unknown, ids
 ``routes_jobs``     ``/jobs``: enqueue one or a batch, status, cancel, stats
 ``routes_dead``     ``/dead``: list, replay, delete dead letters
 ``routes_meta``     ``/healthz``, ``/readyz``, ``/metrics``, ``/openapi.json``

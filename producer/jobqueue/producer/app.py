@@ -1,12 +1,11 @@
 """The producer's aiohttp application: `create_app` wires settings, Redis, the routes
-and the middlewares (metrics outermost, then JSON errors, then authentication)."""
+and the middlewares (metrics outermost, then JSON errors, the request deadline, then
+authentication)."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 
-import uvloop
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 from redis.asyncio import Redis as AsyncRedis
@@ -16,13 +15,12 @@ from jobqueue.producer import routes_dead, routes_jobs, routes_meta
 from jobqueue.producer.auth import TokenSet, auth_middleware
 from jobqueue.producer.batching import EnqueueBatcher
 from jobqueue.producer.context import BATCHER, CLIENT, JOB_TYPES, METRICS, OPENAPI, SETTINGS
+from jobqueue.producer.deadline import deadline_middleware
 from jobqueue.producer.errors import error_middleware
 from jobqueue.producer.job_types import JobTypes
 from jobqueue.producer.metrics import ProducerMetrics, metrics_middleware
 from jobqueue.producer.openapi import build_openapi
 from jobqueue.producer.settings import ProducerSettings
-
-log = logging.getLogger(__name__)
 
 
 def create_app(
@@ -36,7 +34,11 @@ def create_app(
     """
     settings = settings or ProducerSettings()
     metrics = ProducerMetrics()
-    middlewares: list[Middleware] = [metrics_middleware(metrics), error_middleware]
+    middlewares: list[Middleware] = [
+        metrics_middleware(metrics),
+        error_middleware,
+        deadline_middleware(settings.request_deadline_s),
+    ]
     if settings.auth_enabled:
         tokens = TokenSet(settings.auth_tokens, settings.auth_tokens_file)
         middlewares.append(auth_middleware(tokens))
@@ -73,24 +75,3 @@ async def _own_redis(app: web.Application) -> AsyncIterator[None]:
     app[BATCHER] = EnqueueBatcher(client)
     yield
     await client.aclose()
-
-
-def run(settings: ProducerSettings) -> None:
-    """Serve until SIGTERM/SIGINT, then finish in-flight requests (up to
-    ``shutdown_timeout_s``) before closing Redis."""
-    log.info(
-        "producer on http://%s:%d, stream %s, authentication %s",
-        settings.host,
-        settings.port,
-        settings.queue.stream,
-        "on" if settings.auth_enabled else "off",
-    )
-    web.run_app(
-        create_app(settings),
-        loop=uvloop.new_event_loop(),  # libuv: cheaper sockets and scheduling per request
-        host=settings.host,
-        port=settings.port,
-        shutdown_timeout=settings.shutdown_timeout_s,
-        access_log=logging.getLogger("aiohttp.access") if settings.access_log else None,
-        print=None,
-    )

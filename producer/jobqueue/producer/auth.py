@@ -98,7 +98,9 @@ def auth_middleware(tokens: TokenSet) -> Middleware:
 def authorised(header: str | None, accepted: Sequence[bytes]) -> bool:
     """Whether an ``Authorization`` header carries one of the ``accepted`` bearer tokens."""
     scheme, _, token = (header or "").partition(" ")
-    given = token.strip().encode()
+    # Bytes that are not UTF-8 arrive as lone surrogates: encoded back as they came,
+    # they simply match no token.
+    given = token.strip().encode("utf-8", "surrogateescape")
     if scheme.lower() != "bearer" or not given:
         return False
     found = False

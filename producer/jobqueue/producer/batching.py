@@ -3,18 +3,50 @@
 While one enqueue is on its way to Redis, the jobs of newer ``POST /jobs`` requests wait
 and then go together in the next call; an idle producer sends each job at once, so
 nothing waits for a timer. Under load this turns N round trips into about one, which
-is most of what a single-job request costs besides HTTP itself. Each job still gets its
-own answer (or its own error), in arrival order.
+is most of what a single-job request costs besides HTTP itself.
+
+Each job keeps its own outcome (`AsyncClient.enqueue_each`): a job that cannot be
+encoded or that Redis refuses answers its own request, never the others sharing the
+round trip. Each job also keeps its own deadline: one whose request gave up before it
+was sent is never sent (`NotSent`), and one that was sent when its deadline came is
+`OutcomeUnknown`; the script writes nothing once the call's deadline has passed by
+Redis's clock, so such a job lands only if Redis ran the call in time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
+import time
+from dataclasses import dataclass, field
 
-from jobqueue.core.client import AsyncClient, Enqueued, InvalidNewJob, NewJob
-from jobqueue.core.errors import EnqueueUnconfirmed
+from jobqueue.core.client import AsyncClient, Enqueued, NewJob
 
 MAX_JOBS_PER_CALL = 500
+NO_DEADLINE = float("inf")
+SWEEP_EVERY_S = 0.02
+"""Deadlines are checked by one timer for all requests, at most this often: a request
+may give up this much after its deadline, and no request pays for a timer of its own."""
+
+
+class NotSent(Exception):
+    """The deadline came before the job was handed to Redis: it was not enqueued."""
+
+
+class OutcomeUnknown(Exception):
+    """The deadline came while the job's call was with Redis: it may have been enqueued."""
+
+
+@dataclass(eq=False, slots=True)
+class _Waiting:
+    job: NewJob
+    deadline: float
+    """Loop time the request gives up."""
+    not_after_ms: int
+    """The same instant in epoch milliseconds, for Redis's clock."""
+    future: asyncio.Future[Enqueued | Exception] = field(repr=False)
+    sent: bool = False
 
 
 class EnqueueBatcher:
@@ -23,21 +55,51 @@ class EnqueueBatcher:
     def __init__(self, client: AsyncClient, max_jobs: int = MAX_JOBS_PER_CALL) -> None:
         self._client = client
         self._max_jobs = max_jobs
-        self._waiting: list[tuple[NewJob, asyncio.Future[Enqueued]]] = []
+        self._waiting: list[_Waiting] = []
         self._drainer: asyncio.Task[None] | None = None
+        self._deadlines: list[tuple[float, int, _Waiting]] = []
+        self._order = itertools.count()
+        self._sweeper: asyncio.TimerHandle | None = None
 
     @property
     def waiting(self) -> int:
         """Jobs not yet handed to Redis."""
         return len(self._waiting)
 
-    async def enqueue(self, job: NewJob) -> Enqueued:
-        """Enqueue one job; raises what enqueueing it raised (`InvalidNewJob`, Redis errors)."""
-        future: asyncio.Future[Enqueued] = asyncio.get_running_loop().create_future()
-        self._waiting.append((job, future))
+    async def enqueue(self, job: NewJob, deadline: float | None = None) -> Enqueued:
+        """Enqueue one job by ``deadline`` (loop time; None = no deadline). Raises what
+        enqueueing it raised (`InvalidNewJob`, Redis errors), or `NotSent` /
+        `OutcomeUnknown` when the deadline came first."""
+        loop = asyncio.get_running_loop()
+        if deadline is None:
+            item = _Waiting(job, NO_DEADLINE, 0, loop.create_future())
+        else:
+            not_after_ms = int((time.time() + deadline - loop.time()) * 1000)
+            item = _Waiting(job, deadline, not_after_ms, loop.create_future())
+            heapq.heappush(self._deadlines, (deadline, next(self._order), item))
+            if self._sweeper is None:
+                self._sweeper = loop.call_at(deadline, self._sweep)
+        self._waiting.append(item)
         if self._drainer is None:
             self._drainer = asyncio.create_task(self._drain())
-        return await future
+        outcome = await item.future
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def _sweep(self) -> None:
+        """Answer every job whose deadline has passed, then wait for the next one."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][0] <= now:
+            item = heapq.heappop(deadlines)[2]
+            if not item.future.done():
+                item.future.set_result(OutcomeUnknown() if item.sent else NotSent())
+        self._sweeper = None
+        if deadlines:
+            when = max(deadlines[0][0], now + SWEEP_EVERY_S)
+            self._sweeper = loop.call_at(when, self._sweep)
 
     async def _drain(self) -> None:
         try:
@@ -48,33 +110,25 @@ class EnqueueBatcher:
         finally:
             self._drainer = None
 
-    async def _send(self, batch: list[tuple[NewJob, asyncio.Future[Enqueued]]]) -> None:
-        while batch:
-            try:
-                results = await self._client.enqueue_many([job for job, _ in batch])
-            except InvalidNewJob as exc:
-                # Nothing was written: answer the bad job and send the others without it.
-                _, future = batch.pop(exc.index)
-                _settle(future, InvalidNewJob(0, exc.reason))
-                continue
-            except EnqueueUnconfirmed as exc:  # each caller hears of its own job only
-                for index, (_, future) in enumerate(batch):
-                    _settle(future, exc.only(index))
-                return
-            except Exception as exc:  # e.g. Redis unreachable: every job in it hears so
-                for _, future in batch:
-                    _settle(future, exc)
-                return
-            for (_, future), result in zip(batch, results, strict=True):
-                _settle(future, result)
+    async def _send(self, batch: list[_Waiting]) -> None:
+        # A request that went away or gave up is answered already: its job is not sent.
+        batch = [item for item in batch if not item.future.done()]
+        if not batch:
             return
-
-
-def _settle(future: asyncio.Future[Enqueued], outcome: Enqueued | BaseException) -> None:
-    # A request that went away (client disconnected) cancelled its future already.
-    if future.done():
-        return
-    if isinstance(outcome, BaseException):
-        future.set_exception(outcome)
-    else:
-        future.set_result(outcome)
+        for item in batch:
+            item.sent = True
+        deadlines = [item.not_after_ms for item in batch]
+        not_after_ms = 0 if 0 in deadlines else min(deadlines)
+        try:
+            # Nobody waits for the call past the last request's deadline: cancelling it
+            # drops its connection, so a hung Redis never stalls the jobs behind it.
+            last = max(item.deadline for item in batch)
+            async with asyncio.timeout_at(None if last == NO_DEADLINE else last):
+                outcomes = await self._client.enqueue_each(
+                    [item.job for item in batch], not_after_ms=not_after_ms
+                )
+        except Exception as exc:  # the call itself failed (or timed out): all hear it
+            outcomes = [exc] * len(batch)
+        for item, outcome in zip(batch, outcomes, strict=True):
+            if not item.future.done():
+                item.future.set_result(outcome)

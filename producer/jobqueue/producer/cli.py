@@ -53,10 +53,16 @@ def _check_type(job_type: str, payload: dict[str, Any]) -> None:
 @click.option("--priority", type=click.IntRange(1, 10), default=5, help="1..10, default 5.")
 @click.option("--delay", type=click.FloatRange(min=0), help="Seconds before it may run.")
 @click.option("--idempotency-key", help="Enqueue at most once under this key.")
+@click.option("--job-id", help="The job's id (default: a new ULID); a known id enqueues nothing.")
 @queue_options
 def enqueue(job_type: str, payload_json: str, **flags: Any) -> None:
-    """Enqueue COUNT jobs of JOB_TYPE with PAYLOAD_JSON straight into Redis."""
+    """Enqueue COUNT jobs of JOB_TYPE with PAYLOAD_JSON straight into Redis.
+
+    A lost reply is retried with the same job ids, so no job is enqueued twice; to retry
+    a failed command yourself, give --job-id (or --idempotency-key)."""
     settings = queue_settings(flags)
+    if flags["job_id"] is not None and flags["count"] != 1:
+        raise click.BadParameter("one job per id: use --count 1", param_hint="--job-id")
     payload = _payload(payload_json)
     try:
         _check_type(job_type, payload)
@@ -68,6 +74,7 @@ def enqueue(job_type: str, payload_json: str, **flags: Any) -> None:
         priority=flags["priority"],
         delay_s=flags["delay"],
         idempotency_key=flags["idempotency_key"],
+        job_id=flags["job_id"],
     )
     count: int = flags["count"]
     results = []

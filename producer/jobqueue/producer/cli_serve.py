@@ -39,7 +39,7 @@ LISTEN_ERRORS = (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES)
 @log_options
 def producer(log_level: str | None, log_format: str | None, **flags: Any) -> None:
     """Serve the HTTP producer API until SIGTERM, then finish in-flight requests."""
-    from jobqueue.producer.app import run  # aiohttp only for this command
+    from jobqueue.producer.server import run  # aiohttp only for this command
 
     try:
         settings = ProducerSettings.from_env()

@@ -40,9 +40,17 @@ def json_error(
     headers: Mapping[str, str] | None = None,
     job_ids: list[str] | None = None,
 ) -> web.Response:
-    """A JSON error response: ``{"error": error, "detail": detail}`` (and ``jobIds``)."""
-    body = ErrorBody(error=error, detail=detail, jobIds=job_ids).model_dump_json(exclude_none=True)
-    return web.Response(status=status, text=body, content_type="application/json", headers=headers)
+    """A JSON error response: ``{"error": error, "detail": detail}`` (and ``jobIds``, whose
+    outcome is then unknown)."""
+    body = ErrorBody(error=error, detail=detail, jobIds=job_ids)
+    if job_ids is not None:
+        body.outcome = "unknown"
+    return web.Response(
+        status=status,
+        text=body.model_dump_json(exclude_none=True),
+        content_type="application/json",
+        headers=headers,
+    )
 
 
 def invalid_job(issues: Iterable[tuple[str, str]]) -> web.Response:

@@ -7,6 +7,8 @@ follow SPEC §4 (``jobId``, ``streamEntryId``).
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
@@ -15,9 +17,12 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    TypeAdapter,
     model_validator,
 )
 from pydantic.config import JsonDict
+
+from jobqueue.core.client_types import JOB_ID_PATTERN
 
 MAX_DELAY_S = 366 * 24 * 3600
 """Longest delay accepted, in seconds (a year and a day)."""
@@ -33,6 +38,32 @@ def _whole_number(value: Any) -> Any:
 
 
 Priority = Annotated[int, BeforeValidator(_whole_number)]
+
+_LEAP_SECOND = re.compile(r"(\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:)60(\.\d+)?([Zz]|[+-]\d\d:\d\d)")
+
+
+def _rfc3339(value: Any) -> Any:
+    """RFC 3339 time, as OpenAPI's ``date-time`` promises: a leap second (``:60``) is
+    the instant after ``:59`` (Python's datetime has no second 60); a time Python cannot
+    hold in UTC is refused with a reason instead of failing later."""
+    if not isinstance(value, str):
+        return value  # strict validation refuses it, naming the field
+    leap = _LEAP_SECOND.fullmatch(value)
+    try:
+        if leap is None:
+            parsed = _AWARE.validate_strings(value, strict=True)
+        else:
+            base, fraction, zone = leap.groups()
+            parsed = _AWARE.validate_strings(f"{base}59{fraction or ''}{zone}", strict=True)
+            parsed += timedelta(seconds=1)
+        parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("out of range (years 1..9999 in UTC)") from None
+    return parsed
+
+
+_AWARE: TypeAdapter[datetime] = TypeAdapter(AwareDatetime)
+RunAt = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
 
 
 _NOT_BOTH_SCHEDULES: JsonDict = {
@@ -54,12 +85,22 @@ class JobIn(BaseModel):
     delay_seconds: float | None = Field(
         None, ge=0, le=MAX_DELAY_S, description="Run no earlier than this many seconds from now."
     )
-    run_at: AwareDatetime | None = Field(None, description="Run no earlier than this time.")
+    run_at: RunAt | None = Field(
+        None,
+        description="Run no earlier than this time (RFC 3339, years 0001..9999 in UTC; a leap"
+        " second counts as the next second).",
+    )
     idempotency_key: str | None = Field(
         None,
         min_length=1,
         max_length=200,
         description="A repeat with this key within its TTL enqueues nothing.",
+    )
+    job_id: str | None = Field(
+        None,
+        pattern=f"^{JOB_ID_PATTERN}$",
+        description="The job's id, chosen by the caller (default: a new ULID). A repeat"
+        " with an id the queue knows enqueues nothing: retrying with it is always safe.",
     )
 
     @model_validator(mode="after")
@@ -106,12 +147,17 @@ class InvalidJob(BaseModel):
 
 
 class ErrorBody(BaseModel):
-    """Any other error: a short reason, and a detail when one helps."""
+    """Any other error: a short reason, and a detail when one helps. An enqueue that got
+    no 202 says what became of its jobs: ``outcome`` is ``not_enqueued`` or ``unknown``
+    (it may have been enqueued: ``GET /jobs/{jobId}`` tells, and retrying with the same
+    ``job_id`` or idempotency key never enqueues it twice), with ``jobId`` (one job) or
+    ``jobIds`` (a batch)."""
 
     error: str
     detail: str | None = None
+    outcome: Literal["not_enqueued", "unknown"] | None = None
+    jobId: str | None = None
     jobIds: list[str] | None = None
-    """The jobs concerned, when an enqueue's outcome is unknown (503)."""
 
 
 class JobStatusOut(BaseModel):

@@ -12,10 +12,11 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from jobqueue.core.client_types import INT64_MIN, JOB_ID_PATTERN, UINT64_MAX
 from jobqueue.producer import models as m
 from jobqueue.producer.job_types import JobTypes
 from jobqueue.producer.routes_dead import ENTRY_ID_PATTERN, MAX_PAGE
-from jobqueue.producer.routes_jobs import IDEMPOTENCY_HEADER, JOB_ID_PATTERN
+from jobqueue.producer.routes_jobs import IDEMPOTENCY_HEADER
 
 REF = "#/components/schemas/{model}"
 
@@ -57,6 +58,17 @@ PAGE = [
         "schema": {"type": "string", "pattern": f"^{ENTRY_ID_PATTERN}$"},
     },
 ]
+JSON_VALUE_REF = {"$ref": REF.format(model="JsonValue")}
+JSON_VALUE = {
+    "description": "Any JSON value whose integers fit 64 bits (a worker reads no wider).",
+    "anyOf": [
+        {"type": ["null", "boolean", "string"]},
+        {"type": "number", "not": {"type": "integer"}},
+        {"type": "integer", "minimum": INT64_MIN, "maximum": UINT64_MAX},
+        {"type": "array", "items": JSON_VALUE_REF},
+        {"type": "object", "additionalProperties": JSON_VALUE_REF},
+    ],
+}
 E = m.ErrorBody
 OPERATIONS = [
     Operation("post", "/jobs", "Enqueue one job", {202: m.Accepted, 413: E, 422: m.InvalidJob},
@@ -92,6 +104,8 @@ def build_openapi(job_types: JobTypes, *, auth: bool) -> dict[str, Any]:
     schemas: dict[str, Any] = top["$defs"]
     schemas["JobIn"]["properties"]["type"]["enum"] = job_types.names
     schemas["JobIn"]["oneOf"] = [_payload_of(name, job_types) for name in job_types.names]
+    schemas["JobIn"]["properties"]["payload"]["additionalProperties"] = JSON_VALUE_REF
+    schemas["JsonValue"] = JSON_VALUE
     paths: dict[str, dict[str, Any]] = {}
     for op in OPERATIONS:
         paths.setdefault(op.path, {})[op.method] = _operation(op, auth)
@@ -109,12 +123,31 @@ def build_openapi(job_types: JobTypes, *, auth: bool) -> dict[str, Any]:
 
 def _payload_of(name: str, job_types: JobTypes) -> dict[str, Any]:
     """The branch of ``JobIn`` for one job type: that type, and its payload schema."""
-    payload = dict(job_types.schemas[name] or {})
+    payload = _bounded_integers(dict(job_types.schemas[name] or {}))
     payload.setdefault("type", "object")
     return {
         "properties": {"type": {"const": name}, "payload": payload},
         "required": ["type"],
     }
+
+
+def _bounded_integers(schema: Any) -> Any:
+    """``schema`` with the 64-bit range on every integer it declares or lets through: a
+    payload holding a wider one is refused (no worker could read it back exactly)."""
+    if isinstance(schema, list):
+        return [_bounded_integers(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    bounded = {key: _bounded_integers(value) for key, value in schema.items()}
+    kinds = schema.get("type")
+    if kinds == "integer" or (isinstance(kinds, list) and "integer" in kinds):
+        bounded.setdefault("minimum", INT64_MIN)
+        bounded.setdefault("maximum", UINT64_MAX)
+    if kinds == "object":
+        bounded.setdefault("additionalProperties", JSON_VALUE_REF)
+    if kinds == "array":
+        bounded.setdefault("items", JSON_VALUE_REF)
+    return bounded
 
 
 def _operation(op: Operation, auth: bool) -> dict[str, Any]:

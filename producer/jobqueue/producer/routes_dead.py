@@ -16,7 +16,7 @@ routes = web.RouteTableDef()
 DEFAULT_PAGE = 50
 MAX_PAGE = 500
 ENTRY_ID_PATTERN = "[0-9]{1,19}-[0-9]{1,19}"
-LIMIT = re.compile("^[0-9]{1,6}$")
+LIMIT = re.compile("[0-9]{1,6}")
 
 
 def _out(dead: DeadLetter) -> DeadLetterOut:
@@ -38,7 +38,7 @@ async def list_dead(request: web.Request) -> web.Response:
     if unknown:
         return json_error(400, "Invalid query", f"unknown parameters {unknown}")
     text = request.query.get("limit", str(DEFAULT_PAGE))
-    if not LIMIT.match(text) or not 1 <= int(text) <= MAX_PAGE:
+    if not LIMIT.fullmatch(text) or not 1 <= int(text) <= MAX_PAGE:
         return json_error(400, "Invalid query", f"'limit' must be an integer 1..{MAX_PAGE}")
     after = request.query.get("after")
     try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections import Counter
 from typing import Any, Literal
 
@@ -10,7 +12,10 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from jobqueue.core.client import InvalidNewJob, NewJob
+from jobqueue.core.client_types import JOB_ID_PATTERN
+from jobqueue.core.wire import new_job_id
 from jobqueue.producer.context import BATCHER, CLIENT, JOB_TYPES, METRICS, SETTINGS
+from jobqueue.producer.deadline import DEADLINE
 from jobqueue.producer.errors import invalid_job, json_error
 from jobqueue.producer.models import (
     BatchIn,
@@ -19,10 +24,11 @@ from jobqueue.producer.models import (
     JobStatusOut,
     StatsOut,
 )
+from jobqueue.producer.outcomes import ENQUEUE_FAILURES, enqueue_failed
 
 routes = web.RouteTableDef()
 IDEMPOTENCY_HEADER = "Idempotency-Key"
-JOB_ID_PATTERN = "[0-9A-Za-z_-]{1,64}"
+JSON_TYPE = "application/json"
 
 
 def json_response(model: BaseModel, status: int = 200) -> web.Response:
@@ -39,9 +45,20 @@ def _issues(exc: ValidationError, prefix: str = "") -> list[tuple[str, str]]:
     return issues
 
 
+def _is_json(content_type: str) -> bool:
+    return content_type == JSON_TYPE or (
+        content_type.startswith("application/") and content_type.endswith("+json")
+    )
+
+
 async def _json_body(request: web.Request) -> bytes:
     """The body, checked to be strict JSON first: orjson refuses NaN and Infinity, which
-    pydantic would let through into a payload."""
+    pydantic would let through into a payload. Only a JSON Content-Type is read: a form
+    or text/plain body is what a web page can send cross-site without asking (CORS)."""
+    if not _is_json(request.content_type):
+        raise web.HTTPUnsupportedMediaType(
+            text=f"send the body as {JSON_TYPE} (got {request.content_type})"
+        )
     body = await request.read()
     try:
         orjson.loads(body)
@@ -55,6 +72,13 @@ class _Invalid(Exception):
         self.issues = issues
 
 
+class _Failed(Exception):
+    """An enqueue that Redis's trouble stopped; ``response`` says what became of it."""
+
+    def __init__(self, response: web.Response) -> None:
+        self.response = response
+
+
 def _new_job(job: JobIn, idempotency_key: str | None) -> NewJob:
     return NewJob(
         type=job.type,
@@ -63,6 +87,8 @@ def _new_job(job: JobIn, idempotency_key: str | None) -> NewJob:
         delay_s=job.delay_seconds,
         run_at=job.run_at,
         idempotency_key=idempotency_key or job.idempotency_key,
+        # Chosen here, so an answer that is not a 202 can still name the job.
+        job_id=job.job_id or new_job_id(),
     )
 
 
@@ -72,6 +98,10 @@ def _header_key(request: web.Request, job: JobIn) -> str | None:
         return None
     if not 0 < len(key) <= 200:
         raise _Invalid([(IDEMPOTENCY_HEADER, "must be 1..200 characters")])
+    try:
+        key.encode()
+    except UnicodeEncodeError:  # bytes that are not UTF-8 arrive as lone surrogates
+        raise _Invalid([(IDEMPOTENCY_HEADER, "must be UTF-8 text")]) from None
     if job.idempotency_key is not None and job.idempotency_key != key:
         raise _Invalid([(IDEMPOTENCY_HEADER, "differs from the body's idempotency_key")])
     return key
@@ -83,14 +113,21 @@ async def _enqueue(
     """Enqueue and answer each job in the shape of `Accepted` (built as plain dicts: a big
     batch would spend more time building models than Redis spends enqueueing). A single
     job shares its round trip with those of concurrent requests (`EnqueueBatcher`)."""
+    deadline = request[DEADLINE]
     try:
         if batch:
-            results = await request.app[CLIENT].enqueue_many(jobs)
+            async with asyncio.timeout_at(deadline):
+                results = await request.app[CLIENT].enqueue_many(
+                    jobs, not_after_ms=_epoch_ms(deadline)
+                )
         else:
-            results = [await request.app[BATCHER].enqueue(job) for job in jobs]
+            results = [await request.app[BATCHER].enqueue(job, deadline) for job in jobs]
     except InvalidNewJob as exc:
         where = f"jobs.{exc.index}." if batch else ""
         raise _Invalid([(f"{where}payload", exc.reason)]) from None
+    except ENQUEUE_FAILURES as exc:
+        ids = [job.job_id or "" for job in jobs]
+        raise _Failed(enqueue_failed(ids, exc, batch=batch)) from None
     enqueued = Counter(job.type for job, r in zip(jobs, results, strict=True) if not r.duplicate)
     for job_type, count in enqueued.items():
         request.app[METRICS].enqueued.labels(job_type).inc(count)
@@ -104,6 +141,11 @@ async def _enqueue(
         }
         for r in results
     ]
+
+
+def _epoch_ms(deadline: float) -> int:
+    """The loop time ``deadline`` as epoch milliseconds (Redis's clock)."""
+    return int((time.time() + deadline - asyncio.get_running_loop().time()) * 1000)
 
 
 def _accepted_response(body: dict[str, Any]) -> web.Response:
@@ -124,6 +166,8 @@ async def post_job(request: web.Request) -> web.Response:
         return invalid_job(_issues(exc))
     except _Invalid as exc:
         return invalid_job(exc.issues)
+    except _Failed as exc:
+        return exc.response
     return _accepted_response(accepted)
 
 
@@ -148,6 +192,8 @@ async def post_batch(request: web.Request) -> web.Response:
         return invalid_job(_issues(exc))
     except _Invalid as exc:
         return invalid_job(exc.issues)
+    except _Failed as exc:
+        return exc.response
     return _accepted_response({"status": "accepted", "jobs": accepted})
 
 

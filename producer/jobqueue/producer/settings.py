@@ -6,7 +6,7 @@ Environment (flags of ``jobqueue producer`` win over it): the queue's variables 
 ``JOBQUEUE_AUTH_TOKENS_FILE`` (a mounted Secret: tokens separated by newlines or commas),
 ``JOBQUEUE_JOB_TYPES_FILE``, ``JOBQUEUE_MAX_BODY_BYTES``, ``JOBQUEUE_MAX_BATCH_JOBS``,
 ``JOBQUEUE_IDEMPOTENCY_TTL_S``, ``JOBQUEUE_SHUTDOWN_TIMEOUT_S``,
-``JOBQUEUE_PRODUCER_ACCESS_LOG``.
+``JOBQUEUE_PRODUCER_ACCESS_LOG``, ``JOBQUEUE_REQUEST_DEADLINE_S``.
 """
 
 from __future__ import annotations
@@ -43,6 +43,9 @@ class ProducerSettings:
     """How long SIGTERM waits for in-flight requests, in seconds."""
     access_log: bool = False
     """Log one line per request (logger ``aiohttp.access``, INFO)."""
+    request_deadline_s: float = 5.0
+    """Longest a request waits for Redis, in seconds; then it answers 503 (with the job
+    id and "outcome unknown" when an enqueue may have happened)."""
 
     @property
     def auth_enabled(self) -> bool:
@@ -67,7 +70,15 @@ class ProducerSettings:
             idempotency_ttl_s=env_value(env, "JOBQUEUE_IDEMPOTENCY_TTL_S", 24 * 3600, int),
             shutdown_timeout_s=env_value(env, "JOBQUEUE_SHUTDOWN_TIMEOUT_S", 30.0, float),
             access_log=env_value(env, "JOBQUEUE_PRODUCER_ACCESS_LOG", False, parse_bool),
+            request_deadline_s=env_value(env, "JOBQUEUE_REQUEST_DEADLINE_S", 5.0, _positive),
         )
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not 0 < value < float("inf"):
+        raise ValueError("must be a positive number of seconds")
+    return value
 
 
 def split_tokens(text: str) -> tuple[str, ...]:
