@@ -167,3 +167,15 @@ async def test_every_route_answers_503_by_its_deadline_while_redis_is_frozen(
         assert took < ANSWERED_WITHIN_S, (method, path)
     assert answers[0][1]["outcome"] == "unknown"
     assert answers[2][1]["error"] == "Deadline exceeded"
+
+
+async def test_the_openapi_document_says_how_to_retry_an_enqueue_safely(api: Api) -> None:
+    _, document = await api.call("GET", "/openapi.json")
+
+    post = document["paths"]["/jobs"]["post"]
+    assert "job_id" in post["responses"]["503"]["description"]
+    assert "415" in post["responses"]
+    job_in = document["components"]["schemas"]["JobIn"]["properties"]
+    assert "retrying with it is always safe" in job_in["job_id"]["description"]
+    error = document["components"]["schemas"]["ErrorBody"]["properties"]
+    assert {"outcome", "jobId", "jobIds"} <= set(error)

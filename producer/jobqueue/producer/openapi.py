@@ -58,6 +58,12 @@ PAGE = [
         "schema": {"type": "string", "pattern": f"^{ENTRY_ID_PATTERN}$"},
     },
 ]
+UNAVAILABLE = (
+    "Redis is unavailable or did not answer by the request's deadline; see Retry-After. An"
+    " enqueue says what became of its jobs: outcome not_enqueued or unknown, with jobId"
+    " (jobIds for a batch). Retrying with the same job_id (or idempotency key) never"
+    " enqueues a job twice; GET /jobs/{jobId} tells whether it was enqueued."
+)
 JSON_VALUE_REF = {"$ref": REF.format(model="JsonValue")}
 JSON_VALUE = {
     "description": "Any JSON value whose integers fit 64 bits (a worker reads no wider).",
@@ -71,10 +77,11 @@ JSON_VALUE = {
 }
 E = m.ErrorBody
 OPERATIONS = [
-    Operation("post", "/jobs", "Enqueue one job", {202: m.Accepted, 413: E, 422: m.InvalidJob},
+    Operation("post", "/jobs", "Enqueue one job",
+              {202: m.Accepted, 413: E, 415: E, 422: m.InvalidJob},
               m.JobIn, [IDEMPOTENCY]),
     Operation("post", "/jobs/batch", "Enqueue many jobs, all or nothing",
-              {202: m.BatchAccepted, 413: E, 422: m.InvalidJob}, m.BatchIn),
+              {202: m.BatchAccepted, 413: E, 415: E, 422: m.InvalidJob}, m.BatchIn),
     Operation("get", "/jobs/stats", "Queue length, lag, pending, delayed, dead letters",
               {200: m.StatsOut}),
     Operation("get", "/jobs/{job_id}", "A job's status", {200: m.JobStatusOut, 404: E},
@@ -159,7 +166,8 @@ def _operation(op: Operation, auth: bool) -> dict[str, Any]:
         statuses[503] = m.ErrorBody
     for status, model in sorted(statuses.items()):
         content = {"application/json": {"schema": {"$ref": REF.format(model=model.__name__)}}}
-        responses[str(status)] = {"description": op.summary, "content": content}
+        description = UNAVAILABLE if status == 503 else op.summary
+        responses[str(status)] = {"description": description, "content": content}
     operation: dict[str, Any] = {"summary": op.summary, "responses": responses}
     if op.parameters:
         operation["parameters"] = op.parameters
