@@ -65,6 +65,8 @@ def operator_port() -> Iterator[int]:
         started.set()
         try:
             await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            pass  # the fixture's end: this task is the thread's whole program
         finally:
             await runner.cleanup()
 
