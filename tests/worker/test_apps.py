@@ -31,7 +31,15 @@ async def test_the_demo_app_runs_its_four_job_types_and_rejects_bad_payloads(
 
 
 async def test_the_testing_app_registers_exactly_the_documented_types() -> None:
-    assert sorted(testing_app.handlers) == ["crash", "credit", "fail", "noop", "record", "sleep"]
+    assert sorted(testing_app.handlers) == [
+        "crash",
+        "credit",
+        "fail",
+        "hold",
+        "noop",
+        "record",
+        "sleep",
+    ]
     assert sorted(demo_app.handlers) == ["email", "report", "thumbnail", "webhook"]
 
 

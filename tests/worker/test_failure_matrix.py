@@ -173,7 +173,7 @@ def test_a_job_that_kills_its_worker_is_dead_lettered_instead_of_crash_looping(
     assert exits.count(137) <= 3
     [dead] = [fields for _, fields in sync_redis.xrange(DEAD)]
     assert dead["original_id"] == killer
-    assert dead["reason"].startswith("deliveries: delivered 3 times (max_deliveries=2)")
+    assert dead["reason"].startswith("deliveries: started 2 times by workers that died")
     assert sync_redis.hget("done", once) == "1"
     assert int(sync_redis.hget(CRASH_COUNTS_KEY, killer) or 0) == 2
     assert pending(sync_redis) == 0

@@ -96,3 +96,16 @@ def test_the_command_line_refuses_bad_input_with_a_usage_error() -> None:
     )
     assert result.exit_code == 2
     assert "JOBQUEUE_MAX_ATTEMPTS='lots' is invalid" in result.output
+
+
+@pytest.mark.parametrize("visibility_timeout_s", [0.5, 5.0, 30.0, 300.0])
+def test_a_dead_workers_entries_are_looked_for_within_a_second_of_their_timeout(
+    visibility_timeout_s: float,
+) -> None:
+    # a sweep every reclaim_interval_s takes an entry over at most that long after it
+    # went idle past the visibility timeout (it was 10 s at the default 30 s: issue 10)
+    s = WorkerSettings(visibility_timeout_s=visibility_timeout_s)
+    assert 0 < s.reclaim_interval_s <= 1.0
+    assert s.reclaim_interval_s <= visibility_timeout_s / 4
+    # and a live worker's claims are refreshed well within the timeout
+    assert s.heartbeat_interval_s <= visibility_timeout_s / 3

@@ -12,11 +12,14 @@ from redis.asyncio import Redis
 
 from jobqueue.core.keys import QueueKeys
 
-# KEYS[1] stream; ARGV[1] group, ARGV[2] consumer. 1 = deleted, 0 = kept (it holds entries).
+# KEYS: stream, started, solo; ARGV[1] group, ARGV[2] consumer. 1 = deleted, 0 = kept (it
+# holds entries). The consumer's crash-accounting records go with it.
 _DELETE_IF_IDLE = """#!lua
 local held = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
 if #held > 0 then return 0 end
 redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HDEL', KEYS[2], ARGV[2])
+redis.call('HDEL', KEYS[3], ARGV[2])
 return 1
 """
 
@@ -25,4 +28,7 @@ async def delete_consumer_if_idle(redis: Redis, keys: QueueKeys, consumer: str) 
     """Delete ``consumer`` from the queue's group if it holds no pending entry.
 
     Returns whether it was deleted."""
-    return bool(int(await redis.eval(_DELETE_IF_IDLE, 1, keys.stream, keys.group, consumer)))
+    reply = await redis.eval(
+        _DELETE_IF_IDLE, 3, keys.stream, keys.started, keys.solo, keys.group, consumer
+    )
+    return bool(int(reply))

@@ -10,7 +10,36 @@ keeps it: its keys are ``{tenant}:work:delayed`` and so on.
 
 With ``tag`` the stream's tag (``{jobs:work}``, or the name itself when it has one):
 
-========================  ==========  ========================================"""
+========================  ==========  ===============================================
+key                       type        holds
+========================  ==========  ===============================================
+``{stream}``              stream      jobs ready to run (SPEC §2 fields); the default
+                                      lane's stream when lanes are declared
+``{tag}:dead``            stream      dead letters (the default; ``dead_stream`` sets
+                                      another, e.g. the old default ``jobs:dead``)
+``{tag}:delayed``         sorted set  ids of delayed jobs and retries; score = due ms
+``{tag}:delayed:jobs``    hash        job id -> JSON object of its stream fields
+``{tag}:job:{id}``        hash        one job's status record (state, attempts, ...)
+``{tag}:health``          hash        consumer -> time of its last write probe
+``{tag}:idem:{k}``        string      job id enqueued under idempotency key ``k``
+``{tag}:lane:{name}``     stream      the ready jobs of priority lane ``name`` (all
+                                      but the default lane, which is ``{stream}``)
+``{tag}:started``         hash        consumer -> "<entry id> <token>": the last entry
+                                      it started, and which process (crash accounting)
+``{tag}:solo``            hash        consumer -> "<entry id> <token>": the suspect it
+                                      runs right now
+``{tag}:crashes``         hash        entry id -> deaths of workers that had started it
+                                      (only entries that crashed one)
+========================  ==========  ===============================================
+
+A `QueueKeys` is one slot: one stream with its lanes and keys. A partitioned queue is
+N of them (`partition_streams`): partition 0 is the queue's stream, partition ``i`` a
+stream of its own name chosen so that the N tags spread evenly over the slot space.
+
+Before 0.2 the derived keys had no hash tag (``jobs:work:delayed``, ...) and the dead
+letters defaulted to ``jobs:dead``; `LegacyKeys` names them for ``jobqueue
+migrate-keys`` (`jobqueue.core.migrate`).
+"""
 
 from __future__ import annotations
 
@@ -105,6 +134,22 @@ class QueueKeys:
     def idempotency(self, key: str) -> str:
         """String holding the job id first enqueued under an idempotency key."""
         return f"{self.tag}:idem:{key}"
+
+    @property
+    def started(self) -> str:
+        """Hash consumer -> last entry id it started and its process token
+        (`jobqueue.worker.crashes`)."""
+        return f"{self.tag}:started"
+
+    @property
+    def solo(self) -> str:
+        """Hash consumer -> the suspect entry it runs now, and its process token."""
+        return f"{self.tag}:solo"
+
+    @property
+    def crashes(self) -> str:
+        """Hash entry id -> how often a worker that had started it died."""
+        return f"{self.tag}:crashes"
 
     def lane(self, name: str) -> str:
         """Stream of a priority lane other than the default one (which is ``stream``)."""

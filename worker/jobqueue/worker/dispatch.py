@@ -5,9 +5,10 @@ pending list within ``concurrency``). Then, per entry:
 
 - fields gone (the entry was deleted while pending): acknowledged away;
 - breaks the wire format: dead-lettered with the reason (``malformed``);
-- delivered more than ``max_deliveries`` times (it keeps killing workers):
-  dead-lettered (``deliveries``);
-- otherwise marked ``running`` (one script call for the batch) and run as its own task.
+- started ``max_deliveries`` times by workers that then died (it keeps killing
+  workers, see `crashes`): dead-lettered (``deliveries``);
+- otherwise marked ``running`` (one script call for the batch) and run as its own task;
+  one suspect at a time (`solo`) if a worker died running it before.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class Dispatcher:
         spawn = partial(self._spawn, asyncio.get_running_loop())
         runnable: list[Delivery] = []
         held = self.inflight.deliveries
-        for entry_id, fields, deliveries in entries:
+        for entry_id, fields, crashes in entries:
             if entry_id in held:
                 continue
             delivery = Delivery(entry_id, fields)
@@ -62,17 +63,19 @@ class Dispatcher:
             except MalformedJob as exc:
                 spawn(delivery, self.outcomes.dead(delivery, "malformed", exc.reason))
                 continue
-            if deliveries > self.max_deliveries:
+            if crashes >= self.max_deliveries:
                 reason = (
-                    f"delivered {deliveries} times (max_deliveries={self.max_deliveries}):"
-                    " the job keeps killing its worker"
+                    f"started {crashes} times by workers that died"
+                    f" (max_deliveries={self.max_deliveries}): the job keeps killing its worker"
                 )
                 spawn(delivery, self.outcomes.dead(delivery, "deliveries", reason))
                 continue
+            delivery.crashes = crashes
             runnable.append(delivery)
         if runnable:
+            run, run_alone = self.executor.run, self.executor.run_alone
             for delivery in runnable:
-                spawn(delivery, self.executor.run(delivery))
+                spawn(delivery, run_alone(delivery) if delivery.crashes else run(delivery))
             # Queued after the tasks, so jobs that finish at once share the flush.
             self.outcomes.mark_running(runnable)
 

@@ -12,7 +12,8 @@ fails because Redis is unhealthy   not counted: runs again, same attempt, once R
 is cancelled by the client         cancelled
 =================================  =============================================
 
-A failure stays inside its own task: other jobs in flight never notice it.
+A failure stays inside its own task: other jobs in flight never notice it. Jobs that
+were running when a worker died run one at a time (`solo`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from jobqueue.worker.health import RedisHealth
 from jobqueue.worker.inflight import Delivery, InFlight
 from jobqueue.worker.outcomes import Outcomes
 from jobqueue.worker.settings import WorkerSettings
+from jobqueue.worker.solo import SoloGate
 
 log = logging.getLogger("jobqueue.worker")
 
@@ -49,6 +51,7 @@ class Executor:
         redis: AsyncRedis,
         outcomes: Outcomes,
         health: RedisHealth,
+        solo: SoloGate,
     ) -> None:
         self.app = app
         self.settings = settings
@@ -57,6 +60,7 @@ class Executor:
         self.health = health
         self.held = 0
         """Attempts not counted because Redis failed them, since start."""
+        self.solo = solo
         self.default_backoff = Backoff(base_s=settings.backoff_base_s, cap_s=settings.backoff_cap_s)
         # Sync handlers run here, off the event loop; one thread per slot at most.
         self.pool = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="jobqueue-job")
@@ -140,6 +144,11 @@ class Executor:
     def _log_fields(self, job: Job) -> dict[str, Any]:
         stream, attempt = self.settings.queue.stream, job.attempts + 1
         return job_fields(job.id, job.type, stream, attempt, trace_id=job.extra.get("trace_id"))
+
+    async def run_alone(self, delivery: Delivery) -> None:
+        """Run a suspect (a worker died running it) once no other suspect runs here."""
+        async with self.solo.alone(delivery):
+            await self.run(delivery)
 
     async def _failed(
         self,

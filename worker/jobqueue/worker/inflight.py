@@ -2,8 +2,11 @@
 
 This is the backpressure: the reader asks for at most `InFlight.free` entries, every
 entry it gets is registered here at once, and a slot is released only when the entry's
-outcome is acknowledged in Redis. So the worker's pending list never holds more than
-``concurrency`` entries, whatever the handlers do.
+outcome is acknowledged in Redis. A request that may deliver entries (a read, a drain,
+a reclaim) reserves its slots before it goes out and holds them until its entries are
+registered, so two of them on the wire at once (the reader's read-ahead and a reclaim
+sweep) never both count the same free slots. So the worker's pending list never holds
+more than ``concurrency`` entries, whatever the handlers do.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ class Delivery:
     """True while the handler runs; only then may a cancellation request stop it."""
     cancel_requested: bool = False
     """Set when the client asked to cancel this job (see docs/internals.md)."""
+    crashes: int = 0
+    """Workers that died running it (`crashes`): above 0 it is a suspect (`solo`)."""
 
 
 @dataclass(slots=True)
@@ -38,6 +43,8 @@ class InFlight:
 
     limit: int
     deliveries: dict[str, Delivery] = field(default_factory=dict)
+    reserved: int = 0
+    """Slots held for requests on the wire that may deliver entries."""
     _room: asyncio.Event = field(default_factory=asyncio.Event)
     _empty: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -52,7 +59,7 @@ class InFlight:
     @property
     def free(self) -> int:
         """How many more entries this worker may take now."""
-        return max(0, self.limit - len(self.deliveries))
+        return max(0, self.limit - len(self.deliveries) - self.reserved)
 
     def __contains__(self, entry_id: str) -> bool:
         return entry_id in self.deliveries
@@ -60,7 +67,7 @@ class InFlight:
     def add(self, delivery: Delivery) -> None:
         self.deliveries[delivery.entry_id] = delivery
         self._empty.clear()
-        if len(self.deliveries) >= self.limit:
+        if len(self.deliveries) + self.reserved >= self.limit:
             self._room.clear()
 
     def release(self, entry_ids: list[str]) -> None:
@@ -68,10 +75,28 @@ class InFlight:
         pop = self.deliveries.pop
         for entry_id in entry_ids:
             pop(entry_id, None)
-        if len(self.deliveries) < self.limit:
+        if len(self.deliveries) + self.reserved < self.limit:
             self._room.set()
         if not self.deliveries:
             self._empty.set()
+
+    def reserve(self, slots: int) -> None:
+        """Hold ``slots`` for a request that may deliver that many entries."""
+        self.reserved += slots
+        if len(self.deliveries) + self.reserved >= self.limit:
+            self._room.clear()
+
+    def reserve_free(self) -> int:
+        """Reserve every free slot; returns how many."""
+        slots = self.free
+        self.reserve(slots)
+        return slots
+
+    def unreserve(self, slots: int) -> None:
+        """The request's entries are registered (or it failed): drop its hold."""
+        self.reserved -= slots
+        if len(self.deliveries) + self.reserved < self.limit:
+            self._room.set()
 
     async def wait_for_room(self) -> None:
         await self._room.wait()

@@ -65,9 +65,9 @@ class ReadLoop:
         """Failed Redis calls since the last good read."""
         self.last_read_at = time.monotonic()
         self.drained = asyncio.Event()
-        """Set once this consumer's own pending entries were re-delivered after start;
-        reclaiming waits for it, so an entry is not claimed and drained at once (each
-        counts a delivery)."""
+        """Set while this consumer's own pending entries have been taken back since the
+        loop last (re)started; reclaiming waits for it, so a sweep does not take slots
+        the drain counts on."""
 
     async def run(self) -> None:
         try:
@@ -78,6 +78,7 @@ class ReadLoop:
     async def _run(self) -> None:
         while not self.stopping.is_set():
             self.reader.abandon()  # a restart begins from what Redis holds
+            self.drained.clear()  # no reclaim sweep while the drain takes free slots
             try:
                 await ensure_group(self.redis, self.settings.queue.keys)
                 await self.reader.drain_own(self._room)

@@ -18,6 +18,7 @@ meanwhile).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,12 +28,13 @@ from redis.exceptions import ConnectionError, ResponseError
 
 from jobqueue.core.keys import QueueKeys
 from jobqueue.worker import scripts
+from jobqueue.worker.crashes import CrashLedger
 from jobqueue.worker.hot_connection import Command, HotConnection
 from jobqueue.worker.inflight import InFlight
 from jobqueue.worker.outcomes import Flush, Outcomes
 
 Entry = tuple[str, dict[str, str], int]
-"""(entry id, fields, delivery count). Fields are empty for an entry deleted meanwhile."""
+"""(entry id, fields, crashes): how often a worker died running it (`crashes`)."""
 Dispatch = Callable[[list[Entry]], Awaitable[None]]
 REPLY_MARGIN_S = 10.0
 """How much longer than its ``BLOCK`` a read may take before the connection is
@@ -49,35 +51,27 @@ async def ensure_group(redis: AsyncRedis, keys: QueueKeys) -> None:
             raise
 
 
-async def delivery_counts(
-    redis: AsyncRedis, keys: QueueKeys, entry_ids: list[str]
-) -> dict[str, int]:
-    """How often each entry was delivered (``XPENDING`` per id, one pipeline)."""
-    async with redis.pipeline(transaction=False) as pipe:
-        for entry_id in entry_ids:
-            pipe.xpending_range(keys.stream, keys.group, min=entry_id, max=entry_id, count=1)
-        replies: list[list[dict[str, Any]]] = await pipe.execute()
-    return {row["message_id"]: int(row["times_delivered"]) for rows in replies for row in rows}
-
-
 def new_entries(reply: Any) -> list[Entry]:
-    """The entries of an ``XREADGROUP`` reply (RESP2, one stream), delivered once."""
+    """The entries of an ``XREADGROUP`` reply (RESP2, one stream), never started before."""
     if not reply:
         return []
     entries: list[Entry] = []
     for entry_id, flat in reply[0][1]:
         pairs = iter(flat or ())  # zip(pairs, pairs): name, value
-        entries.append((entry_id, dict(zip(pairs, pairs)), 1))  # noqa: B905
+        entries.append((entry_id, dict(zip(pairs, pairs)), 0))  # noqa: B905
     return entries
 
 
 @dataclass(slots=True)
 class _Read:
-    """A read on the wire, with the flush it carries."""
+    """A read on the wire, with the flush it carries and the slots it holds."""
 
     replies: asyncio.Future[list[Any]]
     flush: Flush | None
     count: int
+    """Entries asked for: slots reserved in `InFlight` until they are dispatched."""
+    flush_at: int
+    """Index of the flush's reply (after the start record when one went first)."""
 
 
 class Reader:
@@ -93,6 +87,7 @@ class Reader:
         block_ms: int,
         dispatch: Dispatch,
         outcomes: Outcomes,
+        ledger: CrashLedger,
     ) -> None:
         self.redis = redis
         self.hot = hot
@@ -102,30 +97,29 @@ class Reader:
         self.block_ms = block_ms
         self.dispatch = dispatch
         self.outcomes = outcomes
+        self.ledger = ledger
         self.batch_limit = max(1, (inflight.limit + 1) // 2)
         """Most entries one read asks for: half the capacity, so one batch can run
         while the next is on its way."""
         self._ahead: _Read | None = None
 
     async def drain_own(self, wait_for_room: Callable[[], Awaitable[bool]]) -> int:
-        """Deliver this consumer's pending entries again (after a restart); returns
-        how many. ``wait_for_room`` returns False when the worker is stopping."""
-        cursor, total = "0", 0
+        """Take this consumer's pending entries again (after a restart or a reconnect)
+        and dispatch those not running here; returns how many. ``wait_for_room``
+        returns False when the worker is stopping."""
+        cursor, total = "-", 0
         while await wait_for_room():
-            reply: Any = await self.redis.xreadgroup(
-                self.keys.group,
-                self.consumer,
-                {self.keys.stream: cursor},
-                count=self.inflight.free,
-            )
-            rows: list[tuple[str, dict[str, str] | None]] = reply[0][1] if reply else []
-            if not rows:
-                return total
-            cursor = rows[-1][0]
-            fresh = [(i, f or {}) for i, f in rows if i not in self.inflight]
-            counts = await delivery_counts(self.redis, self.keys, [i for i, _ in fresh])
-            await self.dispatch([(i, f, counts.get(i, 1)) for i, f in fresh])
+            count = self.inflight.reserve_free()
+            try:
+                cursor, taken = await self.ledger.take_own(cursor, count)
+                fresh = [entry for entry in taken if entry[0] not in self.inflight]
+                await self.dispatch(fresh)
+            finally:
+                self.inflight.unreserve(count)
             total += len(fresh)
+            if cursor == "0-0":
+                self.ledger.drained()
+                return total
         return total
 
     @property
@@ -136,24 +130,32 @@ class Reader:
     async def read_new(self, *, read_ahead: bool = True) -> int:
         """Take one batch of never-delivered entries (the read sent ahead, or a new
         one) and dispatch it; returns how many arrived. If the batch was full and
-        ``read_ahead``, the next read is on the wire before the batch is dispatched."""
+        ``read_ahead``, the next read is on the wire before the batch is dispatched.
+        Either way the batch's start record goes out before its handlers run."""
         read, self._ahead = self._ahead, None
         if read is None:
             await self.hot.connect()
-            read = self._send(arriving=0, may_block=True)
+            read = self._send(may_block=True)
             if read is None:
                 return 0
-        reply, landed = await self._receive(read)
-        arrived = len(reply[0][1]) if reply else 0
         try:
-            if read_ahead and arrived and arrived == read.count:
-                # First thing: Redis starts on the next batch. The flush that just landed
-                # frees its slots right after (bookkeeping), so they count here already.
-                self._ahead = self._send_ahead(arrived, landed.freed if landed else 0)
+            reply, landed = await self._receive(read)
+            rows: list[Any] = reply[0][1] if reply else []
+            arrived = len(rows)
+            start = self.ledger.start_command(rows[-1][0]) if arrived else None
+            try:
+                if read_ahead and arrived and arrived == read.count:
+                    # First thing: Redis starts on the next batch. The flush that just
+                    # landed frees its slots right after (bookkeeping), so they count here.
+                    self._ahead = self._send_ahead(landed.freed if landed else 0, start)
+                elif start is not None:
+                    self._send_alone(start)
+            finally:
+                if landed is not None:
+                    self.outcomes.release(landed)
+            await self.dispatch(new_entries(reply))
         finally:
-            if landed is not None:
-                self.outcomes.release(landed)
-        await self.dispatch(new_entries(reply))
+            self.inflight.unreserve(read.count)
         return arrived
 
     def abandon(self) -> None:
@@ -163,36 +165,52 @@ class Reader:
         if read is not None:
             self.hot.close()
             read.replies.cancel()
+            self.inflight.unreserve(read.count)
             if read.flush is not None:
                 self.outcomes.put_back(read.flush)
 
-    def _send_ahead(self, arriving: int, landed: int) -> _Read | None:
+    def _send_ahead(self, landed: int, start: Command | None) -> _Read | None:
         try:
-            return self._send(arriving, may_block=False, landed=landed)
+            read = self._send(may_block=False, landed=landed, start=start)
+            if read is None and start is not None:
+                self._send_alone(start)
+            return read
         except ConnectionError:
             return None  # the next read_new reconnects, or reports the outage
 
-    def _send(self, arriving: int, *, may_block: bool, landed: int = 0) -> _Read | None:
-        """Send the queued flush (if any) and a read for the slots free once it,
-        ``arriving`` entries, and ``landed`` slots about to be freed are counted;
-        blocking only when it carries no flush."""
+    def _send_alone(self, command: Command) -> None:
+        """Write ``command`` without waiting for its reply (a start record: if it is
+        lost with the connection, one crash of its batch goes uncounted)."""
+        with contextlib.suppress(ConnectionError):
+            self.hot.send(command).add_done_callback(_ignore_reply)
+
+    def _send(
+        self, *, may_block: bool, landed: int = 0, start: Command | None = None
+    ) -> _Read | None:
+        """Send ``start`` (a start record), the queued flush (if any) and a read for
+        the slots free once the flush and ``landed`` slots about to be freed are
+        counted; blocking only when it carries no flush. The slots the read asks for
+        are reserved until `read_new` has dispatched its entries."""
         flush = self.outcomes.take_flush()
-        count = self.inflight.free - arriving + landed + (flush.freed if flush else 0)
-        count = min(count, self.batch_limit)
-        commands: list[Command] = []
+        inflight = self.inflight
+        count = inflight.limit - inflight.count - inflight.reserved
+        count = min(count + landed + (flush.freed if flush else 0), self.batch_limit)
+        if flush is None and count <= 0:
+            return None
+        commands: list[Command] = [] if start is None else [start]
         if flush is not None:
             commands.append(("EVAL", scripts.FLUSH, len(flush.keys), *flush.keys, *flush.args))
         if count > 0:
             commands.append(self._xreadgroup(count, block=may_block and flush is None))
-        if not commands:
-            return None
         try:
             replies = self.hot.send(*commands)
         except BaseException:
             if flush is not None:
                 self.outcomes.put_back(flush)
             raise
-        return _Read(replies, flush, max(count, 0))
+        count = max(count, 0)
+        inflight.reserve(count)
+        return _Read(replies, flush, count, 0 if start is None else 1)
 
     async def _receive(self, read: _Read) -> tuple[Any, Flush | None]:
         """The read's ``XREADGROUP`` reply, and its flush, landed but not released."""
@@ -203,7 +221,7 @@ class Reader:
                 self.outcomes.put_back(read.flush)
             raise
         if read.flush is not None:
-            self.outcomes.landed(read.flush, replies[0])
+            self.outcomes.landed(read.flush, replies[read.flush_at])
         reply = replies[-1] if read.count else None
         if isinstance(reply, Exception):
             if read.flush is not None:
@@ -228,3 +246,9 @@ class Reader:
                 ">",
             )
         return ("XREADGROUP", "GROUP", group, consumer, "COUNT", count, "STREAMS", stream, ">")
+
+
+def _ignore_reply(future: asyncio.Future[list[Any]]) -> None:
+    # Retrieved so asyncio does not log it: a lost start record only loses a count.
+    if not future.cancelled():
+        future.exception()

@@ -1,11 +1,12 @@
-"""Taking over entries whose consumer went quiet, with ``XAUTOCLAIM``.
+"""Taking over entries whose consumer went quiet.
 
 An entry idle in any consumer's pending list for longer than the visibility timeout
 belongs to a worker that died (a live worker refreshes the claims of its jobs, see
-`heartbeat`). The sweep follows XAUTOCLAIM's cursor through the whole pending list but
-claims no more than this worker's free capacity. Each claimed entry is handed on with
-its delivery count, so a job that keeps killing workers is dead-lettered instead of
-being retried forever.
+`heartbeat`). The sweep pages through the whole pending list but claims no more than
+this worker's free capacity (reserved while the claim is on the wire). It claims with
+`CrashLedger.take_idle`, which also blames the entries the dead worker had started, so
+each claimed entry is handed on with how often a worker died running it and a job that
+keeps killing workers is dead-lettered instead of being retried forever.
 
 Consumers left behind by pods that no longer exist are removed from the group, but only
 once they hold nothing (checked and deleted in one script, so an entry is never dropped).
@@ -14,15 +15,15 @@ once they hold nothing (checked and deleted in one script, so an entry is never 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from redis.asyncio import Redis as AsyncRedis
 
 from jobqueue.core.consumers import delete_consumer_if_idle
 from jobqueue.core.keys import QueueKeys
+from jobqueue.worker.crashes import CrashLedger
 from jobqueue.worker.inflight import InFlight
 from jobqueue.worker.metrics import WorkerMetrics
-from jobqueue.worker.reader import Dispatch, delivery_counts
+from jobqueue.worker.reader import Dispatch
 
 log = logging.getLogger("jobqueue.worker")
 
@@ -39,6 +40,7 @@ class Reclaimer:
         metrics: WorkerMetrics,
         visibility_timeout_s: float,
         dispatch: Dispatch,
+        ledger: CrashLedger,
     ) -> None:
         self.redis = redis
         self.keys = keys
@@ -47,27 +49,23 @@ class Reclaimer:
         self.metrics = metrics
         self.min_idle_ms = int(visibility_timeout_s * 1000)
         self.dispatch = dispatch
+        self.ledger = ledger
 
     async def sweep(self) -> int:
         """Claim idle entries up to the free capacity; returns how many were claimed."""
-        cursor, claimed = "0-0", 0
+        cursor, claimed = "-", 0
         while self.inflight.free > 0:
-            reply: list[Any] = await self.redis.xautoclaim(
-                self.keys.stream,
-                self.keys.group,
-                self.consumer,
-                min_idle_time=self.min_idle_ms,
-                start_id=cursor,
-                count=self.inflight.free,
-            )
-            cursor, rows = reply[0], reply[1]
-            fresh = [(i, f or {}) for i, f in rows if i is not None and i not in self.inflight]
-            if fresh:
-                counts = await delivery_counts(self.redis, self.keys, [i for i, _ in fresh])
-                log.info("reclaimed %d idle entries", len(fresh))
-                self.metrics.reclaimed.inc(len(fresh))
-                await self.dispatch([(i, f, counts.get(i, 1)) for i, f in fresh])
-                claimed += len(fresh)
+            count = self.inflight.reserve_free()
+            try:
+                cursor, taken = await self.ledger.take_idle(self.min_idle_ms, cursor, count)
+                fresh = [entry for entry in taken if entry[0] not in self.inflight]
+                if fresh:
+                    log.info("reclaimed %d idle entries", len(fresh))
+                    self.metrics.reclaimed.inc(len(fresh))
+                    await self.dispatch(fresh)
+            finally:
+                self.inflight.unreserve(count)
+            claimed += len(fresh)
             if cursor == "0-0":
                 break
         return claimed

@@ -25,6 +25,7 @@ from redis.exceptions import InvalidResponse, ResponseError
 from jobqueue.core import redis_errors
 from jobqueue.core.connection import async_redis
 from jobqueue.worker.app import App
+from jobqueue.worker.crashes import CrashLedger
 from jobqueue.worker.dispatch import Dispatcher
 from jobqueue.worker.execution import Executor, cancel_overdue
 from jobqueue.worker.health import RedisHealth
@@ -40,6 +41,7 @@ from jobqueue.worker.reader import Reader
 from jobqueue.worker.reclaim import Reclaimer
 from jobqueue.worker.resilience import ACCESS_DENIED_ERRORS, TRANSIENT_ERRORS, vanished
 from jobqueue.worker.settings import WorkerSettings
+from jobqueue.worker.solo import UNAVAILABLE, SoloGate
 from jobqueue.worker.trim import Trimmer
 
 log = logging.getLogger("jobqueue.worker")
@@ -48,6 +50,8 @@ REAP_ROUNDS, REAP_WAIT_S = 10, 1.0
 EXIT_OK, EXIT_BEYOND_REPAIR, EXIT_CONFIG, EXIT_ACCESS_DENIED = 0, 1, 2, 3
 FINAL_FLUSH_TIMEOUT_S = 5.0
 """Longest wait at shutdown for the last acknowledgements, seconds."""
+HOUSEKEEPING_EVERY = 10
+"""Reclaim sweeps between two prunings of departed consumers and stale crash counts."""
 TIMEOUT_TICK_S = 0.1
 """How often handlers past their timeout are looked for: a job's timeout is honoured
 within this many seconds."""
@@ -102,10 +106,14 @@ class Worker:
             self.redis, keys, settings.queue.status_ttl_s, self.metrics, self.inflight.release
         )
         self.health = RedisHealth(self.redis, keys, settings.consumer)
-        self.executor = Executor(app, settings, self.redis, self.outcomes, self.health)
+        consumer = settings.consumer
+        self.ledger = CrashLedger(self.redis, keys, consumer)
+        self.solo = SoloGate(self.ledger)
+        self.executor = Executor(
+            app, settings, self.redis, self.outcomes, self.health, self.solo
+        )
         self.dispatcher = Dispatcher(settings, self.inflight, self.executor, self.outcomes)
         dispatch = self.dispatcher.dispatch
-        consumer = settings.consumer
         self.hot = HotConnection(settings.queue.redis_url, name=f"jobqueue-worker:{consumer}")
         reader = Reader(
             self.redis,
@@ -116,6 +124,7 @@ class Worker:
             settings.block_ms,
             dispatch,
             self.outcomes,
+            self.ledger,
         )
         self.read_loop = ReadLoop(
             self.redis, settings, reader, self.inflight, self.stopping, self.health
@@ -128,6 +137,7 @@ class Worker:
             self.metrics,
             settings.visibility_timeout_s,
             dispatch,
+            self.ledger,
         )
         self.promoter = Promoter(self.redis, keys, settings.queue.status_ttl_s)
         self.heartbeat = Heartbeat(self.redis, keys, consumer, self.inflight)
@@ -135,6 +145,7 @@ class Worker:
         self.http = SideServer(self.redis, self.metrics, self.read_loop, self.health)
         self.access_denied = False
         """Set when Redis refused access for too long: the exit code says so."""
+        self._sweeps = 0
 
     async def run(self, *, handle_signals: bool = True, early: EarlyStop | None = None) -> int:
         """Run until stopped (signal, `stop`, or burst done); returns the exit code.
@@ -182,6 +193,7 @@ class Worker:
             code = EXIT_ACCESS_DENIED
         await self._drain_in_flight(s.grace_period_s)
         await self.outcomes.flush_left(FINAL_FLUSH_TIMEOUT_S)
+        await self._forget_starts()
         self.closing.set()
         self.outcomes.stop()
         await reap([*periodic, acks, watching])
@@ -240,12 +252,24 @@ class Worker:
         if self.health.ok:  # a Redis refusing writes gets no new work to hold
             await self.promoter.promote_due()
 
+    async def _forget_starts(self) -> None:
+        """A graceful stop: what this worker leaves pending was not killed by a crash,
+        so no job of it is blamed when another worker takes it over (`crashes`)."""
+        try:
+            async with asyncio.timeout(FINAL_FLUSH_TIMEOUT_S):
+                await self.ledger.forget()
+        except UNAVAILABLE as exc:
+            log.warning("could not clear this worker's start records: %s", exc)
+
     async def _reclaim(self) -> None:
         if not (self.read_loop.drained.is_set() and self.health.ok):
             return
         await self.reclaimer.sweep()
-        idle_ms = int(max(10 * self.settings.visibility_timeout_s, 300) * 1000)
-        await self.reclaimer.prune_consumers(idle_ms)
+        self._sweeps += 1
+        if self._sweeps % HOUSEKEEPING_EVERY == 0:
+            idle_ms = int(max(10 * self.settings.visibility_timeout_s, 300) * 1000)
+            await self.reclaimer.prune_consumers(idle_ms)
+            await self.ledger.prune()
 
     async def _cancel_overdue(self) -> None:
         if cancel_overdue(self.inflight, time.monotonic()):

@@ -15,6 +15,9 @@ from jobqueue.core.errors import ConfigError
 from jobqueue.core.settings import QueueSettings, env_value, parse_bool
 
 DEFAULT_HTTP_PORT = 8081
+MAX_RECLAIM_INTERVAL_S = 1.0
+"""Longest pause between reclaim sweeps, seconds: bounds how late past its visibility
+timeout a dead worker's entry is taken over."""
 
 
 def default_consumer(environ: Mapping[str, str]) -> str:
@@ -96,8 +99,10 @@ class WorkerSettings:
 
     @property
     def reclaim_interval_s(self) -> float:
-        """How often idle entries of other consumers are looked for, seconds."""
-        return min(self.visibility_timeout_s / 2, 10.0)
+        """How often idle entries of other consumers are looked for, seconds: a dead
+        worker's entries are taken over at most this long after their visibility
+        timeout ran out (the sweep itself is one script call per page)."""
+        return min(self.visibility_timeout_s / 4, MAX_RECLAIM_INTERVAL_S)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> WorkerSettings:

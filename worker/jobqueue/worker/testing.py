@@ -5,8 +5,8 @@ type          payload                         does
 ============  ==============================  ==========================================
 ``record``    ``{"into": KEY}``               ``HINCRBY KEY <job id> 1``
 ``noop``      anything                        nothing
-``sleep``     ``{"ms": N, "into": KEY?}``     sleeps N milliseconds (asyncio), then records
-                                              like ``record`` when ``into`` is given
+``sleep``     ``{"ms": N, "into": KEY?,       sleeps N milliseconds (asyncio), then records
+              "starts": KEY?}``               like ``record``; ``starts`` as for ``hold``
 ``fail``      ``{"times": N?, "into": KEY?}`` fails while attempts made < N, then records
                                               like ``record``; no ``times``: always fails
 ``crash``     ``{"times": N?, "into": KEY?}`` ``os._exit(137)`` on the first N deliveries
@@ -16,6 +16,11 @@ type          payload                         does
                                               *after* its effect on the first
                                               ``fail_after`` attempts (the idempotency
                                               pattern of the README)
+``hold``      ``{"until": KEY, "into": KEY?,  waits until KEY exists (polled every 50 ms,
+                                              through dropped connections),
+              "starts": KEY?}``               then records like ``record``; ``starts``:
+                                              ``RPUSH KEY "<job id> <attempt> <pid>
+                                              <epoch s>"`` at its start
 ============  ==============================  ==========================================
 """
 
@@ -25,11 +30,14 @@ import asyncio
 import os
 from typing import Any
 
+from redis.exceptions import ConnectionError, TimeoutError
+
 from jobqueue.core.errors import Fatal
 from jobqueue.worker.app import App, JobContext
 
 app = App("jobqueue-testing")
 
+HOLD_POLL_S = 0.05
 CRASH_COUNTS_KEY = "jobqueue:testing:crashes"
 """Hash job id -> how often a ``crash`` job was delivered (survives the crashes)."""
 
@@ -64,8 +72,18 @@ async def noop(ctx: JobContext) -> None:
     return None
 
 
+async def _started(ctx: JobContext) -> None:
+    starts = ctx.payload.get("starts")
+    if starts is None:
+        return
+    if not isinstance(starts, str) or not starts:
+        raise Fatal(f"payload field 'starts' must be a key name, got {starts!r}")
+    await ctx.redis.rpush(starts, f"{ctx.job.id} {os.getpid()}")
+
+
 @app.handler("sleep")
 async def sleep(ctx: JobContext) -> None:
+    await _started(ctx)
     await asyncio.sleep((_int(ctx.payload, "ms") or 0) / 1000)
     await _record(ctx)
 
@@ -100,6 +118,22 @@ async def credit(ctx: JobContext) -> None:
     await ctx.redis.eval(CREDIT_ONCE, 2, *keys, ctx.job_id, amount, APPLIED_TTL_S)
     if ctx.job.attempts < (_int(ctx.payload, "fail_after") or 0):
         raise RuntimeError(f"failing after the effect (attempt {ctx.attempt})")
+
+
+@app.handler("hold", timeout_s=3600)
+async def hold(ctx: JobContext) -> None:
+    until = ctx.payload.get("until")
+    if not isinstance(until, str) or not until:
+        raise Fatal(f"hold needs payload field 'until' (a key name), got {until!r}")
+    await _started(ctx)
+    while True:
+        try:
+            if await ctx.redis.exists(until):
+                break
+        except (ConnectionError, TimeoutError):
+            pass  # a dropped connection (the chaos tests kill them) is no reason to fail
+        await asyncio.sleep(HOLD_POLL_S)
+    await _record(ctx)
 
 
 @app.handler("crash")

@@ -1,0 +1,61 @@
+"""Suspects run one at a time: a job that was running when a worker died.
+
+A worker that dies takes every job it was running with it, and crash accounting
+(`crashes`) cannot tell which of them killed it, so each job it had started is blamed
+once and becomes a *suspect*. A worker runs its suspects one at a time, and before a
+suspect's handler starts it records the suspect in Redis (``{stream}:solo``). A death
+then blames that one suspect and the jobs that were not suspects yet, never the
+suspects waiting for their turn. So each innocent job is blamed at most once for
+someone else's crash, while a poison job is blamed for every crash it causes and
+reaches ``max_deliveries``.
+
+Jobs that are no suspects keep running beside a suspect: a poison job costs the worker
+its other jobs' progress on each crash, not its throughput in between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from jobqueue.worker.crashes import CrashLedger
+from jobqueue.worker.inflight import Delivery
+from jobqueue.worker.resilience import TRANSIENT_ERRORS
+
+log = logging.getLogger("jobqueue.worker")
+UNAVAILABLE: tuple[type[Exception], ...] = (TimeoutError, *TRANSIENT_ERRORS)
+END_TIMEOUT_S = 5.0
+"""Longest wait for the end of a suspect's run to be recorded, seconds (with Redis
+away, the stale record only spares the next crash's suspect one count)."""
+
+
+class SoloGate:
+    """Lets this worker's suspects run one at a time, each recorded while it runs."""
+
+    def __init__(self, ledger: CrashLedger) -> None:
+        self.ledger = ledger
+        self._turn = asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def alone(self, delivery: Delivery) -> AsyncIterator[None]:
+        """Run the body as this worker's only running suspect, recorded in Redis."""
+        async with self._turn:
+            await self.ledger.begin_solo(delivery.entry_id)
+            log.info(
+                "entry %s: a worker died running it %d time(s); running it as the suspect",
+                delivery.entry_id,
+                delivery.crashes,
+            )
+            try:
+                yield
+            finally:
+                await self._end()
+
+    async def _end(self) -> None:
+        try:
+            async with asyncio.timeout(END_TIMEOUT_S):
+                await self.ledger.end_solo()
+        except UNAVAILABLE:
+            log.warning("could not record the end of a suspect's run (Redis unavailable)")
