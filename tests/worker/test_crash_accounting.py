@@ -19,7 +19,9 @@ import redis
 from redis.asyncio import Redis as AsyncRedis
 from support.worker_process import WorkerProcess
 from worker.conftest import (
+    DEAD,
     GROUP,
+    KEYS,
     STREAM,
     dead_letters,
     enqueue,
@@ -29,13 +31,12 @@ from worker.conftest import (
     settings_for,
 )
 
-from jobqueue.core.keys import QueueKeys
 from jobqueue.core.wire import new_job_id
 from jobqueue.worker.crashes import CrashLedger
 from jobqueue.worker.testing import app as testing_app
 
 QUICK = ("--visibility-timeout-s", "2", "--grace-period-s", "10")
-CRASHES = f"{STREAM}:crashes"
+CRASHES = KEYS.crashes
 Spawn = Callable[..., WorkerProcess]
 
 
@@ -70,7 +71,7 @@ def wait_for(check: Callable[[], bool], what: str, timeout_s: float = 60.0) -> N
 
 
 def states(client: redis.Redis, ids: list[str]) -> list[str | None]:
-    return [client.hget(f"{STREAM}:job:{i}", "state") for i in ids]
+    return [client.hget(KEYS.status(i), "state") for i in ids]
 
 
 def times_delivered(client: redis.Redis) -> list[int]:
@@ -112,7 +113,7 @@ def test_reconnects_then_a_kill_do_not_dead_letter_the_jobs_that_were_running(
     sync_redis.set("go", 1)
     # then every job succeeds: one death was blamed on each, not six deliveries
     wait_for(lambda: states(sync_redis, ids) == ["succeeded"] * 4, "the jobs to succeed")
-    assert sync_redis.xlen("jobs:dead") == 0, b.output()
+    assert sync_redis.xlen(DEAD) == 0, b.output()
     assert sync_redis.hgetall("done") == dict.fromkeys(ids, "1")
 
 
@@ -132,7 +133,7 @@ def test_a_gracefully_stopped_workers_jobs_are_not_blamed(
     sync_redis.set("go", 1)
     # then it runs to success: a graceful stop is no crash
     wait_for(lambda: states(sync_redis, [job_id]) == ["succeeded"], "the job to succeed")
-    assert sync_redis.xlen("jobs:dead") == 0, b.output()
+    assert sync_redis.xlen(DEAD) == 0, b.output()
 
 
 def test_innocent_jobs_that_shared_a_poison_jobs_crash_survive_it(
@@ -155,7 +156,7 @@ def test_innocent_jobs_that_shared_a_poison_jobs_crash_survive_it(
     assert exits.count(137) == 2, exits
     # (an innocent job may have run twice: its worker died before its acknowledgement)
     assert sorted(sync_redis.hgetall("done")) == sorted(innocent)
-    [(_, dead)] = sync_redis.xrange("jobs:dead")
+    [(_, dead)] = sync_redis.xrange(DEAD)
     assert dead["original_id"] == poison
     assert dead["reason"].startswith("deliveries: started 2 times by workers that died")
 
@@ -187,7 +188,7 @@ async def test_read_ahead_that_never_started_is_not_blamed_when_reclaimed(
     ids = [await enqueue(redis_client, "record", {"into": "done"}) for _ in range(4)]
     rows = await redis_client.xreadgroup(GROUP, "ghost", {STREAM: ">"}, count=4)
     entries = [entry_id for entry_id, _ in rows[0][1]]
-    ghost = CrashLedger(redis_client, QueueKeys(), "ghost")
+    ghost = CrashLedger(redis_client, KEYS, "ghost")
     await redis_client.execute_command(*ghost.start_command(entries[1]))
     for _ in range(5):
         await redis_client.xclaim(STREAM, GROUP, "ghost", 0, entries)
@@ -215,14 +216,14 @@ async def test_counts_of_entries_no_longer_pending_are_pruned(
     await redis_client.hset(CRASHES, mapping={kept: 1, gone: 2})
     await redis_client.xack(STREAM, GROUP, gone)
     # when a worker prunes
-    ledger = CrashLedger(redis_client, QueueKeys(), "pruner")
+    ledger = CrashLedger(redis_client, KEYS, "pruner")
     assert await ledger.prune() == 1
     # then only the pending entry's count is left
     assert await redis_client.hgetall(CRASHES) == {kept: "1"}
 
 
 async def _succeeded(client: AsyncRedis, ids: list[str]) -> bool:
-    return all([await client.hget(f"{STREAM}:job:{i}", "state") == "succeeded" for i in ids])
+    return all([await client.hget(KEYS.status(i), "state") == "succeeded" for i in ids])
 
 
 async def _dead(client: AsyncRedis, n: int) -> bool:

@@ -20,7 +20,6 @@ from worker.conftest import (
     settings_for,
 )
 
-from jobqueue.core.keys import QueueKeys
 from jobqueue.worker.app import App, JobContext
 from jobqueue.worker.crashes import CrashLedger
 from jobqueue.worker.reader import Reader
@@ -177,9 +176,9 @@ async def test_entries_of_a_dead_consumer_are_reclaimed_and_poison_ones_dead_let
     poison = await enqueue(redis_client, "record", {"into": "done"})
     rows = await redis_client.xreadgroup(GROUP, "ghost", {STREAM: ">"}, count=2)
     [fine_entry, poison_entry] = [entry_id for entry_id, _ in rows[0][1]]
-    ghost = CrashLedger(redis_client, QueueKeys(), "ghost")
+    ghost = CrashLedger(redis_client, KEYS, "ghost")
     await redis_client.execute_command(*ghost.start_command(poison_entry))
-    await redis_client.hset(f"{STREAM}:crashes", poison_entry, 2)
+    await redis_client.hset(KEYS.crashes, poison_entry, 2)
     await ghost.begin_solo(poison_entry)
     for _ in range(6):
         await redis_client.xclaim(STREAM, GROUP, "ghost", 0, [fine_entry, poison_entry])

@@ -12,7 +12,10 @@ ahead: as soon as a batch arrives it sends the next read, for at most half the
 capacity, before it dispatches the batch, so Redis serves the next batch and records
 the last one's outcomes while this one runs. An empty stream ends the read-ahead; the
 next read blocks up to ``block_ms`` and carries no flush (the acks loop sends those
-meanwhile).
+meanwhile). Every batch's start record (`crashes`) goes out before the batch is
+dispatched: first in the write of the next read, or alone. A read reserves the slots it
+asks for until its entries are dispatched, so a reclaim sweep meanwhile cannot count
+them as free.
 """
 
 from __future__ import annotations
