@@ -29,6 +29,16 @@ ROOT = Path(__file__).resolve().parent.parent
             "/jobs/batch",
         ),
         (
+            "chaos.py",
+            [
+                *("--jobs", "200", "--fault-phase-s", "2", "--sigkills", "1"),
+                *("--sigterms", "0", "--client-kills", "1", "--redis-restarts", "0"),
+                *("--long-jobs", "1", "--long-job-ms", "500", "--poison-jobs", "0"),
+                *("--visibility-timeout-s", "2"),
+            ],
+            "guarantees held",
+        ),
+        (
             "operator_scaling.py",
             ["--trials", "1", "--queues", "2", "--seconds", "2"],
             "per JobQueue per poll",

@@ -110,6 +110,9 @@ class Reader:
         """Take this consumer's pending entries again (after a restart or a reconnect)
         and dispatch those not running here; returns how many. ``wait_for_room``
         returns False when the worker is stopping."""
+        # Joins the group at once (as a read would): a blocking read on an empty stream
+        # does not, and operators and probes look for the consumer.
+        await self.redis.xgroup_createconsumer(self.keys.stream, self.keys.group, self.consumer)
         cursor, total = "-", 0
         while await wait_for_room():
             count = self.inflight.reserve_free()

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from typing import Any
 
 from redis.exceptions import ConnectionError, TimeoutError
@@ -78,7 +79,7 @@ async def _started(ctx: JobContext) -> None:
         return
     if not isinstance(starts, str) or not starts:
         raise Fatal(f"payload field 'starts' must be a key name, got {starts!r}")
-    await ctx.redis.rpush(starts, f"{ctx.job.id} {os.getpid()}")
+    await ctx.redis.rpush(starts, f"{ctx.job.id} {ctx.attempt} {os.getpid()} {time.time():.3f}")
 
 
 @app.handler("sleep")

@@ -1,0 +1,31 @@
+"""The short chaos run (CI): real workers, real Redis, faults on a schedule.
+
+`support.chaos` does the run: SIGKILLs and SIGTERMs of workers (restarted under the same
+name), CLIENT KILL of their connections, a Redis restart with AOF, long jobs that
+outlive the visibility timeout and poison jobs that kill their worker. ``bench/chaos.py``
+is the long run (50,000+ jobs) on demand.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from support.chaos import ChaosPlan, ChaosRun
+from support.redis_server import RedisServer
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.timeout(110)
+def test_a_short_chaos_run_loses_nothing_and_blames_only_poison(tmp_path: Path) -> None:
+    # given three workers, 3,000 valid jobs, 4 long ones and 2 poison ones
+    plan = ChaosPlan()
+    server = RedisServer(tmp_path / "redis", appendonly=True)
+    # when workers are killed, stopped, cut off and Redis restarted while they run
+    report = ChaosRun(plan, server, tmp_path).run()
+    print(report.summary())
+    # then every guarantee held
+    assert report.faults == {"sigkill": 4, "sigterm": 1, "client_kill": 2, "redis_restart": 1}
+    assert report.failures() == [], report.summary()
+    assert report.succeeded == plan.valid_jobs + plan.long_jobs

@@ -1,0 +1,351 @@
+"""A chaos run: real ``jobqueue worker`` processes on a real Redis, faults on a schedule.
+
+    plan = ChaosPlan(valid_jobs=3000, sigkills=4)
+    report = ChaosRun(plan, RedisServer(tmp / "redis", appendonly=True), tmp).run()
+    print(report.summary())
+    assert report.failures() == []
+
+The run enqueues valid jobs (``record``) at a steady rate, a few long jobs (``sleep``
+for longer than the visibility timeout, so only the heartbeat keeps them) and a few
+poison jobs (``crash``: ``os._exit`` whenever run), while it SIGKILLs, SIGTERMs and
+restarts workers (under the same consumer name, as the kubelet restarts a pod), kills
+their Redis connections (``CLIENT KILL``) and restarts Redis (AOF, fsync always). Then
+it lets the workers settle and counts, from Redis and the processes' deaths:
+
+- lost: accepted jobs with no outcome that Redis no longer holds anywhere; stuck: jobs
+  still pending, delayed or unread when the settle time is up;
+- valid jobs dead-lettered (must be 0), poison jobs dead-lettered (must be all);
+- duplicates: extra runs of valid jobs to their end, and their bound, the jobs the dead
+  workers held when they died (SIGKILL, crash; SIGTERM for what the grace left);
+- long jobs stolen: a long job's attempt started by a second process while the first
+  was still alive (the heartbeat failed it).
+
+Every job is enqueued by this process between faults, so the set of accepted jobs is
+exact (a Redis restart never interrupts an enqueue).
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import orjson
+import redis
+
+from jobqueue.core.keys import QueueKeys
+from jobqueue.core.wire import new_job_id, utc_now_iso
+from support.redis_server import RedisServer
+from support.worker_process import WorkerProcess
+
+KEYS = QueueKeys()
+DONE, STARTS = "chaos:done", "chaos:starts"
+TICK_S = 0.1
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ChaosPlan:
+    """What one run does; durations in seconds."""
+
+    workers: int = 3
+    valid_jobs: int = 3000
+    long_jobs: int = 4
+    long_job_ms: int = 4500
+    poison_jobs: int = 2
+    fault_phase_s: float = 8.0
+    sigkills: int = 4
+    sigterms: int = 1
+    client_kills: int = 2
+    redis_restarts: int = 1
+    visibility_timeout_s: float = 2.0
+    grace_period_s: float = 1.0
+    concurrency: int = 16
+    max_deliveries: int = 5
+    settle_timeout_s: float = 60.0
+    seed: int = 1
+
+
+@dataclass
+class Death:
+    consumer: str
+    pid: int
+    kind: str
+    """sigkill, sigterm or crash (the process exited by itself: a poison job)."""
+    at: float
+    held: int
+    """Entries it held when it died (an upper bound of what may run twice)."""
+
+
+@dataclass
+class ChaosReport:
+    plan: ChaosPlan
+    accepted: dict[str, int] = field(default_factory=dict)
+    """Jobs accepted per kind (valid, long, poison)."""
+    succeeded: int = 0
+    lost: int = 0
+    stuck: int = 0
+    valid_dead: list[str] = field(default_factory=list)
+    """Reasons of valid jobs found in the dead letters."""
+    poison_dead: int = 0
+    duplicates: int = 0
+    duplicate_bound: int = 0
+    long_stolen: list[str] = field(default_factory=list)
+    deaths: list[Death] = field(default_factory=list)
+    faults: dict[str, int] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+
+    def failures(self) -> list[str]:
+        """What broke a guarantee; empty when the run held every one."""
+        problems = []
+        if self.lost:
+            problems.append(f"{self.lost} jobs lost")
+        if self.stuck:
+            problems.append(f"{self.stuck} jobs stuck")
+        if self.valid_dead:
+            problems.append(f"valid jobs dead-lettered: {self.valid_dead[:5]}")
+        if self.poison_dead != self.accepted.get("poison", 0):
+            problems.append(f"poison dead-lettered {self.poison_dead}/{self.accepted['poison']}")
+        if self.duplicates > self.duplicate_bound:
+            problems.append(f"{self.duplicates} duplicates > bound {self.duplicate_bound}")
+        if self.long_stolen:
+            problems.append(f"long jobs stolen from live workers: {self.long_stolen}")
+        return problems
+
+    def summary(self) -> str:
+        kinds = ", ".join(f"{n} {kind}" for kind, n in self.accepted.items())
+        faults = ", ".join(f"{n} {kind}" for kind, n in self.faults.items())
+        crashes = sum(1 for d in self.deaths if d.kind == "crash")
+        return "\n".join(
+            [
+                f"jobs accepted       {sum(self.accepted.values())} ({kinds})",
+                f"faults              {faults}; {crashes} crashes by poison jobs",
+                f"succeeded           {self.succeeded}",
+                f"lost                {self.lost}",
+                f"stuck               {self.stuck}",
+                f"valid dead-lettered {len(self.valid_dead)}",
+                f"poison dead-lettered {self.poison_dead}/{self.accepted.get('poison', 0)}",
+                f"duplicates          {self.duplicates} (bound: {self.duplicate_bound} held"
+                " by workers when they died)",
+                f"long jobs stolen    {len(self.long_stolen)}",
+                f"elapsed             {self.elapsed_s:.1f} s",
+            ]
+        )
+
+
+class ChaosRun:
+    """One run of `ChaosPlan` against ``server`` (started here, stopped at the end)."""
+
+    def __init__(self, plan: ChaosPlan, server: RedisServer, log_dir: Path) -> None:
+        self.plan = plan
+        self.server = server
+        self.log_dir = log_dir
+        self.random = random.Random(plan.seed)
+        self.workers: dict[str, WorkerProcess] = {}
+        self.alive_seen: dict[int, float] = {}
+        """Last time each worker pid was seen alive (epoch seconds)."""
+        self.dead_at: dict[int, float] = {}
+        self.restarts: list[tuple[float, str]] = []
+        self.ids: dict[str, list[str]] = {"valid": [], "long": [], "poison": []}
+        self.report = ChaosReport(plan)
+
+    def run(self) -> ChaosReport:
+        started = time.monotonic()
+        self.server.start()
+        self.client = redis.Redis.from_url(self.server.url, decode_responses=True)
+        try:
+            for n in range(self.plan.workers):
+                self._start(f"chaos-{n}")
+            self._fault_phase()
+            self._settle()
+            self._count()
+        finally:
+            for worker in self.workers.values():
+                worker.stop(timeout_s=10)
+            self.client.close()
+            self.server.stop()
+        self.report.elapsed_s = time.monotonic() - started
+        return self.report
+
+    # -- the fault phase ---------------------------------------------------------------
+
+    def _fault_phase(self) -> None:
+        plan, rnd = self.plan, self.random
+        kinds = ["sigkill"] * plan.sigkills + ["sigterm"] * plan.sigterms
+        kinds += ["client_kill"] * plan.client_kills + ["redis_restart"] * plan.redis_restarts
+        at = sorted(rnd.uniform(0.1, 0.9) * plan.fault_phase_s for _ in kinds)
+        rnd.shuffle(kinds)
+        faults = list(zip(at, kinds, strict=True))
+        ticks = max(1, int(plan.fault_phase_s / TICK_S))
+        per_tick = plan.valid_jobs / ticks
+        begin, enqueued = time.monotonic(), 0
+        for tick in range(ticks):
+            now = time.monotonic() - begin
+            target = round(per_tick * (tick + 1))
+            self._enqueue("valid", target - enqueued)
+            enqueued = target
+            if tick == 0:
+                self._enqueue("long", plan.long_jobs - plan.long_jobs // 2)
+            if tick == ticks // 2:
+                self._enqueue("long", plan.long_jobs // 2)
+            if tick == ticks // 3:
+                self._enqueue("poison", plan.poison_jobs)
+            while faults and faults[0][0] <= now:
+                self._fault(faults.pop(0)[1])
+            self._watch()
+            time.sleep(max(0.0, begin + (tick + 1) * TICK_S - time.monotonic()))
+
+    def _fault(self, kind: str) -> None:
+        self.report.faults[kind] = self.report.faults.get(kind, 0) + 1
+        if kind == "redis_restart":
+            self.server.restart()
+            return
+        if kind == "client_kill":
+            self._retry(lambda: self.client.client_kill_filter(_type="normal", skipme=True))
+            return
+        alive = [w for w in self.workers.values() if w.poll() is None]
+        if not alive:
+            return
+        worker = self.random.choice(alive)
+        if kind == "sigkill":
+            held = self._held(worker.consumer)
+            worker.kill()
+            self._died(worker, "sigkill", held)
+            delay = self.random.uniform(0, 1.5 * self.plan.visibility_timeout_s)
+            self.restarts.append((time.monotonic() + delay, worker.consumer))
+        else:
+            worker.signal(signal.SIGTERM)
+
+    def _watch(self) -> None:
+        """Note deaths (poison crashes, SIGTERMs done) and restart what is due."""
+        now = time.time()
+        for worker in list(self.workers.values()):
+            code = worker.poll()
+            if code is None:
+                self.alive_seen[worker.pid] = now
+            elif worker.pid not in self.dead_at:
+                kind = "sigterm" if code == 0 else "crash"
+                self._died(worker, kind, self._held(worker.consumer))
+                self.restarts.append((time.monotonic(), worker.consumer))
+        due = [r for r in self.restarts if r[0] <= time.monotonic()]
+        for entry in due:
+            self.restarts.remove(entry)
+            self._start(entry[1])
+
+    def _died(self, worker: WorkerProcess, kind: str, held: int) -> None:
+        self.dead_at[worker.pid] = time.time()
+        self.report.deaths.append(Death(worker.consumer, worker.pid, kind, time.time(), held))
+
+    def _start(self, consumer: str) -> None:
+        plan = self.plan
+        args = ["--visibility-timeout-s", str(plan.visibility_timeout_s)]
+        args += ["--grace-period-s", str(plan.grace_period_s)]
+        args += ["--concurrency", str(plan.concurrency)]
+        args += ["--max-deliveries", str(plan.max_deliveries)]
+        env = {"JOBQUEUE_BACKOFF_BASE_S": "0.1", "JOBQUEUE_BACKOFF_CAP_S": "0.5"}
+        worker = WorkerProcess(self.server.url, consumer, *args, log_dir=self.log_dir, env=env)
+        self.workers[consumer] = worker.start()
+        self.alive_seen[worker.pid] = time.time()
+
+    # -- jobs ----------------------------------------------------------------------------
+
+    def _enqueue(self, kind: str, count: int) -> None:
+        if count <= 0:
+            return
+        job_type, payload = {
+            "valid": ("record", {"into": DONE}),
+            "long": ("sleep", {"ms": self.plan.long_job_ms, "into": DONE, "starts": STARTS}),
+            "poison": ("crash", {}),
+        }[kind]
+        ids = [new_job_id() for _ in range(count)]
+        text = orjson.dumps(payload).decode()
+
+        def write() -> None:
+            with self.client.pipeline(transaction=False) as pipe:
+                for job_id in ids:
+                    fields = {"id": job_id, "type": job_type, "payload": text}
+                    fields |= {"priority": "5", "enqueued_at": utc_now_iso(), "attempts": "0"}
+                    pipe.xadd(KEYS.stream, fields)  # type: ignore[arg-type]
+                pipe.execute()
+
+        # Faults run in this thread between enqueues, so none cuts a chunk in half.
+        write()
+        self.ids[kind] += ids
+        self.report.accepted[kind] = len(self.ids[kind])
+
+    def _held(self, consumer: str) -> int:
+        def held() -> int:
+            for row in self.client.xpending(KEYS.stream, KEYS.group)["consumers"]:
+                if row["name"] == consumer:
+                    return int(row["pending"])
+            return 0
+
+        return self._retry(held)
+
+    def _retry(self, call: Callable[[], T], timeout_s: float = 30.0) -> T:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                return call()
+            except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    # -- the end ---------------------------------------------------------------------------
+
+    def _settle(self) -> None:
+        deadline = time.monotonic() + self.plan.settle_timeout_s
+        while time.monotonic() < deadline:
+            self._watch()
+            if not self._unsettled():
+                return
+            time.sleep(TICK_S)
+
+    def _outcomes(self) -> tuple[dict[str, int], dict[str, str]]:
+        done = {k: int(v) for k, v in self._retry(lambda: self.client.hgetall(DONE)).items()}
+        rows = self._retry(lambda: self.client.xrange(KEYS.dead))
+        dead = {fields.get("original_id", ""): fields.get("reason", "") for _, fields in rows}
+        return done, dead
+
+    def _unsettled(self) -> set[str]:
+        done, dead = self._outcomes()
+        every = {i for ids in self.ids.values() for i in ids}
+        return every - done.keys() - dead.keys()
+
+    def _count(self) -> None:
+        report = self.report
+        done, dead = self._outcomes()
+        valid = set(self.ids["valid"]) | set(self.ids["long"])
+        report.succeeded = len(valid & done.keys())
+        report.valid_dead = [dead[i] for i in valid if i in dead]
+        report.poison_dead = len(set(self.ids["poison"]) & dead.keys())
+        report.duplicates = sum(n - 1 for i, n in done.items() if i in valid and n > 1)
+        report.duplicate_bound = sum(d.held for d in report.deaths)
+        unsettled = self._unsettled()
+        summary = self._retry(lambda: self.client.xpending(KEYS.stream, KEYS.group))
+        delayed = self._retry(lambda: self.client.zcard(KEYS.delayed))
+        groups = self._retry(lambda: self.client.xinfo_groups(KEYS.stream))
+        unread = sum(int(g.get("lag") or 0) for g in groups)
+        report.stuck = min(len(unsettled), int(summary["pending"]) + int(delayed) + unread)
+        report.lost = len(unsettled) - report.stuck
+        report.long_stolen = self._stolen()
+
+    def _stolen(self) -> list[str]:
+        """Long jobs whose attempt a second process started while the first was alive."""
+        starts: dict[tuple[str, str], list[tuple[float, int]]] = {}
+        for row in self._retry(lambda: self.client.lrange(STARTS, 0, -1)):
+            job_id, attempt, pid, at = row.split()
+            starts.setdefault((job_id, attempt), []).append((float(at), int(pid)))
+        stolen = []
+        for (job_id, _), runs in starts.items():
+            runs.sort()
+            for (_, first), (later, _) in itertools.pairwise(runs):
+                if self.alive_seen.get(first, 0.0) > later:
+                    stolen.append(job_id)  # seen alive after the second start
+        return stolen
