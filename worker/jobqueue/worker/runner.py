@@ -109,9 +109,7 @@ class Worker:
         consumer = settings.consumer
         self.ledger = CrashLedger(self.redis, keys, consumer)
         self.solo = SoloGate(self.ledger)
-        self.executor = Executor(
-            app, settings, self.redis, self.outcomes, self.health, self.solo
-        )
+        self.executor = Executor(app, settings, self.redis, self.outcomes, self.health, self.solo)
         self.dispatcher = Dispatcher(settings, self.inflight, self.executor, self.outcomes)
         dispatch = self.dispatcher.dispatch
         self.hot = HotConnection(settings.queue.redis_url, name=f"jobqueue-worker:{consumer}")
