@@ -280,7 +280,11 @@ class ChaosRun:
 
     def _held(self, consumer: str) -> int:
         def held() -> int:
-            for row in self.client.xpending(KEYS.stream, KEYS.group)["consumers"]:
+            try:
+                summary = self.client.xpending(KEYS.stream, KEYS.group)
+            except redis.ResponseError:  # no group yet: no worker has started
+                return 0
+            for row in summary["consumers"]:
                 if row["name"] == consumer:
                     return int(row["pending"])
             return 0
