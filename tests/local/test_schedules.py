@@ -16,7 +16,7 @@ from jobqueue.core.client import AsyncClient
 from jobqueue.core.keys import QueueKeys
 from jobqueue.core.status import JobState
 from jobqueue.local.schedules import LocalSchedules
-from jobqueue.operator.spec import ScheduleSpec
+from jobqueue.operator.spec_workloads import ScheduleSpec
 
 START = datetime(2026, 3, 1, 9, 59, 30, tzinfo=UTC)
 SCHEDULES = """  schedules:

@@ -18,7 +18,8 @@ from jobqueue.core.client import AsyncClient
 from jobqueue.core.errors import ConfigError
 from jobqueue.operator.schedules import Scheduler, next_tick, previous_tick
 from jobqueue.operator.settings import OperatorSettings
-from jobqueue.operator.spec import ScheduleSpec, parse_spec
+from jobqueue.operator.spec import parse_spec
+from jobqueue.operator.spec_workloads import ScheduleSpec
 
 T0 = datetime(2026, 3, 1, 10, 0, 0, tzinfo=UTC)
 STREAM = "cron:work"

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from jobqueue.core.client import AsyncClient
 from jobqueue.operator.schedules import Scheduler, iso, next_tick
-from jobqueue.operator.spec import ScheduleSpec
+from jobqueue.operator.spec_workloads import ScheduleSpec
 
 
 def utc_now() -> datetime:

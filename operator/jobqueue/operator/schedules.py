@@ -25,7 +25,7 @@ from croniter import croniter
 
 from jobqueue.core.client import AsyncClient
 from jobqueue.core.client_types import NewJob
-from jobqueue.operator.spec import ScheduleSpec
+from jobqueue.operator.spec_workloads import ScheduleSpec
 
 SCHEDULE_FIELD = "schedule"
 """Extra wire field of a scheduled job: the schedule's name."""

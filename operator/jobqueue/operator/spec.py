@@ -12,14 +12,11 @@ Every failure is a `jobqueue.core.errors.ConfigError` naming the offending field
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 import yaml
-from croniter import croniter
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -28,12 +25,13 @@ from pydantic import (
     WithJsonSchema,
     model_validator,
 )
-from pydantic.alias_generators import to_camel
 
 from jobqueue.core.errors import ConfigError
 from jobqueue.core.keys import DEFAULT_GROUP, DEFAULT_STREAM, check_stream_name
 from jobqueue.core.settings import check_redis_url
-from jobqueue.operator.podschema import pod_template_schema, template_errors, without_nulls
+from jobqueue.operator.spec_base import SpecModel
+from jobqueue.operator.spec_base import cel as _cel
+from jobqueue.operator.spec_workloads import DisruptionBudgetSpec, PodTemplate, ScheduleSpec
 
 GROUP = "jobqueue.dev"
 VERSION = "v1alpha1"
@@ -47,25 +45,6 @@ DEFAULT_TARGET_BACKLOG_S = 30.0
 """Target used when a spec names neither ``targetBacklogSeconds`` nor ``lagPerReplica``."""
 GRACE_MARGIN_S = 30
 """Seconds added to the job timeout for the default termination grace period."""
-
-
-class SpecModel(BaseModel):
-    """Base of every spec model: camelCase aliases, unknown keys rejected, docstrings kept."""
-
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        frozen=True,
-        use_attribute_docstrings=True,
-    )
-
-
-def _cel(*rules: tuple[str, str]) -> ConfigDict:
-    """Cross-field ``(rule, message)`` pairs of a model as CEL for the API server; the
-    model's validators enforce the same in Python (keep both in step)."""
-    validations: list[JsonValue] = [{"rule": rule, "message": msg} for rule, msg in rules]
-    return ConfigDict(json_schema_extra={"x-kubernetes-validations": validations})
 
 
 class SecretKeyRef(SpecModel):
@@ -229,95 +208,6 @@ class WorkerSpec(SpecModel):
     """Labels a node must carry to run the worker pods."""
     pod_annotations: dict[str, str] = Field(default_factory=dict)
     """Annotations of the worker pods (e.g. for a service mesh or log shipping)."""
-
-
-def _valid_template(value: dict[str, Any]) -> dict[str, Any]:
-    errors = template_errors(value)
-    if errors:
-        more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
-        raise ValueError("; ".join(errors[:5]) + more)
-    cleaned: dict[str, Any] = without_nulls(value)
-    return cleaned
-
-
-PodTemplate = Annotated[
-    dict[str, Any], AfterValidator(_valid_template), WithJsonSchema(pod_template_schema())
-]
-"""A Kubernetes ``PodTemplateSpec`` (a subset of its fields; see `jobqueue.operator.podschema`)."""
-
-
-def _int_or_percent(value: int | str) -> int | str:
-    if isinstance(value, int) and value >= 0:
-        return value
-    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,3}%", value):
-        return value
-    raise ValueError(f"want a number of pods (>= 0) or a percentage like '25%', got {value!r}")
-
-
-IntOrPercent = Annotated[
-    int | str,
-    AfterValidator(_int_or_percent),
-    WithJsonSchema({"x-kubernetes-int-or-string": True}),
-]
-"""A number of pods or a percentage of the desired replicas (``"25%"``)."""
-_PERCENT_OR_INT = "(type(self.{0}) == int ? self.{0} >= 0 : self.{0}.matches('^[0-9]{{1,3}}%$'))"
-
-
-class DisruptionBudgetSpec(SpecModel):
-    """A PodDisruptionBudget for the worker pods, so node drains let workers finish jobs."""
-
-    model_config = _cel(
-        (
-            "has(self.minAvailable) != has(self.maxUnavailable)",
-            "give minAvailable or maxUnavailable, exactly one",
-        ),
-        (
-            "!has(self.minAvailable) || " + _PERCENT_OR_INT.format("minAvailable"),
-            "minAvailable: a number of pods >= 0 or a percentage like '25%'",
-        ),
-        (
-            "!has(self.maxUnavailable) || " + _PERCENT_OR_INT.format("maxUnavailable"),
-            "maxUnavailable: a number of pods >= 0 or a percentage like '25%'",
-        ),
-    )
-
-    min_available: IntOrPercent | None = None
-    """Worker pods that must stay up during a voluntary disruption (a node drain)."""
-    max_unavailable: IntOrPercent | None = None
-    """Worker pods a voluntary disruption may take down at once (``1`` is a good start)."""
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> DisruptionBudgetSpec:
-        if (self.min_available is None) == (self.max_unavailable is None):
-            raise ValueError("disruptionBudget: give minAvailable or maxUnavailable, exactly one")
-        return self
-
-
-def _valid_cron(expression: str) -> str:
-    five_fields = len(expression.split()) == 5 or expression.startswith("@")
-    if not five_fields or not croniter.is_valid(expression):
-        raise ValueError(f"not a cron expression: {expression!r}")
-    return expression
-
-
-class ScheduleSpec(SpecModel):
-    """A job enqueued on a cron schedule (as Celery beat or BullMQ repeatable jobs)."""
-
-    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
-    """Name of the schedule, unique in the queue (lowercase letters, digits, ``-``)."""
-    cron: Annotated[str, AfterValidator(_valid_cron)] = Field(min_length=1)
-    """Cron expression in UTC: five fields (``*/5 * * * *``) or ``@hourly``, ``@daily``..."""
-    type: str = Field(min_length=1)
-    """Job type to enqueue (the handler's name)."""
-    payload: Annotated[
-        dict[str, JsonValue],
-        WithJsonSchema({"type": "object", "x-kubernetes-preserve-unknown-fields": True}),
-    ] = Field(default_factory=dict)
-    """The job's payload, a JSON object."""
-    priority: int = Field(default=5, ge=1, le=10)
-    """Priority of the enqueued job, 1..10."""
-    starting_deadline_seconds: int = Field(default=300, ge=1, le=86_400)
-    """A tick missed by more than this many seconds (operator down) is skipped."""
 
 
 class ScalingSpec(SpecModel):
