@@ -3,15 +3,21 @@ Redis, a database that is not a number."""
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 from click.testing import CliRunner
+from support.redis_server import free_port
 
 from jobqueue.cli.main import cli
 
@@ -79,3 +85,41 @@ def test_a_database_that_is_not_a_number_is_refused(url: str) -> None:
 
     assert result.exit_code == 1
     assert "the Redis URL's database must be a number" in result.output
+
+
+def test_a_producer_against_a_web_server_answers_503_and_logs_one_line(
+    http_server: int, tmp_path: Path
+) -> None:
+    port = str(free_port())
+    log_path = tmp_path / "producer.log"
+    env = {"REDIS_URL": f"redis://127.0.0.1:{http_server}/0", "PATH": "/usr/bin:/bin"}
+    command = [str(JOBQUEUE), "producer", "--host", "127.0.0.1", "--port", port]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=log, env=env)
+    try:
+        body = b'{"type": "email", "payload": {"to": "a@b.c", "template": "welcome"}}'
+        status, answer = post_when_listening(f"http://127.0.0.1:{port}/jobs", body)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+
+    assert status == 503
+    assert orjson.loads(answer)["detail"] == "the configured Redis URL is not a Redis"
+    text = log_path.read_text()
+    assert "does not answer as Redis" in text
+    assert "Traceback" not in text
+
+
+def post_when_listening(url: str, body: bytes) -> tuple[int, bytes]:
+    deadline = time.monotonic() + 60
+    while True:
+        request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)

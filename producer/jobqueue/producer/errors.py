@@ -88,6 +88,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             "the queue's Redis cannot be reached or cannot write now; retry later",
             headers={"Retry-After": RETRY_AFTER_S},
         )
+    except redis_exceptions.InvalidResponse as exc:
+        # REDIS_URL leads to a server that is not Redis: a setting to fix, said in one line.
+        redis_errors.record("producer", exc)
+        log.error("the Redis URL leads to a server that does not answer as Redis: %s", exc)
+        return json_error(503, "Redis unavailable", "the configured Redis URL is not a Redis")
     except Exception:
         # The last resort: the traceback goes to the log, the caller gets a reason only.
         log.exception("unexpected error during %s %s", request.method, request.path)

@@ -290,7 +290,7 @@ class Outcomes:
         self.on_acked([delivery.entry_id])
         self.metrics.finished(job.type, "retried", duration_s)
         log.warning(
-            "job %s (%s) attempt %d failed, retry in %.1f s: %s",
+            "job %s (%s) attempt %d failed, retry in %.3g s: %s",
             *(job.id, job.type, job.attempts, delay_s, error),
             extra=self._log_fields(delivery, job.attempts, retry_in_s=round(delay_s, 3)),
         )
