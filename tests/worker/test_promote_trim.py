@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import orjson
+import pytest
 from redis.asyncio import Redis as AsyncRedis
 from worker.conftest import DEAD, GROUP, STREAM
 
@@ -59,7 +60,7 @@ async def test_racing_promoters_move_each_job_exactly_once(
 
 
 async def test_a_delayed_entry_that_is_not_json_goes_to_dead_letters(
-    redis_client: AsyncRedis,
+    redis_client: AsyncRedis, caplog: pytest.LogCaptureFixture
 ) -> None:
     await redis_client.zadd(KEYS.delayed, {"broken": 1})
     await redis_client.hset(KEYS.delayed_jobs, "broken", "{not json")
@@ -68,6 +69,12 @@ async def test_a_delayed_entry_that_is_not_json_goes_to_dead_letters(
     assert dead["original_id"] == "broken"
     assert dead["reason"].startswith("malformed")
     assert await redis_client.xlen(STREAM) == 0
+    # and, like every dead letter, it is one ERROR line naming the job
+    [line] = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert (line.getMessage(), line.job_id) == (  # type: ignore[attr-defined]
+        "job broken dead-lettered: malformed: delayed job is not JSON",
+        "broken",
+    )
 
 
 async def test_trim_keeps_everything_a_group_has_not_finished(redis_client: AsyncRedis) -> None:

@@ -12,15 +12,18 @@ blocking the set.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import cast
 
 from redis.asyncio import Redis as AsyncRedis
 
 from jobqueue.core.keys import QueueKeys
+from jobqueue.core.logs import job_fields
 from jobqueue.core.scripts import OWN_KEYS_LUA
 from jobqueue.core.wire import utc_now_iso
 
+log = logging.getLogger("jobqueue.worker")
 PROMOTE_BATCH = 500
 
 # KEYS: delayed, delayed_jobs, stream, dead, then the status record of each id.
@@ -32,7 +35,7 @@ require_ours(KEYS[1], 'zset')
 require_ours(KEYS[2], 'hash')
 require_ours(KEYS[3], 'stream')
 require_ours(KEYS[4], 'stream')
-local moved = 0
+local moved, dead = 0, {}
 for i = 4, #ARGV do
   local id, key = ARGV[i], KEYS[i + 1]
   local due = redis.call('ZSCORE', KEYS[1], id)
@@ -57,11 +60,12 @@ for i = 4, #ARGV do
       else
         redis.call('XADD', KEYS[4], '*', 'original_id', id, 'source_stream', KEYS[3],
           'payload', text, 'failed_at', ARGV[3], 'reason', 'malformed: delayed job is not JSON')
+        dead[#dead + 1] = id
       end
     end
   end
 end
-return moved
+return {moved, dead}
 """
 )
 
@@ -87,6 +91,13 @@ class Promoter:
                 return total
             keys = queue + [self.keys.status(job_id) for job_id in ids]
             args: list[str | int] = [now, self.ttl_s, utc_now_iso(), *ids]
-            total += int(await self._promote(keys=keys, args=args))
+            moved, dead = await self._promote(keys=keys, args=args)
+            total += int(moved)
+            for job_id in dead:
+                log.error(
+                    "job %s dead-lettered: malformed: delayed job is not JSON",
+                    job_id,
+                    extra=job_fields(job_id, "", self.keys.stream, reason="malformed"),
+                )
             if len(ids) < PROMOTE_BATCH:
                 return total
