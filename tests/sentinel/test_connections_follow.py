@@ -56,3 +56,33 @@ async def test_the_shared_client_and_the_hot_connection_find_the_new_master(
         await hot.aclose()
         await client.aclose()
         setup.stop()
+
+
+async def test_master_and_sentinel_credentials_are_each_used_where_they_belong(
+    tmp_path: Path,
+) -> None:
+    # Given servers that require one password and sentinels that require another
+    setup = SentinelSetup(tmp_path, password="m-pw", sentinel_password="s-pw")
+    setup.start()
+    try:
+        # Then the URL's userinfo reaches the master and sentinel_password the sentinels
+        client = async_redis(setup.url, socket_timeout_s=5.0)
+        hot = HotConnection(setup.url)
+        try:
+            assert await client.incr("n") == 1
+            assert await hot.call(("INCR", "n"), timeout_s=5) == [2]
+        finally:
+            await hot.aclose()
+            await client.aclose()
+        # And a wrong sentinel password is a connection error naming no password
+        wrong = async_redis(setup.url.replace("s-pw", "nope"), socket_timeout_s=5.0)
+        try:
+            with pytest.raises(ConnectionError) as caught:
+                await wrong.get("n")
+            assert "No master found" in str(caught.value)
+            assert "nope" not in str(caught.value)
+            assert "m-pw" not in str(caught.value)
+        finally:
+            await wrong.aclose()
+    finally:
+        setup.stop()

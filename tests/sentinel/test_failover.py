@@ -13,10 +13,14 @@ import pytest
 from support.failover_drill import run_drill
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+DOWN_AFTER_MS = 2000
+"""Longer than the bench's 1000: on a loaded CI machine a promoted master starved of CPU
+for a second must not be judged down too (a second failover, to the server just
+restarted, would be a different test)."""
 
 
 def test_with_replicated_enqueue_no_accepted_job_is_lost(tmp_path: Path) -> None:
-    result = run_drill(tmp_path, min_replicas=1, before=200, after=200)
+    result = run_drill(tmp_path, min_replicas=1, before=200, after=200, down_after_ms=DOWN_AFTER_MS)
     print(result.summary())
     assert not result.worker_restarted
     assert not result.producer_restarted
@@ -25,7 +29,7 @@ def test_with_replicated_enqueue_no_accepted_job_is_lost(tmp_path: Path) -> None
 
 
 def test_without_it_both_follow_the_failover_and_jobs_after_it_all_run(tmp_path: Path) -> None:
-    result = run_drill(tmp_path, min_replicas=0, before=200, after=200)
+    result = run_drill(tmp_path, min_replicas=0, before=200, after=200, down_after_ms=DOWN_AFTER_MS)
     # Jobs accepted just before the kill may be lost: the figure is reported, not judged.
     print(result.summary())
     assert not result.worker_restarted

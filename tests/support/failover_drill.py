@@ -201,11 +201,12 @@ def run_drill(
     posters: int = 8,
     concurrency: int = 16,
     replicas: int = 1,
+    down_after_ms: int = 1000,
     deadline_s: float = 120.0,
 ) -> DrillResult:
     """One failover under load (see the module docstring)."""
     result = DrillResult(min_replicas)
-    setup = SentinelSetup(directory / "redis", replicas=replicas)
+    setup = SentinelSetup(directory / "redis", replicas=replicas, down_after_ms=down_after_ms)
     types = directory / "types.yaml"
     types.write_text(TYPES_FILE)
     setup.start()

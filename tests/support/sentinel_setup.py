@@ -31,7 +31,13 @@ class Sentinel:
     """One redis-sentinel process."""
 
     def __init__(
-        self, directory: Path, primary_port: int, down_after_ms: int, failover_timeout_ms: int
+        self,
+        directory: Path,
+        primary_port: int,
+        down_after_ms: int,
+        failover_timeout_ms: int,
+        password: str | None = None,
+        master_password: str | None = None,
     ) -> None:
         binary = shutil.which("redis-sentinel")
         if binary is None:
@@ -51,7 +57,10 @@ class Sentinel:
             f"sentinel down-after-milliseconds {SERVICE} {down_after_ms}\n"
             f"sentinel failover-timeout {SERVICE} {failover_timeout_ms}\n"
             f"sentinel parallel-syncs {SERVICE} 1\n"
+            + (f"requirepass {password}\n" if password else "")
+            + (f"sentinel auth-pass {SERVICE} {master_password}\n" if master_password else "")
         )
+        self.password = password
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -60,7 +69,9 @@ class Sentinel:
         )
 
     def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, decode_responses=True, socket_timeout=2.0)
+        return redis.Redis(
+            port=self.port, password=self.password, decode_responses=True, socket_timeout=2.0
+        )
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -84,17 +95,26 @@ class SentinelSetup:
         failover_timeout_ms: int = 3000,
         appendonly: bool = False,
         replicas: int = 1,
+        password: str | None = None,
+        sentinel_password: str | None = None,
     ) -> None:
+        """``password``: the servers' (requirepass and masterauth); ``sentinel_password``:
+        the sentinels' own requirepass."""
         self.directory = directory
+        self.password = password
+        self.sentinel_password = sentinel_password
         # A replica (re)joining is synced at once, not after the default 5 s wait for others.
-        sync_now = ("--repl-diskless-sync-delay", "0")
+        sync_now: tuple[str, ...] = ("--repl-diskless-sync-delay", "0")
+        if password:
+            sync_now += ("--masterauth", password)  # any of them may become a replica
         self.primary = RedisServer(
-            directory / "primary", appendonly=appendonly, extra_args=sync_now
+            directory / "primary", appendonly=appendonly, password=password, extra_args=sync_now
         )
         self.replicas = [
             RedisServer(
                 directory / f"replica-{n}" if n else directory / "replica",
                 appendonly=appendonly,
+                password=password,
                 extra_args=(*sync_now, "--replicaof", "127.0.0.1", str(self.primary.port)),
             )
             for n in range(replicas)
@@ -102,7 +122,12 @@ class SentinelSetup:
         self.replica = self.replicas[0]
         self.sentinels = [
             Sentinel(
-                directory / f"sentinel-{n}", self.primary.port, down_after_ms, failover_timeout_ms
+                directory / f"sentinel-{n}",
+                self.primary.port,
+                down_after_ms,
+                failover_timeout_ms,
+                password=sentinel_password,
+                master_password=password,
             )
             for n in range(3)
         ]
@@ -110,7 +135,9 @@ class SentinelSetup:
     @property
     def url(self) -> str:
         hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
-        return f"redis+sentinel://{hosts}/{SERVICE}/0"
+        auth = f":{self.password}@" if self.password else ""
+        query = f"?sentinel_password={self.sentinel_password}" if self.sentinel_password else ""
+        return f"redis+sentinel://{auth}{hosts}/{SERVICE}/0{query}"
 
     def start(self, timeout_s: float = 30.0) -> None:
         self.primary.start()
@@ -122,7 +149,9 @@ class SentinelSetup:
 
     def _ready(self) -> bool:
         for server in self.replicas:
-            with redis.Redis(port=server.port, decode_responses=True) as replica:
+            with redis.Redis(
+                port=server.port, password=self.password, decode_responses=True
+            ) as replica:
                 if replica.info("replication").get("master_link_status") != "up":
                     return False
         for sentinel in self.sentinels:
@@ -144,7 +173,8 @@ class SentinelSetup:
 
     def master_url(self) -> str:
         """A plain ``redis://`` URL of the current master."""
-        return f"redis://127.0.0.1:{self.master_port()}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.master_port()}/0"
 
     def server(self, port: int) -> RedisServer:
         return next(s for s in [self.primary, *self.replicas] if s.port == port)
@@ -162,7 +192,7 @@ class SentinelSetup:
         self.server(port).start()
 
         def in_sync() -> bool:
-            with redis.Redis(port=port, decode_responses=True) as server:
+            with redis.Redis(port=port, password=self.password, decode_responses=True) as server:
                 info = server.info("replication")
             return info.get("role") == "slave" and info.get("master_link_status") == "up"
 
@@ -180,7 +210,7 @@ class SentinelSetup:
         port = self.master_port()
         if port is None or port == old_port:
             return False
-        with redis.Redis(port=port, decode_responses=True) as server:
+        with redis.Redis(port=port, password=self.password, decode_responses=True) as server:
             return server.info("replication").get("role") == "master"
 
     def _wait(self, condition: Callable[[], bool], timeout_s: float, what: str) -> None:
