@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import TypeVar
 
 import pytest
 from redis.exceptions import ConnectionError, TimeoutError
-from support.sentinel_setup import SentinelSetup
+from support.sentinel_setup import SentinelSetup, TlsFiles
 
 from jobqueue.core.connection import async_redis
 from jobqueue.worker.hot_connection import HotConnection
@@ -84,5 +85,27 @@ async def test_master_and_sentinel_credentials_are_each_used_where_they_belong(
             assert "m-pw" not in str(caught.value)
         finally:
             await wrong.aclose()
+    finally:
+        setup.stop()
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl makes the certificates")
+async def test_rediss_sentinel_speaks_tls_to_the_sentinels_and_the_master(
+    tmp_path: Path,
+) -> None:
+    # Given servers and sentinels that speak TLS only, under a private CA
+    setup = SentinelSetup(tmp_path / "redis", tls=TlsFiles.make(tmp_path / "tls"))
+    setup.start()
+    try:
+        assert setup.url.startswith("rediss+sentinel://")
+        # Then both kinds of connection verify the servers with the URL's CA and work
+        client = async_redis(setup.url, socket_timeout_s=5.0)
+        hot = HotConnection(setup.url)
+        try:
+            assert await client.incr("n") == 1
+            assert await hot.call(("INCR", "n"), timeout_s=5) == [2]
+        finally:
+            await hot.aclose()
+            await client.aclose()
     finally:
         setup.stop()

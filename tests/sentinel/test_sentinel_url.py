@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from redis.asyncio.connection import SSLConnection
 
 from jobqueue.core.connection import KINDS, SENTINEL, kind_of
 from jobqueue.core.errors import ConfigError
@@ -32,11 +31,11 @@ def test_sentinel_credentials_are_their_own_query_options() -> None:
 def test_rediss_sentinel_means_tls_to_master_and_sentinels_unless_told_otherwise() -> None:
     both = SentinelUrl.parse("rediss+sentinel://h:1/jq?ssl_cert_reqs=none")
     assert both.tls
-    assert both.sentinel_options["connection_class"] is SSLConnection
+    assert both.sentinel_options["ssl"] is True
     assert both.sentinel_options["ssl_cert_reqs"] == "none"
     master_only = SentinelUrl.parse("rediss+sentinel://h:1/jq?sentinel_tls=no")
     assert master_only.tls
-    assert "connection_class" not in master_only.sentinel_options
+    assert "ssl" not in master_only.sentinel_options
 
 
 @pytest.mark.parametrize(

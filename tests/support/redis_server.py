@@ -13,6 +13,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -33,7 +34,10 @@ class RedisServer:
         appendonly: bool = False,
         password: str | None = None,
         extra_args: tuple[str, ...] = (),
+        client_options: dict[str, Any] | None = None,
     ) -> None:
+        """``client_options``: what a client needs besides port and password to talk to
+        this server (TLS options when ``extra_args`` make it speak TLS only)."""
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (bash .ci/run installs it)")
@@ -42,6 +46,7 @@ class RedisServer:
         self.appendonly = appendonly
         self.password = password
         self.extra_args = extra_args
+        self.client_options = client_options or {}
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -74,7 +79,12 @@ class RedisServer:
         self._wait_until_ready()
 
     def _wait_until_ready(self, timeout_s: float = 10.0) -> None:
-        client = redis.Redis(port=self.port, password=self.password, socket_connect_timeout=0.2)
+        client = redis.Redis(
+            port=self.port,
+            password=self.password,
+            socket_connect_timeout=0.2,
+            **self.client_options,
+        )
         deadline = time.monotonic() + timeout_s
         try:
             while time.monotonic() < deadline:

@@ -17,14 +17,66 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
+import urllib.parse
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import redis
 
 from support.redis_server import RedisServer, free_port
 
 SERVICE = "jqmaster"
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """A private CA and one certificate for 127.0.0.1 it signed (openssl, in a directory)."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+    @classmethod
+    def make(cls, directory: Path) -> TlsFiles:
+        directory.mkdir(parents=True, exist_ok=True)
+        ca, key, cert = directory / "ca.crt", directory / "server.key", directory / "server.crt"
+        (directory / "ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+        steps = [
+            f"req -x509 -newkey rsa:2048 -nodes -keyout {directory}/ca.key -out {ca} "
+            "-days 1 -subj /CN=jobqueue-test-ca",
+            f"req -newkey rsa:2048 -nodes -keyout {key} -out {directory}/server.csr "
+            "-subj /CN=127.0.0.1",
+            f"x509 -req -in {directory}/server.csr -CA {ca} -CAkey {directory}/ca.key "
+            f"-CAcreateserial -out {cert} -days 1 -extfile {directory}/ext",
+        ]
+        for step in steps:
+            subprocess.run(["openssl", *step.split()], check=True, capture_output=True)
+        return cls(ca, cert, key)
+
+    @property
+    def client_options(self) -> dict[str, Any]:
+        return {"ssl": True, "ssl_ca_certs": str(self.ca)}
+
+    def _directives(self, port: int) -> list[tuple[str, str]]:
+        return [
+            ("port", "0"),
+            ("tls-port", str(port)),
+            ("tls-cert-file", str(self.cert)),
+            ("tls-key-file", str(self.key)),
+            ("tls-ca-cert-file", str(self.ca)),
+            ("tls-auth-clients", "no"),
+            ("tls-replication", "yes"),  # replicas and sentinels reach servers over TLS too
+        ]
+
+    def server_args(self, port: int) -> tuple[str, ...]:
+        return tuple(
+            part for name, value in self._directives(port) for part in (f"--{name}", value)
+        )
+
+    def sentinel_config(self, port: int) -> str:
+        return "".join(f"{name} {value}\n" for name, value in self._directives(port))
 
 
 class Sentinel:
@@ -38,6 +90,7 @@ class Sentinel:
         failover_timeout_ms: int,
         password: str | None = None,
         master_password: str | None = None,
+        tls: TlsFiles | None = None,
     ) -> None:
         binary = shutil.which("redis-sentinel")
         if binary is None:
@@ -59,8 +112,10 @@ class Sentinel:
             f"sentinel parallel-syncs {SERVICE} 1\n"
             + (f"requirepass {password}\n" if password else "")
             + (f"sentinel auth-pass {SERVICE} {master_password}\n" if master_password else "")
+            + (tls.sentinel_config(self.port) if tls else "")
         )
         self.password = password
+        self.client_options = tls.client_options if tls else {}
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -70,7 +125,11 @@ class Sentinel:
 
     def client(self) -> redis.Redis:
         return redis.Redis(
-            port=self.port, password=self.password, decode_responses=True, socket_timeout=2.0
+            port=self.port,
+            password=self.password,
+            decode_responses=True,
+            socket_timeout=2.0,
+            **self.client_options,
         )
 
     def stop(self) -> None:
@@ -97,12 +156,15 @@ class SentinelSetup:
         replicas: int = 1,
         password: str | None = None,
         sentinel_password: str | None = None,
+        tls: TlsFiles | None = None,
     ) -> None:
         """``password``: the servers' (requirepass and masterauth); ``sentinel_password``:
-        the sentinels' own requirepass."""
+        the sentinels' own requirepass; ``tls``: every process speaks TLS only."""
         self.directory = directory
         self.password = password
         self.sentinel_password = sentinel_password
+        self.tls = tls
+        self.client_options: dict[str, Any] = tls.client_options if tls else {}
         # A replica (re)joining is synced at once, not after the default 5 s wait for others.
         sync_now: tuple[str, ...] = ("--repl-diskless-sync-delay", "0")
         if password:
@@ -120,6 +182,10 @@ class SentinelSetup:
             for n in range(replicas)
         ]
         self.replica = self.replicas[0]
+        if tls is not None:
+            for server in [self.primary, *self.replicas]:
+                server.extra_args += tls.server_args(server.port)
+                server.client_options = tls.client_options
         self.sentinels = [
             Sentinel(
                 directory / f"sentinel-{n}",
@@ -128,6 +194,7 @@ class SentinelSetup:
                 failover_timeout_ms,
                 password=sentinel_password,
                 master_password=password,
+                tls=tls,
             )
             for n in range(3)
         ]
@@ -136,8 +203,12 @@ class SentinelSetup:
     def url(self) -> str:
         hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
         auth = f":{self.password}@" if self.password else ""
-        query = f"?sentinel_password={self.sentinel_password}" if self.sentinel_password else ""
-        return f"redis+sentinel://{auth}{hosts}/{SERVICE}/0{query}"
+        options = {"sentinel_password": self.sentinel_password}
+        if self.tls is not None:
+            options["ssl_ca_certs"] = str(self.tls.ca)
+        query = urllib.parse.urlencode({k: v for k, v in options.items() if v})
+        scheme = "rediss+sentinel" if self.tls else "redis+sentinel"
+        return f"{scheme}://{auth}{hosts}/{SERVICE}/0" + (f"?{query}" if query else "")
 
     def start(self, timeout_s: float = 30.0) -> None:
         self.primary.start()
@@ -150,7 +221,10 @@ class SentinelSetup:
     def _ready(self) -> bool:
         for server in self.replicas:
             with redis.Redis(
-                port=server.port, password=self.password, decode_responses=True
+                port=server.port,
+                password=self.password,
+                decode_responses=True,
+                **self.client_options,
             ) as replica:
                 if replica.info("replication").get("master_link_status") != "up":
                     return False
@@ -172,7 +246,7 @@ class SentinelSetup:
         return ports.pop() if len(ports) == 1 else None
 
     def master_url(self) -> str:
-        """A plain ``redis://`` URL of the current master."""
+        """A plain ``redis://`` URL of the current master (without TLS)."""
         auth = f":{self.password}@" if self.password else ""
         return f"redis://{auth}127.0.0.1:{self.master_port()}/0"
 
@@ -192,7 +266,9 @@ class SentinelSetup:
         self.server(port).start()
 
         def in_sync() -> bool:
-            with redis.Redis(port=port, password=self.password, decode_responses=True) as server:
+            with redis.Redis(
+                port=port, password=self.password, decode_responses=True, **self.client_options
+            ) as server:
                 info = server.info("replication")
             return info.get("role") == "slave" and info.get("master_link_status") == "up"
 
@@ -210,7 +286,9 @@ class SentinelSetup:
         port = self.master_port()
         if port is None or port == old_port:
             return False
-        with redis.Redis(port=port, password=self.password, decode_responses=True) as server:
+        with redis.Redis(
+            port=port, password=self.password, decode_responses=True, **self.client_options
+        ) as server:
             return server.info("replication").get("role") == "master"
 
     def _wait(self, condition: Callable[[], bool], timeout_s: float, what: str) -> None:

@@ -52,7 +52,7 @@ class SentinelUrl:
     """redis-py connection options of the master: credentials, ``db``, TLS options,
     ``connection_class`` (`SSLConnection` for TLS); no host or port."""
     sentinel_options: dict[str, Any] = field(hash=False)
-    """redis-py connection options of the sentinels: their credentials and TLS."""
+    """redis-py client options of the sentinels: timeouts, their credentials and TLS."""
 
     @property
     def tls(self) -> bool:
@@ -124,7 +124,9 @@ def _sentinel_options(master: Mapping[str, Any], own: Mapping[str, str]) -> dict
     if "sentinel_tls" in own:
         tls = own["sentinel_tls"].strip().lower() in ("1", "true", "yes", "on")
     if tls:
-        options["connection_class"] = SSLConnection
+        # Keyword arguments of redis-py's client (which builds the sentinels' connections),
+        # so TLS is `ssl=True`, not a connection class.
+        options["ssl"] = True
         options.update({k: v for k, v in master.items() if k.startswith("ssl_")})
     return options
 
