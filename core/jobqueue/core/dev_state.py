@@ -53,8 +53,11 @@ def _private_temp_dir() -> Path:
 
 
 def write_state(path: Path, state: DevState) -> None:
-    """Write ``state`` to ``path`` atomically, readable by this user only."""
+    """Write ``state`` to ``path`` atomically, readable by this user only; OSError when
+    its directory belongs to someone else (a shared temp dir: never write there)."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not _owned(path.parent):
+        raise PermissionError(f"{path.parent} is not this user's own directory")
     partial = path.with_name(f".{path.name}.{state.pid}")
     descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "wb") as out:
@@ -80,7 +83,20 @@ def read_state(environ: Mapping[str, str] | None = None) -> tuple[Path, DevState
     return path, state
 
 
+def _owned(path: Path) -> bool:
+    """``path`` exists, is no symlink and belongs to this user."""
+    try:
+        info = path.lstat()
+    except OSError:
+        return False
+    return not path.is_symlink() and info.st_uid == os.getuid()
+
+
 def _load(path: Path) -> DevState | None:
+    # Another user's file (planted in a shared temp dir) must not send our commands to
+    # their Redis.
+    if not (_owned(path) and _owned(path.parent)):
+        return None
     try:
         data = orjson.loads(path.read_bytes())
         return DevState(**data)
