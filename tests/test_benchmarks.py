@@ -45,6 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
             ["--trials", "1", "--queues", "2", "--seconds", "2"],
             "per JobQueue per poll",
         ),
+        ("faults.py", ["--scale", "0.05", "--rate", "50", "--only", "freeze,maxmemory"], "resumed"),
         (
             "sentinel_failover.py",
             ["--rounds", "1", "--before", "30", "--after", "30", "--modes", "plain"],

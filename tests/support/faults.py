@@ -65,7 +65,7 @@ class Fault:
     after_s: float = 2.0
     workers: int = 2
     concurrency: int = 16
-    job_ms: int = 300
+    job_ms: int = 100
     """How long each job runs before its write."""
     max_attempts: int = 5
     """Small, with quick retries: an episode would use it up many times over if it
@@ -250,7 +250,9 @@ class FaultRun:
         thread.join(30)
 
     def _resume_time(self, ended: float, limit_s: float = 60.0) -> float | None:
-        """Seconds from ``ended`` until a job enqueued after it is done."""
+        """Seconds from ``ended`` until a job enqueued after it was done. Short only if
+        the workers keep up with the rate (``job_ms`` x rate < the workers' slots):
+        otherwise it includes the backlog's wait."""
         deadline = time.monotonic() + limit_s
         marker: list[str] = []
         while time.monotonic() < deadline:
@@ -258,7 +260,7 @@ class FaultRun:
                 marker = self._enqueue(1)
             elif self._done(marker[0]):
                 return time.monotonic() - ended
-            time.sleep(TICK_S)
+            time.sleep(TICK_S / 5)
         return None
 
     def _done(self, job_id: str) -> bool:

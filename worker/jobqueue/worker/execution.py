@@ -80,13 +80,17 @@ class Executor:
         if spec is None:
             await self.outcomes.dead(delivery, "no_handler", f"no handler for type {job.type!r}")
             return
+        held_here = 0
         while True:
             started = time.monotonic()
             error = await self._attempt(delivery, spec)
             if error is None:
                 return
             handler_decided = isinstance(error, Fatal | Retry)
-            if not handler_decided and await self.health.blames_redis(error, started):
+            blamed = not handler_decided and await self.health.blames_redis(
+                error, started, first=not held_here
+            )
+            if blamed:
                 log.warning(
                     "job %s (%s) attempt %d failed while Redis was unavailable (%s: %s);"
                     " not counted, it runs again once Redis is back",
@@ -94,6 +98,7 @@ class Executor:
                     extra=self._log_fields(job),
                 )
                 self.held += 1
+                held_here += 1
                 await self.health.wait_healthy()
                 delivery.timed_out = False
                 continue

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 
 from redis.asyncio import Redis as AsyncRedis
+from redis.exceptions import ConnectionError
 
 from jobqueue.core.keys import QueueKeys
 from jobqueue.core.wire import utc_now_iso
@@ -43,15 +44,13 @@ CAUSE_DEPTH = 5
 """How far down an exception's causes a Redis error is looked for."""
 
 
-def caused_by_redis(exc: BaseException | None) -> bool:
-    """True if ``exc`` or one of its causes is a Redis outage or refusal."""
+def redis_cause(exc: BaseException | None) -> BaseException | None:
+    """``exc`` or the first of its causes that is a Redis outage or refusal, if any."""
     for _ in range(CAUSE_DEPTH):
-        if exc is None:
-            return False
-        if isinstance(exc, TRANSIENT_ERRORS):
-            return True
+        if exc is None or isinstance(exc, TRANSIENT_ERRORS):
+            return exc
         exc = exc.__cause__ or exc.__context__
-    return False
+    return None
 
 
 class RedisHealth:
@@ -139,18 +138,29 @@ class RedisHealth:
             if message:
                 log.warning("%s", message)
 
-    async def blames_redis(self, error: BaseException, started: float) -> bool:
+    async def blames_redis(
+        self, error: BaseException, started: float, *, first: bool = True
+    ) -> bool:
         """Whether a handler's failure (``error``; a job timeout is a `TimeoutError`)
         was Redis's doing rather than the job's: the error comes from Redis (or is a
-        timeout) and Redis was unhealthy during the attempt or is so now."""
-        if not (caused_by_redis(error) or isinstance(error, TimeoutError)):
+        timeout) and Redis was unhealthy during the attempt or is so now. On the
+        ``first`` failure of a delivery a dropped connection counts too, even with
+        Redis healthy now: a restart between two probes leaves pooled connections the
+        server closed, and each fails once."""
+        cause = redis_cause(error)
+        if cause is None and not isinstance(error, TimeoutError):
             return False
         if self.troubled_since(started):
             return True
         # The probe runs now: an outage that began after the last probe is found here
         # (and one that ended just now shows as a recovery after the attempt began).
         healthy_now = await self.probe()
-        return not healthy_now or self.troubled_since(started)
+        if not healthy_now or self.troubled_since(started):
+            return True
+        if first and isinstance(cause, ConnectionError):
+            await self.redis.connection_pool.disconnect(inuse_connections=False)
+            return True
+        return False
 
     async def wait_healthy(self) -> None:
         await self.healthy.wait()
