@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import sys
@@ -19,7 +20,7 @@ from jobqueue.core.logs import setup_logging
 from jobqueue.local.queue import LocalQueue, load_queue
 from jobqueue.local.session import run_dev
 from jobqueue.local.settings import DevSettings
-from jobqueue.local.view import Snapshot, plain_line, render
+from jobqueue.local.view import Snapshot, plain_line, render, snapshot_fields
 
 
 @click.command("dev")
@@ -86,7 +87,7 @@ def dev(
             data_dir=data_dir or base.data_dir,
             worker_metrics=base.worker_metrics,
             demo=demo,
-            live=sys.stdout.isatty() if live is None else live,
+            live=_live_default(live, base.logs.with_flags(log_level, log_format).format),
             duration_s=duration_s,
             exit_when_idle=exit_when_idle,
             logs=base.logs.with_flags(log_level, log_format),
@@ -98,10 +99,32 @@ def dev(
     try:
         if settings.live:
             _run_live(queue, settings)
+        elif settings.logs.format == "json":
+            _run_json(queue, settings)
         else:
             _run_lines(queue, settings)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _live_default(live: bool | None, log_format: str) -> bool:
+    """The live view on a terminal, unless asked otherwise or for JSON lines."""
+    if live is not None:
+        return live
+    return sys.stdout.isatty() and log_format != "json"
+
+
+def _run_json(queue: LocalQueue, settings: DevSettings) -> None:
+    """JSON mode: each poll and each event is a log record (one JSON object a line)."""
+    log = logging.getLogger("jobqueue.local")
+
+    def show(snap: Snapshot) -> None:
+        log.info("poll", extra=snapshot_fields(snap))
+
+    def event(line: str) -> None:
+        log.info(line.strip(), extra={"event": True})
+
+    asyncio.run(run_dev(queue, settings, show, event))
 
 
 def _run_lines(queue: LocalQueue, settings: DevSettings) -> None:

@@ -68,6 +68,28 @@ class Snapshot:
     """How to run the CLI against this queue from another terminal (``.venv/bin/jobqueue``)."""
 
 
+def snapshot_fields(snap: Snapshot) -> dict[str, object]:
+    """One poll as the fields of a JSON log line (``--log-format json``)."""
+    fields: dict[str, object] = {"elapsed_s": round(snap.elapsed_s, 1)}
+    if snap.sample is None:
+        fields["error"] = snap.error
+    else:
+        s = snap.sample
+        fields.update(lag=s.lag, pending=s.pending, delayed=s.delayed, dead=s.dead_letters)
+        fields["oldest_waiting_s"] = round(snap.oldest_waiting_s, 3)
+    done = sum(n for (_, outcome), n in snap.outcomes.items() if outcome == "succeeded")
+    fields.update(
+        arrival_rate=round(snap.arrival_rate, 2),
+        completion_rate=round(snap.completion_rate, 2),
+        replicas=snap.replicas_current,
+        replicas_desired=snap.replicas_desired,
+        replicas_stopping=snap.replicas_stopping,
+        succeeded=done,
+        reason=snap.reason,
+    )
+    return fields
+
+
 def plain_line(snap: Snapshot) -> str:
     """One ``key=value`` line for logs: ``t=12.0s lag=3 pending=4 ... replicas=2/3``."""
     parts = [f"t={snap.elapsed_s:.1f}s"]
