@@ -88,4 +88,14 @@ async def test_a_template_reaches_the_worker_deployment(
     assert [t.key for t in pod.spec.tolerations or []] == ["batch"]
     assert pod.spec.containers[0].resources.requests == {"cpu": "50m"}
     assert pod.spec.automount_service_account_token is False
+
+    # A toleration dropped from the template leaves the Deployment too (server-side apply
+    # owns every field, the created ones included)
+    patch = {"spec": {"podTemplate": {"spec": {"tolerations": None}}}}
+    api().patch_namespaced_custom_object(GROUP, VERSION, cluster, PLURAL, "placed", patch)
+    await eventually(
+        lambda: (d := deployment()) is not None and not d.spec.template.spec.tolerations,
+        timeout_s=60,
+        what="the toleration removed from the Deployment",
+    )
     api().delete_namespaced_custom_object(GROUP, VERSION, cluster, PLURAL, "placed")

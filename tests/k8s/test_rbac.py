@@ -45,6 +45,7 @@ GRANTED_UNOBSERVED: dict[Call, str] = {
     ("watch", "apiextensions.k8s.io/v1/customresourcedefinitions", ""): "Kopf scans CRDs",
     ("list", "v1/namespaces", ""): "Kopf's cluster-wide mode follows namespaces",
     ("watch", "v1/namespaces", ""): "Kopf's cluster-wide mode follows namespaces",
+    ("create", "apps/v1/deployments", ""): "a server-side apply that creates is also a create",
 }
 
 

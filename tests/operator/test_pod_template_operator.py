@@ -115,3 +115,25 @@ async def test_a_queue_without_a_template_reports_no_conflict(
     pod = pod_spec(kube, "plain")
     assert pod is not None
     assert pod["automountServiceAccountToken"] is False
+
+
+async def test_the_worker_deployment_is_created_by_server_side_apply(
+    kube: KubeEmulator, operator: OperatorContext, redis_url: str
+) -> None:
+    # A Deployment created by POST has its fields owned by an "Update" manager, which a
+    # later apply never removes: a toleration dropped from the template would stay.
+    await apply(kube, jobqueue("applied", redis_url))
+    await eventually(lambda: pod_spec(kube, "applied"), what="deployment")
+    writes = [
+        r
+        for r in kube.requests
+        if r.resource is not None
+        and r.resource.plural == "deployments"
+        and r.action is not None
+        and r.action.name in ("CREATE", "UPDATE")
+    ]
+    assert writes
+    assert not [r for r in writes if r.action is not None and r.action.name == "CREATE"]
+    first = writes[0]
+    assert "apply-patch" in str(first.headers.get("Content-Type"))
+    assert dict(first.params)["fieldManager"] == "jobqueue-operator"

@@ -110,6 +110,10 @@ def _path(resource: str, namespace: str | None, name: str = "", subresource: str
     return f"{base}/{ref.plural}" + (f"/{tail}" if tail else "")
 
 
+def _is_apply(request: Any) -> bool:
+    return "apply-patch" in str(request.headers.get("Content-Type", ""))
+
+
 class NamingEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
     """The emulator, plus what the API server does that Kopf relies on: a fresh
     ``resourceVersion`` on every write (else Kopf takes a stale watch event for the answer
@@ -122,6 +126,8 @@ class NamingEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
     async def _handle(self, request: Any) -> Any:
         data = request.data
         writes = (kmock.action.CREATE, kmock.action.UPDATE)
+        if request.action == kmock.action.UPDATE and _is_apply(request):
+            self._upsert(request)
         if request.action in writes and isinstance(data, dict):
             meta = data.setdefault("metadata", {})
             meta["resourceVersion"] = str(next(self._versions))
@@ -131,6 +137,13 @@ class NamingEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
             version = str(next(self._versions))
             data.append({"op": "add", "path": "/metadata/resourceVersion", "value": version})
         return await super()._handle(request)
+
+    def _upsert(self, request: Any) -> None:
+        """Server-side apply creates a missing object, as the API server does."""
+        key = (request.resource, request.namespace, request.name)
+        if key not in self.objects or self.objects[key].deleted:
+            meta = {"name": request.name, "namespace": request.namespace}
+            self.objects[key] = {"metadata": meta}
 
     async def _render_error(self, exc: Exception) -> Any:
         # A JSON patch whose resourceVersion test fails is a 422 on a real API server; Kopf

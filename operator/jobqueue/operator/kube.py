@@ -11,8 +11,7 @@ exact), so Kopf never lists namespaces, which a Role could not grant. Without li
 method                   request                                             RBAC verb
 =======================  ==================================================  ======================
 `get_deployment`         GET apps/v1 deployments/{name}                      deployments get
-`create_deployment`      POST apps/v1 deployments                            deployments create
-`apply_deployment`       PATCH (server-side apply) deployments               deployments patch
+`apply_deployment`       PATCH (server-side apply) deployments/{name}        deployments patch
 `scale_deployment`       PATCH (merge) deployments/{name}                    deployments patch
 `delete_deployment`      DELETE apps/v1 deployments/{name}                   deployments delete
 `get_pdb`                GET policy/v1 poddisruptionbudgets                  pdbs get
@@ -27,6 +26,9 @@ method                   request                                             RBA
 `secret_value`           GET v1 secrets/{name}                               secrets get
 `patch_status`           PATCH jobqueues/{name}/status                       jobqueues/status patch
 =======================  ==================================================  ======================
+
+`apply_deployment` also creates a missing Deployment, which the API server authorizes as
+``create`` too: so the operator's apply owns every field of it from the start.
 
 Credentials are Kopf's: the login handler hands the same `kopf.ConnectionInfo` to
 `KubeApi`, so there is one notion of "the cluster" in the process.
@@ -125,23 +127,20 @@ class KubeApi:
     async def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
         return await self._request("GET", self._deployments(namespace, name))
 
-    async def create_deployment(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        created = await self._request("POST", self._deployments(namespace), body=body)
-        if created is None:
-            raise KubeApiError(404, "NotFound", f"namespace {namespace} not found")
-        return created
-
     async def apply_deployment(self, namespace: str, body: Mapping[str, Any]) -> None:
-        """Server-side apply: fields the operator stopped setting are removed."""
+        """Server-side apply, creating the Deployment when missing: fields the operator
+        stopped setting are removed."""
         name = body["metadata"]["name"]
         params = {"fieldManager": FIELD_MANAGER, "force": "true"}
-        await self._request(
+        applied = await self._request(
             "PATCH",
             self._deployments(namespace, name),
             body=body,
             content_type=APPLY_PATCH,
             params=params,
         )
+        if applied is None:
+            raise KubeApiError(404, "NotFound", f"namespace {namespace} not found")
 
     async def scale_deployment(self, namespace: str, name: str, replicas: int) -> bool:
         """Set ``spec.replicas``; False when the Deployment does not exist."""

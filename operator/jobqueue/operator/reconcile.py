@@ -81,19 +81,14 @@ async def ensure_deployment(
     """
     existing = await api.get_deployment(namespace, deployment_name(name))
     if existing is None:
+        # Created by server-side apply too, so the operator's apply owns every field from
+        # the start: a field later dropped from the spec (a toleration, a volume of the pod
+        # template) is removed, which fields of a POST (an "Update" manager) never would be.
+        # The create handler and the scaling loop may both get here: both applies succeed.
         replicas = spec.scaling.min_replicas
-        try:
-            await api.create_deployment(
-                namespace, build_deployment(name, namespace, uid, spec, replicas)
-            )
-            return replicas
-        except KubeApiError as exc:
-            # The create handler and the scaling loop may race to create it: take theirs.
-            if exc.status != CONFLICT:
-                raise
-        existing = await api.get_deployment(namespace, deployment_name(name))
-        if existing is None:
-            raise KubeApiError(CONFLICT, "Conflict", "deployment created and deleted meanwhile")
+        body = build_deployment(name, namespace, uid, spec, replicas)
+        await api.apply_deployment(namespace, body)
+        return replicas
     replicas = int(existing.get("spec", {}).get("replicas", spec.scaling.min_replicas))
     bounded = min(max(replicas, spec.scaling.min_replicas), spec.scaling.max_replicas)
     await api.apply_deployment(namespace, build_deployment(name, namespace, uid, spec, bounded))
