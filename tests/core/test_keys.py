@@ -25,6 +25,7 @@ def every_key(keys: QueueKeys) -> list[str]:
         keys.status("01JABCDEFGHJKMNPQRSTVWXYZ0"),
         keys.idempotency("order-42"),
         keys.lane("high"),
+        keys.health,
     ]
 
 
