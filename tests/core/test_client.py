@@ -24,7 +24,7 @@ async def client(redis_client: AsyncRedis) -> AsyncClient:
     return AsyncClient(redis_client, QueueSettings(status_ttl_s=3600), idempotency_ttl_s=600)
 
 
-async def test_enqueue_writes_the_spec_wire_format_and_the_entry_id_as_its_record(
+async def test_enqueue_writes_the_spec_wire_format_and_lists_the_job_as_queued(
     client: AsyncClient, redis_client: AsyncRedis
 ) -> None:
     result = await client.enqueue("email", {"to": "a@example.com", "template": "welcome"})
@@ -35,10 +35,10 @@ async def test_enqueue_writes_the_spec_wire_format_and_the_entry_id_as_its_recor
     job = decode(entry_id, fields)
     assert (job.id, job.type, job.priority, job.attempts) == (result.job_id, "email", 5, 0)
     assert job.payload == {"to": "a@example.com", "template": "welcome"}
-    # The record of a job waiting in the stream is its entry id alone, without a TTL (it
-    # lives as long as the entry); the client derives the rest from the entry.
-    assert await redis_client.hgetall(KEYS.status(result.job_id)) == {"entry_id": entry_id}
-    assert await redis_client.ttl(KEYS.status(result.job_id)) == -1
+    # A job waiting in the stream has no record of its own, only its entry id in the
+    # queue's `queued` hash; the client derives the rest from the entry.
+    assert await redis_client.exists(KEYS.status(result.job_id)) == 0
+    assert await redis_client.hgetall(KEYS.queued) == {result.job_id: entry_id}
     info = await client.get(result.job_id)
     assert info is not None
     assert (info.state, info.type, info.attempts, info.entry_id) == ("queued", "email", 0, entry_id)
@@ -185,6 +185,28 @@ async def test_cancel_of_a_finished_or_unknown_job_changes_nothing(
     assert (finished.answer, finished.state) == ("not_cancellable", "succeeded")
     assert unknown.answer == "not_found"
     assert await redis_client.xlen(KEYS.stream) == 1
+
+
+async def test_a_short_job_succeeded_in_its_shared_hash_is_read_and_not_cancellable(
+    client: AsyncClient, redis_client: AsyncRedis
+) -> None:
+    # given a job whose success a worker wrote into its `done` hash (scripts.FLUSH)
+    job = await client.enqueue("report", {})
+    assert job.entry_id is not None
+    done = KEYS.done(job.job_id)
+    assert done is not None
+    success = f'["2026-01-01T00:00:01.000Z","1","{job.entry_id}","report","2026-01-01T00:00:00Z"]'
+    await redis_client.hset(done, job.job_id, success)
+    await redis_client.hdel(KEYS.queued, job.job_id)
+    await redis_client.xdel(KEYS.stream, job.entry_id)
+
+    info = await client.get(job.job_id)
+    outcome = await client.cancel(job.job_id)
+
+    assert info is not None
+    assert (info.state, info.type, info.attempts) == ("succeeded", "report", 1)
+    assert info.finished_at == "2026-01-01T00:00:01.000Z"
+    assert (outcome.answer, outcome.state) == ("not_cancellable", "succeeded")
 
 
 async def _dead_letter(redis_client: AsyncRedis, client: AsyncClient) -> tuple[str, str]:

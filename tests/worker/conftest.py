@@ -14,6 +14,7 @@ import pytest
 from redis.asyncio import Redis as AsyncRedis
 
 from jobqueue.core.keys import QueueKeys
+from jobqueue.core.records import read_record
 from jobqueue.core.settings import QueueSettings
 from jobqueue.core.wire import new_job_id, utc_now_iso
 from jobqueue.worker.app import App
@@ -85,6 +86,19 @@ async def run_burst(app: App, settings: WorkerSettings, timeout_s: float = 60.0)
     """Run a burst worker until the queue is empty; returns its exit code."""
     worker = Worker(app, dataclasses.replace(settings, burst=True))
     return await asyncio.wait_for(worker.run(handle_signals=False), timeout_s)
+
+
+async def record_of(client: AsyncRedis, job_id: str) -> dict[str, str]:
+    """A job's status record wherever it lives (`jobqueue.core.records`); {} if none."""
+    return await read_record(client, KEYS, job_id) or {}
+
+
+async def record_ttl(client: AsyncRedis, job_id: str) -> int:
+    """Seconds left of the key holding a job's record (its own, or its success hash)."""
+    done = KEYS.done(job_id)
+    if done is not None and await client.hexists(done, job_id):
+        return int(await client.ttl(done))
+    return int(await client.ttl(KEYS.status(job_id)))
 
 
 async def dead_letters(client: AsyncRedis) -> list[dict[str, str]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 
 from redis.asyncio import Redis as AsyncRedis
-from worker.conftest import KEYS, dead_letters, enqueue, run_burst, settings_for
+from worker.conftest import dead_letters, enqueue, record_of, run_burst, settings_for
 
 from jobqueue.worker.demo import app as demo_app
 from jobqueue.worker.runner import Worker
@@ -24,7 +24,7 @@ async def test_the_demo_app_runs_its_four_job_types_and_rejects_bad_payloads(
     bad = await enqueue(redis_client, "email", {"template": "welcome"})
     assert await run_burst(demo_app, settings_for(redis_url), timeout_s=90) == 0
     for job_id in good:
-        assert await redis_client.hget(KEYS.status(job_id), "state") == "succeeded"
+        assert (await record_of(redis_client, job_id)).get("state") == "succeeded"
     [dead] = await dead_letters(redis_client)
     assert dead["original_id"] == bad
     assert dead["reason"] == "fatal: Fatal: email needs a non-empty string in payload field 'to'"
@@ -48,7 +48,7 @@ async def test_noop_and_sleep_jobs_succeed(redis_client: AsyncRedis, redis_url: 
     bad_sleep = await enqueue(redis_client, "sleep", {"ms": "long"})
     assert await run_burst(testing_app, settings_for(redis_url)) == 0
     for job_id in ids:
-        assert await redis_client.hget(KEYS.status(job_id), "state") == "succeeded"
+        assert (await record_of(redis_client, job_id)).get("state") == "succeeded"
     [dead] = await dead_letters(redis_client)
     assert dead["original_id"] == bad_sleep
     assert dead["reason"].startswith("fatal:")

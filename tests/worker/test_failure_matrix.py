@@ -64,7 +64,18 @@ def wait_for(check: Callable[[], bool], what: str, timeout_s: float = 30.0) -> N
 
 
 def states(client: redis.Redis, ids: list[str]) -> list[str | None]:
-    return [client.hget(KEYS.status(i), "state") for i in ids]
+    return [state_of(client, i) for i in ids]
+
+
+def state_of(client: redis.Redis, job_id: str) -> str | None:
+    """A job's state wherever it lives (`jobqueue.core.records`), read synchronously."""
+    done = KEYS.done(job_id)
+    if done is not None and client.hexists(done, job_id):
+        return "succeeded"
+    state = client.hget(KEYS.status(job_id), "state")
+    if state is not None:
+        return str(state)
+    return "queued" if client.hexists(KEYS.queued, job_id) else None
 
 
 def held_by(client: redis.Redis, consumer: str) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis as AsyncRedis
+from worker.conftest import record_of
 
 from jobqueue.core.keys import QueueKeys
 from jobqueue.core.wire import Job, decode
@@ -42,7 +43,7 @@ async def run_flush(redis: AsyncRedis, outcomes: Outcomes) -> int:
 
 async def record(redis: AsyncRedis, delivery: Delivery) -> dict[str, str]:
     assert delivery.job is not None
-    return await redis.hgetall(KEYS.status(delivery.job.id))
+    return await record_of(redis, delivery.job.id)
 
 
 async def test_jobs_started_and_finished_since_the_last_flush_get_one_complete_record(
@@ -81,11 +82,16 @@ async def test_a_flush_repeated_after_a_lost_reply_changes_nothing(
     before = [await record(redis_client, d) for d in deliveries]
     # the reply was lost: the flush goes back to the queue and is sent again, later
     outcomes.put_back(flush)
-    await redis_client.hset(KEYS.status(deliveries[0].job.id), "state", "dead")  # type: ignore[union-attr]
+    # a tripwire in place of the first job's success record: a second write would show
+    first_id = deliveries[0].job.id  # type: ignore[union-attr]
+    done = KEYS.done(first_id)
+    assert done is not None
+    assert await redis_client.hexists(done, first_id)
+    await redis_client.hset(done, first_id, "tripwire")
 
     assert await run_flush(redis_client, outcomes) == 0
 
-    assert (await record(redis_client, deliveries[0]))["state"] == "dead"
+    assert await redis_client.hget(done, first_id) == "tripwire"
     assert await record(redis_client, deliveries[1]) == before[1]
 
 
@@ -110,3 +116,68 @@ async def test_an_entry_finished_elsewhere_keeps_its_record_while_the_rest_of_th
     for d in deliveries[1:]:
         assert (await record(redis_client, d))["state"] == "succeeded"
     assert (await redis_client.xpending(KEYS.stream, KEYS.group))["pending"] == 0
+
+
+async def test_a_short_success_is_one_field_of_a_shared_hash_and_leaves_queued(
+    redis_client: AsyncRedis,
+) -> None:
+    # given two jobs the client listed as queued, read, run and finished in one flush
+    deliveries = await delivered(redis_client, 2)
+    ids = [d.job.id for d in deliveries if d.job is not None]
+    await redis_client.hset(KEYS.queued, mapping={i: "listed" for i in ids})
+    outcomes = outcomes_for(redis_client, [])
+    outcomes.mark_running(deliveries)
+    for d in deliveries:
+        outcomes.succeeded(d, 0.001)
+
+    assert await run_flush(redis_client, outcomes) == 2
+
+    # then no job has a key of its own: each is a field of its success hash, with a TTL
+    done = KEYS.done(ids[0])
+    assert done is not None
+    assert await redis_client.exists(*(KEYS.status(i) for i in ids)) == 0
+    assert sorted(await redis_client.hkeys(done)) == sorted(ids)
+    assert 0 < await redis_client.ttl(done) <= 60
+    assert await redis_client.hlen(KEYS.queued) == 0
+    record = await record_of(redis_client, ids[0])
+    assert record["state"] == "succeeded"
+    assert (record["type"], record["attempts"]) == ("noop", "1")
+    assert record["entry_id"] == deliveries[0].entry_id
+    assert record["finished_at"] == record["started_at"]
+
+
+async def test_a_job_id_that_is_not_a_ulid_gets_its_own_record(
+    redis_client: AsyncRedis,
+) -> None:
+    await redis_client.xgroup_create(KEYS.stream, KEYS.group, id="0", mkstream=True)
+    await redis_client.xadd(KEYS.stream, {"id": "order-7", "type": "noop", "payload": "{}"})
+    [[_, entries]] = await redis_client.xreadgroup(KEYS.group, "w1", {KEYS.stream: ">"})
+    deliveries = [Delivery(i, f, decode(i, f)) for i, f in entries]
+    outcomes = outcomes_for(redis_client, [])
+    outcomes.mark_running(deliveries)
+    outcomes.succeeded(deliveries[0], 0.001)
+
+    assert await run_flush(redis_client, outcomes) == 1
+
+    assert await redis_client.hget(KEYS.status("order-7"), "state") == "succeeded"
+    assert 0 < await redis_client.ttl(KEYS.status("order-7")) <= 60
+
+
+async def test_a_success_hash_of_another_type_leaves_each_job_its_own_record(
+    redis_client: AsyncRedis,
+) -> None:
+    deliveries = await delivered(redis_client, 2)
+    ids = [d.job.id for d in deliveries if d.job is not None]
+    done = KEYS.done(ids[0])
+    assert done is not None
+    await redis_client.set(done, "another application's value")
+    outcomes = outcomes_for(redis_client, [])
+    outcomes.mark_running(deliveries)
+    for d in deliveries:
+        outcomes.succeeded(d, 0.001)
+
+    assert await run_flush(redis_client, outcomes) == 2
+
+    assert await redis_client.get(done) == "another application's value"
+    for job_id in ids:
+        assert await redis_client.hget(KEYS.status(job_id), "state") == "succeeded"

@@ -4,7 +4,7 @@ handler runs; handlers see the job id and the attempt number."""
 from __future__ import annotations
 
 from redis.asyncio import Redis as AsyncRedis
-from worker.conftest import enqueue, group_pending, run_burst, settings_for
+from worker.conftest import enqueue, group_pending, record_of, run_burst, settings_for
 
 from jobqueue.core.keys import QueueKeys
 from jobqueue.worker.app import App, JobContext
@@ -23,7 +23,7 @@ async def test_an_effect_keyed_by_the_job_id_lands_once_across_failed_attempts(
     # when a worker runs them to the end
     assert await run_burst(testing_app, settings_for(redis_url, max_attempts=5)) == 0
     # then the flaky one ran three times, yet each amount was added once
-    assert await redis_client.hget(KEYS.status(flaky), "attempts") == "3"
+    assert (await record_of(redis_client, flaky)).get("attempts") == "3"
     assert await redis_client.hget("acct", "balance") == "12"
     assert await redis_client.smembers("acct:applied") == {flaky, steady}
     assert await group_pending(redis_client) == 0

@@ -22,6 +22,8 @@ from worker.conftest import (
     enqueue,
     eventually,
     group_pending,
+    record_of,
+    record_ttl,
     run_burst,
     running,
     settings_for,
@@ -43,7 +45,7 @@ async def test_successful_jobs_are_acked_and_their_records_say_succeeded(
     # then each ran once, nothing is pending, and the status records say so
     assert await redis_client.hgetall("done") == {i: "1" for i in ids}
     assert await group_pending(redis_client) == 0
-    record = await redis_client.hgetall(KEYS.status(ids[0]))
+    record = await record_of(redis_client, ids[0])
     assert record["state"] == "succeeded"
     assert record["attempts"] == "1"
     assert record["finished_at"]
@@ -51,7 +53,7 @@ async def test_successful_jobs_are_acked_and_their_records_say_succeeded(
     # the worker writes what enqueue left in the entry alone (type, enqueued_at)
     assert record["type"] == "record"
     assert record["enqueued_at"].startswith(record["finished_at"][:4])
-    assert 0 < await redis_client.ttl(KEYS.status(ids[0])) <= 7 * 24 * 3600
+    assert 0 < await record_ttl(redis_client, ids[0]) <= 7 * 24 * 3600
 
 
 async def test_a_job_that_finishes_at_once_gets_its_running_fields_with_its_success(
@@ -64,12 +66,12 @@ async def test_a_job_that_finishes_at_once_gets_its_running_fields_with_its_succ
     assert await run_burst(testing_app, settings_for(redis_url)) == 0
     # then each record is complete: what the running mark writes, then the success
     for job_id, entry_id in zip(ids, entry_ids, strict=True):
-        record = await redis_client.hgetall(KEYS.status(job_id))
+        record = await record_of(redis_client, job_id)
         assert record["state"] == "succeeded"
         assert (record["attempts"], record["entry_id"], record["type"]) == ("1", entry_id, "noop")
         assert record["started_at"]
         assert record["finished_at"]
-        assert 0 < await redis_client.ttl(KEYS.status(job_id)) <= 7 * 24 * 3600
+        assert 0 < await record_ttl(redis_client, job_id) <= 7 * 24 * 3600
 
 
 async def test_a_settled_record_is_not_given_running_fields_by_a_late_success(
@@ -81,7 +83,7 @@ async def test_a_settled_record_is_not_given_running_fields_by_a_late_success(
     # when a burst worker runs it
     assert await run_burst(testing_app, settings_for(redis_url)) == 0
     # then a record showing an outcome is never marked running: only the success lands
-    record = await redis_client.hgetall(KEYS.status(job_id))
+    record = await record_of(redis_client, job_id)
     assert record["state"] == "succeeded"
     assert "started_at" not in record
     assert "type" not in record
@@ -98,10 +100,7 @@ async def test_many_short_jobs_at_low_concurrency_are_all_acknowledged_once(
     # then every job ran once, nothing is pending, every record says succeeded
     assert await redis_client.hgetall("done") == {i: "1" for i in ids[:300]}
     assert await group_pending(redis_client) == 0
-    async with redis_client.pipeline(transaction=False) as pipe:
-        for job_id in ids:
-            pipe.hget(KEYS.status(job_id), "state")
-        assert set(await pipe.execute()) == {"succeeded"}
+    assert {(await record_of(redis_client, job_id)).get("state") for job_id in ids} == {"succeeded"}
 
 
 async def test_a_failing_job_retries_with_growing_delays_then_is_dead_lettered(
@@ -137,7 +136,7 @@ async def test_a_failing_job_retries_with_growing_delays_then_is_dead_lettered(
     assert dead["trace_id"] == "t-1"
     assert dead["source_stream"] == STREAM
     assert dead["failed_at"]
-    record = await redis_client.hgetall(KEYS.status(job_id))
+    record = await record_of(redis_client, job_id)
     assert record["state"] == "dead"
     assert record["attempts"] == "4"
     assert await group_pending(redis_client) == 0
@@ -163,7 +162,7 @@ async def test_a_retry_waits_in_the_delayed_set_with_its_fields_and_attempts(
     assert fields["attempts"] == "1"
     assert fields["trace_id"] == "abc"
     assert fields["id"] == job_id
-    record = await redis_client.hgetall(KEYS.status(job_id))
+    record = await record_of(redis_client, job_id)
     assert record["state"] == "retrying"
     assert "failing on purpose" in record["last_error"]
     assert record["run_at"]
@@ -179,7 +178,7 @@ async def test_a_due_retry_runs_again_and_succeeds(
     job_id = await enqueue(redis_client, "fail", {"times": 2, "into": "done"})
     assert await run_burst(testing_app, settings_for(redis_url)) == 0
     assert await redis_client.hgetall("done") == {job_id: "1"}
-    record = await redis_client.hgetall(KEYS.status(job_id))
+    record = await record_of(redis_client, job_id)
     assert record["state"] == "succeeded"
     assert record["attempts"] == "3"
 
@@ -356,6 +355,6 @@ async def test_a_status_key_of_another_type_does_not_hold_back_its_batch(
     # the foreign key is left exactly as it was
     assert await redis_client.hgetall("done") == {i: "1" for i in ids}
     assert await group_pending(redis_client) == 0
-    assert await redis_client.hget(KEYS.status(ids[0]), "state") == "succeeded"
+    assert (await record_of(redis_client, ids[0])).get("state") == "succeeded"
     assert await redis_client.get(foreign) == "another application's value"
     assert await redis_client.ttl(foreign) == -1

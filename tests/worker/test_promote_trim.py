@@ -7,7 +7,7 @@ import asyncio
 import orjson
 import pytest
 from redis.asyncio import Redis as AsyncRedis
-from worker.conftest import DEAD, GROUP, STREAM
+from worker.conftest import DEAD, GROUP, STREAM, record_of
 
 from jobqueue.core.connection import async_redis
 from jobqueue.core.keys import QueueKeys
@@ -36,7 +36,7 @@ async def test_due_jobs_move_to_the_stream_with_their_fields_and_others_wait(
     assert fields["attempts"] == "1"
     assert await redis_client.zrange(KEYS.delayed, 0, -1) == ["later"]
     assert await redis_client.hkeys(KEYS.delayed_jobs) == ["later"]
-    record = await redis_client.hgetall(KEYS.status("due"))
+    record = await record_of(redis_client, "due")
     assert record["state"] == "queued"
     assert record["entry_id"] == entry_id
 

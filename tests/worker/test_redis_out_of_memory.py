@@ -12,7 +12,15 @@ import asyncio
 
 from redis.asyncio import Redis as AsyncRedis
 from support.redis_server import RedisServer
-from worker.conftest import DEAD, KEYS, enqueue, eventually, group_pending, running, settings_for
+from worker.conftest import (
+    DEAD,
+    enqueue,
+    eventually,
+    group_pending,
+    record_of,
+    running,
+    settings_for,
+)
 
 from jobqueue.core.connection import async_redis
 from jobqueue.worker.testing import app as testing_app
@@ -46,6 +54,6 @@ async def test_a_worker_rides_out_redis_refusing_writes_and_loses_nothing(
         recorded = await client.hgetall("done")
         assert recorded == {**{i: "1" for i in ids}, flaky: "1"}
         assert await client.xlen(DEAD) == 0
-        assert await client.hget(KEYS.status(flaky), "state") == "succeeded"
+        assert (await record_of(client, flaky)).get("state") == "succeeded"
     finally:
         await client.aclose()

@@ -9,12 +9,12 @@ import pytest
 from redis.asyncio import Redis as AsyncRedis
 from worker.conftest import (
     GROUP,
-    KEYS,
     STREAM,
     dead_letters,
     enqueue,
     eventually,
     group_pending,
+    record_of,
     run_burst,
     running,
     settings_for,
@@ -161,7 +161,7 @@ async def test_a_long_job_keeps_its_claim_and_is_not_stolen(
             # then it never took the job over: one delivery, no reclaim
             assert other.metrics.reclaimed._value.get() == 0
     [(entry_id, _)] = await redis_client.xrange(STREAM)
-    assert await redis_client.hget(KEYS.status(job_id), "attempts") == "1"
+    assert (await record_of(redis_client, job_id)).get("attempts") == "1"
     assert entry_id
 
 
@@ -201,7 +201,7 @@ async def test_entries_of_a_dead_consumer_are_reclaimed_and_poison_ones_dead_let
 
 
 async def _state_is(client: AsyncRedis, job_id: str, state: str) -> bool:
-    return await client.hget(KEYS.status(job_id), "state") == state
+    return (await record_of(client, job_id)).get("state") == state
 
 
 async def _dead_count(client: AsyncRedis, n: int) -> bool:

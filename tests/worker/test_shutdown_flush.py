@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis as AsyncRedis
+from worker.conftest import record_of
 
 from jobqueue.core.keys import QueueKeys
 from jobqueue.core.wire import Job, decode
@@ -39,6 +40,6 @@ async def test_queued_successes_are_acknowledged_by_the_final_flush(
     assert (await redis_client.xpending(KEYS.stream, KEYS.group))["pending"] == 0
     for delivery in deliveries:
         assert delivery.job is not None
-        state = await redis_client.hget(KEYS.status(delivery.job.id), "state")
+        state = (await record_of(redis_client, delivery.job.id)).get("state")
         assert state == "succeeded"
     assert sorted(released) == sorted(d.entry_id for d in deliveries)

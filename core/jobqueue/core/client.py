@@ -39,10 +39,10 @@ from jobqueue.core.client_types import (
     JobInfo,
     NewJob,
     enqueue_arg,
-    queued_record,
 )
 from jobqueue.core.connection import REDIS_UNAVAILABLE, async_redis
 from jobqueue.core.errors import EnqueueUnconfirmed
+from jobqueue.core.records import read_record
 from jobqueue.core.replication import enqueue_replicated
 from jobqueue.core.settings import QueueSettings
 from jobqueue.core.wire import replay_fields, utc_now_iso
@@ -53,7 +53,8 @@ DEFAULT_IDEMPOTENCY_TTL_S = 24 * 3600
 JOBS_PER_SCRIPT_CALL = 500
 """Bounds how long one script call holds Redis; bigger batches become several calls
 inside one MULTI, still one round trip."""
-_Prepared = tuple[str, bytes, list[str]]
+_Prepared = tuple[str, bytes, list[str], bool]
+"""A job's id, enqueue script argument, keys, and whether its id was the caller's."""
 """One job ready for the enqueue script: its id, its argument, the keys it touches."""
 ENQUEUE_RETRIES = 3
 """Times an enqueue whose reply was lost is sent again, with the same job ids (so never
@@ -186,15 +187,18 @@ class AsyncClient:
         keys = [self.keys.status(job_id)]
         if job.idempotency_key is not None:
             keys.append(self.keys.idempotency(job.idempotency_key))
-        return job_id, arg, keys
+        done = self.keys.done(job_id)
+        if done is not None:
+            keys.append(done)
+        return job_id, arg, keys, job.job_id is not None
 
     async def _enqueue_apart(
-        self, prepared: list[_Prepared], now_ms: int, not_after_ms: int
+        self, prepared: list[_Prepared], now_ms: int, not_after_ms: int, check: bool = False
     ) -> list[Enqueued | Exception]:
         if not prepared:
             return []
         try:
-            return list(await self._call_enqueue(prepared, now_ms, not_after_ms))
+            return list(await self._call_enqueue(prepared, now_ms, not_after_ms, check))
         except REDIS_UNAVAILABLE as exc:
             return [exc] * len(prepared)
         except EnqueueUnconfirmed as exc:  # each caller hears of its own job only
@@ -205,16 +209,22 @@ class AsyncClient:
         # Some job broke the shared call (a script error, a value Redis refused): each
         # goes alone. Those the failed call did write are answered as duplicates of
         # themselves (their ids have records), never written twice.
-        singles = [self._enqueue_apart([job], now_ms, not_after_ms) for job in prepared]
+        singles = [self._enqueue_apart([job], now_ms, not_after_ms, True) for job in prepared]
         return [outcome for [outcome] in await asyncio.gather(*singles)]
 
     async def _call_enqueue(
-        self, prepared: list[_Prepared], now_ms: int, not_after_ms: int
+        self, prepared: list[_Prepared], now_ms: int, not_after_ms: int, check: bool = False
     ) -> list[Enqueued]:
-        """One enqueue, sent again after a lost reply: safe, the ids are in ``prepared``."""
+        """One enqueue, sent again after a lost reply: safe, the ids are in ``prepared``.
+
+        Whether a job exists already is checked (``check``) only where it can: for ids
+        the caller chose, for a call sent again, and when asked. A fresh id the client
+        made cannot exist, and not checking saves Redis three lookups a job."""
+        sent = [check or any(caller_id for *_, caller_id in prepared)]
 
         async def once() -> list[Enqueued]:
-            return await self._call_enqueue_once(prepared, now_ms, not_after_ms)
+            check_now, sent[0] = sent[0], True  # a second call may follow a lost reply
+            return await self._call_enqueue_once(prepared, now_ms, not_after_ms, check_now)
 
         async def lost(error: Exception) -> None:
             pass  # redis-py has dropped the broken connection already
@@ -222,7 +232,7 @@ class AsyncClient:
         return await self._retry.call_with_retry(once, lost)
 
     async def _call_enqueue_once(
-        self, prepared: list[_Prepared], now_ms: int, not_after_ms: int
+        self, prepared: list[_Prepared], now_ms: int, not_after_ms: int, check: bool
     ) -> list[Enqueued]:
         head: list[bytes | str] = [
             str(self.settings.status_ttl_s),
@@ -230,19 +240,21 @@ class AsyncClient:
             utc_now_iso(),
             str(now_ms),
             str(not_after_ms),
+            "1" if check else "0",
         ]
-        queue_keys = [self.keys.stream, self.keys.delayed, self.keys.delayed_jobs]
+        q = self.keys
+        queue_keys = [q.stream, q.delayed, q.delayed_jobs, q.queued]
         calls = []
         for i in range(0, len(prepared), JOBS_PER_SCRIPT_CALL):
             chunk = prepared[i : i + JOBS_PER_SCRIPT_CALL]
-            keys = queue_keys + [key for _, _, job_keys in chunk for key in job_keys]
-            calls.append((keys, head + [arg for _, arg, _ in chunk]))
+            keys = queue_keys + [key for _, _, job_keys, _ in chunk for key in job_keys]
+            calls.append((keys, head + [arg for _, arg, _, _ in chunk]))
         if self.settings.enqueue_min_replicas:
             replies = await enqueue_replicated(
                 self.redis,
                 self._enqueue,
                 calls,
-                [job_id for job_id, _, _ in prepared],
+                [job_id for job_id, *_ in prepared],
                 min_replicas=self.settings.enqueue_min_replicas,
                 timeout_ms=self.settings.enqueue_replicas_timeout_ms,
             )
@@ -258,36 +270,22 @@ class AsyncClient:
         return await self._with_first_records(results)
 
     async def _with_first_records(self, results: list[Enqueued]) -> list[Enqueued]:
-        """Duplicates answer their first job's entry id and state, read from its record
-        (a key the enqueue script could not name in advance, so it is read after)."""
-        duplicates = [i for i, r in enumerate(results) if r.duplicate]
-        if not duplicates:
-            return results
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for i in duplicates:
-                pipe.hmget(self.keys.status(results[i].job_id), "entry_id", "state")
-            records = await pipe.execute()
-        for i, (entry_id, state) in zip(duplicates, records, strict=True):
-            # A queued job's record holds only its entry id (see `get`).
-            state = state or ("queued" if entry_id else "")
-            results[i] = dataclasses.replace(results[i], entry_id=entry_id or None, state=state)
+        """Duplicates answer their first job's entry id and state, read after the script
+        (where that job's state lives is not known in advance, see `get`)."""
+        for i, result in enumerate(results):
+            if result.duplicate:
+                record = await read_record(self.redis, self.keys, result.job_id) or {}
+                entry_id, state = record.get("entry_id"), record.get("state", "")
+                results[i] = dataclasses.replace(result, entry_id=entry_id, state=state)
         return results
 
     async def get(self, job_id: str) -> JobInfo | None:
         """The status record of ``job_id``, or None when unknown or expired.
 
-        A job waiting in the stream has a record holding only its entry id (enqueue
-        writes no more: Redis's cost per job); its state is ``queued`` and the rest
-        comes from the entry itself."""
-        key = self.keys.status(job_id)
-        record = cast(dict[str, str], await self.redis.hgetall(key))
-        if record and "state" not in record and record.get("entry_id"):
-            entry_id = record["entry_id"]
-            rows = _entries(await self.redis.xrange(self.keys.stream, entry_id, entry_id))
-            if not rows:  # settled meanwhile (acknowledged and trimmed)? read it again
-                record = cast(dict[str, str], await self.redis.hgetall(key))
-                return JobInfo.from_record(job_id, record) if "state" in record else None
-            record = {**queued_record(rows[0][1]), **record}
+        Where it is read from depends on the state (`jobqueue.core.records`): a job
+        waiting in the stream is its entry, a short job's success a field of a shared
+        hash, anything else the job's own hash."""
+        record = await read_record(self.redis, self.keys, job_id)
         return JobInfo.from_record(job_id, record) if record else None
 
     async def cancel(self, job_id: str) -> CancelOutcome:
@@ -297,7 +295,11 @@ class AsyncClient:
             self.keys.delayed_jobs,
             self.keys.stream,
             self.keys.status(job_id),
+            self.keys.queued,
         ]
+        done = self.keys.done(job_id)
+        if done is not None:
+            keys.append(done)
         args = [job_id, self.keys.group, utc_now_iso(), str(self.settings.status_ttl_s)]
         answer, state = await self._cancel(keys=keys, args=args)
         return CancelOutcome(job_id=job_id, answer=answer, state=state)

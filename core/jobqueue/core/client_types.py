@@ -153,18 +153,6 @@ def _enqueue_arg(job: NewJob, now_ms: int) -> tuple[str, bytes]:
     return wire.id, orjson.dumps(arg)
 
 
-def queued_record(fields: Mapping[str, str]) -> dict[str, str]:
-    """The status record of a job waiting in the stream, from its entry's ``fields``."""
-    enqueued_at = fields.get("enqueued_at", "")
-    return {
-        "state": JobState.QUEUED,
-        "type": fields.get("type", ""),
-        "attempts": fields.get("attempts", "0"),
-        "enqueued_at": enqueued_at,
-        "updated_at": enqueued_at,
-    }
-
-
 def _unencodable_payload(payload: Any, exc: Exception) -> str:
     """Why ``payload`` cannot be written: a too-wide integer gets its path, since the
     standard library could write it but no worker would read it back exactly."""

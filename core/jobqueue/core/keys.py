@@ -19,7 +19,14 @@ key                       type        holds
                                       another, e.g. the old default ``jobs:dead``)
 ``{tag}:delayed``         sorted set  ids of delayed jobs and retries; score = due ms
 ``{tag}:delayed:jobs``    hash        job id -> JSON object of its stream fields
-``{tag}:job:{id}``        hash        one job's status record (state, attempts, ...)
+``{tag}:job:{id}``        hash        one job's status record (state, attempts, ...),
+                                      written for every state but the two below
+``{tag}:queued``          hash        job id -> entry id of client-enqueued jobs that
+                                      wait in the stream (removed when they start)
+``{tag}:done:{b}``        hash        job id -> success record (JSON array) of jobs
+                                      that ran within one flush; ``b``: the first 6
+                                      characters of the ULID; the hash's TTL is the
+                                      status TTL, refreshed by each write
 ``{tag}:health``          hash        consumer -> time of its last write probe
 ``{tag}:idem:{k}``        string      job id enqueued under idempotency key ``k``
 ``{tag}:lane:{name}``     stream      the ready jobs of priority lane ``name`` (all
@@ -49,6 +56,9 @@ from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 DEFAULT_STREAM = "jobs:work"
 DEFAULT_GROUP = "workers"
+ULID_CHARS = 26
+DONE_BUCKET_CHARS = 6
+"""A ULID's first 6 characters are its time in units of 2**20 ms (~17.5 minutes)."""
 LEGACY_DEAD_STREAM = "jobs:dead"
 """The dead-letter stream's default before 0.2; still accepted as ``dead_stream``."""
 
@@ -125,6 +135,25 @@ class QueueKeys:
     def status_prefix(self) -> str:
         """Prefix of every status record (for scans; scripts get whole keys in KEYS)."""
         return f"{self.tag}:job:"
+
+    @property
+    def queued(self) -> str:
+        """Hash from job id to stream entry id of each job the client enqueued that waits
+        in the stream (no key of its own: see docs/internals.md, status records)."""
+        return f"{self.tag}:queued"
+
+    def done(self, job_id: str) -> str | None:
+        """Hash holding the success record of ``job_id`` among those enqueued in the same
+        ~17 minutes (the first 6 characters of a ULID), or None for an id that is not
+        26 characters long (its record is its own key)."""
+        if len(job_id) != ULID_CHARS:
+            return None
+        return f"{self.tag}:done:{job_id[:DONE_BUCKET_CHARS]}"
+
+    @property
+    def done_prefix(self) -> str:
+        """Prefix of the success-record hashes (for scans)."""
+        return f"{self.tag}:done:"
 
     @property
     def health(self) -> str:

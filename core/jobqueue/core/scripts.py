@@ -30,30 +30,38 @@ local function require_ours(key, kind)
 end
 """
 
-# KEYS: stream, delayed (zset), delayed_jobs (hash), then per job its status record and,
-#       when it has an idempotency key, that key.
-# ARGV: status_ttl_s, idempotency_ttl_s, now_iso, now_ms, not_after_ms ('0' = none), then
-#       one JSON array per job: [idempotency_key ('' = none), job_id, due_ms ('0' = now),
-#       run_at_iso, type, enqueued_at, [k1, v1, ..., kn, vn], delayed_json (only when
-#       delayed)]. One argument per job keeps the client's command packing cheap; cjson
-#       decoding it in Redis costs less than packing twenty arguments in Python.
-# A job whose idempotency key is known, or whose id already has a status record, is not
-# enqueued again: the answer is that job, marked duplicate. So a call repeated after a
-# lost reply (same ids) writes nothing twice. Past not_after_ms by Redis's clock the call
-# writes nothing and answers every job 'expired': a caller that gave up at its deadline
-# (and said "outcome unknown") is not contradicted by a write landing later.
+# KEYS: stream, delayed (zset), delayed_jobs (hash), queued (hash), then per job its status
+#       record, its idempotency key when it has one, and its success-record hash when its
+#       id has one (`QueueKeys.done`: 26 characters).
+# ARGV: status_ttl_s, idempotency_ttl_s, now_iso, now_ms, not_after_ms ('0' = none),
+#       check ('1': look whether each job exists already), then one JSON array per job:
+#       [idempotency_key ('' = none), job_id, due_ms ('0' = now), run_at_iso, type,
+#       enqueued_at, [k1, v1, ..., kn, vn], delayed_json (only when delayed)]. One
+#       argument per job keeps the client's command packing cheap; cjson decoding it in
+#       Redis costs less than packing twenty arguments in Python.
+# A job whose idempotency key is known, or (with check) whose id is known anywhere a
+# state lives (own record, `queued`, its success hash), is not enqueued again: the answer
+# is that job, marked duplicate. So a call repeated after a lost reply (same ids, check
+# set) writes nothing twice; a first call of ids the client just made skips the lookups.
+# Past not_after_ms by Redis's clock the call writes nothing and answers every job
+# 'expired': a caller that gave up at its deadline (and said "outcome unknown") is not
+# contradicted by a write landing later.
 # Returns per job, flat: job_id, entry_id ('' when delayed or a duplicate), state ('' for
 # a duplicate: the caller reads the first job's record; 'expired'), duplicate ('1'/'0').
 ENQUEUE = """#!lua
-local stream, delayed, delayed_jobs = KEYS[1], KEYS[2], KEYS[3]
+local stream, delayed, delayed_jobs, queued = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local status_ttl, idem_ttl, now, now_ms = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
-local not_after = tonumber(ARGV[5])
+local not_after, check = tonumber(ARGV[5]), ARGV[6] == '1'
+local function known(status, done, id)
+  return redis.call('EXISTS', status) == 1 or redis.call('HEXISTS', queued, id) == 1
+    or (done ~= nil and redis.call('HEXISTS', done, id) == 1)
+end
 local call, decode = redis.call, cjson.decode
 local out = {}
 if not_after > 0 then
   local time = call('TIME')
   if tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000) > not_after then
-    for i = 6, #ARGV do
+    for i = 7, #ARGV do
       out[#out + 1] = decode(ARGV[i])[2]
       out[#out + 1] = ''
       out[#out + 1] = 'expired'
@@ -62,8 +70,8 @@ if not_after > 0 then
     return out
   end
 end
-local k = 4
-for i = 6, #ARGV do
+local k = 5
+for i = 7, #ARGV do
   local job = decode(ARGV[i])
   local idem, id, due_ms, run_at = job[1], job[2], job[3], job[4]
   local job_type, enqueued_at, fields = job[5], job[6], job[7]
@@ -74,8 +82,13 @@ for i = 6, #ARGV do
     idem_key = KEYS[k]
     k = k + 1
   end
+  local done = nil
+  if #id == 26 then
+    done = KEYS[k]
+    k = k + 1
+  end
   local existing = idem_key and call('GET', idem_key)
-  if not existing and call('EXISTS', status) == 1 then
+  if not existing and check and known(status, done, id) then
     existing = id
   end
   if existing then
@@ -98,11 +111,11 @@ for i = 6, #ARGV do
       call('EXPIRE', status,
         tonumber(status_ttl) + math.ceil((tonumber(due_ms) - now_ms) / 1000))
     else
-      -- A queued job's record is only its entry id: the rest is in the entry (the
-      -- client derives `queued` from it), and it needs no TTL while the job waits in
-      -- the stream; the worker's first write gives it one.
+      -- A queued job has no record of its own, only its entry id in `queued`: the
+      -- rest is in the entry (the client derives `queued` from it). The worker removes
+      -- it when the job starts (docs/internals.md, status records).
       entry_id = call('XADD', stream, '*', unpack(fields))
-      call('HSET', status, 'entry_id', entry_id)
+      call('HSET', queued, id, entry_id)
     end
     out[#out + 1] = id
     out[#out + 1] = entry_id
@@ -113,7 +126,8 @@ end
 return out
 """
 
-# KEYS: delayed (zset), delayed_jobs (hash), stream, status record
+# KEYS: delayed (zset), delayed_jobs (hash), stream, status record, queued (hash), and the
+# job's success-record hash when its id has one (`QueueKeys.done`).
 # ARGV: job_id, group, now_iso, status_ttl_s
 # Returns {answer, state}: answer is cancelled | cancel_requested | not_cancellable |
 # not_found; state is the job's state after the call ('' when unknown).
@@ -121,10 +135,15 @@ CANCEL = (
     OWN_KEYS_LUA
     + """
 local delayed, delayed_jobs, stream, status = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local queued, done = KEYS[5], KEYS[6]
 local id, group, now, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 require_ours(delayed, 'zset')
 require_ours(delayed_jobs, 'hash')
 require_ours(stream, 'stream')
+require_ours(queued, 'hash')
+if done and ours(done, 'hash') and redis.call('HEXISTS', done, id) == 1 then
+  return {'not_cancellable', 'succeeded'}
+end
 if not ours(status, 'hash') then
   return {'not_found', ''}  -- not a record of ours: nothing to go by
 end
@@ -140,8 +159,9 @@ if redis.call('ZREM', delayed, id) == 1 then
 end
 local state, entry_id = unpack(redis.call('HMGET', status, 'state', 'entry_id'))
 if not state then
+  entry_id = redis.call('HGET', queued, id)  -- a queued job's only trace (ENQUEUE)
   if not entry_id then return {'not_found', ''} end
-  state = 'queued'  -- a queued job's record is only its entry id (ENQUEUE)
+  state = 'queued'
 end
 if state == 'succeeded' or state == 'dead' or state == 'cancelled' then
   return {'not_cancellable', state}
@@ -155,6 +175,7 @@ if entry_id then
   end
   local rows = redis.call('XRANGE', stream, entry_id, entry_id)
   if redis.call('XDEL', stream, entry_id) == 1 then
+    redis.call('HDEL', queued, id)
     local fields = rows[1] and rows[1][2] or {}
     for i = 1, #fields, 2 do  -- the record keeps what only the entry held
       local name = fields[i]

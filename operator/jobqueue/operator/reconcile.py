@@ -118,8 +118,9 @@ async def ensure_network_policy(
 async def delete_queue_keys(redis: Redis, keys: QueueKeys) -> int:
     """Delete every key of the queue (streams, delayed jobs, status records, idempotency
     keys); the number of keys removed."""
-    removed = int(await redis.unlink(keys.stream, keys.dead, keys.delayed, keys.delayed_jobs))
-    for prefix in (keys.status_prefix, keys.idempotency("")):
+    named = (keys.stream, keys.dead, keys.delayed, keys.delayed_jobs, keys.queued, keys.health)
+    removed = int(await redis.unlink(*named))
+    for prefix in (keys.status_prefix, keys.done_prefix, keys.idempotency("")):
         batch: list[str] = []
         async for key in redis.scan_iter(match=_glob_escape(prefix) + "*", count=DELETE_BATCH):
             batch.append(key)

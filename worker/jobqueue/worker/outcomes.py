@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis as AsyncRedis
 
-from jobqueue.core.keys import QueueKeys
+from jobqueue.core.keys import DONE_BUCKET_CHARS, ULID_CHARS, QueueKeys
 from jobqueue.core.logs import job_fields
 from jobqueue.core.wire import dead_letter_fields, utc_now_iso
 from jobqueue.worker import scripts
@@ -237,22 +237,32 @@ class Outcomes:
         self, running: Marks, batch: list[Succeeded]
     ) -> tuple[list[str], list[str | int | bytes]]:
         """The FLUSH script's keys and arguments (see `scripts.FLUSH`)."""
-        keys = [self.keys.stream]
-        prefix = self.keys.status_prefix  # + job id: `QueueKeys.status`, inlined (per job)
+        keys = [self.keys.stream, self.keys.queued]
+        # Inlined per job: `QueueKeys.status` and `QueueKeys.done`.
+        prefix, done_prefix = self.keys.status_prefix, self.keys.done_prefix
         done: list[str | int] = []
         started_and_done: list[str | int] = []
+        buckets: dict[str, None] = {}
         running = dict(running)  # kept intact: a failed send puts it back
         for item in batch:
-            keys.append(prefix + item.job_id)
+            job_id = item.job_id
+            keys.append(prefix + job_id)
             mark = running.pop(item.entry_id, None)
             if mark is None:
-                done += (item.entry_id, len(keys))
+                done += (item.entry_id, len(keys), job_id)
             else:
-                started_and_done += (item.entry_id, len(keys), mark[1], mark[2], mark[3])
+                bucket = (
+                    done_prefix + job_id[:DONE_BUCKET_CHARS] if len(job_id) == ULID_CHARS else ""
+                )
+                buckets[bucket] = None
+                started_and_done += (item.entry_id, len(keys), bucket, job_id)
+                started_and_done += (mark[1], mark[2], mark[3])
         marks: list[str | int] = []
         for entry_id, (job_id, attempt, job_type, enqueued_at) in running.items():
             keys.append(prefix + job_id)
-            marks += (len(keys), attempt, entry_id, job_type, enqueued_at)
+            marks += (len(keys), attempt, entry_id, job_type, enqueued_at, job_id)
+        buckets.pop("", None)
+        keys += buckets
         args: list[str | int | bytes] = [self.keys.group, self.ttl_s, utc_now_iso()]
         args += (orjson.dumps(marks), orjson.dumps(done), orjson.dumps(started_and_done))
         return keys, args
@@ -271,6 +281,7 @@ class Outcomes:
             self.keys.delayed,
             self.keys.delayed_jobs,
             self.keys.status(job.id),
+            self.keys.queued,
         ]
         args: list[str | int] = [
             self.keys.group,
@@ -314,10 +325,10 @@ class Outcomes:
         fields = dead_letter_fields(
             self.keys.stream, delivery.entry_id, delivery.fields, message, made, tb
         )
-        keys = [self.keys.stream, self.keys.dead, self.keys.status(job_id)]
+        keys = [self.keys.stream, self.keys.dead, self.keys.status(job_id), self.keys.queued]
         args: list[str | int] = [self.keys.group, delivery.entry_id, message, utc_now_iso()]
         get = delivery.fields.get
-        args += (self.ttl_s, made, get("type", ""), get("enqueued_at", ""))
+        args += (self.ttl_s, made, get("type", ""), get("enqueued_at", ""), job_id)
         for name, value in fields.items():
             args += (name, value)
         await persist(lambda: self._ack_dead(keys=keys, args=args), "dead-letter")

@@ -16,26 +16,30 @@ from jobqueue.core.scripts import OWN_KEYS_LUA
 
 # The status writes of the success path, one call per flush: ``running`` for newly read
 # jobs, ack + ``succeeded`` for finished ones, and both at once for jobs that started and
-# finished since the last flush (the usual case for short jobs: one HSET and one EXPIRE
-# instead of two each, with the same end state as the two steps).
-# KEYS: stream, then the status record of every job the flush names.
+# finished since the last flush (the usual case for short jobs).
+# KEYS: stream, queued, the status record of every job the flush names, then the
+# success-record hashes (``done``) the flush writes to.
 # ARGV: group, ttl_s, now_iso,
-# JSON [key, attempt, entry_id, type, enqueued_at, ...] to mark running (attempts as text),
-# JSON [entry_id, key, ...] to acknowledge as succeeded,
-# JSON [entry_id, key, attempt, type, enqueued_at, ...] to mark running and acknowledge as
-# succeeded, where ``key`` is the index of the job's status record in KEYS. The worker
-# writes ``type`` and ``enqueued_at``: a queued job's record holds only its entry id.
-# A record that already shows an outcome is never set back to running.
-# Each list is acknowledged with one multi-id XACK. When it acknowledges every entry (the
-# normal case) every job's record is written; when it acknowledges fewer, some entries
-# were no longer pending (a repeated flush whose first reply was lost, or an entry
-# reclaimed and finished elsewhere) and only records that show no outcome yet are
-# written, which leaves both of those cases as they were.
+# JSON [key, attempt, entry_id, type, enqueued_at, job_id, ...] to mark running (attempts
+#   as text; ``key`` is the index of the job's status record in KEYS),
+# JSON [entry_id, key, job_id, ...] to acknowledge as succeeded,
+# JSON [entry_id, key, done, job_id, attempt, type, enqueued_at, ...] to acknowledge as
+#   succeeded jobs never marked running: ``done`` is the success-record hash (one of
+#   KEYS) to add the job to, or '' for an id without one (its own record is written).
+# Every job named leaves ``queued``. A success in a ``done`` hash is one field, value
+# ``[finished_at, attempts, entry_id, type, enqueued_at]``, with no key, HSET or EXPIRE of
+# its own (the hash's TTL is refreshed once per flush): Redis's cost per short job is
+# what this saves (bench/README.md). A record that already shows an outcome is never set
+# back to running. Each list is acknowledged with one multi-id XACK. When it acknowledges
+# every entry (the normal case) every job's record is written; when it acknowledges
+# fewer, some entries were no longer pending (a repeated flush whose first reply was
+# lost, or an entry reclaimed and finished elsewhere) and only jobs that show no outcome
+# yet are written, which leaves both of those cases as they were.
 FLUSH = """#!lua
 local ttl, now = ARGV[2], ARGV[3]
 local settled = {succeeded = true, dead = true, cancelled = true, retrying = true}
--- A status key holding another type (not a record of ours) is left alone: failing the
--- whole flush on it would hold every acknowledgement of the batch back, forever.
+-- A key holding another type (not ours) is left alone: failing the whole flush on it
+-- would hold every acknowledgement of the batch back, forever.
 local function foreign(reply)
   if type(reply) == 'table' and reply.err then
     if string.sub(reply.err, 1, 9) == 'WRONGTYPE' then return true end
@@ -63,35 +67,67 @@ local function ack_all(list, step)
   local acked = redis.call('XACK', KEYS[1], ARGV[1], unpack(ids))
   return acked == #ids, acked
 end
+local left = {}  -- job ids that leave `queued`
 local running = cjson.decode(ARGV[4])
-for i = 1, #running, 5 do
+for i = 1, #running, 6 do
   local key = KEYS[running[i]]
+  left[#left + 1] = running[i + 5]
   if unsettled(key) then
     mark_running(key, running[i + 1], running[i + 2], running[i + 3], running[i + 4])
   end
 end
 local done = cjson.decode(ARGV[5])
-local all_pending, acked = ack_all(done, 2)
-for i = 1, #done, 2 do
+local all_pending, acked = ack_all(done, 3)
+for i = 1, #done, 3 do
   local key = KEYS[done[i + 1]]
+  left[#left + 1] = done[i + 2]
   if all_pending or unsettled(key) then
     record(key, 'state', 'succeeded', 'finished_at', now, 'updated_at', now)
   end
 end
 local both = cjson.decode(ARGV[6])
-local both_pending, both_acked = ack_all(both, 5)
-for i = 1, #both, 5 do
-  local key = KEYS[both[i + 1]]
-  if both_pending or unsettled(key) then
-    record(key, 'state', 'succeeded', 'started_at', now, 'finished_at', now,
-      'updated_at', now, 'attempts', both[i + 2], 'entry_id', both[i], 'type', both[i + 3],
-      'enqueued_at', both[i + 4])
+local both_pending, both_acked = ack_all(both, 7)
+local into, owners = {}, {}  -- done hash -> {job id, success, ...}, {status key, ...}
+local function new_success(key, hash, id)
+  if not unsettled(key) then return false end
+  return hash == '' or redis.pcall('HEXISTS', hash, id) == 0
+end
+for i = 1, #both, 7 do
+  local key, hash, id = KEYS[both[i + 1]], both[i + 2], both[i + 3]
+  local attempt, job_type, enqueued_at = both[i + 4], both[i + 5], both[i + 6]
+  left[#left + 1] = id
+  if both_pending or new_success(key, hash, id) then
+    if hash == '' then
+      record(key, 'state', 'succeeded', 'started_at', now, 'finished_at', now,
+        'updated_at', now, 'attempts', attempt, 'entry_id', both[i], 'type', job_type,
+        'enqueued_at', enqueued_at)
+    else
+      local fields = into[hash]
+      if not fields then
+        fields = {}
+        into[hash] = fields
+        owners[hash] = {}
+      end
+      owners[hash][#owners[hash] + 1] = key
+      fields[#fields + 1] = id
+      fields[#fields + 1] = cjson.encode({now, attempt, both[i], job_type, enqueued_at})
+    end
   end
 end
+for hash, fields in pairs(into) do
+  if not foreign(redis.pcall('HSET', hash, unpack(fields))) then
+    redis.call('EXPIRE', hash, ttl)
+  else  -- not a hash of ours: each job gets its own record instead
+    for _, key in ipairs(owners[hash]) do
+      record(key, 'state', 'succeeded', 'started_at', now, 'finished_at', now, 'updated_at', now)
+    end
+  end
+end
+if #left > 0 then foreign(redis.pcall('HDEL', KEYS[2], unpack(left))) end
 return acked + both_acked
 """
 
-# KEYS: stream, delayed, delayed_jobs, status.
+# KEYS: stream, delayed, delayed_jobs, status, queued.
 # ARGV: group, entry_id, job_id, fields_json, due_ms, now_iso, run_at_iso, error, attempts, ttl,
 # type, enqueued_at.
 # Every outcome script checks the types of the keys it writes before its first write
@@ -103,6 +139,7 @@ require_ours(KEYS[2], 'zset')
 require_ours(KEYS[3], 'hash')
 local record = ours(KEYS[4], 'hash')
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+if ours(KEYS[5], 'hash') then redis.call('HDEL', KEYS[5], ARGV[3]) end
 redis.call('ZADD', KEYS[2], ARGV[5], ARGV[3])
 redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
 if record then
@@ -114,16 +151,17 @@ return 1
 """
 )
 
-# KEYS: stream, dead stream, status. ARGV: group, entry_id, error, now_iso, ttl, attempts,
-# type, enqueued_at (as the entry had them, '' when it had none), then the dead-letter
-# entry's fields as name, value pairs.
+# KEYS: stream, dead stream, status, queued. ARGV: group, entry_id, error, now_iso, ttl,
+# attempts, type, enqueued_at (as the entry had them, '' when it had none), job_id, then
+# the dead-letter entry's fields as name, value pairs.
 ACK_DEAD = (
     OWN_KEYS_LUA
     + """
 require_ours(KEYS[2], 'stream')
 local record = ours(KEYS[3], 'hash')
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
-local dead_id = redis.call('XADD', KEYS[2], '*', unpack(ARGV, 9))
+if ours(KEYS[4], 'hash') then redis.call('HDEL', KEYS[4], ARGV[9]) end
+local dead_id = redis.call('XADD', KEYS[2], '*', unpack(ARGV, 10))
 if record then
   redis.call('HSET', KEYS[3], 'state', 'dead', 'last_error', ARGV[3], 'finished_at', ARGV[4],
     'updated_at', ARGV[4], 'attempts', ARGV[6], 'type', ARGV[7], 'enqueued_at', ARGV[8],
