@@ -67,7 +67,7 @@ async def test_with_a_replica_the_enqueue_returns_once_the_replica_holds_the_job
     # No wait here: WAIT returned, so the replica has it already.
     [(entry_id, fields)] = replica.xrange(KEYS.stream)
     assert (entry_id, fields["id"]) == (job.entry_id, job.job_id)
-    assert replica.exists(KEYS.status(job.job_id))  # its status record too
+    assert replica.hget(KEYS.queued, job.job_id) == entry_id  # listed as queued too
 
 
 async def test_a_batch_of_several_script_calls_is_one_transaction_then_one_wait(

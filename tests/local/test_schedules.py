@@ -11,9 +11,9 @@ import pytest
 import redis
 from local.dev_process import DevProcess
 from local.test_dev import QUEUE_YAML
+from support.records import sync_state
 
 from jobqueue.core.client import AsyncClient
-from jobqueue.core.keys import QueueKeys
 from jobqueue.core.status import JobState
 from jobqueue.local.schedules import LocalSchedules
 from jobqueue.operator.spec_workloads import ScheduleSpec
@@ -65,8 +65,8 @@ def test_jobqueue_dev_runs_a_scheduled_job_on_a_worker(
     job_id = fired.group(1)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
-        if sync_redis.hget(QueueKeys().status(job_id), "state") == JobState.SUCCEEDED:
+        if sync_state(sync_redis, job_id) == JobState.SUCCEEDED:
             break
         time.sleep(0.2)  # polling an outcome, with a deadline
-    assert sync_redis.hget(QueueKeys().status(job_id), "state") == JobState.SUCCEEDED, dev.output
+    assert sync_state(sync_redis, job_id) == JobState.SUCCEEDED, dev.output
     assert sync_redis.hexists("scheduled", job_id)

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pytest
 import redis
+from support.records import sync_state
 from support.redis_server import RedisServer
 
 from jobqueue.core.client import Client
-from jobqueue.core.keys import QueueKeys
 from jobqueue.core.status import JobState
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -139,5 +139,5 @@ def test_a_worker_from_the_wheels_runs_a_job_on_a_private_redis(
     run(*command, cwd=venv, env=env)
 
     plain = redis.Redis.from_url(own_redis.url, decode_responses=True)
-    assert plain.hget(QueueKeys().status(job.job_id), "state") == JobState.SUCCEEDED
+    assert sync_state(plain, job.job_id) == JobState.SUCCEEDED
     assert plain.hexists("from-wheels", job.job_id)

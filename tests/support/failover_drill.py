@@ -29,6 +29,7 @@ from aiohttp import ClientError, ClientSession, ClientTimeout
 from producer.http_api import ProducerProcess
 
 from jobqueue.core.keys import QueueKeys
+from support.records import sync_record
 from support.sentinel_setup import SentinelSetup
 from support.worker_process import WorkerProcess
 
@@ -184,7 +185,7 @@ def _settle(setup: SentinelSetup, result: DrillResult, kill_wall: float, timeout
         result.runs_of_unconfirmed = sum(1 for job_id in result.unconfirmed if job_id in runs)
         finished = []
         for job_id in result.accepted_after_kill:
-            at = client.hget(KEYS.status(job_id), "finished_at")
+            at = sync_record(client, job_id, KEYS).get("finished_at")
             if at:
                 finished.append(datetime.fromisoformat(at).timestamp())
         result.worker_resume_s = min(finished) - kill_wall

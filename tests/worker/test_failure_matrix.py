@@ -16,6 +16,7 @@ from pathlib import Path
 import orjson
 import pytest
 import redis
+from support.records import sync_state
 from support.redis_server import RedisServer
 from support.worker_process import WorkerProcess
 
@@ -68,14 +69,7 @@ def states(client: redis.Redis, ids: list[str]) -> list[str | None]:
 
 
 def state_of(client: redis.Redis, job_id: str) -> str | None:
-    """A job's state wherever it lives (`jobqueue.core.records`), read synchronously."""
-    done = KEYS.done(job_id)
-    if done is not None and client.hexists(done, job_id):
-        return "succeeded"
-    state = client.hget(KEYS.status(job_id), "state")
-    if state is not None:
-        return str(state)
-    return "queued" if client.hexists(KEYS.queued, job_id) else None
+    return sync_state(client, job_id, KEYS)
 
 
 def held_by(client: redis.Redis, consumer: str) -> int:
