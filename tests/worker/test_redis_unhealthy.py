@@ -13,10 +13,17 @@ import asyncio
 
 from redis.asyncio import Redis as AsyncRedis
 from support.redis_server import RedisServer
-from worker.conftest import DEAD, enqueue, eventually, group_pending, running, settings_for
+from worker.conftest import (
+    DEAD,
+    enqueue,
+    eventually,
+    group_pending,
+    record_of,
+    running,
+    settings_for,
+)
 
 from jobqueue.core.connection import async_redis
-from jobqueue.core.keys import QueueKeys
 from jobqueue.worker.app import App, JobContext
 
 app = App("writes-to-redis")
@@ -69,7 +76,7 @@ async def test_no_valid_job_is_dead_lettered_while_redis_is_at_maxmemory(
         # none was dead-lettered, none ran its write twice, none counted an attempt
         assert await client.xlen(DEAD) == 0
         assert await client.hgetall("done") == {i: "1" for i in ids}
-        states = [await client.hget(QueueKeys().status(i), "attempts") for i in ids]
+        states = [(await record_of(client, i)).get("attempts") for i in ids]
         assert set(states) == {"1"}
     finally:
         await client.aclose()
