@@ -14,7 +14,7 @@ from redis.asyncio import Redis as AsyncRedis
 from jobqueue.core.client import JOBS_PER_SCRIPT_CALL, AsyncClient, Client, NewJob
 from jobqueue.core.keys import QueueKeys
 from jobqueue.core.settings import QueueSettings
-from jobqueue.core.wire import dead_letter_fields, decode
+from jobqueue.core.wire import dead_letter_fields, decode, new_job_id
 
 KEYS = QueueKeys()
 
@@ -282,3 +282,25 @@ def test_the_sync_client_does_the_same_against_redis(
     assert (info.state, info.type) == ("queued", "email")
     assert outcome.answer == "cancelled"
     assert sync_redis.xlen(KEYS.stream) == 0
+
+
+async def test_a_job_id_sent_again_after_its_short_run_succeeded_is_a_duplicate(
+    client: AsyncClient, redis_client: AsyncRedis
+) -> None:
+    # given a job the caller named, which a worker ran and recorded in its `done` hash
+    job_id = new_job_id()
+    first = await client.enqueue("report", {}, job_id=job_id)
+    assert first.entry_id is not None
+    done = KEYS.done(job_id)
+    assert done is not None
+    success = f'["2026-01-01T00:00:01.000Z","1","{first.entry_id}","report","2026"]'
+    await redis_client.hset(done, job_id, success)
+    await redis_client.hdel(KEYS.queued, job_id)
+    await redis_client.xdel(KEYS.stream, first.entry_id)
+
+    # when the caller sends it again (it never saw the first answer)
+    again = await client.enqueue("report", {}, job_id=job_id)
+
+    # then nothing is enqueued twice: the answer is the first job, succeeded
+    assert (again.duplicate, again.job_id, again.state) == (True, job_id, "succeeded")
+    assert await redis_client.xlen(KEYS.stream) == 0
