@@ -9,6 +9,7 @@ import pytest
 from redis.asyncio import Redis as AsyncRedis
 from worker.conftest import (
     GROUP,
+    KEYS,
     STREAM,
     dead_letters,
     enqueue,
