@@ -25,6 +25,7 @@ import redis
 import yaml
 from k8s.dockerfile import stage_env, stages
 from k8s.objects import ROOT
+from support.records import sync_state
 from support.redis_server import RedisServer
 
 from jobqueue.core.client import Client
@@ -99,7 +100,7 @@ def test_a_worker_runs_the_example_app_from_the_images_import_path(
     keys = QueueKeys(stream="myapp:work")
 
     def state(job_id: str) -> Any:
-        return plain.hget(keys.status(job_id), "state")
+        return sync_state(plain, job_id, keys)
 
     assert [state(j.job_id) for j in (greet, flaky, summed)] == [JobState.SUCCEEDED] * 3
     assert state(bad.job_id) == JobState.DEAD

@@ -43,6 +43,7 @@ import redis
 
 from jobqueue.core.keys import QueueKeys
 from jobqueue.core.wire import new_job_id, utc_now_iso
+from support.records import sync_record
 from support.redis_server import RedisServer
 from support.worker_process import WorkerProcess
 
@@ -309,10 +310,7 @@ class FaultRun:
         report.delayed = int(self.client.zcard(KEYS.delayed))
         report.duplicates = sum(n - 1 for n in done.values() if n > 1)
         report.held = sum(w.output(limit=None).count("not counted") for w in self.workers)
-        with self.client.pipeline(transaction=False) as pipe:
-            for job_id in accepted:
-                pipe.hget(KEYS.status(job_id), "attempts")
-            attempts = pipe.execute()
+        attempts = [sync_record(self.client, job_id, KEYS).get("attempts") for job_id in accepted]
         report.retried = sum(1 for n in attempts if n is not None and int(n) > 1)
         report.worker_exits = [
             f"{w.consumer}: exit {w.poll()}" for w in self.workers if w.poll() is not None

@@ -17,6 +17,7 @@ import orjson
 import pytest
 import redis
 from redis.asyncio import Redis as AsyncRedis
+from support.records import sync_state
 from support.worker_process import WorkerProcess
 from worker.conftest import (
     DEAD,
@@ -27,6 +28,7 @@ from worker.conftest import (
     enqueue,
     eventually,
     group_pending,
+    record_of,
     running,
     settings_for,
 )
@@ -71,7 +73,7 @@ def wait_for(check: Callable[[], bool], what: str, timeout_s: float = 60.0) -> N
 
 
 def states(client: redis.Redis, ids: list[str]) -> list[str | None]:
-    return [client.hget(KEYS.status(i), "state") for i in ids]
+    return [sync_state(client, i, KEYS) for i in ids]
 
 
 def times_delivered(client: redis.Redis) -> list[int]:
@@ -223,7 +225,7 @@ async def test_counts_of_entries_no_longer_pending_are_pruned(
 
 
 async def _succeeded(client: AsyncRedis, ids: list[str]) -> bool:
-    return all([await client.hget(KEYS.status(i), "state") == "succeeded" for i in ids])
+    return all([(await record_of(client, i)).get("state") == "succeeded" for i in ids])
 
 
 async def _dead(client: AsyncRedis, n: int) -> bool:
