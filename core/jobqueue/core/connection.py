@@ -18,8 +18,8 @@ from typing import Any
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis as AsyncRedis
 from redis.asyncio.connection import parse_url
-from redis.backoff import ExponentialBackoff
-from redis.retry import Retry as RedisRetry
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from jobqueue.core import sentinel
 from jobqueue.core.errors import ConfigError
@@ -150,8 +150,11 @@ the others (a dropped connection, a timeout) leave it unknown whether it ran."""
 def async_redis(url: str, *, socket_timeout_s: float | None = 30.0) -> AsyncRedis:
     """An asyncio Redis client for ``url`` (any scheme of `KINDS`), strings decoded.
 
-    Commands are retried a few times on a dropped connection; behind Sentinel each
-    reconnect asks the sentinels for the current master. The socket timeout must
+    redis-py never repeats a command on its own here: a script repeated after a dropped
+    connection may run twice, so the callers that can repeat a call safely do it
+    themselves (the client's enqueue, by job id) and the others treat the error as Redis
+    being unavailable. The next command reconnects; behind Sentinel each reconnect asks
+    the sentinels for the current master. The socket timeout must
     exceed any ``BLOCK`` a caller uses, or blocking reads would time out as errors.
     Bytes that are not UTF-8 (a foreign producer's) decode to lone surrogates and encode
     back to the same bytes, so such an entry can be read and dead-lettered intact
@@ -163,7 +166,8 @@ def async_redis(url: str, *, socket_timeout_s: float | None = 30.0) -> AsyncRedi
         "socket_timeout": socket_timeout_s,
         "socket_connect_timeout": CONNECT_TIMEOUT_S,
         "health_check_interval": HEALTH_CHECK_INTERVAL_S,
-        "retry": RedisRetry(ExponentialBackoff(cap=1.0, base=0.05), retries=3),
+        # An explicit no-retry: redis-py's asyncio default repeats a command 3 times.
+        "retry": Retry(NoBackoff(), retries=0),
     }
     return kind_of(url).client(url, options)
 
