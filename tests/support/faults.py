@@ -22,7 +22,7 @@ always in flight, and in the middle makes Redis unwell for ``duration_s``:
 Then it lets the workers settle and counts: valid jobs dead-lettered, jobs lost
 (accepted, never recorded, not dead-lettered), entries still pending or delayed,
 duplicates (a job's ``HINCRBY`` landing twice), worker processes that exited, and how
-long after the fault's end a job enqueued then was done (the resume time). Enqueues
+long after the fault's end the workers finished jobs again (the resume time). Enqueues
 this process made while Redis could not answer are not "accepted" (their caller got an
 error), unless the job shows up done.
 """
@@ -90,7 +90,7 @@ class FaultReport:
     retried: int = 0
     """Jobs that needed more than one counted attempt."""
     resume_s: float | None = None
-    """From the fault's end until a job enqueued then was done."""
+    """From the fault's end until the workers finished jobs again."""
     elapsed_s: float = 0.0
 
     def failures(self, resume_within_s: float) -> list[str]:
@@ -251,21 +251,23 @@ class FaultRun:
         thread.join(30)
 
     def _resume_time(self, ended: float, limit_s: float = 60.0) -> float | None:
-        """Seconds from ``ended`` until a job enqueued after it was done. Short only if
-        the workers keep up with the rate (``job_ms`` x rate < the workers' slots):
-        otherwise it includes the backlog's wait."""
+        """Seconds from ``ended`` until the workers finish a job again: more jobs done
+        than the first count read after ``ended`` (which includes writes that were held
+        on the wire and landed as Redis came back). One job is enqueued then, so there
+        is work even without a backlog; behind a backlog any job will do."""
         deadline = time.monotonic() + limit_s
         marker: list[str] = []
+        first = -1
         while time.monotonic() < deadline:
             if not marker:
                 marker = self._enqueue(1)
-            elif self._done(marker[0]):
+            done = self._call(lambda: int(self.client.hlen(DONE)), -1)
+            if first < 0:
+                first = done
+            elif done > first:
                 return time.monotonic() - ended
             time.sleep(TICK_S / 5)
         return None
-
-    def _done(self, job_id: str) -> bool:
-        return self._call(lambda: bool(self.client.hexists(DONE, job_id)), False)
 
     # -- the end ------------------------------------------------------------------------
 
