@@ -225,12 +225,20 @@ async def test_departed_consumers_are_removed_only_once_they_hold_nothing(
     await redis_client.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
     await redis_client.xgroup_createconsumer(STREAM, GROUP, "gone-empty")
     await enqueue(redis_client, "record", {"into": "done"})
-    await redis_client.xreadgroup(GROUP, "gone-holding", {STREAM: ">"}, count=1)
+    rows = await redis_client.xreadgroup(GROUP, "gone-holding", {STREAM: ">"}, count=1)
+    # (both with crash-accounting records)
+    for name in ("gone-empty", "gone-holding"):
+        ledger = CrashLedger(redis_client, KEYS, name)
+        await redis_client.execute_command(*ledger.start_command(rows[0][1][0][0]))
+        await ledger.begin_solo(rows[0][1][0][0])
     worker = Worker(testing_app, settings_for(redis_url))
     # when the worker prunes consumers idle for any time at all
     removed = await worker.reclaimer.prune_consumers(idle_ms=0)
     await worker.redis.aclose()
-    # then only the empty one is gone; the holder stays until its entry is reclaimed
+    # then only the empty one is gone, its records with it; the holder stays (records
+    # too: they decide the blame) until its entry is reclaimed
     assert removed == ["gone-empty"]
     names = [c["name"] for c in await redis_client.xinfo_consumers(STREAM, GROUP)]
     assert names == ["gone-holding"]
+    assert list(await redis_client.hgetall(KEYS.started)) == ["gone-holding"]
+    assert list(await redis_client.hgetall(KEYS.solo)) == ["gone-holding"]
