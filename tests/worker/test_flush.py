@@ -181,3 +181,20 @@ async def test_a_success_hash_of_another_type_leaves_each_job_its_own_record(
     assert await redis_client.get(done) == "another application's value"
     for job_id in ids:
         assert await redis_client.hget(KEYS.status(job_id), "state") == "succeeded"
+
+
+async def test_a_success_record_keeps_a_type_that_needs_json_escaping(
+    redis_client: AsyncRedis,
+) -> None:
+    await redis_client.xgroup_create(KEYS.stream, KEYS.group, id="0", mkstream=True)
+    odd = 'say "hi"\\ to\tÿou'
+    await redis_client.xadd(KEYS.stream, Job(type=odd, payload={}).fields())  # type: ignore[arg-type]
+    [[_, entries]] = await redis_client.xreadgroup(KEYS.group, "w1", {KEYS.stream: ">"})
+    deliveries = [Delivery(i, f, decode(i, f)) for i, f in entries]
+    outcomes = outcomes_for(redis_client, [])
+    outcomes.mark_running(deliveries)
+    outcomes.succeeded(deliveries[0], 0.001)
+
+    assert await run_flush(redis_client, outcomes) == 1
+
+    assert (await record(redis_client, deliveries[0]))["type"] == odd
