@@ -46,6 +46,7 @@ GRANTED_UNOBSERVED: dict[Call, str] = {
     ("list", "v1/namespaces", ""): "Kopf's cluster-wide mode follows namespaces",
     ("watch", "v1/namespaces", ""): "Kopf's cluster-wide mode follows namespaces",
     ("create", "apps/v1/deployments", ""): "a server-side apply that creates is also a create",
+    ("create", "networking.k8s.io/v1/networkpolicies", ""): "a server-side apply that creates",
 }
 
 

@@ -18,8 +18,6 @@ method                   request                                             RBA
 `create_pdb`             POST policy/v1 poddisruptionbudgets                 pdbs create
 `patch_pdb`              PATCH (merge) pdbs/{name}                           pdbs patch
 `delete_pdb`             DELETE policy/v1 pdbs/{name}                        pdbs delete
-`get_network_policy`     GET networking.k8s.io/v1 networkpolicies/{name}     networkpolicies get
-`create_network_policy`  POST networking.k8s.io/v1 networkpolicies           networkpolicies create
 `apply_network_policy`   PATCH (server-side apply) networkpolicies           networkpolicies patch
 `delete_network_policy`  DELETE networking.k8s.io/v1 networkpolicies/{name}  networkpolicies delete
 `pod_names`              GET v1 pods?labelSelector=                          pods list
@@ -27,8 +25,9 @@ method                   request                                             RBA
 `patch_status`           PATCH jobqueues/{name}/status                       jobqueues/status patch
 =======================  ==================================================  ======================
 
-`apply_deployment` also creates a missing Deployment, which the API server authorizes as
-``create`` too: so the operator's apply owns every field of it from the start.
+`apply_deployment` and `apply_network_policy` also create a missing object, which the API
+server authorizes as ``create`` too: so the operator's apply owns every field of it from
+the start.
 
 Credentials are Kopf's: the login handler hands the same `kopf.ConnectionInfo` to
 `KubeApi`, so there is one notion of "the cluster" in the process.
@@ -180,13 +179,6 @@ class KubeApi:
     def _network_policies(namespace: str, name: str = "") -> str:
         suffix = f"/{name}" if name else ""
         return f"apis/networking.k8s.io/v1/namespaces/{namespace}/networkpolicies{suffix}"
-
-    async def get_network_policy(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return await self._request("GET", self._network_policies(namespace, name))
-
-    async def create_network_policy(self, namespace: str, body: Mapping[str, Any]) -> None:
-        if await self._request("POST", self._network_policies(namespace), body=body) is None:
-            raise KubeApiError(404, "NotFound", f"namespace {namespace} not found")
 
     async def apply_network_policy(self, namespace: str, body: Mapping[str, Any]) -> None:
         """Server-side apply, as for the Deployment: rules the spec dropped go."""

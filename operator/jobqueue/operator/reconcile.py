@@ -15,11 +15,10 @@ from jobqueue.core.errors import ConfigError
 from jobqueue.core.keys import QueueKeys
 from jobqueue.core.settings import check_redis_url
 from jobqueue.operator.deployment import build_deployment, deployment_name
-from jobqueue.operator.kube import KubeApi, KubeApiError
+from jobqueue.operator.kube import KubeApi
 from jobqueue.operator.network_policy import build_network_policy, policy_name
 from jobqueue.operator.spec import JobQueueSpec, uses_tls
 
-CONFLICT = 409
 KUBE_URL_PREFIXES = ("redis://", "rediss://", "redis+sentinel://", "rediss+sentinel://")
 """What a JobQueue's Redis URL may start with (no unix:// socket in a pod)."""
 DELETE_BATCH = 500
@@ -103,15 +102,11 @@ async def ensure_network_policy(
     if not spec.network_policy.enabled:
         await api.delete_network_policy(namespace, policy_name(name))
         return False
-    body = build_network_policy(name, namespace, uid, spec, redis_url)
-    if await api.get_network_policy(namespace, policy_name(name)) is None:
-        try:
-            await api.create_network_policy(namespace, body)
-            return True
-        except KubeApiError as exc:
-            if exc.status != CONFLICT:
-                raise
-    await api.apply_network_policy(namespace, body)
+    # Server-side apply from the start, as for the Deployment: a rule later dropped from
+    # the spec is removed, which a field set by a POST (an "Update" manager) never would be.
+    await api.apply_network_policy(
+        namespace, build_network_policy(name, namespace, uid, spec, redis_url)
+    )
     return True
 
 
