@@ -26,6 +26,11 @@ def every_key(keys: QueueKeys) -> list[str]:
         keys.idempotency("order-42"),
         keys.lane("high"),
         keys.health,
+        keys.queued,
+        keys.done("01JABCDEFGHJKMNPQRSTVWXYZ0") or "",
+        keys.started,
+        keys.solo,
+        keys.crashes,
     ]
 
 

@@ -113,9 +113,10 @@ async def ensure_network_policy(
 async def delete_queue_keys(redis: Redis, keys: QueueKeys) -> int:
     """Delete every key of the queue (streams, delayed jobs, status records, idempotency
     keys); the number of keys removed."""
-    named = (keys.stream, keys.dead, keys.delayed, keys.delayed_jobs, keys.queued, keys.health)
+    named = [keys.stream, keys.dead, keys.delayed, keys.delayed_jobs, keys.queued, keys.health]
+    named += (keys.started, keys.solo, keys.crashes)
     removed = int(await redis.unlink(*named))
-    for prefix in (keys.status_prefix, keys.done_prefix, keys.idempotency("")):
+    for prefix in (keys.status_prefix, keys.done_prefix, keys.idempotency(""), keys.lane("")):
         batch: list[str] = []
         async for key in redis.scan_iter(match=_glob_escape(prefix) + "*", count=DELETE_BATCH):
             batch.append(key)
