@@ -23,7 +23,9 @@ from jobqueue.producer.job_types import DEMO_JOB_TYPES, JobTypes
 README_EXAMPLE = b'{"type":"email","payload":{"to":"user@example.com","template":"welcome"}}'
 """The reference design's curl example body, byte for byte."""
 JSON = b"application/json"
-TEST_TYPES = JobTypes({**DEMO_JOB_TYPES, **dict.fromkeys(["record", "noop", "sleep", "crash"])})
+TEST_TYPES = JobTypes(
+    {**DEMO_JOB_TYPES, **dict.fromkeys(["record", "noop", "sleep", "crash", "echo"])}
+)
 """The demo types plus those of `jobqueue.worker.testing:app`, any payload."""
 
 

@@ -34,6 +34,7 @@ async def test_the_testing_app_registers_exactly_the_documented_types() -> None:
     assert sorted(testing_app.handlers) == [
         "crash",
         "credit",
+        "echo",
         "fail",
         "hold",
         "noop",

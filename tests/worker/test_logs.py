@@ -53,7 +53,7 @@ def test_every_final_outcome_is_one_line_with_the_jobs_fields(
     assert lines, done.stderr
     assert all(line["component"] == "worker" and line["pod"] == "pod-7" for line in lines)
     (start,) = [line for line in lines if "handlers:" in line["message"]]
-    assert "crash, credit, fail, hold, noop, record, sleep" in start["message"]
+    assert "crash, credit, echo, fail, hold, noop, record, sleep" in start["message"]
 
     (dead,) = about(lines, fatal.id)
     assert dead["level"] == "ERROR"

@@ -217,6 +217,11 @@ class JobInfo:
     cancel_requested: bool = False
     dead_entry_id: str | None = None
     """Its entry in the dead-letter stream, while the job is dead."""
+    result: Any = None
+    """What the handler returned (decoded JSON), once succeeded; None when it returned
+    None or the value was not stored (then ``result_error`` says why)."""
+    result_error: str | None = None
+    """Why a returned value was not stored: too large, or not JSON-serialisable."""
 
     @classmethod
     def from_record(cls, job_id: str, record: Mapping[str, str]) -> JobInfo:
@@ -238,11 +243,23 @@ class JobInfo:
             entry_id=text("entry_id"),
             cancel_requested=record.get("cancel_requested") == "1",
             dead_entry_id=text("dead_entry_id"),
+            result=_decoded(record.get("result")),
+            result_error=text("result_error"),
         )
 
     @property
     def finished(self) -> bool:
         return self.state in (JobState.SUCCEEDED, JobState.DEAD, JobState.CANCELLED)
+
+
+def _decoded(text: str | None) -> Any:
+    # The worker stored orjson's output; a record edited by hand is shown as its text.
+    if text is None:
+        return None
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text
 
 
 @dataclass(frozen=True, slots=True)

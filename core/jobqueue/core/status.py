@@ -8,7 +8,9 @@ Fields, all strings: ``state`` (a `JobState`), ``type``, ``attempts``, ``enqueue
 ``started_at``, ``finished_at``, ``updated_at``, ``last_error``, ``entry_id`` (stream
 entry id while queued or running), ``run_at`` (due time while delayed or retrying, ISO),
 ``cancel_requested`` (``1`` once a running job was asked to stop), ``dead_entry_id``
-(its entry in the dead-letter stream while dead, so a job id finds its dead letter).
+(its entry in the dead-letter stream while dead, so a job id finds its dead letter),
+``result`` (the handler's return value as JSON text, once succeeded) or ``result_error``
+(why a returned value was not stored).
 """
 
 from __future__ import annotations

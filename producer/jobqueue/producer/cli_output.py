@@ -88,6 +88,8 @@ def enqueued(results: Sequence[Enqueued]) -> None:
 
 def job_info(info: JobInfo) -> None:
     fields = dataclasses.asdict(info)
+    if info.result is not None:  # as JSON, so 0, false and "" show too
+        fields["result"] = orjson.dumps(info.result).decode()
     labels = {"entry_id": "stream entry id", "dead_entry_id": "dead-letter id"}
     rows = [(labels.get(k, k.replace("_", " ")), v) for k, v in fields.items() if v]
     table(f"Job {info.job_id}", ["field", "value"], rows)

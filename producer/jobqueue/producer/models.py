@@ -177,6 +177,12 @@ class JobStatusOut(BaseModel):
     cancelRequested: bool
     deadEntryId: str | None = None
     """Its entry in the dead-letter stream, while the job is dead."""
+    result: Any = None
+    """What the handler returned (any JSON value), once succeeded; null when it returned
+    nothing or the value was not stored (``resultError`` says why)."""
+    resultError: str | None = None
+    """Why a returned value was not stored: larger than ``JOBQUEUE_RESULT_MAX_BYTES``
+    or not JSON-serialisable. The job still succeeded."""
 
 
 class CancelOut(BaseModel):

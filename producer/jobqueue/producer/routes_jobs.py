@@ -226,6 +226,8 @@ async def get_job(request: web.Request) -> web.Response:
             streamEntryId=info.entry_id,
             cancelRequested=info.cancel_requested,
             deadEntryId=info.dead_entry_id,
+            result=info.result,
+            resultError=info.result_error,
         )
     )
 

@@ -3,7 +3,8 @@
 =================================  =============================================
 the handler ...                    outcome
 =================================  =============================================
-returns                            succeeded (acknowledged in the next batch)
+returns                            succeeded (acknowledged in the next batch), its
+                                   value stored as the result (`results`)
 raises ``Retry(delay_s=...)``      retry after ``delay_s`` (or the backoff)
 raises ``Fatal``                   dead-lettered now (reason ``fatal``)
 raises anything else / times out   retry with backoff; dead once attempts are used up
@@ -35,6 +36,7 @@ from jobqueue.worker.backoff import Backoff
 from jobqueue.worker.health import RedisHealth
 from jobqueue.worker.inflight import Delivery, InFlight
 from jobqueue.worker.outcomes import Outcomes
+from jobqueue.worker.results import encode_result
 from jobqueue.worker.settings import WorkerSettings
 from jobqueue.worker.solo import SoloGate
 
@@ -124,9 +126,9 @@ class Executor:
         delivery.handler_running = True
         try:
             if spec.is_async:
-                await spec.fn(ctx)  # type: ignore[misc]
+                value = await spec.fn(ctx)  # type: ignore[misc]
             else:
-                await asyncio.get_running_loop().run_in_executor(self.pool, spec.fn, ctx)
+                value = await asyncio.get_running_loop().run_in_executor(self.pool, spec.fn, ctx)
         except asyncio.CancelledError:
             delivery.handler_running = False
             if delivery.timed_out:
@@ -141,7 +143,8 @@ class Executor:
             delivery.handler_running = False
             return exc
         delivery.handler_running = False
-        self.outcomes.succeeded(delivery, time.perf_counter() - started)
+        stored = encode_result(job, value, self.settings.result_max_bytes)
+        self.outcomes.succeeded(delivery, time.perf_counter() - started, stored)
         if self.debug:
             log.debug("job %s (%s) succeeded", job.id, job.type, extra=self._log_fields(job))
         return None

@@ -33,6 +33,7 @@ from jobqueue.worker import scripts
 from jobqueue.worker.inflight import Delivery
 from jobqueue.worker.metrics import UNKNOWN_TYPE, WorkerMetrics
 from jobqueue.worker.resilience import persist
+from jobqueue.worker.results import Stored
 
 log = logging.getLogger("jobqueue.worker")
 MAX_ACK_BATCH = 1000
@@ -53,6 +54,8 @@ class Succeeded:
     job_id: str
     job_type: str
     duration_s: float
+    stored: Stored | None = None
+    """The handler's result (or why it was not stored), written with the success."""
 
 
 @dataclass(slots=True)
@@ -113,11 +116,13 @@ class Outcomes:
         self._wake.set()
         self.metrics.started(deliveries, time.time())
 
-    def succeeded(self, delivery: Delivery, duration_s: float) -> None:
-        """Queue a success for the next acknowledgement batch."""
+    def succeeded(
+        self, delivery: Delivery, duration_s: float, stored: Stored | None = None
+    ) -> None:
+        """Queue a success (and its stored result, if any) for the next batch."""
         job = delivery.job
         assert job is not None
-        self._batch.append(Succeeded(delivery.entry_id, job.id, job.type, duration_s))
+        self._batch.append(Succeeded(delivery.entry_id, job.id, job.type, duration_s, stored))
         self._wake.set()
         self.successes.set()
 
@@ -244,16 +249,21 @@ class Outcomes:
         started_and_done: list[str | int] = []
         buckets: dict[str, None] = {}
         running = dict(running)  # kept intact: a failed send puts it back
+        stored: list[str | int] = []
+        values: list[bytes] = []
         for item in batch:
             job_id = item.job_id
             keys.append(prefix + job_id)
+            if item.stored is not None:
+                stored += (len(keys), item.stored[0])
+                values.append(item.stored[1])
             mark = running.pop(item.entry_id, None)
             if mark is None:
                 done += (item.entry_id, len(keys), job_id)
             else:
-                bucket = (
-                    done_prefix + job_id[:DONE_BUCKET_CHARS] if len(job_id) == ULID_CHARS else ""
-                )
+                # A job with a result gets its own record: the result is its field.
+                shared = len(job_id) == ULID_CHARS and item.stored is None
+                bucket = done_prefix + job_id[:DONE_BUCKET_CHARS] if shared else ""
                 buckets[bucket] = None
                 started_and_done += (item.entry_id, len(keys), bucket, job_id)
                 started_and_done += (mark[1], mark[2], mark[3])
@@ -265,6 +275,9 @@ class Outcomes:
         keys += buckets
         args: list[str | int | bytes] = [self.keys.group, self.ttl_s, utc_now_iso()]
         args += (orjson.dumps(marks), orjson.dumps(done), orjson.dumps(started_and_done))
+        if stored:  # only when a handler returned something: None costs no bytes
+            args.append(orjson.dumps(stored))
+            args += values
         return keys, args
 
     async def retry(

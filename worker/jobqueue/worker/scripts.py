@@ -25,7 +25,10 @@ from jobqueue.core.scripts import OWN_KEYS_LUA
 # JSON [entry_id, key, job_id, ...] to acknowledge as succeeded,
 # JSON [entry_id, key, done, job_id, attempt, type, enqueued_at, ...] to acknowledge as
 #   succeeded jobs never marked running: ``done`` is the success-record hash (one of
-#   KEYS) to add the job to, or '' for an id without one (its own record is written).
+#   KEYS) to add the job to, or '' for an id without one or with a result (its own
+#   record is written);
+# then, only when some handler returned a value, JSON [key, field, ...] and one value per
+# pair (``result`` JSON text or ``result_error``), written with that job's success.
 # Every job named leaves ``queued``. A success in a ``done`` hash is one field, value
 # ``[finished_at, attempts, entry_id, type, enqueued_at]``, with no key, HSET or EXPIRE of
 # its own (the hash's TTL is refreshed once per flush): Redis's cost per short job is
@@ -67,6 +70,17 @@ local function ack_all(list, step)
   local acked = redis.call('XACK', KEYS[1], ARGV[1], unpack(ids))
   return acked == #ids, acked
 end
+-- Results: KEYS index -> {field, value}; absent (no work) when every handler returned None.
+local results = {}
+if ARGV[7] then
+  local stored = cjson.decode(ARGV[7])
+  for i = 1, #stored, 2 do results[stored[i]] = {stored[i + 1], ARGV[7 + (i + 1) / 2]} end
+end
+local function succeeded(index, ...)
+  local r = results[index]
+  if r then record(KEYS[index], 'state', 'succeeded', r[1], r[2], ...)
+  else record(KEYS[index], 'state', 'succeeded', ...) end
+end
 local left = {}  -- job ids that leave `queued`
 local running = cjson.decode(ARGV[4])
 for i = 1, #running, 6 do
@@ -82,7 +96,7 @@ for i = 1, #done, 3 do
   local key = KEYS[done[i + 1]]
   left[#left + 1] = done[i + 2]
   if all_pending or unsettled(key) then
-    record(key, 'state', 'succeeded', 'finished_at', now, 'updated_at', now)
+    succeeded(done[i + 1], 'finished_at', now, 'updated_at', now)
   end
 end
 local both = cjson.decode(ARGV[6])
@@ -98,7 +112,7 @@ for i = 1, #both, 7 do
   left[#left + 1] = id
   if both_pending or new_success(key, hash, id) then
     if hash == '' then
-      record(key, 'state', 'succeeded', 'started_at', now, 'finished_at', now,
+      succeeded(both[i + 1], 'started_at', now, 'finished_at', now,
         'updated_at', now, 'attempts', attempt, 'entry_id', both[i], 'type', job_type,
         'enqueued_at', enqueued_at)
     else

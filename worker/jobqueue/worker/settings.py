@@ -67,6 +67,9 @@ class WorkerSettings:
     password, an ACL denial) before the worker exits non-zero, seconds: long enough to
     ride out a password rotation, short enough that the pod's status shows it."""
     max_loop_crashes: int = 5
+    result_max_bytes: int = 64 * 1024
+    """Largest handler result stored with a job's status, bytes of JSON text; a bigger
+    one is dropped (the job still succeeds and its record says why)."""
     """Read-loop crashes in a row (no good read between) before the process gives up."""
 
     def __post_init__(self) -> None:
@@ -81,6 +84,7 @@ class WorkerSettings:
             "trim_interval_s": self.trim_interval_s,
             "max_loop_crashes": self.max_loop_crashes,
             "access_denied_exit_s": self.access_denied_exit_s,
+            "result_max_bytes": self.result_max_bytes,
         }
         for name, value in positive.items():
             if value <= 0:
@@ -123,6 +127,9 @@ class WorkerSettings:
             backoff_base_s=env_value(env, "JOBQUEUE_BACKOFF_BASE_S", base.backoff_base_s, float),
             backoff_cap_s=env_value(env, "JOBQUEUE_BACKOFF_CAP_S", base.backoff_cap_s, float),
             http_port=env_value(env, "JOBQUEUE_WORKER_HTTP_PORT", base.http_port, int),
+            result_max_bytes=env_value(
+                env, "JOBQUEUE_RESULT_MAX_BYTES", base.result_max_bytes, int
+            ),
             block_ms=env_value(env, "JOBQUEUE_BLOCK_MS", base.block_ms, int),
             trim_interval_s=env_value(env, "JOBQUEUE_TRIM_INTERVAL_S", base.trim_interval_s, float),
             burst=env_value(env, "JOBQUEUE_BURST", False, parse_bool),

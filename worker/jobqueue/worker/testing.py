@@ -5,6 +5,8 @@ type          payload                         does
 ============  ==============================  ==========================================
 ``record``    ``{"into": KEY}``               ``HINCRBY KEY <job id> 1``
 ``noop``      anything                        nothing
+``echo``      ``{"value": ANY, "ms": N?}``    returns ``value`` (the job's result), after
+                                              N milliseconds
 ``sleep``     ``{"ms": N, "into": KEY?,       sleeps N milliseconds (asyncio), then records
               "starts": KEY?}``               like ``record``; ``starts`` as for ``hold``
 ``fail``      ``{"times": N?, "into": KEY?}`` fails while attempts made < N, then records
@@ -71,6 +73,13 @@ async def record(ctx: JobContext) -> None:
 @app.handler("noop")
 async def noop(ctx: JobContext) -> None:
     return None
+
+
+@app.handler("echo")
+async def echo(ctx: JobContext) -> object:
+    """Returns the payload's ``value`` (its result), after ``ms`` milliseconds if given."""
+    await asyncio.sleep((_int(ctx.payload, "ms") or 0) / 1000)
+    return ctx.payload.get("value")
 
 
 async def _started(ctx: JobContext) -> None:
