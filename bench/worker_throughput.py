@@ -13,6 +13,12 @@ created at the end of the stream, then moved to 0), so neither side pays for enq
 The worker's CPU time comes from /proc (user + system), divided by the jobs it ran.
 
     .venv/bin/python bench/worker_throughput.py [--jobs 100000] [--concurrency 64] [--rounds 3]
+        [--concurrency-limit N]
+
+``--concurrency-limit N`` gives the ``noop`` type a concurrency limit of N
+(``JOBQUEUE_CONCURRENCY_LIMITS=noop=N``): with N at least ``--concurrency`` it never
+holds a job back, so the run measures what one limited type costs (a limiter script
+call per read batch, a lease released per job) against the same raw loop.
 
 Each round runs the raw loop, then the worker; the ratio of each round compares runs a
 few seconds apart, and the median and range over rounds are printed.
@@ -87,14 +93,16 @@ def finished(client: redis.Redis, jobs: int) -> bool:
     return False
 
 
-def worker_run(client: redis.Redis, url: str, jobs: int, concurrency: int) -> tuple[float, float]:
+def worker_run(
+    client: redis.Redis, url: str, jobs: int, concurrency: int, env: dict[str, str]
+) -> tuple[float, float]:
     """(seconds, CPU seconds) one worker process takes to run ``jobs`` noop jobs."""
     fill(client, jobs)
     command = [str(ROOT / ".venv/bin/jobqueue"), "worker", "jobqueue.worker.testing:app"]
     command += ["--redis-url", url, "--stream", STREAM, "--group", GROUP]
     command += ["--concurrency", str(concurrency), "--http-port", str(free_port())]
     command += ["--consumer", "bench-worker"]
-    proc = subprocess.Popen(command, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(command, stderr=subprocess.DEVNULL, env={**os.environ, **env})
     try:
         deadline = time.monotonic() + 30
         while not any(c["name"] == "bench-worker" for c in client.xinfo_consumers(STREAM, GROUP)):
@@ -122,7 +130,11 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=100_000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3, help="raw loop then worker, per round")
+    parser.add_argument("--concurrency-limit", type=int, default=0, help="limit noop jobs")
     args = parser.parse_args()
+    env = {}
+    if args.concurrency_limit:
+        env["JOBQUEUE_CONCURRENCY_LIMITS"] = f"noop={args.concurrency_limit}"
     rounds: list[tuple[float, float, float]] = []  # raw s, worker s, worker CPU s
     with tempfile.TemporaryDirectory() as tmp:
         server = RedisServer(Path(tmp))
@@ -131,11 +143,14 @@ def main() -> None:
             client = redis.Redis.from_url(server.url, decode_responses=True)
             for _ in range(args.rounds):
                 raw_s = raw_loop(client, args.jobs)
-                worker_s, worker_cpu_s = worker_run(client, server.url, args.jobs, args.concurrency)
+                worker_s, worker_cpu_s = worker_run(
+                    client, server.url, args.jobs, args.concurrency, env
+                )
                 rounds.append((raw_s, worker_s, worker_cpu_s))
         finally:
             server.stop()
-    print(f"jobs per run          {args.jobs}  (concurrency {args.concurrency})")
+    limited = f", noop limited to {args.concurrency_limit}" if args.concurrency_limit else ""
+    print(f"jobs per run          {args.jobs}  (concurrency {args.concurrency}{limited})")
     print("round     raw jobs/s  worker jobs/s  ratio  worker CPU us/job")
     for n, (raw_s, worker_s, cpu_s) in enumerate(rounds, 1):
         raw_rate, worker_rate = args.jobs / raw_s, args.jobs / worker_s

@@ -40,6 +40,7 @@ async def test_the_testing_app_registers_exactly_the_documented_types() -> None:
         "noop",
         "record",
         "sleep",
+        "stamp",
     ]
     assert sorted(demo_app.handlers) == ["email", "report", "thumbnail", "webhook"]
 

@@ -184,6 +184,21 @@ class QueueKeys:
         """Stream of a priority lane other than the default one (which is ``stream``)."""
         return f"{self.tag}:lane:{name}"
 
+    def limit_rate(self, job_type: str) -> str:
+        """String: the rate limiter's next free start of ``job_type`` (GCRA's theoretical
+        arrival time, Redis-clock milliseconds)."""
+        return f"{self.tag}:limit:{job_type}:rate"
+
+    def limit_reserved(self, job_type: str) -> str:
+        """Sorted set: job id -> the start (ms) reserved for a rate-limited job that waits
+        in the delayed set for its turn."""
+        return f"{self.tag}:limit:{job_type}:reserved"
+
+    def limit_leases(self, job_type: str) -> str:
+        """Sorted set: lease (entry id) -> expiry (ms) of each running job of
+        ``job_type`` under a concurrency limit; a dead worker's leases expire."""
+        return f"{self.tag}:limit:{job_type}:leases"
+
     @property
     def single_slot(self) -> bool:
         """Whether the dead-letter stream hashes with the queue (Redis Cluster needs it)."""

@@ -14,6 +14,7 @@ import click
 import uvloop
 
 from jobqueue.core.errors import ConfigError
+from jobqueue.core.limits import with_text
 from jobqueue.core.log_flags import log_options
 from jobqueue.core.logs import LogSettings, setup_logging
 from jobqueue.worker.app import load_app
@@ -51,6 +52,9 @@ def settings_from(env_settings: WorkerSettings, flags: dict[str, Any]) -> Worker
             changes[target] = value
     if flags.get("burst"):
         changes["burst"] = True
+    rates, concurrency = flags.get("rate_limits"), flags.get("concurrency_limits")
+    if rates is not None or concurrency is not None:
+        changes["limits"] = with_text(env_settings.limits, rates, concurrency)
     queue = dataclasses.replace(env_settings.queue, **queue_changes)
     return dataclasses.replace(env_settings, queue=queue, **changes)
 
@@ -89,6 +93,16 @@ def settings_from(env_settings: WorkerSettings, flags: dict[str, Any]) -> Worker
     "--http-port",
     type=int,
     help="Port of /healthz /readyz /metrics, 0 = off [JOBQUEUE_WORKER_HTTP_PORT, 8081].",
+)
+@click.option(
+    "--rate-limits",
+    help="Jobs started per period by type, every worker of the queue together, e.g."
+    " email=50/1s,report=10/1m [JOBQUEUE_RATE_LIMITS].",
+)
+@click.option(
+    "--concurrency-limits",
+    help="Jobs running at once by type across the queue, e.g. report=3"
+    " [JOBQUEUE_CONCURRENCY_LIMITS].",
 )
 @click.option("--consumer", help="Consumer name [POD_NAME, default hostname-pid].")
 @click.option("--burst", is_flag=True, help="Exit 0 once the queue is empty [JOBQUEUE_BURST].")

@@ -9,12 +9,17 @@ pending list within ``concurrency``). Then, per entry:
   workers, see `crashes`): dead-lettered (``deliveries``);
 - otherwise marked ``running`` (one script call for the batch) and run as its own task;
   one suspect at a time (`solo`) if a worker died running it before.
+
+When limits are configured, the runnable jobs of a batch first pass the `Limiter` (one
+script call for the batch, only when it holds a limited type): a job it holds back is
+put back in the delayed set (one script call), a granted one may wait its start here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Coroutine
 from functools import partial
 from typing import Any
@@ -23,6 +28,7 @@ from jobqueue.core.errors import MalformedJob
 from jobqueue.core.wire import decode
 from jobqueue.worker.execution import Executor
 from jobqueue.worker.inflight import Delivery, InFlight
+from jobqueue.worker.limiter import Limiter
 from jobqueue.worker.outcomes import Outcomes
 from jobqueue.worker.reader import Entry
 from jobqueue.worker.settings import WorkerSettings
@@ -39,11 +45,13 @@ class Dispatcher:
         inflight: InFlight,
         executor: Executor,
         outcomes: Outcomes,
+        limiter: Limiter | None = None,
     ) -> None:
         self.max_deliveries = settings.max_deliveries
         self.inflight = inflight
         self.executor = executor
         self.outcomes = outcomes
+        self.limiter = limiter
 
     async def dispatch(self, entries: list[Entry]) -> None:
         # loop.create_task: asyncio.create_task would look the loop up once per job.
@@ -72,12 +80,60 @@ class Dispatcher:
                 continue
             delivery.crashes = crashes
             runnable.append(delivery)
+        if runnable and self.limiter is not None:
+            runnable = await self._admit(runnable, spawn)
         if runnable:
             run, run_alone = self.executor.run, self.executor.run_alone
             for delivery in runnable:
                 spawn(delivery, run_alone(delivery) if delivery.crashes else run(delivery))
             # Queued after the tasks, so jobs that finish at once share the flush.
             self.outcomes.mark_running(runnable)
+
+    async def _admit(self, runnable: list[Delivery], spawn: partial[None]) -> list[Delivery]:
+        """The deliveries to run now; the others wait (held here, or delayed)."""
+        limiter = self.limiter
+        assert limiter is not None
+        if not any(d.job is not None and limiter.limited(d.job.type) for d in runnable):
+            return runnable
+        admission = await limiter.admit(runnable)
+        if admission.deferred:
+            waits = [(d, due_s) for d, due_s, _ in admission.deferred]
+            task = asyncio.get_running_loop().create_task(self._defer(waits))
+            for d, _ in waits:
+                d.task = task
+        for delivery, start_s in admission.granted:
+            if delivery.entry_id in limiter.held or start_s:
+                spawn(delivery, self._limited(limiter, delivery, start_s))
+            else:
+                spawn(delivery, self._run(delivery))
+        self.outcomes.mark_running([d for d, _ in admission.granted])
+        return []
+
+    async def _limited(self, limiter: Limiter, delivery: Delivery, start_s: float) -> None:
+        # Held until the start the limiter gave it (wall clock: Redis's and ours agree to
+        # NTP's precision); its lease goes back once it ran. No await between the check
+        # for lateness and the handler's start.
+        try:
+            if start_s:
+                await asyncio.sleep(max(0.0, start_s - time.time()))
+                if limiter.late(delivery, start_s):
+                    await self._defer([(delivery, 0.0)])
+                    return
+            await self._run(delivery)
+        finally:
+            limiter.release(delivery)
+
+    def _run(self, delivery: Delivery) -> Coroutine[Any, Any, None]:
+        if delivery.crashes:
+            return self.executor.run_alone(delivery)
+        return self.executor.run(delivery)
+
+    async def _defer(self, waits: list[tuple[Delivery, float]]) -> None:
+        try:
+            await self.outcomes.defer(waits)
+        except Exception:
+            log.exception("%d throttled entries not put back: left pending", len(waits))
+            self.inflight.release([d.entry_id for d, _ in waits])
 
     def _spawn(
         self,

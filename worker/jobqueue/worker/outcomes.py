@@ -95,6 +95,7 @@ class Outcomes:
         self._ack_retry = redis.register_script(scripts.ACK_RETRY)
         self._ack_dead = redis.register_script(scripts.ACK_DEAD)
         self._ack_cancelled = redis.register_script(scripts.ACK_CANCELLED)
+        self._ack_defer = redis.register_script(scripts.ACK_DEFER)
         self._batch: list[Succeeded] = []
         self._running: Marks = {}
         self._on_wire: Flush | None = None
@@ -318,6 +319,26 @@ class Outcomes:
             *(job.id, job.type, job.attempts, delay_s, error),
             extra=self._log_fields(delivery, job.attempts, retry_in_s=round(delay_s, 3)),
         )
+
+    async def defer(self, waits: list[tuple[Delivery, float]]) -> None:
+        """Ack + put each job back in the delayed set, due in its seconds from now,
+        attempts unchanged: a limit held it (`jobqueue.worker.limiter`). One call."""
+        now_s = datetime.now(UTC).timestamp()
+        keys = [self.keys.stream, self.keys.delayed, self.keys.delayed_jobs, self.keys.queued]
+        jobs: list[list[str | int]] = []
+        for delivery, wait_s in waits:
+            job = delivery.job
+            assert job is not None
+            due = now_s + wait_s
+            run_at = datetime.fromtimestamp(due, UTC).isoformat(timespec="milliseconds")
+            keys.append(self.keys.status(job.id))
+            fields = orjson.dumps(job.fields()).decode()
+            jobs.append([delivery.entry_id, job.id, fields, int(due * 1000)])
+            jobs[-1] += (run_at.replace("+00:00", "Z"), job.type, job.enqueued_at, job.attempts)
+        args: list[str | int] = [self.keys.group, self.ttl_s, utc_now_iso()]
+        args.append(orjson.dumps(jobs).decode())
+        await persist(lambda: self._ack_defer(keys=keys, args=args), "defer")
+        self.on_acked([d.entry_id for d, _ in waits])
 
     async def dead(
         self,

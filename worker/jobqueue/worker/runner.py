@@ -33,6 +33,7 @@ from jobqueue.worker.heartbeat import Heartbeat
 from jobqueue.worker.hot_connection import HotConnection
 from jobqueue.worker.http import SideServer
 from jobqueue.worker.inflight import InFlight
+from jobqueue.worker.limiter import Limiter
 from jobqueue.worker.metrics import WorkerMetrics
 from jobqueue.worker.outcomes import Outcomes
 from jobqueue.worker.promote import Promoter
@@ -110,7 +111,14 @@ class Worker:
         self.ledger = CrashLedger(self.redis, keys, consumer)
         self.solo = SoloGate(self.ledger)
         self.executor = Executor(app, settings, self.redis, self.outcomes, self.health, self.solo)
-        self.dispatcher = Dispatcher(settings, self.inflight, self.executor, self.outcomes)
+        self.limiter = (
+            Limiter(self.redis, keys, settings.limits, settings.lease_ttl_s, self.metrics.registry)
+            if settings.limits
+            else None
+        )
+        self.dispatcher = Dispatcher(
+            settings, self.inflight, self.executor, self.outcomes, self.limiter
+        )
         dispatch = self.dispatcher.dispatch
         self.hot = HotConnection(settings.queue.redis_url, name=f"jobqueue-worker:{consumer}")
         reader = Reader(
@@ -185,6 +193,8 @@ class Worker:
             self._every(s.trim_interval_s, self.trimmer.trim, "trim"),
             self._every(TIMEOUT_TICK_S, self._cancel_overdue, "timeouts"),
         ]
+        if self.limiter is not None:
+            periodic.append(self._every(s.heartbeat_interval_s, self.limiter.refresh, "leases"))
         await self.stopping.wait()
         code = await self._finish_reading(reading)
         if self.access_denied:

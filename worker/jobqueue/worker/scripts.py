@@ -200,3 +200,33 @@ end
 return 1
 """
 )
+
+# Putting throttled jobs back to wait (`jobqueue.worker.limiter`): ack + delayed set, the
+# attempts kept (a limit is not a failure), the job out of ``queued`` as a retry leaves it.
+# KEYS: stream, delayed, delayed_jobs, queued, then the status record of each job.
+# ARGV: group, ttl, now_iso, JSON [[entry_id, job_id, fields_json, due_ms, run_at_iso,
+# type, enqueued_at, attempts], ...] in KEYS order.
+ACK_DEFER = (
+    OWN_KEYS_LUA
+    + """
+require_ours(KEYS[2], 'zset')
+require_ours(KEYS[3], 'hash')
+local queued = ours(KEYS[4], 'hash')
+local moved = 0
+for i, job in ipairs(cjson.decode(ARGV[4])) do
+  local key = KEYS[4 + i]
+  if redis.call('XACK', KEYS[1], ARGV[1], job[1]) == 1 then
+    if queued then redis.call('HDEL', KEYS[4], job[2]) end
+    redis.call('ZADD', KEYS[2], job[4], job[2])
+    redis.call('HSET', KEYS[3], job[2], job[3])
+    if ours(key, 'hash') then
+      redis.call('HSET', key, 'state', 'delayed', 'run_at', job[5], 'updated_at', ARGV[3],
+        'type', job[6], 'enqueued_at', job[7], 'attempts', job[8])
+      redis.call('EXPIRE', key, ARGV[2])
+    end
+    moved = moved + 1
+  end
+end
+return moved
+"""
+)

@@ -12,6 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from jobqueue.core.errors import ConfigError
+from jobqueue.core.limits import (
+    TypeLimit,
+    combine,
+    parse_concurrency_limits,
+    parse_rate_limits,
+)
 from jobqueue.core.settings import QueueSettings, env_value, parse_bool
 
 DEFAULT_HTTP_PORT = 8081
@@ -71,6 +77,13 @@ class WorkerSettings:
     """Largest handler result stored with a job's status, bytes of JSON text; a bigger
     one is dropped (the job still succeeds and its record says why)."""
     """Read-loop crashes in a row (no good read between) before the process gives up."""
+    limits: tuple[TypeLimit, ...] = ()
+    """Rate and concurrency limits by job type, shared by every worker of the queue
+    (`jobqueue.worker.limiter`); empty: no limiter, no cost."""
+    limit_lease_ttl_s: float = 0.0
+    """A concurrency lease not refreshed for this long (its worker died) is free again,
+    seconds; the heartbeat refreshes live ones. 0: the visibility timeout (three
+    heartbeats), so a dead worker's leases come back when its jobs are reclaimed."""
 
     def __post_init__(self) -> None:
         positive = {
@@ -89,17 +102,31 @@ class WorkerSettings:
         for name, value in positive.items():
             if value <= 0:
                 raise ConfigError(f"{name} must be positive, got {value}")
+        if self.limit_lease_ttl_s < 0:
+            raise ConfigError(
+                f"limit_lease_ttl_s must not be negative, got {self.limit_lease_ttl_s}"
+            )
         if self.grace_period_s < 0:
             raise ConfigError(f"grace_period_s must not be negative, got {self.grace_period_s}")
         if not 0 <= self.http_port <= 65535:
             raise ConfigError(f"http_port must be 0..65535, got {self.http_port}")
         if not self.consumer:
             raise ConfigError("consumer name must not be empty")
+        if self.limit_lease_ttl_s and self.limit_lease_ttl_s < 2 * self.heartbeat_interval_s:
+            raise ConfigError(
+                f"limit_lease_ttl_s ({self.limit_lease_ttl_s:g}) must be at least two"
+                f" heartbeats ({2 * self.heartbeat_interval_s:g} s): visibility_timeout_s / 1.5"
+            )
 
     @property
     def heartbeat_interval_s(self) -> float:
         """How often in-flight claims are refreshed and cancellations checked, seconds."""
         return self.visibility_timeout_s / 3
+
+    @property
+    def lease_ttl_s(self) -> float:
+        """`limit_lease_ttl_s`, or the visibility timeout when it is 0, seconds."""
+        return self.limit_lease_ttl_s or self.visibility_timeout_s
 
     @property
     def reclaim_interval_s(self) -> float:
@@ -135,5 +162,12 @@ class WorkerSettings:
             burst=env_value(env, "JOBQUEUE_BURST", False, parse_bool),
             access_denied_exit_s=env_value(
                 env, "JOBQUEUE_ACCESS_DENIED_EXIT_S", base.access_denied_exit_s, float
+            ),
+            limits=combine(
+                parse_rate_limits(env.get("JOBQUEUE_RATE_LIMITS", "")),
+                parse_concurrency_limits(env.get("JOBQUEUE_CONCURRENCY_LIMITS", "")),
+            ),
+            limit_lease_ttl_s=env_value(
+                env, "JOBQUEUE_LIMIT_LEASE_TTL_S", base.limit_lease_ttl_s, float
             ),
         )

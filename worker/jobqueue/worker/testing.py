@@ -13,6 +13,9 @@ type          payload                         does
                                               like ``record``; no ``times``: always fails
 ``crash``     ``{"times": N?, "into": KEY?}`` ``os._exit(137)`` on the first N deliveries
                                               (counted in Redis), always without ``times``
+``stamp``     ``{"into": KEY, "ms": N?}``     ``RPUSH KEY "start <time> <id> <attempts>"``,
+                                              sleeps N ms, ``RPUSH KEY "end <time> <id>"``
+                                              (wall-clock seconds: limiter tests)
 ``credit``    ``{"account": KEY, "amount":    adds ``amount`` to ``HGET KEY balance``
               N, "fail_after": N?}``          once per job, however often it runs; fails
                                               *after* its effect on the first
@@ -96,6 +99,16 @@ async def sleep(ctx: JobContext) -> None:
     await _started(ctx)
     await asyncio.sleep((_int(ctx.payload, "ms") or 0) / 1000)
     await _record(ctx)
+
+
+@app.handler("stamp")
+async def stamp(ctx: JobContext) -> None:
+    key = ctx.payload.get("into")
+    if not isinstance(key, str) or not key:
+        raise Fatal("stamp needs payload field 'into'")
+    await ctx.redis.rpush(key, f"start {time.time():.6f} {ctx.job.id} {ctx.job.attempts}")
+    await asyncio.sleep((_int(ctx.payload, "ms") or 0) / 1000)
+    await ctx.redis.rpush(key, f"end {time.time():.6f} {ctx.job.id}")
 
 
 @app.handler("fail")

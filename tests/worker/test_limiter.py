@@ -1,0 +1,134 @@
+"""The limiter inside one worker: throttled jobs wait without losing an attempt, other
+types pass, the metrics count it, and a worker without limits asks Redis nothing more."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+from redis.asyncio import Redis as AsyncRedis
+from worker.conftest import (
+    KEYS,
+    STREAM,
+    dead_letters,
+    enqueue,
+    eventually,
+    run_burst,
+    running,
+    settings_for,
+)
+
+from jobqueue.core.limits import TypeLimit
+from jobqueue.worker.app import App, JobContext
+from jobqueue.worker.cli import settings_from
+from jobqueue.worker.runner import Worker
+from jobqueue.worker.settings import WorkerSettings
+from jobqueue.worker.testing import app as testing_app
+
+
+async def test_without_limits_there_is_no_limiter_and_no_limit_key(
+    redis_client: AsyncRedis, redis_url: str
+) -> None:
+    ids = [await enqueue(redis_client, "record", {"into": "done"}) for _ in range(20)]
+    settings = settings_for(redis_url)
+    assert Worker(testing_app, settings).limiter is None
+    assert await run_burst(testing_app, settings) == 0
+    assert await redis_client.hgetall("done") == {i: "1" for i in ids}
+    assert [k async for k in redis_client.scan_iter(match="*:limit:*")] == []
+
+
+async def test_a_throttled_job_waits_delayed_with_its_attempts_while_other_types_run(
+    redis_client: AsyncRedis, redis_url: str
+) -> None:
+    # Given a type limited to 2 starts a second and an unlimited one,
+    app = App("limited")
+    done: dict[str, list[int]] = {"slow": [], "free": []}
+
+    @app.handler("slow")
+    async def slow(ctx: JobContext) -> None:
+        done["slow"].append(ctx.job.attempts)
+
+    @app.handler("free")
+    async def free(ctx: JobContext) -> None:
+        done["free"].append(ctx.job.attempts)
+
+    limits = (TypeLimit("slow", rate_jobs=2, rate_period_s=1.0),)
+    settings = dataclasses.replace(settings_for(redis_url), limits=limits)
+    # when eight of the first and eight of the other arrive together,
+    slow_ids = []
+    for _ in range(8):
+        slow_ids.append(await enqueue(redis_client, "slow"))
+        await enqueue(redis_client, "free")
+    async with running(app, settings) as worker:
+        # then the unlimited ones all run while the limited ones still wait,
+        await eventually(lambda: _true(len(done["free"]) == 8), what="the free jobs")
+        assert len(done["slow"]) < 8
+
+        # a waiting one is in the delayed set, its attempts untouched,
+        async def one_delayed() -> bool:
+            for job_id in slow_ids:
+                record = await redis_client.hgetall(KEYS.status(job_id))
+                if record.get("state") == "delayed":
+                    assert record["attempts"] == "0"
+                    return await redis_client.zscore(KEYS.delayed, job_id) is not None
+            return False
+
+        await eventually(one_delayed, what="a throttled job in the delayed set")
+        # and every one runs once, on its first attempt, none dead-lettered.
+        await eventually(lambda: _true(len(done["slow"]) == 8), 60, "the limited jobs")
+        registry = worker.metrics.registry
+        labels = {"queue": STREAM, "type": "slow"}
+        throttled = registry.get_sample_value(
+            "jobqueue_jobs_throttled_total", {**labels, "limit": "rate"}
+        )
+        waits = registry.get_sample_value("jobqueue_limiter_wait_seconds_count", labels)
+    assert done["slow"] == [0] * 8
+    assert await dead_letters(redis_client) == []
+    assert throttled is not None
+    assert throttled >= 1
+    # every admission is observed: each job's first, and one more per throttling
+    assert waits == 8 + throttled
+    assert (
+        registry.get_sample_value("jobqueue_limiter_wait_seconds_count", {**labels, "type": "free"})
+        is None
+    )
+
+
+async def test_a_concurrency_limit_of_one_runs_one_at_a_time(
+    redis_client: AsyncRedis, redis_url: str
+) -> None:
+    app = App("one-at-a-time")
+    running_now, most = 0, 0
+
+    @app.handler("single")
+    async def single(ctx: JobContext) -> None:
+        nonlocal running_now, most
+        running_now += 1
+        most = max(most, running_now)
+        await asyncio.sleep(0.05)
+        running_now -= 1
+
+    settings = dataclasses.replace(
+        settings_for(redis_url), limits=(TypeLimit("single", concurrency=1),)
+    )
+    for _ in range(6):
+        await enqueue(redis_client, "single")
+    assert await run_burst(app, settings) == 0
+    assert most == 1
+    assert await redis_client.zcard(KEYS.limit_leases("single")) == 0  # every lease given back
+
+
+def test_flags_replace_the_limits_of_their_kind_only() -> None:
+    env = WorkerSettings.from_env(
+        {"JOBQUEUE_RATE_LIMITS": "a=1/1s", "JOBQUEUE_CONCURRENCY_LIMITS": "a=2,b=3"}
+    )
+    settings = settings_from(env, {"rate_limits": "c=5/1m"})
+    assert settings.limits == (
+        TypeLimit("a", concurrency=2),
+        TypeLimit("b", concurrency=3),
+        TypeLimit("c", rate_jobs=5, rate_period_s=60.0),
+    )
+
+
+async def _true(value: bool) -> bool:
+    return value
