@@ -105,3 +105,14 @@ def test_an_invalid_spec_names_the_file_and_the_field(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match=r"bad\.yaml: invalid JobQueue: .*maxReplica"):
         load_queue(path)
+
+
+def test_limits_are_passed_to_the_worker_processes(tmp_path: Path) -> None:
+    path = tmp_path / "orders.yaml"
+    path.write_text(
+        QUEUE_YAML
+        + "  limits: [{type: email, rate: {jobs: 5, periodSeconds: 0.5}, concurrency: 2}]\n"
+    )
+    env = load_queue(path).worker_env()
+    assert env["JOBQUEUE_RATE_LIMITS"] == "email=5/500ms"
+    assert env["JOBQUEUE_CONCURRENCY_LIMITS"] == "email=2"

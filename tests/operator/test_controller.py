@@ -445,3 +445,40 @@ async def test_a_secret_sentinel_url_that_cannot_parse_is_a_condition_naming_it(
     assert "secret 'nomaster' key 'url'" in reachable["message"]
     assert "names the master set" in reachable["message"]
     assert "s3cret" not in reachable["message"]
+
+
+async def test_limits_cap_the_replicas_they_can_keep_busy_and_say_so(
+    kube: KubeEmulator, operator: OperatorContext, redis_url: str, redis_client: Redis
+) -> None:
+    # Given a queue of noop jobs limited to 20 running at once (2 replicas of 10 slots),
+    # lagPerReplica 10 and maxReplicas 5,
+    limits = [{"type": "noop", "concurrency": 20}]
+    await apply(kube, jobqueue("capped", redis_url, limits=limits))
+    await eventually(lambda: replicas_of(kube, "capped") == 0, what="deployment at 0")
+    await eventually(lambda: redis_client.xinfo_groups("capped:work"), what="group")
+    leases = "{capped:work}:limit:noop:leases"
+    await redis_client.zadd(leases, {"1-1": 2**50})  # one job running somewhere
+    # when 50 noop jobs arrive (the backlog alone asks for 5 replicas),
+    await enqueue(redis_client, "capped:work", 50)
+    # then the queue scales to the 2 the limit keeps busy, not beyond,
+    await eventually(lambda: replicas_of(kube, "capped") == 2, what="2 replicas")
+    cond = await eventually(
+        lambda: (c := condition(kube, "capped", "RateLimited")) and c["status"] == "True" and c,
+        what="condition set",
+    )
+    assert cond["reason"] == "LimitsCapReplicas"
+    assert "the limits keep at most 20.0 slots busy" in cond["message"]
+    await eventually(lambda: "RateLimited" in event_reasons(kube, "capped"), what="Event")
+    status = (kube.get(JOBQUEUES, NAMESPACE, "capped") or {})["status"]
+    assert status["limits"] == [{"type": "noop", "running": 1, "concurrency": 20}]
+    assert status["desiredReplicas"] == 2
+    assert replicas_of(kube, "capped") == 2
+    # and once unlimited work waits too, the limits no longer bound it.
+    for i in range(10):
+        await redis_client.xadd("capped:work", {"type": "other", "payload": "{}", "id": f"o-{i}"})
+    await eventually(lambda: replicas_of(kube, "capped") == 5, what="5 replicas")
+    cond = await eventually(
+        lambda: (c := condition(kube, "capped", "RateLimited")) and c["status"] == "False" and c,
+        what="condition cleared",
+    )
+    assert cond["reason"] == "WithinLimits"

@@ -14,6 +14,8 @@ from jobqueue.operator.policy import (
     PolicyState,
     Sample,
     decide,
+    limit_slots,
+    load_replicas,
 )
 
 SETTINGS = PolicySettings(
@@ -228,3 +230,53 @@ def test_property_steady_arrivals_converge_to_enough_replicas_and_stay(
     assert tail[0] >= needed, "settled below the capacity the load needs"
     roomy = math.ceil(needed / TARGET_UTILIZATION)
     assert tail[0] <= roomy + 1, "settled far above what the load needs, headroom included"
+
+
+def test_a_rate_limit_caps_the_replicas_it_can_keep_busy() -> None:
+    # 10 jobs/s of 2 s jobs keep 20 slots busy: 2 replicas of concurrency 10, whatever
+    # the backlog asks for.
+    policy = PolicySettings(max_replicas=50, concurrency=10)
+    slots = limit_slots(((10.0, 0),), duration_s=2.0)
+    assert slots == 20.0
+    sample = Sample(0.0, lag=100_000, pending=0, replicas=1, limit_slots=slots)
+    decision = decide(sample, policy, PolicyState())
+    assert (decision.replicas, decision.rate_limited, decision.limited) == (2, True, False)
+    assert "the limits keep at most 20.0 slots busy" in decision.reason
+
+
+def test_limit_slots_take_the_smaller_bound_of_each_type_and_add_them() -> None:
+    assert limit_slots(((10.0, 5),), 2.0) == 5.0  # the concurrency binds
+    assert limit_slots(((1.0, 5),), 2.0) == 2.0  # the rate binds
+    assert limit_slots(((1.0, 0), (0.0, 3)), 2.0) == 5.0
+    assert limit_slots(((1.0, 0),), None) is None  # no duration yet: no bound
+    assert limit_slots(((1.0, 4),), None) == 4.0
+    assert limit_slots((), 2.0) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(loads, min_size=1, max_size=40),
+    policies,
+    st.integers(0, 60),
+    st.floats(0, 400, allow_nan=False),
+)
+def test_property_never_more_replicas_than_the_limits_keep_busy(
+    sequence: list[tuple[int, int, float, float]],
+    policy: PolicySettings,
+    start: int,
+    slots: float,
+) -> None:
+    cap = max(1, math.ceil(slots / policy.concurrency - 1e-9))
+    state, replicas = PolicyState(), start
+    for i, (lag, pending, arrival, completion) in enumerate(sequence):
+        sample = Sample(i * 1.0, lag, pending, replicas, 0, arrival, completion, slots)
+        decision = decide(sample, policy, state)
+        state = decision.state
+        # the load never asks for more than the cap (the minimum may still)
+        assert decision.recommended <= max(cap, policy.min_replicas)
+        # scaling up never goes past the cap; scaling down may hold for stabilization
+        if decision.direction == "up":
+            assert decision.replicas <= max(cap, policy.min_replicas)
+        # and the decision says so exactly when the load asked for more
+        assert decision.rate_limited == (load_replicas(sample, policy)[0] > cap)
+        replicas = decision.replicas

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from jobqueue.core.errors import ConfigError
+from jobqueue.core.limits import combine, parse_concurrency_limits, parse_rate_limits
 from jobqueue.operator.deployment import build_deployment, worker_env
 from jobqueue.operator.reconcile import queue_keys
 from jobqueue.operator.spec import JobQueueSpec, load_jobqueue
@@ -144,3 +145,42 @@ def test_a_bad_sentinel_url_is_a_config_error_naming_the_field(url: str, message
     with pytest.raises(ConfigError, match=f"redis.url: .*{message}") as caught:
         load_jobqueue(MINIMAL + f"  redis: {{url: '{url}'}}\n")
     assert "pw" not in str(caught.value)
+
+
+LIMITS = """  limits:
+    - {type: email, rate: {jobs: 50, periodSeconds: 1}}
+    - {type: report, rate: {jobs: 10, periodSeconds: 60}, concurrency: 3}
+    - {type: export, concurrency: 2}
+"""
+
+
+def test_limits_reach_the_worker_pods_as_their_environment() -> None:
+    spec = load_jobqueue(MINIMAL + "  redis: {url: redis://redis:6379/0}\n" + LIMITS).spec
+    env = {e["name"]: e.get("value") for e in worker_env(spec)}
+    assert env["JOBQUEUE_RATE_LIMITS"] == "email=50/1s,report=10/60s"
+    assert env["JOBQUEUE_CONCURRENCY_LIMITS"] == "report=3,export=2"
+    # and a worker reads them back as they were declared
+    rates = parse_rate_limits(env["JOBQUEUE_RATE_LIMITS"])
+    concurrency = parse_concurrency_limits(env["JOBQUEUE_CONCURRENCY_LIMITS"])
+    assert combine(rates, concurrency) == tuple(sorted(spec.type_limits, key=lambda x: x.type))
+
+
+def test_no_limits_no_limit_variables() -> None:
+    spec = load_jobqueue(MINIMAL + "  redis: {url: redis://redis:6379/0}\n").spec
+    names = {e["name"] for e in worker_env(spec)}
+    assert not names & {"JOBQUEUE_RATE_LIMITS", "JOBQUEUE_CONCURRENCY_LIMITS"}
+
+
+@pytest.mark.parametrize(
+    ("limits", "message"),
+    [
+        ("  limits: [{type: email}]\n", "needs rate or concurrency"),
+        ("  limits: [{type: email, concurrency: 0}]\n", "spec.limits.0.concurrency"),
+        ("  limits: [{type: email, rate: {jobs: 0}}]\n", "spec.limits.0.rate.jobs"),
+        ("  limits: [{type: 'a b', concurrency: 1}]\n", "spec.limits.0.type"),
+        ("  limits: [{type: a, concurrency: 1}, {type: a, concurrency: 2}]\n", "each type"),
+    ],
+)
+def test_a_bad_limit_is_refused_naming_it(limits: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_jobqueue(MINIMAL + limits)

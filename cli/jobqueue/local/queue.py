@@ -15,6 +15,7 @@ from pathlib import Path
 
 from jobqueue.core.errors import ConfigError
 from jobqueue.core.keys import QueueKeys
+from jobqueue.core.limits import to_env as limits_env
 from jobqueue.operator.spec import JobQueueSpec, load_jobqueue
 
 DEMO_RESOURCE = "demo.yaml"
@@ -76,12 +77,14 @@ class LocalQueue:
         ]  # fmt: skip
 
     def worker_env(self) -> dict[str, str]:
-        """The environment of the worker processes: the retry backoff (it has no flag)
-        and ``worker.env`` entries that carry a value."""
+        """The environment of the worker processes: the retry backoff (it has no flag),
+        the limits (as the operator passes them to pods) and ``worker.env`` entries that
+        carry a value."""
         backoff = self.spec.retry.backoff
         env = {
             "JOBQUEUE_BACKOFF_BASE_S": _number(backoff.base_seconds),
             "JOBQUEUE_BACKOFF_CAP_S": _number(backoff.cap_seconds),
+            **limits_env(self.spec.type_limits),
         }
         env.update({var.name: var.value for var in self.spec.worker.env if var.value is not None})
         return env

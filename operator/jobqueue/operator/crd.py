@@ -140,6 +140,28 @@ def status_schema() -> dict[str, Any]:
                     },
                 },
             },
+            "limits": {
+                "type": "array",
+                "description": "Per limited job type: use now against its limits.",
+                "items": {
+                    "type": "object",
+                    "required": ["type"],
+                    "properties": {
+                        "type": text,
+                        "running": {**integer, "description": "Jobs holding a lease."},
+                        "concurrency": {**integer, "description": "Most running at once."},
+                        "ratePerSecond": {**number, "description": "Most started per second."},
+                        "bookedAheadSeconds": {
+                            **number,
+                            "description": "How far ahead starts are given out.",
+                        },
+                        "waitingForRate": {
+                            **integer,
+                            "description": "Jobs delayed until their reserved start.",
+                        },
+                    },
+                },
+            },
             "observedGeneration": integer,
             "conditions": {
                 "type": "array",

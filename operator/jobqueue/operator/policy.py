@@ -29,6 +29,11 @@ How replicas are derived, all signals together:
 - Scale up at once. Scale down only to the highest recommendation of the last
   ``scaleDownStabilizationSeconds`` (like the HPA), so a steady load never flaps.
 - Down to zero only after ``idleSecondsBeforeZero`` of complete idleness.
+- Rate and concurrency limits (``spec.limits``): when the sample says how many worker
+  slots the limits can keep busy (``limit_slots``: per limited type, its concurrency
+  limit or its rate times the job duration, whichever is smaller, summed), the load
+  never asks for more replicas than fill them, at least one; ``rate_limited`` says
+  the limits capped it (a ``RateLimited`` condition and an Event).
 - Always clamped to ``[minReplicas, maxReplicas]``; ``limited`` says the max capped it.
 """
 
@@ -67,6 +72,9 @@ class Sample:
     """Jobs added to the stream per second, recently."""
     completion_rate: float = 0.0
     """Jobs acknowledged per second, recently."""
+    limit_slots: float | None = None
+    """Worker slots the queue's limits can keep busy, when all its waiting work is of
+    limited types (`limit_slots`); None: the limits bound nothing."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +131,8 @@ class Decision:
     current: int
     """Replicas the sample saw."""
     state: PolicyState = field(repr=False)
+    rate_limited: bool = False
+    """True when the load asks for more replicas than the limits can keep busy."""
 
     @property
     def direction(self) -> Literal["up", "down", "none"]:
@@ -185,6 +195,7 @@ def decide(sample: Sample, settings: PolicySettings, state: PolicyState) -> Deci
     first_time = state.first_time_s if state.first_time_s is not None else now
 
     wanted, why = load_replicas(sample, settings)
+    wanted, why, rate_limited = _within_limits(sample, settings, wanted, why)
     if idle:
         idle_for = now - (idle_since if idle_since is not None else now)
         if sample.replicas == 0 or idle_for >= settings.idle_s_before_zero:
@@ -212,7 +223,45 @@ def decide(sample: Sample, settings: PolicySettings, state: PolicyState) -> Deci
         limited=limited,
         current=sample.replicas,
         state=new_state,
+        rate_limited=rate_limited,
     )
+
+
+def limit_cap(sample: Sample, settings: PolicySettings) -> int | None:
+    """The most replicas the limits can keep busy (at least 1), or None if unbounded."""
+    if sample.limit_slots is None:
+        return None
+    return max(1, math.ceil(sample.limit_slots / settings.concurrency - 1e-9))
+
+
+def _within_limits(
+    sample: Sample, settings: PolicySettings, wanted: int, why: str
+) -> tuple[int, str, bool]:
+    cap = limit_cap(sample, settings)
+    if cap is None or wanted <= cap:
+        return wanted, why, False
+    slots = sample.limit_slots
+    return cap, f"{why}; the limits keep at most {slots:.1f} slots busy: {cap} replicas", True
+
+
+def limit_slots(limits: tuple[tuple[float, int], ...], duration_s: float | None) -> float | None:
+    """Worker slots a queue's limits can keep busy: per limited type ``(rate_per_s,
+    concurrency)`` (0 for none), its concurrency or its rate times the job duration
+    (Little's law), whichever is smaller, summed. None when a type has only a rate and
+    no duration is measured yet, or there are no limits."""
+    if not limits:
+        return None
+    total = 0.0
+    for rate_per_s, concurrency in limits:
+        bounds = [float(concurrency)] if concurrency else []
+        if rate_per_s:
+            if duration_s is None:
+                if not bounds:
+                    return None
+            else:
+                bounds.append(rate_per_s * duration_s)
+        total += min(bounds)
+    return total
 
 
 def _stabilize(

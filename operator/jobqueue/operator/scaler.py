@@ -20,6 +20,7 @@ Errors of one JobQueue stay in its own loop: the others keep being served.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections import Counter
@@ -40,8 +41,17 @@ from jobqueue.core.settings import QueueSettings
 from jobqueue.operator.consumers import reap_dead_consumers
 from jobqueue.operator.deployment import deployment_name, selector_labels
 from jobqueue.operator.kube import KubeApi, KubeApiError
+from jobqueue.operator.limit_usage import LimitUsage, read_limit_usage
 from jobqueue.operator.metrics import OperatorMetrics
-from jobqueue.operator.policy import Decision, PolicySettings, PolicyState, Sample, decide
+from jobqueue.operator.policy import (
+    RATE_EPSILON,
+    Decision,
+    PolicySettings,
+    PolicyState,
+    Sample,
+    decide,
+    limit_slots,
+)
 from jobqueue.operator.rates import RateWindow
 from jobqueue.operator.reconcile import (
     ensure_deployment,
@@ -139,10 +149,14 @@ class QueueScaler:
         if sample.lag_source == "no-group" and self.redis is not None:
             await ensure_group(self.redis, queue_keys(spec))
         observed = self.rates.policy_sample(now, sample, replicas)
+        usage = await self._limit_usage(spec, sample)
+        if usage is not None and usage.only_limited_waiting:
+            observed = dataclasses.replace(observed, limit_slots=_limit_slots(spec, observed))
         decision = decide(observed, PolicySettings.from_spec(spec), self.state)
         self.state = decision.state
         if decision.replicas != replicas:
             await self._apply(body, decision)
+        self._limits_status(body, generation, decision, usage)
         self.ctx.metrics.observe(
             self.namespace,
             self.name,
@@ -230,6 +244,29 @@ class QueueScaler:
             self._replicas_read_s = now
         return self._replicas
 
+    async def _limit_usage(self, spec: JobQueueSpec, sample: QueueSample) -> LimitUsage | None:
+        if not spec.limits or self.redis is None:
+            return None
+        own = [g for g in sample.groups if g.name == spec.group]
+        last = own[0].last_delivered_id if own else "0-0"
+        return await read_limit_usage(self.redis, queue_keys(spec), spec.type_limits, last)
+
+    def _limits_status(
+        self, body: kopf.Body, generation: int, decision: Decision, usage: LimitUsage | None
+    ) -> None:
+        """``status.limits`` and the ``RateLimited`` condition, an Event when it is set."""
+        if usage is None:
+            self.book.conditions.pop("RateLimited", None)
+            return
+        self.book.update(limits=usage.as_status())
+        capped = decision.rate_limited
+        reason = "LimitsCapReplicas" if capped else "WithinLimits"
+        changed = self.book.set_condition(
+            "RateLimited", capped, reason, decision.reason if capped else "", generation
+        )
+        if changed and capped:
+            kopf.info(body, reason="RateLimited", message=decision.reason)
+
     async def _apply(self, body: kopf.Body, decision: Decision) -> None:
         api = self.ctx.require_api()
         if not await api.scale_deployment(
@@ -306,3 +343,12 @@ class QueueScaler:
         if result.deleted:
             names = ", ".join(result.deleted)
             kopf.info(body, reason="ConsumersRemoved", message=f"gone pods: {names}")
+
+
+def _limit_slots(spec: JobQueueSpec, observed: Sample) -> float | None:
+    """The worker slots ``spec.limits`` can keep busy, with the measured job duration."""
+    duration_s = None
+    if observed.completion_rate > RATE_EPSILON and observed.pending > 0:
+        duration_s = observed.pending / observed.completion_rate
+    bounds = tuple((x.rate_per_s, x.concurrency) for x in spec.type_limits)
+    return limit_slots(bounds, duration_s)

@@ -28,9 +28,11 @@ from pydantic import (
 
 from jobqueue.core.errors import ConfigError
 from jobqueue.core.keys import DEFAULT_GROUP, DEFAULT_STREAM, check_stream_name
+from jobqueue.core.limits import TypeLimit
 from jobqueue.core.settings import check_redis_url
 from jobqueue.operator.spec_base import SpecModel
 from jobqueue.operator.spec_base import cel as _cel
+from jobqueue.operator.spec_limits import LimitSpec
 from jobqueue.operator.spec_workloads import DisruptionBudgetSpec, PodTemplate, ScheduleSpec
 
 GROUP = "jobqueue.dev"
@@ -309,6 +311,11 @@ class JobQueueSpec(SpecModel):
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
     """Cron schedules that enqueue jobs (run by the operator, and by local mode)."""
+    limits: list[LimitSpec] = Field(
+        default_factory=list,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    """Rate and concurrency limits per job type, across every worker pod of the queue."""
 
     @model_validator(mode="after")
     def _distinct_streams(self) -> JobQueueSpec:
@@ -332,6 +339,18 @@ class JobQueueSpec(SpecModel):
         if len(names) != len(set(names)):
             raise ValueError(f"schedule names must be unique: {names}")
         return self
+
+    @model_validator(mode="after")
+    def _unique_limits(self) -> JobQueueSpec:
+        types = [x.type for x in self.limits]
+        if len(types) != len(set(types)):
+            raise ValueError(f"limits: each type at most once, got {types}")
+        return self
+
+    @property
+    def type_limits(self) -> tuple[TypeLimit, ...]:
+        """``limits`` as the workers read them."""
+        return tuple(x.type_limit() for x in self.limits)
 
     @property
     def template_container(self) -> dict[str, Any]:

@@ -11,6 +11,8 @@ Conditions (``status`` is ``"True"``/``"False"``):
 - ``Ready``: the spec is valid, the Deployment exists and Redis answers;
 - ``RedisReachable``: the last sample of Redis succeeded;
 - ``ScalingLimited``: the load asks for more than ``maxReplicas``;
+- ``RateLimited``: the load asks for more replicas than ``spec.limits`` can keep busy
+  (only for a queue with limits);
 - ``PodTemplateConflict``: the pod template sets fields the operator owns (dropped; the
   message names them).
 """
@@ -21,7 +23,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 VOLATILE = frozenset(
-    {"lag", "lagSource", "pending", "delayed", "deadLetters", "arrivalRate", "completionRate"}
+    {
+        *("lag", "lagSource", "pending", "delayed", "deadLetters"),
+        *("arrivalRate", "completionRate", "limits"),
+    }
 )
 """Status fields that change on most polls: written at most once per interval."""
 

@@ -30,6 +30,7 @@ from kubernetes.client import (
 )
 
 from jobqueue.core.errors import ConfigError
+from jobqueue.core.limits import to_env as limits_env
 from jobqueue.operator.spec import JobQueueSpec
 
 WORKER_CONTAINER = "worker"
@@ -82,6 +83,7 @@ def owned_env(spec: JobQueueSpec) -> list[V1EnvVar]:
         "JOBQUEUE_MAX_DELIVERIES": str(spec.max_deliveries),
         "JOBQUEUE_GRACE_PERIOD_S": str(grace_s),
         "JOBQUEUE_WORKER_HTTP_PORT": str(WORKER_HTTP_PORT),
+        **limits_env(spec.type_limits),
     }
     pod_name = V1EnvVarSource(field_ref=V1ObjectFieldSelector(field_path="metadata.name"))
     return [

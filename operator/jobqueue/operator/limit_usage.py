@@ -1,0 +1,88 @@
+"""What a JobQueue's rate and concurrency limits are doing now, read from Redis.
+
+One pipelined round trip per poll, only for a queue with ``spec.limits``: per limited
+type, the running jobs (unexpired leases), how far ahead the rate limiter has booked
+starts and how many jobs wait in the delayed set for a reserved start; and whether the
+waiting work (the next `TYPE_SAMPLE` entries the group has not delivered) is all of
+limited types, which is when the limits bound the replicas worth running
+(`jobqueue.operator.policy.limit_slots`). Shown in ``status.limits``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+from jobqueue.core.keys import QueueKeys
+from jobqueue.core.limits import TypeLimit
+
+TYPE_SAMPLE = 100
+"""Waiting entries whose types tell whether all waiting work is limited."""
+
+
+@dataclass(frozen=True, slots=True)
+class TypeUsage:
+    """One limited type, now."""
+
+    limit: TypeLimit
+    running: int
+    """Jobs of the type holding a concurrency lease (0 without a concurrency limit)."""
+    booked_ahead_s: float
+    """How far ahead the rate limiter has given out starts, seconds (0: a start is free)."""
+    waiting_for_rate: int
+    """Jobs in the delayed set holding a reserved start."""
+
+    def as_status(self) -> dict[str, Any]:
+        limit = self.limit
+        status: dict[str, Any] = {"type": limit.type}
+        if limit.concurrency:
+            status |= {"running": self.running, "concurrency": limit.concurrency}
+        if limit.rate_jobs:
+            status |= {
+                "ratePerSecond": round(limit.rate_per_s, 4),
+                "bookedAheadSeconds": round(self.booked_ahead_s, 1),
+                "waitingForRate": self.waiting_for_rate,
+            }
+        return status
+
+
+@dataclass(frozen=True, slots=True)
+class LimitUsage:
+    types: tuple[TypeUsage, ...]
+    only_limited_waiting: bool
+    """No type without a limit among the waiting entries sampled."""
+
+    def as_status(self) -> list[dict[str, Any]]:
+        return [usage.as_status() for usage in self.types]
+
+
+async def read_limit_usage(
+    redis: Redis, keys: QueueKeys, limits: tuple[TypeLimit, ...], last_delivered_id: str
+) -> LimitUsage | None:
+    """The usage of ``limits`` (None when there are none); one pipelined call."""
+    if not limits:
+        return None
+    now_ms = int(time.time() * 1000)
+    async with redis.pipeline(transaction=False) as pipe:
+        for limit in limits:
+            pipe.zcount(keys.limit_leases(limit.type), now_ms, "+inf")
+            pipe.get(keys.limit_rate(limit.type))
+            pipe.zcard(keys.limit_reserved(limit.type))
+        after = f"({last_delivered_id}" if last_delivered_id not in ("", "0-0") else "-"
+        pipe.xrange(keys.stream, after, "+", count=TYPE_SAMPLE)
+        replies = await pipe.execute()
+    usages = []
+    for n, limit in enumerate(limits):
+        running, tat, reserved = replies[3 * n : 3 * n + 3]
+        ahead_s = max(0.0, (float(tat) - now_ms) / 1000) if tat else 0.0
+        usages.append(TypeUsage(limit, int(running), ahead_s, int(reserved)))
+    limited = {limit.type for limit in limits}
+    waiting = {_text(fields.get("type", fields.get(b"type", ""))) for _, fields in replies[-1]}
+    return LimitUsage(tuple(usages), waiting <= limited)
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
