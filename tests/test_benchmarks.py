@@ -20,6 +20,11 @@ ROOT = Path(__file__).resolve().parent.parent
     ("script", "args", "expected"),
     [
         ("worker_throughput.py", ["--jobs", "300", "--rounds", "1"], "ratio worker/raw"),
+        (
+            "worker_throughput.py",
+            ["--jobs", "300", "--rounds", "1", "--concurrency-limit", "64"],
+            "noop limited to 64",
+        ),
         ("redis_cost.py", ["--jobs", "300", "--rounds", "1"], "ratio jobqueue/raw"),
         ("hot_path_round_trip.py", ["--calls", "20", "--rounds", "1"], "hot connection"),
         ("worker_inprocess.py", ["--batches", "20", "--rounds", "1"], "worker path per job"),
