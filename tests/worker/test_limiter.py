@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Awaitable
 
 from redis.asyncio import Redis as AsyncRedis
 from worker.conftest import (
@@ -18,6 +19,7 @@ from worker.conftest import (
     settings_for,
 )
 
+from jobqueue.core.client import AsyncClient
 from jobqueue.core.limits import TypeLimit
 from jobqueue.worker.app import App, JobContext
 from jobqueue.worker.cli import settings_from
@@ -132,3 +134,37 @@ def test_flags_replace_the_limits_of_their_kind_only() -> None:
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_a_client_enqueued_job_put_back_to_wait_leaves_the_queued_hash(
+    redis_client: AsyncRedis, redis_url: str
+) -> None:
+    # Given record jobs enqueued by the client (their records start in {q}:queued),
+    client = AsyncClient(redis_client)
+    ids = [(await client.enqueue("record", {"into": "done"})).job_id for _ in range(3)]
+    assert await redis_client.hlen(KEYS.queued) == 3
+    # when a worker limited to one start a second puts some back to wait,
+    limits = (TypeLimit("record", rate_jobs=1, rate_period_s=1.0),)
+    settings = dataclasses.replace(settings_for(redis_url), limits=limits)
+    async with running(testing_app, settings):
+
+        async def one_delayed() -> bool:
+            for job_id in ids:
+                info = await client.get(job_id)
+                if info is not None and info.state == "delayed":
+                    # then it reads as delayed with no attempt made, and not as queued
+                    assert info.attempts == 0
+                    return not await redis_client.hexists(KEYS.queued, job_id)
+            return False
+
+        await eventually(one_delayed, what="a job put back to wait")
+        await eventually(lambda: _true_async(redis_client.hlen("done"), 3), 30, "every job to run")
+    assert await redis_client.hlen(KEYS.queued) == 0
+    for job_id in ids:
+        info = await client.get(job_id)
+        assert info is not None
+        assert (info.state, info.attempts) == ("succeeded", 1)
+
+
+async def _true_async(count: Awaitable[int], expected: int) -> bool:
+    return await count == expected
