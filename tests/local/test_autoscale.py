@@ -8,6 +8,7 @@ from redis.asyncio import Redis as AsyncRedis
 from jobqueue.core.backlog import sample_queue
 from jobqueue.core.keys import QueueKeys
 from jobqueue.local.autoscale import Autoscaler
+from jobqueue.operator.limit_usage import sample_limit_usage
 from jobqueue.operator.spec import parse_spec
 
 SPEC = {
@@ -52,3 +53,27 @@ async def test_a_burst_scales_up_to_the_maximum_and_an_idle_queue_back_to_zero(
     autoscaler.step(sample, replicas=1, time_s=120.0)
     step = autoscaler.step(sample, replicas=1, time_s=130.0)
     assert step.decision.replicas == 0
+
+
+async def test_limits_cap_local_scaling_while_only_limited_work_waits(
+    redis_client: AsyncRedis, sync_redis: redis.Redis
+) -> None:
+    # Given "record" limited to 2 running at once (one replica of 2 slots),
+    spec = parse_spec({**SPEC, "limits": [{"type": "record", "concurrency": 2}]})
+    sync_redis.xgroup_create(KEYS.stream, KEYS.group, id="0", mkstream=True)
+    add_jobs(sync_redis, 20)
+    sample = await sample_queue(redis_client, KEYS)
+    usage = await sample_limit_usage(redis_client, KEYS, spec.type_limits, sample)
+    assert usage is not None
+    assert usage.only_limited_waiting
+    # when the session steps with it, the burst gets 1 replica, not the maximum 3,
+    step = Autoscaler(spec).step(sample, 0, 100.0, only_limited=usage.only_limited_waiting)
+    assert (step.decision.replicas, step.decision.rate_limited) == (1, True)
+    # and with unlimited work waiting too, the limits bound nothing.
+    sync_redis.xadd(KEYS.stream, {"type": "noop", "payload": "{}"})
+    sample = await sample_queue(redis_client, KEYS)
+    usage = await sample_limit_usage(redis_client, KEYS, spec.type_limits, sample)
+    assert usage is not None
+    assert not usage.only_limited_waiting
+    step = Autoscaler(spec).step(sample, 0, 100.0, only_limited=usage.only_limited_waiting)
+    assert (step.decision.replicas, step.decision.rate_limited) == (3, False)

@@ -50,6 +50,7 @@ from jobqueue.local.redis_source import RedisSource
 from jobqueue.local.schedules import LocalSchedules
 from jobqueue.local.settings import DevSettings
 from jobqueue.local.view import Snapshot
+from jobqueue.operator.limit_usage import sample_limit_usage
 
 REAP_INTERVAL_S = 10.0
 """Seconds between two passes removing the consumers of workers that are gone."""
@@ -223,6 +224,8 @@ class DevSession:
         try:
             await self._schedules.fire(self._client)
             sample = await sample_queue(redis, self.queue.keys)
+            limits = self.queue.spec.type_limits
+            usage = await sample_limit_usage(redis, self.queue.keys, limits, sample)
             self._dead = tuple(await recent_dead_letters(redis, self.queue.keys.dead))
         except (RedisConnectionError, RedisTimeoutError, ResponseError, OSError) as exc:
             # Shown in the view each poll until it clears: workers keep running (they
@@ -231,7 +234,8 @@ class DevSession:
             self.pool.reconcile(self._desired)
             self._sample, self._error = None, str(exc) or type(exc).__name__
             return self._snapshot()
-        step = self._autoscaler.step(sample, self._desired, now)
+        only_limited = usage is not None and usage.only_limited_waiting
+        step = self._autoscaler.step(sample, self._desired, now, only_limited=only_limited)
         if step.decision.replicas != self._desired:
             self.event(f"scale {self._desired} -> {step.decision.replicas}: {step.decision.reason}")
         self._desired = step.decision.replicas

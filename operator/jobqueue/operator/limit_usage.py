@@ -16,6 +16,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from jobqueue.core.backlog import QueueSample
 from jobqueue.core.keys import QueueKeys
 from jobqueue.core.limits import TypeLimit
 
@@ -82,6 +83,15 @@ async def read_limit_usage(
     limited = {limit.type for limit in limits}
     waiting = {_text(fields.get("type", fields.get(b"type", ""))) for _, fields in replies[-1]}
     return LimitUsage(tuple(usages), waiting <= limited)
+
+
+async def sample_limit_usage(
+    redis: Redis, keys: QueueKeys, limits: tuple[TypeLimit, ...], sample: QueueSample
+) -> LimitUsage | None:
+    """`read_limit_usage` after the group's last delivered entry in ``sample``."""
+    own = [g for g in sample.groups if g.name == keys.group]
+    last = own[0].last_delivered_id if own else "0-0"
+    return await read_limit_usage(redis, keys, limits, last)
 
 
 def _text(value: str | bytes) -> str:

@@ -287,3 +287,12 @@ def _stabilize(
             f"for the {settings.scale_down_stabilization_s:g} s stabilization window"
         )
     return highest, f"{why}: down to the window's highest recommendation {highest}"
+
+
+def spec_limit_slots(spec: JobQueueSpec, sample: Sample) -> float | None:
+    """`limit_slots` of ``spec.limits`` with the job duration ``sample`` measures
+    (``pending / completion_rate``; none before a completion is seen)."""
+    duration_s = None
+    if sample.completion_rate > RATE_EPSILON and sample.pending > 0:
+        duration_s = sample.pending / sample.completion_rate
+    return limit_slots(tuple((x.rate_per_s, x.concurrency) for x in spec.type_limits), duration_s)

@@ -41,16 +41,15 @@ from jobqueue.core.settings import QueueSettings
 from jobqueue.operator.consumers import reap_dead_consumers
 from jobqueue.operator.deployment import deployment_name, selector_labels
 from jobqueue.operator.kube import KubeApi, KubeApiError
-from jobqueue.operator.limit_usage import LimitUsage, read_limit_usage
+from jobqueue.operator.limit_usage import LimitUsage, sample_limit_usage
 from jobqueue.operator.metrics import OperatorMetrics
 from jobqueue.operator.policy import (
-    RATE_EPSILON,
     Decision,
     PolicySettings,
     PolicyState,
     Sample,
     decide,
-    limit_slots,
+    spec_limit_slots,
 )
 from jobqueue.operator.rates import RateWindow
 from jobqueue.operator.reconcile import (
@@ -151,7 +150,7 @@ class QueueScaler:
         observed = self.rates.policy_sample(now, sample, replicas)
         usage = await self._limit_usage(spec, sample)
         if usage is not None and usage.only_limited_waiting:
-            observed = dataclasses.replace(observed, limit_slots=_limit_slots(spec, observed))
+            observed = dataclasses.replace(observed, limit_slots=spec_limit_slots(spec, observed))
         decision = decide(observed, PolicySettings.from_spec(spec), self.state)
         self.state = decision.state
         if decision.replicas != replicas:
@@ -247,9 +246,7 @@ class QueueScaler:
     async def _limit_usage(self, spec: JobQueueSpec, sample: QueueSample) -> LimitUsage | None:
         if not spec.limits or self.redis is None:
             return None
-        own = [g for g in sample.groups if g.name == spec.group]
-        last = own[0].last_delivered_id if own else "0-0"
-        return await read_limit_usage(self.redis, queue_keys(spec), spec.type_limits, last)
+        return await sample_limit_usage(self.redis, queue_keys(spec), spec.type_limits, sample)
 
     def _limits_status(
         self, body: kopf.Body, generation: int, decision: Decision, usage: LimitUsage | None
@@ -343,12 +340,3 @@ class QueueScaler:
         if result.deleted:
             names = ", ".join(result.deleted)
             kopf.info(body, reason="ConsumersRemoved", message=f"gone pods: {names}")
-
-
-def _limit_slots(spec: JobQueueSpec, observed: Sample) -> float | None:
-    """The worker slots ``spec.limits`` can keep busy, with the measured job duration."""
-    duration_s = None
-    if observed.completion_rate > RATE_EPSILON and observed.pending > 0:
-        duration_s = observed.pending / observed.completion_rate
-    bounds = tuple((x.rate_per_s, x.concurrency) for x in spec.type_limits)
-    return limit_slots(bounds, duration_s)
