@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -20,6 +21,21 @@ def pytest_configure(config: pytest.Config) -> None:
     # follow (jobqueue.core.dev_state): keep the session's own, never the user's.
     state_dir = Path(tempfile.mkdtemp(prefix="jobqueue-test-state-"))
     os.environ["JOBQUEUE_DEV_STATE_FILE"] = str(state_dir / "dev.json")
+    _children_hear_sigint()
+
+
+def _children_hear_sigint() -> None:
+    """Start every child with SIGINT at its default, as a terminal or a container does.
+
+    A runner started in the background by a non-interactive shell (CI steps, `cmd &`)
+    ignores SIGINT, and an ignored signal stays ignored across fork and exec: a worker
+    or dev process would then ignore a test's Ctrl-C until its own handlers are
+    installed, a second or more into start-up under load, and a test signalling it
+    before that waits for an exit that never comes. A handled signal is reset to its
+    default across exec, so handling it here is enough.
+    """
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

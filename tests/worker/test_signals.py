@@ -95,7 +95,12 @@ def test_a_stop_signal_right_after_spawn_never_leaves_entries_behind(
         time.sleep(delay_s)
         sig = signal.SIGINT if run % 2 else signal.SIGTERM
         worker.signal(sig)
-        code = worker.wait(60)
+        try:
+            # 60 s: start-up (seconds under load) plus a graceful stop of 50 ms jobs;
+            # a worker that missed the signal never exits, whatever the bound.
+            code = worker.wait(60)
+        finally:
+            worker.stop()  # a failed wait leaves no worker running past the test
         # then each either stopped gracefully (every job it took finished and was
         # acknowledged) or ended by the signal (-15, or click's "Aborted!" for SIGINT)
         # before it ever joined the group
