@@ -2,7 +2,10 @@
 
 A worker starts in a pod on every scale-up; what it imports is most of its start-up
 time (bench/startup.py). The worker never needs aiohttp (its side server is asyncio's),
-Kopf, rich or the producer's validation libraries; the producer never needs Kopf or rich.
+Kopf, rich or the producer's validation libraries; the producer never needs Kopf or rich,
+and listens (demo job types, no file) without jsonschema, fastjsonschema or yaml: those
+load when a job types file is configured or a job needs them, the OpenAPI document's
+builder on its first request.
 Checked in a fresh interpreter, as the console script runs.
 """
 
@@ -54,3 +57,23 @@ def test_producer_and_client_commands_do_not_import_kopf(command: str) -> None:
     assert "kopf" not in loaded
     if command == "producer":  # rich is for the client commands' tables only
         assert "rich" not in loaded
+
+
+SERVE_PROBE = """
+import sys, orjson
+from jobqueue.cli.main import cli
+from jobqueue.producer.app import create_app
+from jobqueue.producer.settings import ProducerSettings
+create_app(ProducerSettings())
+print(orjson.dumps(sorted(sys.modules)).decode())
+"""
+
+
+def test_a_producer_without_a_job_types_file_starts_without_the_validation_libraries() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", SERVE_PROBE], capture_output=True, text=True, timeout=120, check=True
+    )
+    loaded = set(orjson.loads(done.stdout))
+    assert {"aiohttp", "jobqueue.producer.routes_jobs"} <= loaded  # the app was built
+    lazy = {"jsonschema", "fastjsonschema", "yaml", "jobqueue.producer.openapi"}
+    assert loaded.isdisjoint(lazy), sorted(loaded & lazy)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from jobqueue.core.errors import ConfigError
-from jobqueue.producer.job_types import JobTypes
+from jobqueue.producer.job_types import DEMO_JOB_TYPES, JobTypes
 
 
 def test_the_demo_types_check_the_fields_their_handlers_need() -> None:
@@ -21,6 +21,15 @@ def test_the_demo_types_check_the_fields_their_handlers_need() -> None:
     assert [f for f, _ in types.issues("email", {"to": "nobody", "template": "t"})] == [
         "payload.to"
     ]
+
+
+def test_the_demo_schemas_pass_the_checks_they_skip_at_start() -> None:
+    # `JobTypes.demo` builds its checkers on first use (no jsonschema at start-up), so the
+    # schemas' validity is pinned here instead.
+    checked = JobTypes(DEMO_JOB_TYPES)
+    lazy = JobTypes.demo()
+    for name, payload in [("email", {"to": "x", "template": ""}), ("webhook", {"url": 1})]:
+        assert lazy.issues(name, payload) == checked.issues(name, payload) != []
 
 
 def test_a_yaml_file_names_the_types_and_null_accepts_any_payload(tmp_path: Path) -> None:

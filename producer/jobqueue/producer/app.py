@@ -14,12 +14,19 @@ from jobqueue.core.client import AsyncClient
 from jobqueue.producer import routes_dead, routes_jobs, routes_meta
 from jobqueue.producer.auth import TokenSet, auth_middleware
 from jobqueue.producer.batching import EnqueueBatcher
-from jobqueue.producer.context import BATCHER, CLIENT, JOB_TYPES, METRICS, OPENAPI, SETTINGS
+from jobqueue.producer.context import (
+    BATCHER,
+    CLIENT,
+    JOB_TYPES,
+    METRICS,
+    OPENAPI,
+    SETTINGS,
+    OpenApiDocument,
+)
 from jobqueue.producer.deadline import deadline_middleware
 from jobqueue.producer.errors import error_middleware
 from jobqueue.producer.job_types import JobTypes
 from jobqueue.producer.metrics import ProducerMetrics, metrics_middleware
-from jobqueue.producer.openapi import build_openapi
 from jobqueue.producer.settings import ProducerSettings
 
 
@@ -46,7 +53,7 @@ def create_app(
     app[SETTINGS] = settings
     app[METRICS] = metrics
     app[JOB_TYPES] = job_types or JobTypes.from_file(settings.job_types_file)
-    app[OPENAPI] = build_openapi(app[JOB_TYPES], auth=settings.auth_enabled)
+    app[OPENAPI] = OpenApiDocument(app[JOB_TYPES], auth=settings.auth_enabled)
     # Stats before /jobs/{job_id}, so "stats" is never taken for a job id.
     app.add_routes(routes_jobs.routes)
     app.add_routes(routes_dead.routes)

@@ -17,4 +17,22 @@ CLIENT = web.AppKey("client", AsyncClient)
 BATCHER = web.AppKey("batcher", EnqueueBatcher)
 JOB_TYPES = web.AppKey("job_types", JobTypes)
 METRICS = web.AppKey("metrics", ProducerMetrics)
-OPENAPI = web.AppKey("openapi", dict[str, Any])
+
+
+class OpenApiDocument:
+    """The OpenAPI document, built on its first request: building it (pydantic's JSON
+    Schema generation) is start-up time no request to ``/jobs`` needs."""
+
+    def __init__(self, job_types: JobTypes, *, auth: bool) -> None:
+        self._job_types, self._auth = job_types, auth
+        self._document: dict[str, Any] | None = None
+
+    def document(self) -> dict[str, Any]:
+        if self._document is None:
+            from jobqueue.producer.openapi import build_openapi
+
+            self._document = build_openapi(self._job_types, auth=self._auth)
+        return self._document
+
+
+OPENAPI = web.AppKey("openapi", OpenApiDocument)

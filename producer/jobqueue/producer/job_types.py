@@ -17,20 +17,22 @@ that uses only keywords meaning the same in Draft 7 is also compiled with
 ``fastjsonschema`` (~5 µs): a payload it accepts is accepted at once; anything it
 rejects goes to ``jsonschema``, which names every problem (and decides, where the two
 read a format differently).
+
+Without a file nothing of that is imported at start (the producer listens in under half a
+second, bench/startup.py): the demo types' checkers are built on their first use. A
+configured file is checked in full before the producer listens.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
-
-import fastjsonschema
-import yaml
-from jsonschema import Draft202012Validator, FormatChecker
-from jsonschema.exceptions import SchemaError
+from typing import TYPE_CHECKING, Any
 
 from jobqueue.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
 
 FastCheck = Callable[[Any], Any]
 SAME_IN_DRAFT_7 = frozenset(
@@ -74,27 +76,36 @@ DEMO_JOB_TYPES: dict[str, dict[str, Any] | None] = {
 class JobTypes:
     """The accepted job types; `issues` checks one job against them."""
 
-    def __init__(self, schemas: Mapping[str, Mapping[str, Any] | None]) -> None:
+    def __init__(
+        self, schemas: Mapping[str, Mapping[str, Any] | None], *, check_now: bool = True
+    ) -> None:
+        """``check_now=False`` defers checking and compiling each schema to when a job
+        needs it: only for schemas known valid (the demo types'), so that start-up imports
+        no validation library and an accepted job never imports jsonschema."""
         if not schemas:
             raise ConfigError("job types: at least one type must be configured")
         self._validators: dict[str, Draft202012Validator | None] = {}
-        self._fast: dict[str, FastCheck] = {}
+        self._fast: dict[str, FastCheck | None] = {}
         self.schemas = dict(schemas)
         """Type name -> JSON Schema of its payload (None: any object), as configured."""
         for name, schema in schemas.items():
-            self._validators[name] = _validator(name, schema)
-            if schema is not None and _same_in_draft_7(schema):
-                self._fast[name] = fastjsonschema.compile(dict(schema), use_default=False)
+            if not isinstance(name, str) or not name:
+                raise ConfigError(f"job types: a type name must be a non-empty string: {name!r}")
+            if check_now:
+                self._validators[name] = _validator(name, schema)
+                self._fast[name] = _fast_check(schema)
 
     @classmethod
     def demo(cls) -> JobTypes:
-        return cls(DEMO_JOB_TYPES)
+        return cls(DEMO_JOB_TYPES, check_now=False)
 
     @classmethod
     def from_file(cls, path: str | None) -> JobTypes:
         """The types in ``path`` (YAML or JSON), or the demo types when ``path`` is None."""
         if path is None:
             return cls.demo()
+        import yaml
+
         try:
             loaded = yaml.safe_load(Path(path).read_text())
         except (OSError, yaml.YAMLError) as exc:
@@ -105,16 +116,19 @@ class JobTypes:
 
     @property
     def names(self) -> list[str]:
-        return sorted(self._validators)
+        return sorted(self.schemas)
 
     def issues(self, job_type: str, payload: Mapping[str, Any], prefix: str = "") -> list[Issue]:
         """Every problem of this job's type and payload; empty when it is acceptable."""
-        if job_type not in self._validators:
+        if job_type not in self.schemas:
             known = ", ".join(self.names)
             return [(f"{prefix}type", f"unknown job type {job_type!r}; accepted: {known}")]
-        validator = self._validators[job_type]
-        if validator is None or self._accepted_fast(job_type, payload):
+        if self.schemas[job_type] is None or self._accepted_fast(job_type, payload):
             return []
+        if job_type not in self._validators:
+            self._validators[job_type] = _validator(job_type, self.schemas[job_type])
+        validator = self._validators[job_type]
+        assert validator is not None  # only a None schema has no validator
         found = []
         for error in sorted(validator.iter_errors(payload), key=lambda e: list(e.absolute_path)):
             path = "".join(f".{part}" for part in error.absolute_path)
@@ -122,14 +136,27 @@ class JobTypes:
         return found
 
     def _accepted_fast(self, job_type: str, payload: Mapping[str, Any]) -> bool:
-        check = self._fast.get(job_type)
+        if job_type not in self._fast:
+            self._fast[job_type] = _fast_check(self.schemas[job_type])
+        check = self._fast[job_type]
         if check is None:
             return False
+        import fastjsonschema  # imported already: `_fast_check` compiled ``check``
+
         try:
             check(payload)
         except fastjsonschema.JsonSchemaException:
             return False
         return True
+
+
+def _fast_check(schema: Mapping[str, Any] | None) -> FastCheck | None:
+    if schema is None or not _same_in_draft_7(schema):
+        return None
+    import fastjsonschema
+
+    check: FastCheck = fastjsonschema.compile(dict(schema), use_default=False)
+    return check
 
 
 def _same_in_draft_7(schema: Any) -> bool:
@@ -144,10 +171,11 @@ def _same_in_draft_7(schema: Any) -> bool:
 
 
 def _validator(name: str, schema: Mapping[str, Any] | None) -> Draft202012Validator | None:
-    if not isinstance(name, str) or not name:
-        raise ConfigError(f"job types: a type name must be a non-empty string, got {name!r}")
     if schema is None:
         return None
+    from jsonschema import Draft202012Validator, FormatChecker
+    from jsonschema.exceptions import SchemaError
+
     if not isinstance(schema, Mapping):
         raise ConfigError(f"job type {name!r}: the schema must be an object or null")
     try:
