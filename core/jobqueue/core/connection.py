@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis import exceptions as redis_errors
+from redis._parsers.base import BaseParser as _BaseParser
 from redis.asyncio import Redis as AsyncRedis
 from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
@@ -128,12 +129,26 @@ def check_url(url: str) -> str:
     return url
 
 
+class NoReplicasError(redis_errors.ResponseError):
+    """``-NOREPLICAS``: a master with ``min-replicas-to-write`` set has too few replicas
+    in sync to take a write (a replica lost, or one still syncing after a failover)."""
+
+
+# redis-py answers an error code it does not know with a bare ResponseError, which reads
+# as a command's own fault. Its parsers look codes up in this table (every parser, every
+# connection of the process), so a code Redis gives when it is unavailable gets a class of
+# its own here and `REDIS_UNAVAILABLE` can name it. MASTERDOWN has redis-py's own class.
+_BaseParser.EXCEPTION_CLASSES.setdefault("NOREPLICAS", NoReplicasError)
+
 REDIS_UNAVAILABLE = (
-    redis_errors.ConnectionError,  # includes BusyLoadingError (Redis still loading)
+    redis_errors.ConnectionError,  # includes BusyLoadingError (Redis still loading) and
+    # the sentinels knowing no master (MasterNotFoundError)
     redis_errors.TimeoutError,
     redis_errors.ReadOnlyError,  # a replica, or a failover in progress
     redis_errors.OutOfMemoryError,
     redis_errors.TryAgainError,
+    redis_errors.MasterDownError,  # a replica cut off from its master, stale reads off
+    NoReplicasError,
 )
 """Redis unreachable, or up but refusing writes: no command's own fault, so every
 command of a round trip shares it and a caller may retry later."""
@@ -142,6 +157,8 @@ REDIS_REFUSED = (
     redis_errors.ReadOnlyError,
     redis_errors.OutOfMemoryError,
     redis_errors.TryAgainError,
+    redis_errors.MasterDownError,
+    NoReplicasError,
 )
 """Those of `REDIS_UNAVAILABLE` that Redis answers before a script writes anything;
 the others (a dropped connection, a timeout) leave it unknown whether it ran."""

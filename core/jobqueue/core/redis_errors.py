@@ -17,6 +17,8 @@ from prometheus_client.metrics_core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 from redis import exceptions as redis_errors
 
+from jobqueue.core.connection import NoReplicasError
+
 KINDS = ("connection", "timeout", "oom", "readonly", "auth", "other")
 NAME = "jobqueue_redis_errors"
 _AUTH_WORDS = ("NOAUTH", "WRONGPASS", "NOPERM")
@@ -34,8 +36,8 @@ def kind_of(exc: BaseException) -> str:
         return "timeout"
     if isinstance(exc, redis_errors.OutOfMemoryError):
         return "oom"
-    if isinstance(exc, redis_errors.ReadOnlyError):
-        return "readonly"
+    if isinstance(exc, redis_errors.ReadOnlyError | redis_errors.MasterDownError | NoReplicasError):
+        return "readonly"  # up, but not serving: a replica, cut off, or too few replicas
     if isinstance(exc, redis_errors.ConnectionError):  # refused, dropped, still loading
         return "connection"
     return "other"

@@ -3,8 +3,9 @@
 `error_middleware` turns aiohttp's HTTP errors (404, 405, 413, ...) into
 ``{"error": reason, "detail": ...}``, Redis being unreachable into a 503 the caller may
 retry, an enqueue that replicas did not confirm in time into a 503 naming the jobs
-whose outcome is unknown, and anything unexpected into a bare 500 whose traceback goes
-to the log only.
+whose outcome is unknown, any other error Redis answers into a 503 naming it (never a
+500: Redis's trouble is not the caller's), and anything unexpected into a bare 500
+whose traceback goes to the log only.
 """
 
 from __future__ import annotations
@@ -17,18 +18,12 @@ from aiohttp.typedefs import Handler
 from redis import exceptions as redis_exceptions
 
 from jobqueue.core import redis_errors
+from jobqueue.core.connection import REDIS_UNAVAILABLE
 from jobqueue.core.errors import EnqueueUnconfirmed
 from jobqueue.producer.models import ErrorBody, InvalidJob, Issue
 
 log = logging.getLogger(__name__)
 
-REDIS_UNAVAILABLE = (
-    redis_exceptions.ConnectionError,  # includes BusyLoadingError (Redis still loading)
-    redis_exceptions.TimeoutError,
-    redis_exceptions.ReadOnlyError,  # a replica, or a failover in progress
-    redis_exceptions.OutOfMemoryError,
-    redis_exceptions.TryAgainError,
-)
 RETRY_AFTER_S = "1"
 _PASSED_HEADERS = ("Allow", "WWW-Authenticate", "Retry-After")
 
@@ -93,6 +88,24 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         redis_errors.record("producer", exc)
         log.error("the Redis URL leads to a server that does not answer as Redis: %s", exc)
         return json_error(503, "Redis unavailable", "the configured Redis URL is not a Redis")
+    except redis_exceptions.RedisError as exc:
+        # Never a 500 for Redis's trouble: requests are checked before they reach Redis, so
+        # an error Redis answers is not the caller's fault (an error code new to us, a
+        # foreign key in a shared Redis). One line in the log names it; the caller may retry.
+        redis_errors.record("producer", exc)
+        log.error(
+            "Redis answered an error during %s %s: %s: %s",
+            request.method,
+            request.path,
+            type(exc).__name__,
+            exc,
+        )
+        return json_error(
+            503,
+            "Redis error",
+            f"Redis refused the request ({type(exc).__name__}: {exc}); retry later",
+            headers={"Retry-After": RETRY_AFTER_S},
+        )
     except Exception:
         # The last resort: the traceback goes to the log, the caller gets a reason only.
         log.exception("unexpected error during %s %s", request.method, request.path)

@@ -12,9 +12,11 @@ idempotency key never enqueues a job twice.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from jobqueue.core import redis_errors
 from jobqueue.core.client import EnqueueExpired
@@ -23,8 +25,11 @@ from jobqueue.producer.batching import NotSent, OutcomeUnknown
 from jobqueue.producer.errors import RETRY_AFTER_S
 from jobqueue.producer.models import ErrorBody
 
-ENQUEUE_FAILURES = (NotSent, OutcomeUnknown, EnqueueExpired, TimeoutError, *REDIS_UNAVAILABLE)
-"""What an enqueue may meet that is Redis's trouble, not the request's."""
+log = logging.getLogger(__name__)
+ENQUEUE_FAILURES = (NotSent, OutcomeUnknown, EnqueueExpired, TimeoutError, RedisError)
+"""What an enqueue may meet that is Redis's trouble, not the request's: any error Redis
+answers, since the jobs were checked before they were sent (one Redis refuses alone is
+answered alone, `AsyncClient.enqueue_each`)."""
 RETRY_SAFELY = (
     "GET /jobs/{id} tells whether it was; retry with the same job_id (or idempotency key):"
     " that never enqueues a job twice"
@@ -33,8 +38,11 @@ RETRY_SAFELY = (
 
 def enqueue_failed(job_ids: Sequence[str], exc: BaseException, *, batch: bool) -> web.Response:
     """The 503 for an enqueue of ``job_ids`` that met ``exc`` (one of `ENQUEUE_FAILURES`)."""
-    if isinstance(exc, REDIS_UNAVAILABLE):
+    if isinstance(exc, RedisError):
         redis_errors.record("producer", exc)
+    if isinstance(exc, RedisError) and not isinstance(exc, REDIS_UNAVAILABLE):
+        # Not a kind of unavailability we know: worth one line naming it.
+        log.error("enqueue met a Redis error: %s: %s", type(exc).__name__, exc)
     if _not_written(job_ids, exc):
         body = ErrorBody(
             error="Redis unavailable",
@@ -75,4 +83,6 @@ def _why(exc: BaseException) -> str:
         return "Redis did not answer within the request's deadline"
     if isinstance(exc, REDIS_REFUSED):
         return f"Redis refused the write ({type(exc).__name__})"
-    return f"the connection to Redis failed ({type(exc).__name__})"
+    if isinstance(exc, REDIS_UNAVAILABLE):
+        return f"the connection to Redis failed ({type(exc).__name__})"
+    return f"Redis answered an error ({type(exc).__name__}: {exc})"

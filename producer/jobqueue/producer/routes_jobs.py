@@ -10,6 +10,7 @@ from typing import Any, Literal
 import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
+from redis.exceptions import InvalidResponse
 
 from jobqueue.core.client import InvalidNewJob, NewJob
 from jobqueue.core.client_types import JOB_ID_PATTERN
@@ -125,6 +126,8 @@ async def _enqueue(
     except InvalidNewJob as exc:
         where = f"jobs.{exc.index}." if batch else ""
         raise _Invalid([(f"{where}payload", exc.reason)]) from None
+    except InvalidResponse:
+        raise  # not Redis at the URL: a setting to fix, which error_middleware says
     except ENQUEUE_FAILURES as exc:
         ids = [job.job_id or "" for job in jobs]
         raise _Failed(enqueue_failed(ids, exc, batch=batch)) from None
