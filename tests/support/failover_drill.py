@@ -74,6 +74,27 @@ class DrillResult:
         )
 
 
+class UnexpectedAnswer(AssertionError):
+    """The producer answered what the drill does not expect (a 500)."""
+
+
+ERROR_MARKS = ("unexpected error during", "Redis answered an error", "met a Redis error")
+"""Producer log lines of an answer the drill does not expect (see producer errors.py)."""
+
+
+def errors_in_log(text: str, lines_each: int = 40, most: int = 3) -> str:
+    """The first ``most`` producer log records matching `ERROR_MARKS`, each with the
+    traceback lines after it: what made the producer answer 500."""
+    lines = text.splitlines()
+    found: list[str] = []
+    for i, line in enumerate(lines):
+        if any(mark in line for mark in ERROR_MARKS):
+            found.append("\n".join(lines[i : i + lines_each]))
+            if len(found) == most:
+                break
+    return "\n...\n".join(found) or "(no error record in the producer's log)"
+
+
 @dataclass
 class _Load:
     """The posting side's running record."""
@@ -110,7 +131,7 @@ async def _post_forever(session: ClientSession, url: str, load: _Load) -> None:
             result.unavailable += 1
             await asyncio.sleep(0.02)
         else:
-            raise AssertionError(f"unexpected answer {status}: {body}")
+            raise UnexpectedAnswer(f"unexpected answer {status}: {body}")
 
 
 async def _load(
@@ -236,6 +257,10 @@ def run_drill(
         result.worker_restarted = worker.poll() is not None
         result.producer_restarted = producer.process.poll() is not None
         return result
+    except UnexpectedAnswer as exc:
+        assert producer is not None
+        why = errors_in_log(producer.log_path.read_text(errors="replace"))
+        raise UnexpectedAnswer(f"{exc}\nthe producer's log of it:\n{why}") from exc
     except BaseException:
         print(f"worker log:\n{worker.output()}")
         if producer is not None:
