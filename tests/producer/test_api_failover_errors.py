@@ -8,9 +8,12 @@ the producer's scripts (``-NOSCRIPT``). Each is set on a real redis-server of th
 
 from __future__ import annotations
 
+import time
+
 import redis
 from producer.http_api import README_EXAMPLE, StartApi
 from support.redis_server import RedisServer, free_port
+from support.sentinel_setup import Sentinel
 
 from jobqueue.core import redis_errors
 from jobqueue.core.connection import async_redis
@@ -103,3 +106,42 @@ async def test_a_promoted_replica_without_the_scripts_takes_jobs(
         primary.close()
         promoted.close()
         replica.stop()
+
+
+async def test_an_error_redis_answers_that_is_not_an_outage_is_still_503(
+    start_api: StartApi, own_redis: RedisServer
+) -> None:
+    # A sentinel where the master was (its port reused after the master died) answers
+    # every command the producer sends "ERR unknown command": no class of unavailability,
+    # yet Redis's trouble, not the caller's.
+    sentinel = Sentinel(own_redis.directory.parent / "sentinel", own_redis.port, 5000, 60000)
+    sentinel.start()
+    _wait_answering(sentinel.client())
+    redis_client = async_redis(f"redis://127.0.0.1:{sentinel.port}/0", socket_timeout_s=5.0)
+    api = await start_api(redis=redis_client)
+    try:
+        status, body = await api.call("POST", "/jobs", data=README_EXAMPLE)
+        assert status == 503, body
+        assert (body["outcome"], bool(body["jobId"])) == ("unknown", True), body
+        assert "ResponseError" in body["detail"]
+        for path in ("/jobs/stats", "/jobs/01ANYJOB", "/dead"):
+            status, body = await api.call("GET", path)
+            assert (status, body["error"]) == (503, "Redis error"), (path, body)
+    finally:
+        await redis_client.aclose()
+        sentinel.stop()
+
+
+def _wait_answering(client: redis.Redis, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+    finally:
+        client.close()
