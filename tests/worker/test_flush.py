@@ -198,3 +198,27 @@ async def test_a_success_record_keeps_a_type_that_needs_json_escaping(
     assert await run_flush(redis_client, outcomes) == 1
 
     assert (await record(redis_client, deliveries[0]))["type"] == odd
+
+
+async def test_a_job_a_dead_worker_left_running_reads_as_succeeded_once_another_finishes_it(
+    redis_client: AsyncRedis,
+) -> None:
+    # given jobs a worker marked running and then died holding
+    deliveries = await delivered(redis_client, 2)
+    dead = outcomes_for(redis_client, [])
+    dead.mark_running(deliveries)
+    await run_flush(redis_client, dead)
+    # when another worker takes them over and they start and finish within one flush
+    taker = outcomes_for(redis_client, [])
+    taker.mark_running(deliveries)
+    for d in deliveries:
+        taker.succeeded(d, 0.001)
+    assert await run_flush(redis_client, taker) == 2
+
+    # then each reads as succeeded wherever its record lives: the success went to the
+    # shared success hash and the job's own hash still says running (nothing on the
+    # hot path rewrites it), so a raw HGET of ``state`` is not the job's state.
+    for d in deliveries:
+        assert d.job is not None
+        assert await redis_client.hget(KEYS.status(d.job.id), "state") == "running"
+        assert (await record(redis_client, d))["state"] == "succeeded"
