@@ -31,6 +31,8 @@ def every_key(keys: QueueKeys) -> list[str]:
         keys.started,
         keys.solo,
         keys.crashes,
+        keys.waiting,
+        keys.settled,
     ]
 
 

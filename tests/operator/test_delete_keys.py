@@ -14,9 +14,10 @@ JOB = "01JABCDEFGHJKMNPQRSTVWXYZ0"
 async def write_every_key(redis: Redis, keys: QueueKeys) -> list[str]:
     done = keys.done(JOB)
     assert done is not None
-    for stream in (keys.stream, keys.dead, keys.lane("high")):
+    for stream in (keys.stream, keys.dead, keys.lane("high"), keys.settled):
         await redis.xadd(stream, {"a": "b"})
     await redis.zadd(keys.delayed, {JOB: 1})
+    await redis.zadd(keys.waiting, {keys.status(JOB): 1})
     for hash_key in (keys.delayed_jobs, keys.queued, done, keys.status(JOB), keys.health):
         await redis.hset(hash_key, JOB, "x")
     for hash_key in (keys.started, keys.solo, keys.crashes):

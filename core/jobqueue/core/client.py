@@ -45,6 +45,7 @@ from jobqueue.core.errors import EnqueueUnconfirmed
 from jobqueue.core.records import read_record
 from jobqueue.core.replication import enqueue_replicated
 from jobqueue.core.settings import QueueSettings
+from jobqueue.core.waiting import wait_settled
 from jobqueue.core.wire import replay_fields, utc_now_iso
 
 T = TypeVar("T")
@@ -288,6 +289,16 @@ class AsyncClient:
         record = await read_record(self.redis, self.keys, job_id)
         return JobInfo.from_record(job_id, record) if record else None
 
+    # `timeout` is how long Redis blocks, answered with the record either way (not a
+    # cancel scope that raises), so asyncio.timeout is no substitute.
+    async def wait(self, job_id: str, timeout: float) -> JobInfo | None:  # noqa: ASYNC109
+        """Wait up to ``timeout`` seconds for ``job_id`` to settle (succeeded, dead or
+        cancelled); its status record then, or at the timeout (``finished`` tells which);
+        None for an unknown or expired job. Blocks on Redis, no polling loop
+        (`jobqueue.core.waiting`)."""
+        info = await wait_settled(self.redis, self.keys, job_id, timeout, lambda: self.get(job_id))
+        return cast(JobInfo | None, info)
+
     async def cancel(self, job_id: str) -> CancelOutcome:
         """Cancel a queued or delayed job, or ask a running one to stop (docs/internals.md)."""
         keys = [
@@ -296,6 +307,8 @@ class AsyncClient:
             self.keys.stream,
             self.keys.status(job_id),
             self.keys.queued,
+            self.keys.waiting,
+            self.keys.settled,
         ]
         done = self.keys.done(job_id)
         if done is not None:
@@ -428,6 +441,10 @@ class Client:
 
     def get(self, job_id: str) -> JobInfo | None:
         return self._run(self._async.get(job_id))
+
+    def wait(self, job_id: str, timeout: float) -> JobInfo | None:
+        """`AsyncClient.wait`, blocking this thread."""
+        return self._run(self._async.wait(job_id, timeout))
 
     def cancel(self, job_id: str) -> CancelOutcome:
         return self._run(self._async.cancel(job_id))

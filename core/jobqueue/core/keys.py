@@ -35,6 +35,10 @@ key                       type        holds
                                       it started, and which process (crash accounting)
 ``{tag}:solo``            hash        consumer -> "<entry id> <token>": the suspect it
                                       runs right now
+``{tag}:waiting``         sorted set  status key of a job someone waits for -> when the
+                                      longest such wait ends (epoch ms)
+``{tag}:settled``         stream      ``key <status key> state <state>``: an outcome of a
+                                      job in ``waiting``, for the waiters (capped)
 ``{tag}:crashes``         hash        entry id -> deaths of workers that had started it
                                       (only entries that crashed one)
 ========================  ==========  ===============================================
@@ -179,6 +183,17 @@ class QueueKeys:
     def crashes(self) -> str:
         """Hash entry id -> how often a worker that had started it died."""
         return f"{self.tag}:crashes"
+
+    @property
+    def waiting(self) -> str:
+        """Sorted set status key -> end of the longest wait for it (epoch ms): the jobs
+        whose outcome is announced on `settled` (`jobqueue.core.waiting`)."""
+        return f"{self.tag}:waiting"
+
+    @property
+    def settled(self) -> str:
+        """Stream of the outcomes of jobs in `waiting`, which waiters block on."""
+        return f"{self.tag}:settled"
 
     def lane(self, name: str) -> str:
         """Stream of a priority lane other than the default one (which is ``stream``)."""

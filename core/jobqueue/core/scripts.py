@@ -11,6 +11,8 @@ only caller.
 
 from __future__ import annotations
 
+from jobqueue.core.waiting import ANNOUNCE_LUA
+
 # Prepended to the scripts that move a job and write its record (cancel, replay, the
 # worker's outcomes and promotion). A key holding another type than ours (another
 # application's key in a shared Redis) would make a write fail half-way, and Lua
@@ -126,21 +128,25 @@ end
 return out
 """
 
-# KEYS: delayed (zset), delayed_jobs (hash), stream, status record, queued (hash), and the
-# job's success-record hash when its id has one (`QueueKeys.done`).
+# KEYS: delayed (zset), delayed_jobs (hash), stream, status record, queued (hash), waiting,
+# settled (`jobqueue.core.waiting`), and the job's success-record hash when its id has one
+# (`QueueKeys.done`).
 # ARGV: job_id, group, now_iso, status_ttl_s
 # Returns {answer, state}: answer is cancelled | cancel_requested | not_cancellable |
 # not_found; state is the job's state after the call ('' when unknown).
 CANCEL = (
     OWN_KEYS_LUA
+    + ANNOUNCE_LUA
     + """
 local delayed, delayed_jobs, stream, status = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local queued, done = KEYS[5], KEYS[6]
+local queued, waiting, settled, done = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local id, group, now, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 require_ours(delayed, 'zset')
 require_ours(delayed_jobs, 'hash')
 require_ours(stream, 'stream')
 require_ours(queued, 'hash')
+require_ours(waiting, 'zset')
+require_ours(settled, 'stream')
 if done and ours(done, 'hash') and redis.call('HEXISTS', done, id) == 1 then
   return {'not_cancellable', 'succeeded'}
 end
@@ -151,6 +157,7 @@ local function mark_cancelled()
   redis.call('HSET', status, 'state', 'cancelled', 'finished_at', now, 'updated_at', now)
   redis.call('HDEL', status, 'run_at')
   redis.call('EXPIRE', status, ttl)
+  announce(waiting, settled, status, 'cancelled')
   return {'cancelled', 'cancelled'}
 end
 if redis.call('ZREM', delayed, id) == 1 then

@@ -114,7 +114,7 @@ async def delete_queue_keys(redis: Redis, keys: QueueKeys) -> int:
     """Delete every key of the queue (streams, delayed jobs, status records, idempotency
     keys); the number of keys removed."""
     named = [keys.stream, keys.dead, keys.delayed, keys.delayed_jobs, keys.queued, keys.health]
-    named += (keys.started, keys.solo, keys.crashes)
+    named += (keys.started, keys.solo, keys.crashes, keys.waiting, keys.settled)
     removed = int(await redis.unlink(*named))
     for prefix in (keys.status_prefix, keys.done_prefix, keys.idempotency(""), keys.lane("")):
         batch: list[str] = []

@@ -44,7 +44,7 @@ def create_app(
     middlewares: list[Middleware] = [
         metrics_middleware(metrics),
         error_middleware,
-        deadline_middleware(settings.request_deadline_s),
+        deadline_middleware(settings.request_deadline_s, settings.max_wait_s),
     ]
     if settings.auth_enabled:
         tokens = TokenSet(settings.auth_tokens, settings.auth_tokens_file)

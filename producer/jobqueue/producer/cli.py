@@ -104,7 +104,7 @@ def stats(**flags: Any) -> None:
 
 @click.group("jobs")
 def jobs() -> None:
-    """Read or cancel one job."""
+    """Read, wait for or cancel one job."""
 
 
 @jobs.command("get")
@@ -117,6 +117,36 @@ def jobs_get(job_id: str, **flags: Any) -> None:
     if info is None:
         raise click.ClickException(f"no job {job_id!r} (unknown, or its record expired)")
     out.emit_json(info) if flags["as_json"] else out.job_info(info)
+
+
+WAIT_EXIT_CODES = {"succeeded": 0, "dead": 1, "cancelled": 1}
+"""``jobs wait``'s exit status by outcome; 124 when the time ran out (as timeout(1))."""
+WAIT_TIMED_OUT = 124
+
+
+@jobs.command("wait")
+@click.argument("job_id")
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
+    help="Seconds to wait for the job to settle.",
+)
+@queue_options
+def jobs_wait(job_id: str, timeout_s: float, **flags: Any) -> None:
+    """Wait for a job to settle and show it. Exit status: 0 succeeded, 1 dead or
+    cancelled (or unknown), 124 still not settled when the time ran out."""
+    with connected(queue_settings(flags)) as client:
+        info = client.wait(job_id, timeout_s)
+    if info is None:
+        raise click.ClickException(f"no job {job_id!r} (unknown, or its record expired)")
+    out.emit_json(info) if flags["as_json"] else out.job_info(info)
+    code = WAIT_EXIT_CODES.get(info.state, WAIT_TIMED_OUT)
+    if code == WAIT_TIMED_OUT and not flags["as_json"]:
+        click.echo(f"timed out after {timeout_s:g} s: the job is {info.state}", err=True)
+    raise SystemExit(code)
 
 
 @jobs.command("cancel")

@@ -17,6 +17,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from jobqueue.producer.errors import RETRY_AFTER_S, json_error
+from jobqueue.producer.long_poll import allowance_s
 
 log = logging.getLogger(__name__)
 
@@ -26,13 +27,18 @@ GRACE_S = 0.25
 """How long after the deadline the net waits for a route answering by it itself."""
 
 
-def deadline_middleware(deadline_s: float) -> Middleware:
-    """Stamps `DEADLINE` on each request and answers 503 when the route overruns it."""
+def deadline_middleware(deadline_s: float, max_wait_s: float = 0.0) -> Middleware:
+    """Stamps `DEADLINE` on each request and answers 503 when the route overruns it.
+
+    A long poll (``?wait=S``, `jobqueue.producer.long_poll`) gets its wait on top: its
+    deadline is ``S`` (at most ``max_wait_s``) plus ``deadline_s``."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + deadline_s
+        if request.query_string:
+            deadline += allowance_s(request, max_wait_s)
         request[DEADLINE] = deadline
         # One timer that cancels the handler's task (asyncio.timeout does the same with
         # more bookkeeping, which every request would pay for).

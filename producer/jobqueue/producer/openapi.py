@@ -46,6 +46,14 @@ IDEMPOTENCY = {
     "required": False,
     "schema": {"type": "string", "minLength": 1, "maxLength": 200},
 }
+WAIT = {
+    "name": "wait",
+    "in": "query",
+    "required": False,
+    "description": "Long poll: answer once the job settles (succeeded, dead, cancelled)"
+    " or after this many seconds (capped by JOBQUEUE_MAX_WAIT_S), with the record then.",
+    "schema": {"type": "number", "minimum": 0},
+}
 PAGE = [
     {
         "name": "limit",
@@ -84,8 +92,8 @@ OPERATIONS = [
               {202: m.BatchAccepted, 413: E, 415: E, 422: m.InvalidJob}, m.BatchIn),
     Operation("get", "/jobs/stats", "Queue length, lag, pending, delayed, dead letters",
               {200: m.StatsOut}),
-    Operation("get", "/jobs/{job_id}", "A job's status", {200: m.JobStatusOut, 404: E},
-              parameters=[JOB_ID]),
+    Operation("get", "/jobs/{job_id}", "A job's status and result; ?wait= to long-poll",
+              {200: m.JobStatusOut, 404: E, 422: E}, parameters=[JOB_ID, WAIT]),
     Operation("delete", "/jobs/{job_id}", "Cancel a job (or ask a running one to stop)",
               {200: m.CancelOut, 404: E, 409: E}, parameters=[JOB_ID]),
     Operation("get", "/dead", "Dead letters, oldest first, paged", {200: m.DeadPageOut, 400: E},

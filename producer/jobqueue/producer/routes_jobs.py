@@ -18,6 +18,7 @@ from jobqueue.core.wire import new_job_id
 from jobqueue.producer.context import BATCHER, CLIENT, JOB_TYPES, METRICS, SETTINGS
 from jobqueue.producer.deadline import DEADLINE
 from jobqueue.producer.errors import invalid_job, json_error
+from jobqueue.producer.long_poll import requested_wait_s
 from jobqueue.producer.models import (
     BatchIn,
     CancelOut,
@@ -209,9 +210,16 @@ async def get_stats(request: web.Request) -> web.Response:
 
 @routes.get(f"/jobs/{{job_id:{JOB_ID_PATTERN}}}")
 async def get_job(request: web.Request) -> web.Response:
-    """A job's state, attempts, timestamps and last error; 404 when unknown or expired."""
+    """A job's state, attempts, timestamps, last error and result; 404 when unknown or
+    expired. ``?wait=S``: a long poll, answered once the job settles or ``S`` seconds
+    (capped by ``JOBQUEUE_MAX_WAIT_S``) passed, with the record as it is then."""
     job_id = request.match_info["job_id"]
-    info = await request.app[CLIENT].get(job_id)
+    try:
+        wait_s = requested_wait_s(request, request.app[SETTINGS].max_wait_s)
+    except ValueError as exc:
+        return json_error(422, "Invalid wait", f"query parameter 'wait' {exc}")
+    client = request.app[CLIENT]
+    info = await (client.wait(job_id, wait_s) if wait_s > 0 else client.get(job_id))
     if info is None:
         return json_error(404, "Job not found", f"no status record for {job_id!r} (or expired)")
     return json_response(

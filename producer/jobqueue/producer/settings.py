@@ -46,6 +46,9 @@ class ProducerSettings:
     request_deadline_s: float = 5.0
     """Longest a request waits for Redis, in seconds; then it answers 503 (with the job
     id and "outcome unknown" when an enqueue may have happened)."""
+    max_wait_s: float = 30.0
+    """Longest long poll (``GET /jobs/{id}?wait=S``), in seconds; a longer ``S`` is cut
+    to it. Its request's deadline is the wait plus ``request_deadline_s``."""
 
     @property
     def auth_enabled(self) -> bool:
@@ -71,6 +74,7 @@ class ProducerSettings:
             shutdown_timeout_s=env_value(env, "JOBQUEUE_SHUTDOWN_TIMEOUT_S", 30.0, float),
             access_log=env_value(env, "JOBQUEUE_PRODUCER_ACCESS_LOG", False, parse_bool),
             request_deadline_s=env_value(env, "JOBQUEUE_REQUEST_DEADLINE_S", 5.0, _positive),
+            max_wait_s=env_value(env, "JOBQUEUE_MAX_WAIT_S", 30.0, _positive),
         )
 
 

@@ -243,7 +243,7 @@ class Outcomes:
         self, running: Marks, batch: list[Succeeded]
     ) -> tuple[list[str], list[str | int | bytes]]:
         """The FLUSH script's keys and arguments (see `scripts.FLUSH`)."""
-        keys = [self.keys.stream, self.keys.queued]
+        keys = [self.keys.stream, self.keys.queued, self.keys.waiting, self.keys.settled]
         # Inlined per job: `QueueKeys.status` and `QueueKeys.done`.
         prefix, done_prefix = self.keys.status_prefix, self.keys.done_prefix
         done: list[str | int] = []
@@ -360,6 +360,7 @@ class Outcomes:
             self.keys.stream, delivery.entry_id, delivery.fields, message, made, tb
         )
         keys = [self.keys.stream, self.keys.dead, self.keys.status(job_id), self.keys.queued]
+        keys += (self.keys.waiting, self.keys.settled)
         args: list[str | int] = [self.keys.group, delivery.entry_id, message, utc_now_iso()]
         get = delivery.fields.get
         args += (self.ttl_s, made, get("type", ""), get("enqueued_at", ""), job_id)
@@ -388,7 +389,7 @@ class Outcomes:
         """Ack + status ``cancelled`` for a job the client cancelled while it ran."""
         job = delivery.job
         assert job is not None
-        keys = [self.keys.stream, self.keys.status(job.id)]
+        keys = [self.keys.stream, self.keys.status(job.id), self.keys.waiting, self.keys.settled]
         args: list[str | int] = [self.keys.group, delivery.entry_id, utc_now_iso(), self.ttl_s]
         await persist(lambda: self._ack_cancelled(keys=keys, args=args), "cancel")
         self.on_acked([delivery.entry_id])

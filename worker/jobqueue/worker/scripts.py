@@ -10,6 +10,7 @@ script starts with ``#!lua`` so that a Redis in cluster mode enforces it.
 from __future__ import annotations
 
 from jobqueue.core.scripts import OWN_KEYS_LUA
+from jobqueue.core.waiting import ANNOUNCE_LUA
 
 # Batches travel as one JSON array argument: packing one argument per job costs the
 # client far more than cjson.decode costs the server.
@@ -17,8 +18,8 @@ from jobqueue.core.scripts import OWN_KEYS_LUA
 # The status writes of the success path, one call per flush: ``running`` for newly read
 # jobs, ack + ``succeeded`` for finished ones, and both at once for jobs that started and
 # finished since the last flush (the usual case for short jobs).
-# KEYS: stream, queued, the status record of every job the flush names, then the
-# success-record hashes (``done``) the flush writes to.
+# KEYS: stream, queued, waiting, settled, the status record of every job the flush names,
+# then the success-record hashes (``done``) the flush writes to.
 # ARGV: group, ttl_s, now_iso,
 # JSON [key, attempt, entry_id, type, enqueued_at, job_id, ...] to mark running (attempts
 #   as text; ``key`` is the index of the job's status record in KEYS),
@@ -38,7 +39,10 @@ from jobqueue.core.scripts import OWN_KEYS_LUA
 # fewer, some entries were no longer pending (a repeated flush whose first reply was
 # lost, or an entry reclaimed and finished elsewhere) and only jobs that show no outcome
 # yet are written, which leaves both of those cases as they were.
-FLUSH = """#!lua
+FLUSH = (
+    "#!lua"
+    + ANNOUNCE_LUA
+    + """
 local ttl, now = ARGV[2], ARGV[3]
 local settled = {succeeded = true, dead = true, cancelled = true, retrying = true}
 -- A key holding another type (not ours) is left alone: failing the whole flush on it
@@ -76,10 +80,18 @@ if ARGV[7] then
   local stored = cjson.decode(ARGV[7])
   for i = 1, #stored, 2 do results[stored[i]] = {stored[i + 1], ARGV[7 + (i + 1) / 2]} end
 end
+-- Whether anyone waits for a job (`jobqueue.core.waiting`): asked once per flush, and
+-- only by a flush with a success in it.
+local waited = nil
+local function announced(key)
+  if waited == nil then waited = anyone_waits(KEYS[3]) end
+  if waited then announce(KEYS[3], KEYS[4], key, 'succeeded') end
+end
 local function succeeded(index, ...)
   local r = results[index]
   if r then record(KEYS[index], 'state', 'succeeded', r[1], r[2], ...)
   else record(KEYS[index], 'state', 'succeeded', ...) end
+  announced(KEYS[index])
 end
 local left = {}  -- job ids that leave `queued`
 local running = cjson.decode(ARGV[4])
@@ -123,6 +135,7 @@ for i = 1, #both, 7 do
         owners[hash] = {}
       end
       owners[hash][#owners[hash] + 1] = key
+      announced(key)
       fields[#fields + 1] = id
       fields[#fields + 1] = cjson.encode({now, attempt, both[i], job_type, enqueued_at})
     end
@@ -140,6 +153,7 @@ end
 if #left > 0 then foreign(redis.pcall('HDEL', KEYS[2], unpack(left))) end
 return acked + both_acked
 """
+)
 
 # KEYS: stream, delayed, delayed_jobs, status, queued.
 # ARGV: group, entry_id, job_id, fields_json, due_ms, now_iso, run_at_iso, error, attempts, ttl,
@@ -165,13 +179,16 @@ return 1
 """
 )
 
-# KEYS: stream, dead stream, status, queued. ARGV: group, entry_id, error, now_iso, ttl,
-# attempts, type, enqueued_at (as the entry had them, '' when it had none), job_id, then
-# the dead-letter entry's fields as name, value pairs.
+# KEYS: stream, dead stream, status, queued, waiting, settled. ARGV: group, entry_id, error,
+# now_iso, ttl, attempts, type, enqueued_at (as the entry had them, '' when it had none),
+# job_id, then the dead-letter entry's fields as name, value pairs.
 ACK_DEAD = (
     OWN_KEYS_LUA
+    + ANNOUNCE_LUA
     + """
 require_ours(KEYS[2], 'stream')
+require_ours(KEYS[5], 'zset')
+require_ours(KEYS[6], 'stream')
 local record = ours(KEYS[3], 'hash')
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
 if ours(KEYS[4], 'hash') then redis.call('HDEL', KEYS[4], ARGV[9]) end
@@ -181,21 +198,26 @@ if record then
     'updated_at', ARGV[4], 'attempts', ARGV[6], 'type', ARGV[7], 'enqueued_at', ARGV[8],
     'dead_entry_id', dead_id)
   redis.call('EXPIRE', KEYS[3], ARGV[5])
+  announce(KEYS[5], KEYS[6], KEYS[3], 'dead')
 end
 return 1
 """
 )
 
-# KEYS: stream, status. ARGV: group, entry_id, now_iso, ttl.
+# KEYS: stream, status, waiting, settled. ARGV: group, entry_id, now_iso, ttl.
 ACK_CANCELLED = (
     OWN_KEYS_LUA
+    + ANNOUNCE_LUA
     + """
+require_ours(KEYS[3], 'zset')
+require_ours(KEYS[4], 'stream')
 local record = ours(KEYS[2], 'hash')
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
 if record then
   redis.call('HSET', KEYS[2], 'state', 'cancelled', 'finished_at', ARGV[3],
     'updated_at', ARGV[3])
   redis.call('EXPIRE', KEYS[2], ARGV[4])
+  announce(KEYS[3], KEYS[4], KEYS[2], 'cancelled')
 end
 return 1
 """
