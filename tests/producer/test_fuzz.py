@@ -85,7 +85,8 @@ def producer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProducerProce
 
     server = RedisServer(tmp_path_factory.mktemp("fuzz-redis"))
     server.start()
-    process = ProducerProcess(server.url, JOBQUEUE_AUTH_TOKENS=TOKEN)
+    # Long polls of jobs the fuzz enqueued (no worker runs them) end after 0.5 s.
+    process = ProducerProcess(server.url, JOBQUEUE_AUTH_TOKENS=TOKEN, JOBQUEUE_MAX_WAIT_S="0.5")
     process.redis_url = server.url  # type: ignore[attr-defined]
     yield process
     process.stop()

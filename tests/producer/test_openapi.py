@@ -47,7 +47,9 @@ async def test_the_document_lists_every_route_with_the_configured_job_types(api:
 def producer_schema(redis_url: str) -> Iterator[Any]:
     """The schema served by a real ``jobqueue producer`` (authentication has its own tests:
     a token added here would undo schemathesis's own "no credentials" cases)."""
-    process = ProducerProcess(redis_url)
+    # Long polls (?wait=S, up to the cap) capped at 0.5 s: each case answers well within
+    # schemathesis's read timeout.
+    process = ProducerProcess(redis_url, JOBQUEUE_MAX_WAIT_S="0.5")
     try:
         yield schemathesis.openapi.from_url(f"{process.url}/openapi.json", config=CONFIG)
     finally:
