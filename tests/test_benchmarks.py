@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
         ("hot_path_round_trip.py", ["--calls", "20", "--rounds", "1"], "hot connection"),
         ("worker_inprocess.py", ["--batches", "20", "--rounds", "1"], "worker path per job"),
         ("startup.py", ["--rounds", "1"], "jobqueue producer"),
+        ("latency.py", ["--seconds", "0.5", "--loads", "10"], "start-due ms"),
         (
             "producer_throughput.py",
             ["--jobs", "200", "--batch", "50", "--requests", "20", "--rounds", "1"],

@@ -1,0 +1,156 @@
+"""Enqueue-to-start latency of one worker process across its capacity.
+
+In this invocation, against one private redis-server:
+
+1. capacity: no-op jobs/s of one ``jobqueue worker`` (defaults) draining a stream
+   filled beforehand (bench/worker_throughput.py's method);
+2. for each load (default 10, 25, 50, 75, 90 % of that capacity): a worker running
+   bench/latency_app.py (defaults) and, in a separate process, an open-loop producer
+   that adds ``stamp`` jobs on a fixed schedule (pipelined ``XADD`` of the jobs due,
+   each millisecond). Each job carries the time it was *due*, and the handler takes the wall
+   clock at its start: a producer or worker that falls behind shows as latency instead
+   of slowing the arrivals (no coordinated omission). The producer's own lag (sent -
+   due) is reported beside it, so a late producer is not taken for a slow worker.
+
+    .venv/bin/python bench/latency.py [--seconds 10] [--loads 10,25,50,75,90]
+
+Both workers get this process's environment, so ``JOBQUEUE_CONCURRENCY=16 ...`` (or
+any other worker setting) measures a variant's capacity and curve alike.
+
+Prints capacity, then p50/p95/p99/max of start - due per load, and the machine's load
+average (the figures mean little on a machine other processes load).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+import redis
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+from worker_throughput import RedisServer, finished, free_port, worker_run  # noqa: E402
+
+STREAM, GROUP = "bench:work", "workers"
+TICK_S = 0.001
+CAPACITY_JOBS = 20_000
+
+
+def produce(url: str, rate: float, seconds: float) -> None:
+    """Add ``rate`` stamp jobs a second for ``seconds``, on schedule (subprocess).
+
+    The jobs due at each tick go out as one pipelined ``XADD`` per job with the SPEC
+    fields (bench/worker_throughput.py's fill): ``enqueue_many`` costs the producer and
+    Redis several times more per job, and on two cores that cost, not the worker, set
+    the tail from half the capacity up.
+    """
+    client = redis.Redis.from_url(url)
+    fields = {"type": "stamp", "priority": "5", "attempts": "0"}
+    fields["enqueued_at"] = "2026-01-01T00:00:00Z"
+    total, start = int(rate * seconds), time.time() + 0.2
+    sent = 0
+    while sent < total:
+        now = time.time()
+        due_count = min(total, int((now - start) * rate) + 1) - sent
+        if due_count <= 0:
+            time.sleep(min(TICK_S, start + (sent / rate) - now))
+            continue
+        with client.pipeline(transaction=False) as pipe:
+            for n in range(sent, sent + due_count):
+                payload = orjson.dumps({"due": start + n / rate, "sent": now})
+                pipe.xadd(STREAM, {**fields, "id": f"job-{n}", "payload": payload})
+            pipe.execute()
+        sent += due_count
+    client.close()
+
+
+def measure(
+    client: redis.Redis, url: str, rate: float, seconds: float, out: Path
+) -> list[tuple[float, float, float]]:
+    """(start - due, sent - due, start - added) of every job, in seconds, at ``rate``
+    jobs/s (added: when Redis added the entry, from its id)."""
+    client.flushdb()
+    client.xgroup_create(STREAM, GROUP, id="$", mkstream=True)
+    env = {**os.environ, "PYTHONPATH": str(BENCH)}
+    command = [str(BENCH.parent / ".venv/bin/jobqueue"), "worker", "latency_app:app"]
+    command += ["--redis-url", url, "--stream", STREAM, "--group", GROUP]
+    command += ["--http-port", str(free_port()), "--consumer", "bench-worker"]
+    worker = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not any(c["name"] == "bench-worker" for c in client.xinfo_consumers(STREAM, GROUP)):
+            if time.monotonic() > deadline or worker.poll() is not None:
+                raise RuntimeError("the worker did not start")
+            time.sleep(0.05)
+        time.sleep(0.5)  # past start-up's first reads
+        producer = [sys.executable, __file__, "--produce", url, str(rate), str(seconds)]
+        subprocess.run(producer, check=True)
+        total = int(rate * seconds)
+        while not finished(client, total):
+            time.sleep(0.05)
+        out.unlink(missing_ok=True)
+        from jobqueue.core.client import Client
+
+        with Client.from_url(url, stream=STREAM, group=GROUP) as jq:
+            jq.enqueue("dump", {"into": str(out)})
+        while not out.exists():
+            time.sleep(0.05)
+        time.sleep(0.2)  # the write is one call; let it finish
+        pairs = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+        return [(due, due - sent, added) for due, sent, added in pairs]
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> None:
+    if len(sys.argv) == 5 and sys.argv[1] == "--produce":
+        produce(sys.argv[2], float(sys.argv[3]), float(sys.argv[4]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="per load")
+    parser.add_argument("--loads", default="10,25,50,75,90", help="percent of capacity")
+    args = parser.parse_args()
+    loads = [int(x) for x in args.loads.split(",")]
+    with tempfile.TemporaryDirectory() as tmp:
+        server = RedisServer(Path(tmp))
+        server.start()
+        try:
+            client = redis.Redis.from_url(server.url, decode_responses=True)
+            concurrency = int(os.environ.get("JOBQUEUE_CONCURRENCY", "64"))  # as measured
+            elapsed, _ = worker_run(client, server.url, CAPACITY_JOBS, concurrency, {})
+            capacity = CAPACITY_JOBS / elapsed
+            print(f"load average {os.getloadavg()[0]:.1f}; capacity {capacity:.0f} jobs/s")
+            print(
+                "load  jobs/s  start-due ms: p50     p95     p99     max"
+                "   producer lag p99 ms   start-added p99 ms"
+            )
+            for load in loads:
+                rate = capacity * load / 100
+                pairs = measure(client, server.url, rate, args.seconds, Path(tmp) / "delays")
+                delays, lags = [p[0] for p in pairs], [p[1] for p in pairs]
+                in_worker = [p[2] for p in pairs]
+                ms = [1000 * percentile(delays, q) for q in (0.5, 0.95, 0.99)] + [
+                    1000 * max(delays)
+                ]
+                row = f"{load:3d}%  {rate:6.0f}  " + "  ".join(f"{v:7.1f}" for v in ms)
+                row += f"   {1000 * percentile(lags, 0.99):7.1f}"
+                print(f"{row}              {1000 * percentile(in_worker, 0.99):7.1f}", flush=True)
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()
