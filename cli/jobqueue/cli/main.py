@@ -15,12 +15,16 @@ import click
 COMMANDS: dict[str, tuple[str, str]] = {
     # name: (import path of the click command, one-line help)
     "worker": ("jobqueue.worker.cli:worker", "Run a worker for APP_REF (module:attribute)."),
+    "job-types": (
+        "jobqueue.worker.cli_types:job_types",
+        "Print the job types file (payload JSON Schemas) of APP_REF's handlers.",
+    ),
     "producer": ("jobqueue.producer.cli_serve:producer", "Serve the HTTP producer API."),
     "operator": ("jobqueue.operator.cli:operator", "Run the Kubernetes operator (Kopf)."),
     "dev": ("jobqueue.local.cli:dev", "Run a JobQueue on this machine (local mode)."),
     "enqueue": ("jobqueue.producer.cli:enqueue", "Enqueue jobs directly into Redis."),
     "stats": ("jobqueue.producer.cli:stats", "Show a queue's length, lag and consumers."),
-    "jobs": ("jobqueue.producer.cli:jobs", "Read or cancel one job."),
+    "jobs": ("jobqueue.producer.cli:jobs", "Read, wait for or cancel one job."),
     "dead": ("jobqueue.producer.cli:dead", "List, replay or delete dead letters."),
     "migrate-keys": (
         "jobqueue.producer.cli_migrate:migrate",

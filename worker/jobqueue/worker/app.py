@@ -11,7 +11,8 @@
 A handler is ``async def`` (run on the event loop) or a plain function (run in a worker
 thread, off the loop). It returns normally for success, raises `jobqueue.core.errors.Retry`
 to ask for another attempt, `jobqueue.core.errors.Fatal` to dead-letter at once; any
-other exception is a failed attempt.
+other exception is a failed attempt. What it returns is the job's result
+(`jobqueue.worker.results`); ``payload=Model`` types its payload (`jobqueue.worker.payloads`).
 """
 
 from __future__ import annotations
@@ -22,13 +23,17 @@ import os
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis as AsyncRedis
 
 from jobqueue.core.errors import ConfigError
 from jobqueue.core.wire import Job
 from jobqueue.worker.backoff import Backoff
+from jobqueue.worker.payloads import is_model
+
+if TYPE_CHECKING:  # pydantic is imported only by apps that declare payload models
+    from pydantic import BaseModel
 
 
 @dataclass(slots=True)
@@ -40,6 +45,9 @@ class JobContext:
     """Stream entry id this delivery came from."""
     redis: AsyncRedis
     """The worker's asyncio Redis client (strings decoded); usable from async handlers."""
+    data: Any = None
+    """The payload validated by the handler's ``payload`` model (`jobqueue.worker.payloads`);
+    None for a handler without one."""
 
     @property
     def payload(self) -> dict[str, Any]:
@@ -71,6 +79,8 @@ class HandlerSpec:
     timeout_s: float | None = None
     max_attempts: int | None = None
     backoff: Backoff | None = None
+    payload: type[BaseModel] | None = None
+    """The pydantic model its payloads must match (checked before it runs), or None."""
 
 
 class App:
@@ -87,8 +97,13 @@ class App:
         timeout_s: float | None = None,
         max_attempts: int | None = None,
         backoff: Backoff | None = None,
+        payload: type[BaseModel] | None = None,
     ) -> Callable[[Handler], Handler]:
-        """Register the decorated function for jobs of ``job_type``."""
+        """Register the decorated function for jobs of ``job_type``; with ``payload`` (a
+        pydantic model) a payload is validated before the handler runs, the result in
+        ``ctx.data``, and a payload it refuses is dead-lettered (`payloads`)."""
+        if payload is not None and not is_model(payload):
+            raise ConfigError(f"{job_type}: payload must be a pydantic model class")
         if timeout_s is not None and timeout_s <= 0:
             raise ConfigError(f"{job_type}: timeout_s must be positive")
         if max_attempts is not None and max_attempts < 1:
@@ -104,6 +119,7 @@ class App:
                 timeout_s=timeout_s,
                 max_attempts=max_attempts,
                 backoff=backoff,
+                payload=payload,
             )
             return fn
 
@@ -111,6 +127,10 @@ class App:
 
     def get(self, job_type: str) -> HandlerSpec | None:
         return self.handlers.get(job_type)
+
+    def payload_models(self) -> dict[str, type[BaseModel] | None]:
+        """Each handler's payload model (None: any object), by job type."""
+        return {job_type: spec.payload for job_type, spec in self.handlers.items()}
 
 
 def load_app(ref: str) -> App:

@@ -36,6 +36,7 @@ from jobqueue.worker.backoff import Backoff
 from jobqueue.worker.health import RedisHealth
 from jobqueue.worker.inflight import Delivery, InFlight
 from jobqueue.worker.outcomes import Outcomes
+from jobqueue.worker.payloads import parse_payload
 from jobqueue.worker.results import encode_result
 from jobqueue.worker.settings import WorkerSettings
 from jobqueue.worker.solo import SoloGate
@@ -82,10 +83,16 @@ class Executor:
         if spec is None:
             await self.outcomes.dead(delivery, "no_handler", f"no handler for type {job.type!r}")
             return
+        data = None
+        if spec.payload is not None:
+            data = parse_payload(spec.payload, job.payload)
+            if isinstance(data, str):  # refused: it would fail the same way every time
+                await self.outcomes.dead(delivery, "invalid_payload", data)
+                return
         held_here = 0
         while True:
             started = time.monotonic()
-            error = await self._attempt(delivery, spec)
+            error = await self._attempt(delivery, spec, data)
             if error is None:
                 return
             handler_decided = isinstance(error, Fatal | Retry)
@@ -107,14 +114,16 @@ class Executor:
             await self._failed(delivery, spec, error, time.monotonic() - started)
             return
 
-    async def _attempt(self, delivery: Delivery, spec: HandlerSpec) -> Exception | None:
+    async def _attempt(
+        self, delivery: Delivery, spec: HandlerSpec, data: Any = None
+    ) -> Exception | None:
         """Run the handler once. None when it succeeded (queued for acknowledgement) or
         the client cancelled it (recorded); else its failure, a job timeout being a
         `TimeoutError`. Cancelled when the worker stops: the entry stays pending."""
         job = delivery.job
         assert job is not None
         timeout_s = spec.timeout_s or self.settings.job_timeout_s
-        ctx = JobContext(job=job, entry_id=delivery.entry_id, redis=self.redis)
+        ctx = JobContext(job=job, entry_id=delivery.entry_id, redis=self.redis, data=data)
         if self.debug:
             log.debug(
                 "job %s (%s) attempt %d started",
