@@ -427,6 +427,26 @@ async def test_a_secret_url_redis_cannot_parse_is_a_condition_naming_it(
     assert "s3cret" not in reachable["message"]
 
 
+async def test_a_secret_cluster_url_that_cannot_parse_is_a_condition_naming_it(
+    kube: KubeEmulator, operator: OperatorContext, redis_url: str
+) -> None:
+    # Given a Secret whose Cluster URL names a database (a cluster has 0 only)
+    bad = base64.b64encode(b"redis+cluster://:s3cret@node-0:6379,node-1:6379/2").decode()
+    await kube.create(SECRETS, NAMESPACE, {"metadata": {"name": "clusterdb"}, "data": {"url": bad}})
+    body = jobqueue("clusterdb", redis_url)
+    body["spec"]["redis"] = {"secretRef": {"name": "clusterdb"}}
+    await apply(kube, body)
+
+    # Then RedisReachable says what is wrong, as for any other bad URL, without the password
+    reachable = await eventually(
+        lambda: condition(kube, "clusterdb", "RedisReachable"), what="RedisReachable"
+    )
+    assert (reachable["status"], reachable["reason"]) == ("False", "RedisConfig")
+    assert "secret 'clusterdb' key 'url'" in reachable["message"]
+    assert "database 0 only" in reachable["message"]
+    assert "s3cret" not in reachable["message"]
+
+
 async def test_a_secret_sentinel_url_that_cannot_parse_is_a_condition_naming_it(
     kube: KubeEmulator, operator: OperatorContext, redis_url: str
 ) -> None:

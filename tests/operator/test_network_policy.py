@@ -119,3 +119,8 @@ def test_behind_sentinel_workers_may_reach_the_sentinels_and_the_master() -> Non
     assert redis_ports(url) == [6379, 26379, 26380]
     assert redis_ports("redis://redis:6380/0") == [6380]
     assert redis_ports("unix:///run/redis.sock") == []
+
+
+def test_in_a_cluster_workers_may_reach_every_seed_port() -> None:
+    url = "redis+cluster://:pw@n0:7000,n1:7001,n2:7000"
+    assert redis_ports(url) == [7000, 7001]

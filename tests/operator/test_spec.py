@@ -134,6 +134,32 @@ def test_a_sentinel_url_is_a_valid_redis_url(url: str) -> None:
 
 
 @pytest.mark.parametrize(
+    "url",
+    [
+        "redis+cluster://n0:7000,n1:7001,n2:7002",
+        "rediss+cluster://:pw@n0,n1/0?ssl_cert_reqs=required",
+    ],
+)
+def test_a_cluster_url_is_a_valid_redis_url(url: str) -> None:
+    spec = load_jobqueue(MINIMAL + f"  redis: {{url: '{url}', tls: {url.startswith('rediss')}}}\n")
+    assert spec.spec.redis.url == url
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("redis+cluster://:pw@n0:70x0", "port must be a number"),
+        ("redis+cluster://:pw@n0:7000/3", "database 0 only"),
+        ("redis+cluster://:pw@", "at least one node"),
+    ],
+)
+def test_a_bad_cluster_url_is_a_config_error_naming_the_field(url: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=f"redis.url: .*{message}") as caught:
+        load_jobqueue(MINIMAL + f"  redis: {{url: '{url}'}}\n")
+    assert "pw" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
     ("url", "message"),
     [
         ("redis+sentinel://s0:2637x/mymaster", "invalid port"),

@@ -4,8 +4,8 @@ A URL's scheme picks its `Kind`: how to check the URL, how to open the shared as
 client, and how a single connection of our own (the worker's hot connection) finds
 its server. ``redis://``, ``rediss://`` and ``unix://`` name one server;
 ``redis+sentinel://`` and ``rediss+sentinel://`` name a Sentinel-managed master
-(`jobqueue.core.sentinel`). A new deployment shape (Redis Cluster) is one more entry
-in `KINDS`.
+(`jobqueue.core.sentinel`); ``redis+cluster://`` and ``rediss+cluster://`` a Redis
+Cluster (`jobqueue.core.cluster`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from jobqueue.core import sentinel
+from jobqueue.core import cluster, sentinel
 from jobqueue.core.errors import ConfigError
 
 HEALTH_CHECK_INTERVAL_S = 15
@@ -41,8 +41,9 @@ class Endpoint:
     """redis-py connection options: credentials, ``db``, TLS options,
     ``connection_class``; ``host``/``port`` or ``path`` when the URL names one server."""
     locate: Callable[[], Awaitable[tuple[str, int]]] | None = None
-    """Asks where the server is now (the sentinels, for the current master); None when
-    the URL names the server itself."""
+    """Asks where the server is now (the sentinels, for the current master; the
+    cluster, for the primary of the queue's slot); None when the URL names the server
+    itself."""
     close: Callable[[], Awaitable[None]] = _nothing
     """Releases what `locate` holds (connections to the sentinels)."""
 
@@ -62,7 +63,9 @@ class Kind:
     """Raises ConfigError saying what is wrong (never repeating the URL)."""
     client: Callable[[str, dict[str, Any]], AsyncRedis]
     """The shared asyncio client, given redis-py connection options."""
-    endpoint: Callable[[str], Endpoint]
+    endpoint: Callable[[str, str | None], Endpoint]
+    """Takes the URL and the key whose server the connection is for (a Cluster's
+    connection goes to the node that owns that key's slot; other kinds ignore it)."""
 
 
 def _check_direct(url: str) -> None:
@@ -82,11 +85,11 @@ def _direct_client(url: str, options: dict[str, Any]) -> AsyncRedis:
     return AsyncRedis.from_url(url, **options)
 
 
-def _direct_endpoint(url: str) -> Endpoint:
+def _direct_endpoint(url: str, key: str | None = None) -> Endpoint:
     return Endpoint(dict(parse_url(url)))
 
 
-def _sentinel_endpoint(url: str) -> Endpoint:
+def _sentinel_endpoint(url: str, key: str | None = None) -> Endpoint:
     parsed = sentinel.SentinelUrl.parse(url)
     sentinels = sentinel.sentinel_for(parsed)
 
@@ -101,14 +104,34 @@ def _check_sentinel(url: str) -> None:
     sentinel.SentinelUrl.parse(url)
 
 
+def _cluster_endpoint(url: str, key: str | None = None) -> Endpoint:
+    parsed = cluster.ClusterUrl.parse(url)
+
+    async def locate() -> tuple[str, int]:
+        return await parsed.slot_owner(key or "")
+
+    return Endpoint(parsed.node_options, locate)
+
+
+def _check_cluster(url: str) -> None:
+    cluster.ClusterUrl.parse(url)
+
+
+def _cluster_client(url: str, options: dict[str, Any]) -> AsyncRedis:
+    return cluster.ClusterUrl.parse(url).shared_client(options)
+
+
 DIRECT = Kind(_check_direct, _direct_client, _direct_endpoint)
 SENTINEL = Kind(_check_sentinel, sentinel.master_client, _sentinel_endpoint)
+CLUSTER = Kind(_check_cluster, _cluster_client, _cluster_endpoint)
 KINDS: dict[str, Kind] = {
     "redis": DIRECT,
     "rediss": DIRECT,
     "unix": DIRECT,
     "redis+sentinel": SENTINEL,
     "rediss+sentinel": SENTINEL,
+    "redis+cluster": CLUSTER,
+    "rediss+cluster": CLUSTER,
 }
 
 
@@ -189,6 +212,7 @@ def async_redis(url: str, *, socket_timeout_s: float | None = 30.0) -> AsyncRedi
     return kind_of(url).client(url, options)
 
 
-def endpoint(url: str) -> Endpoint:
-    """Where a single connection of our own to ``url`` goes (see `Endpoint`)."""
-    return kind_of(url).endpoint(url)
+def endpoint(url: str, key: str | None = None) -> Endpoint:
+    """Where a single connection of our own to ``url`` goes (see `Endpoint`); in a
+    Cluster, to the primary that owns ``key``'s slot."""
+    return kind_of(url).endpoint(url, key)

@@ -62,8 +62,8 @@ class QueueSettings:
     """
 
     redis_url: str = DEFAULT_REDIS_URL
-    """``redis://``, ``rediss://``, ``unix://`` or ``redis+sentinel://`` URL, credentials
-    and database included."""
+    """``redis://``, ``rediss://``, ``unix://``, ``redis+sentinel://`` or
+    ``redis+cluster://`` URL, credentials and database included."""
     stream: str = DEFAULT_STREAM
     group: str = DEFAULT_GROUP
     dead_stream: str = ""
@@ -84,6 +84,9 @@ class QueueSettings:
             raise ConfigError(str(exc)) from None
         if self.enqueue_min_replicas < 0:
             raise ConfigError("JOBQUEUE_ENQUEUE_MIN_REPLICAS must be 0 or more")
+        if self.enqueue_min_replicas and self.redis_url.split("://")[0].endswith("+cluster"):
+            # Its MULTI/EXEC + WAIT pipeline names no key to route by in a cluster.
+            raise ConfigError("JOBQUEUE_ENQUEUE_MIN_REPLICAS is not supported on Redis Cluster yet")
         if self.enqueue_replicas_timeout_ms <= 0:
             # WAIT with 0 would wait forever, holding the request.
             raise ConfigError("JOBQUEUE_ENQUEUE_REPLICAS_TIMEOUT_MS must be more than 0")

@@ -7,7 +7,8 @@ a cluster-wide operator limits workers in every namespace it serves:
 
 - egress to Redis (``redisPeers``, else any address) on the port of the queue's Redis URL
   (behind Sentinel: the sentinels' ports and the master's, taken to be 6379 since the
-  URL does not name it; any other goes in ``extraEgress``), to the cluster DNS
+  URL does not name it; any other goes in ``extraEgress``; in a Redis Cluster the seed
+  nodes' ports, every node taken to listen on one of them), to the cluster DNS
   (``kube-dns`` pods, port 53), and to ``extraEgress``;
 - ingress on the workers' metrics port only (from ``metricsFrom``, else any source).
 
@@ -19,6 +20,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
+from jobqueue.core.cluster import SCHEMES as CLUSTER_SCHEMES
+from jobqueue.core.cluster import ClusterUrl
 from jobqueue.core.sentinel import SCHEMES as SENTINEL_SCHEMES
 from jobqueue.core.sentinel import SentinelUrl
 from jobqueue.operator.deployment import owner_reference, to_body
@@ -43,6 +46,8 @@ def redis_port(url: str) -> int | None:
         return None
     if parts.scheme in SENTINEL_SCHEMES:
         return DEFAULT_REDIS_PORT  # the master's: the sentinels name it, the URL does not
+    if parts.scheme in CLUSTER_SCHEMES:
+        return ClusterUrl.parse(url).seeds[0][1]
     return parts.port or DEFAULT_REDIS_PORT
 
 
@@ -53,6 +58,8 @@ def redis_ports(url: str) -> list[int]:
     ports = [] if port is None else [port]
     if urlsplit(url).scheme in SENTINEL_SCHEMES:
         ports += sorted({p for _, p in SentinelUrl.parse(url).sentinels} - set(ports))
+    if urlsplit(url).scheme in CLUSTER_SCHEMES:
+        ports += sorted({p for _, p in ClusterUrl.parse(url).seeds} - set(ports))
     return ports
 
 

@@ -19,7 +19,14 @@ from jobqueue.operator.kube import KubeApi
 from jobqueue.operator.network_policy import build_network_policy, policy_name
 from jobqueue.operator.spec import JobQueueSpec, uses_tls
 
-KUBE_URL_PREFIXES = ("redis://", "rediss://", "redis+sentinel://", "rediss+sentinel://")
+KUBE_URL_PREFIXES = (
+    "redis://",
+    "rediss://",
+    "redis+sentinel://",
+    "rediss+sentinel://",
+    "redis+cluster://",
+    "rediss+cluster://",
+)
 """What a JobQueue's Redis URL may start with (no unix:// socket in a pod)."""
 DELETE_BATCH = 500
 """Keys unlinked per command when a queue's keys are deleted."""
@@ -47,7 +54,8 @@ async def resolve_redis_url(api: KubeApi, namespace: str, spec: JobQueueSpec) ->
     url = url.strip()
     if not url.startswith(KUBE_URL_PREFIXES):
         raise ConfigError(
-            f"secret {ref.name!r} key {ref.key!r} is not a redis:// or redis+sentinel:// URL"
+            f"secret {ref.name!r} key {ref.key!r} is not a redis://, redis+sentinel:// "
+            "or redis+cluster:// URL"
         )
     try:
         check_redis_url(url)  # a typo in the port would crash the client later

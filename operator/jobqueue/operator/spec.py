@@ -59,8 +59,9 @@ class SecretKeyRef(SpecModel):
 
 
 def uses_tls(url: str) -> bool:
-    """Whether ``url`` speaks TLS to Redis (``rediss://``, ``rediss+sentinel://``)."""
-    return url.startswith(("rediss://", "rediss+sentinel://"))
+    """Whether ``url`` speaks TLS to Redis (``rediss://``, ``rediss+sentinel://``,
+    ``rediss+cluster://``)."""
+    return url.startswith(("rediss://", "rediss+sentinel://", "rediss+cluster://"))
 
 
 class RedisSpec(SpecModel):
@@ -74,9 +75,10 @@ class RedisSpec(SpecModel):
         ),
     )
 
-    url: str | None = Field(default=None, pattern=r"^rediss?(\+sentinel)?://")
-    """``redis://`` or ``rediss://`` URL, or a Sentinel setup's ``redis+sentinel://`` /
-    ``rediss+sentinel://`` URL (docs/configuration.md); local mode falls back to
+    url: str | None = Field(default=None, pattern=r"^rediss?(\+sentinel|\+cluster)?://")
+    """``redis://`` or ``rediss://`` URL, a Sentinel setup's ``redis+sentinel://`` /
+    ``rediss+sentinel://`` URL, or a Redis Cluster's ``redis+cluster://`` /
+    ``rediss+cluster://`` URL (docs/configuration.md); local mode falls back to
     ``REDIS_URL``."""
     secret_ref: SecretKeyRef | None = None
     """Secret key holding the URL (use this when the URL carries a password)."""

@@ -14,7 +14,12 @@ It speaks RESP2 to any URL `jobqueue.core.connection` accepts (``redis://``,
 Sentinel ``redis+sentinel://``), with AUTH and SELECT from the URL. Each connect asks
 `jobqueue.core.connection.Endpoint` where to go, so behind Sentinel every reconnect
 goes to the master the sentinels name then; a ``READONLY`` reply (the server was
-demoted to a replica in a failover) drops the connection like a lost one.
+demoted to a replica in a failover) drops the connection like a lost one. In a Redis
+Cluster (``redis+cluster://``) it goes to the primary that owns the queue's slot, found
+on each connect; ``MOVED`` (the slot is served elsewhere now) and ``CLUSTERDOWN`` drop
+the connection too, so the next connect finds the slot's new owner. ``ASK`` (the slot is
+being migrated and this key has left already) is followed for that one command: it is
+sent again, after ``ASKING``, on a connection of its own to the node named.
 
 Failures are redis-py's exception types, so the worker's supervision treats them
 alike: a refused or dropped connection is ``ConnectionError``, no reply in time is
@@ -28,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
+from collections.abc import Callable
 from typing import Any, cast
 
 import hiredis
@@ -38,14 +44,22 @@ from redis.exceptions import (
     NoScriptError,
     OutOfMemoryError,
     ReadOnlyError,
+    RedisError,
     ResponseError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from jobqueue.core.connection import endpoint
+from jobqueue.core.connection import Endpoint, endpoint
 
 CONNECT_TIMEOUT_S = 5.0
+ASK_REPLY_TIMEOUT_S = 30.0
+"""How long a command sent again after ``ASK`` may take; the caller's own wait bounds it
+further (a blocking read's)."""
+_RECONNECT_REPLIES = ("READONLY", "MOVED", "CLUSTERDOWN")
+"""Error replies after which nothing more can succeed on this connection: the server is
+a replica now, or no longer serves the queue's slot. The next connect finds the right
+one."""
 
 Arg = str | bytes | int | float
 Command = tuple[Arg, ...]
@@ -66,18 +80,22 @@ def _error(reply: hiredis.ReplyError) -> Exception:
 
 
 class _Request:
-    __slots__ = ("expected", "future", "replies")
+    __slots__ = ("asks", "commands", "expected", "future", "replies")
 
-    def __init__(self, expected: int, future: asyncio.Future[list[Any]]) -> None:
-        self.expected = expected
+    def __init__(self, commands: tuple[Command, ...], future: asyncio.Future[list[Any]]) -> None:
+        self.commands = commands
+        self.expected = len(commands)
         self.replies: list[Any] = []
         self.future = future
+        self.asks: list[tuple[int, str, int]] = []
+        """(index, host, port) of each command answered ``ASK``."""
 
 
 class _RespProtocol(asyncio.Protocol):
     """Matches replies, in order, to the requests waiting for them."""
 
-    def __init__(self) -> None:
+    def __init__(self, follow_asks: Callable[[_Request], None]) -> None:
+        self.follow_asks = follow_asks
         self.transport: asyncio.Transport | None = None
         self.parser = hiredis.Reader(encoding="utf-8", errors="surrogateescape")
         self.waiting: deque[_Request] = deque()
@@ -102,16 +120,23 @@ class _RespProtocol(asyncio.Protocol):
                 return
             request = waiting[0]
             if isinstance(reply, hiredis.ReplyError):
-                reply = _error(reply)
-                if isinstance(reply, ReadOnlyError):
-                    # A replica now (failover): no write here can succeed; the next
-                    # connect finds the master the sentinels name.
-                    self.fail(RedisConnectionError(f"Redis is a replica now: {reply}"))
+                message = str(reply)
+                if message.startswith(_RECONNECT_REPLIES):
+                    # A replica now (failover), or the slot moved: nothing here can
+                    # succeed; the next connect finds where to go now.
+                    self.fail(RedisConnectionError(f"Redis answered {message}"))
                     return
+                if message.startswith("ASK "):
+                    _, _, address = message.split(" ", 2)
+                    host, _, port = address.rpartition(":")
+                    request.asks.append((len(request.replies), host, int(port)))
+                reply = _error(reply)
             request.replies.append(reply)
             if len(request.replies) == request.expected:
                 waiting.popleft()
-                if not request.future.done():  # its caller may have given up
+                if request.asks:
+                    self.follow_asks(request)
+                elif not request.future.done():  # its caller may have given up
                     request.future.set_result(request.replies)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -135,12 +160,17 @@ class _RespProtocol(asyncio.Protocol):
 class HotConnection:
     """A pipelined connection to the Redis at ``url``; connects on first use."""
 
-    def __init__(self, url: str, *, name: str | None = None) -> None:
-        self.endpoint = endpoint(url)
-        self.options: dict[str, Any] = self.endpoint.options
+    def __init__(self, url: str, *, name: str | None = None, key: str | None = None) -> None:
+        """``key``: the queue's stream, whose slot's primary a Cluster URL leads to."""
+        self._setup(endpoint(url, key), name)
+
+    def _setup(self, where: Endpoint, name: str | None) -> None:
+        self.endpoint = where
+        self.options: dict[str, Any] = where.options
         self.name = name
         self._protocol: _RespProtocol | None = None
         self._connecting: asyncio.Lock | None = None
+        self._asks: set[asyncio.Task[None]] = set()
 
     def send(self, *commands: Command) -> asyncio.Future[list[Any]]:
         """Write ``commands`` at once; the future gives their replies, in order.
@@ -153,7 +183,7 @@ class HotConnection:
         if protocol is None or protocol.lost is not None or protocol.transport is None:
             raise RedisConnectionError("not connected to Redis")
         future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
-        protocol.waiting.append(_Request(len(commands), future))
+        protocol.waiting.append(_Request(commands, future))
         # hiredis's stub types pack_command's argument as a 1-tuple; any length works.
         packed = [hiredis.pack_command(c) for c in commands]  # type: ignore[arg-type]
         protocol.transport.write(b"".join(packed))
@@ -212,16 +242,51 @@ class HotConnection:
         self.close()
         await self.endpoint.close()
 
+    def _follow_asks(self, request: _Request) -> None:
+        task = asyncio.ensure_future(self._ask(request))
+        self._asks.add(task)
+        task.add_done_callback(self._asks.discard)
+
+    async def _ask(self, request: _Request) -> None:
+        """Send each command answered ``ASK`` again, after ``ASKING``, to the node
+        named; then hand the request its replies. A failure there fails the request
+        as a connection loss would (the caller retries after reconnecting)."""
+        try:
+            for index, host, port in request.asks:
+                there = HotConnection.__new__(HotConnection)
+                there._setup(Endpoint({**self.options, "host": host, "port": port}), self.name)
+                try:
+                    asking, reply = await there.call(
+                        ("ASKING",), request.commands[index], timeout_s=ASK_REPLY_TIMEOUT_S
+                    )
+                finally:
+                    there.close()
+                if isinstance(asking, Exception):
+                    raise asking
+                request.replies[index] = reply
+        except (RedisError, OSError) as exc:
+            if not request.future.done():
+                request.future.set_exception(
+                    RedisConnectionError(f"following ASK to another node failed: {exc}")
+                )
+            return
+        if not request.future.done():
+            request.future.set_result(request.replies)
+
     async def _open(self) -> _RespProtocol:
         loop = asyncio.get_running_loop()
         options = await self.endpoint.current_options()
         cls = options.get("connection_class")
+
+        def protocol_factory() -> _RespProtocol:
+            return _RespProtocol(self._follow_asks)
+
         if cls is UnixDomainSocketConnection:
-            _, protocol = await loop.create_unix_connection(_RespProtocol, options["path"])
+            _, protocol = await loop.create_unix_connection(protocol_factory, options["path"])
         else:
             host, port = options.get("host", "localhost"), int(options.get("port", 6379))
             tls = _tls_context(options) if cls is SSLConnection else None
-            _, protocol = await loop.create_connection(_RespProtocol, host, port, ssl=tls)
+            _, protocol = await loop.create_connection(protocol_factory, host, port, ssl=tls)
         return protocol
 
     async def _handshake(self) -> None:

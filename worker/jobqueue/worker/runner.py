@@ -120,7 +120,9 @@ class Worker:
             settings, self.inflight, self.executor, self.outcomes, self.limiter
         )
         dispatch = self.dispatcher.dispatch
-        self.hot = HotConnection(settings.queue.redis_url, name=f"jobqueue-worker:{consumer}")
+        self.hot = HotConnection(
+            settings.queue.redis_url, name=f"jobqueue-worker:{consumer}", key=keys.stream
+        )
         reader = Reader(
             self.redis,
             self.hot,

@@ -1,0 +1,171 @@
+"""A queue on a Redis Cluster: real workers and the client run jobs end to end, and
+nothing is lost while the queue's slot migrates to another primary or its primary
+fails over to a replica."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+from redis.cluster import RedisCluster as SyncCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from support.redis_cluster import RedisCluster
+from support.worker_process import WorkerProcess
+
+from jobqueue.core.client import Client, NewJob
+from jobqueue.core.keys import QueueKeys
+from jobqueue.worker.hot_connection import HotConnection
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+KEYS = QueueKeys()
+DONE = "{cluster-test}:done"
+
+
+@pytest.fixture
+def reader(cluster: RedisCluster) -> Iterator[SyncCluster]:
+    client = SyncCluster.from_url(
+        f"redis://127.0.0.1:{cluster.nodes[0].port}", decode_responses=True
+    )
+    yield client
+    client.close()
+
+
+def _worker(cluster: RedisCluster, name: str) -> WorkerProcess:
+    owner = cluster.owner(KEYS.stream)
+    worker = WorkerProcess(
+        cluster.url, name, "--concurrency", "8", watch_url=f"redis://127.0.0.1:{owner.port}/0"
+    )
+    worker.start()
+    worker.wait_ready()
+    return worker
+
+
+def _wait_done(reader: SyncCluster, ids: list[str], worker: WorkerProcess) -> None:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        done = reader.hgetall(DONE)
+        if set(ids) <= set(done):
+            return
+        time.sleep(0.1)
+    missing = set(ids) - set(reader.hgetall(DONE))
+    raise AssertionError(f"{len(missing)} of {len(ids)} jobs not run:\n{worker.output()}")
+
+
+def _load(url: str, ids: list[str], stop: threading.Event) -> threading.Thread:
+    """Enqueue jobs of caller-chosen ids until ``stop``; an enqueue that fails is sent
+    again with the same id (at most once enqueued), as a careful producer does."""
+
+    def run() -> None:
+        with Client.from_url(url) as client:
+            while not stop.is_set():
+                job_id = uuid.uuid4().hex
+                while True:
+                    try:
+                        client.enqueue("record", {"into": DONE}, job_id=job_id)
+                        break
+                    except RedisError:
+                        time.sleep(0.05)
+                ids.append(job_id)
+                time.sleep(0.005)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def _under_load(cluster: RedisCluster, reader: SyncCluster, disturb: Callable[[], None]) -> None:
+    ids: list[str] = []
+    stop = threading.Event()
+    with _worker(cluster, f"w-{uuid.uuid4().hex[:6]}") as worker:
+        thread = _load(cluster.url, ids, stop)
+        try:
+            deadline = time.monotonic() + 30
+            while len(ids) < 100 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            disturb()
+            mark = len(ids)
+            while len(ids) < mark + 100 and time.monotonic() < deadline + 30:
+                time.sleep(0.05)
+        finally:
+            stop.set()
+            thread.join(30)
+        assert len(ids) >= mark + 100, "enqueueing did not resume after the disturbance"
+        _wait_done(reader, ids, worker)
+        assert worker.poll() is None, worker.output()
+
+
+def test_a_worker_and_the_client_run_jobs_on_a_cluster(
+    cluster: RedisCluster, reader: SyncCluster
+) -> None:
+    with Client.from_url(cluster.url) as client:
+        jobs = client.enqueue_many([NewJob("record", {"into": DONE})] * 200)
+        assert client.stats().length == 200
+    ids = [job.job_id for job in jobs]
+    with _worker(cluster, "w-e2e") as worker:
+        _wait_done(reader, ids, worker)
+    assert sum(int(v) for v in reader.hgetall(DONE).values()) == 200
+    with Client.from_url(cluster.url) as client:
+        assert client.get(ids[0]).state == "succeeded"  # type: ignore[union-attr]
+
+
+def test_nothing_is_lost_while_the_queue_slot_migrates(
+    cluster: RedisCluster, reader: SyncCluster
+) -> None:
+    source = cluster.owner(KEYS.stream)
+    target = next(node for node in cluster.primaries() if node is not source)
+    _under_load(cluster, reader, lambda: cluster.migrate_slot(KEYS.stream, target))
+    assert cluster.owner(KEYS.stream) is target
+
+
+def test_nothing_is_lost_when_the_queue_primary_fails_over(
+    cluster: RedisCluster, reader: SyncCluster
+) -> None:
+    old = cluster.owner(KEYS.stream)
+    promoted: list[object] = []
+    _under_load(cluster, reader, lambda: promoted.append(cluster.failover(old)))
+    assert cluster.owner(KEYS.stream) is promoted[0]
+
+
+def test_the_hot_connection_follows_a_moved_slot(cluster: RedisCluster) -> None:
+    async def scenario() -> None:
+        hot = HotConnection(cluster.url, key=KEYS.stream)
+        try:
+            assert await hot.call(("SET", KEYS.delayed, "x"), timeout_s=10) == ["OK"]
+            source = cluster.owner(KEYS.stream)
+            target = next(node for node in cluster.primaries() if node is not source)
+            await asyncio.to_thread(cluster.migrate_slot, KEYS.stream, target)
+            with pytest.raises(RedisConnectionError):
+                await hot.call(("GET", KEYS.delayed), timeout_s=10)  # MOVED: reconnect
+            assert await hot.call(("GET", KEYS.delayed), timeout_s=10) == ["x"]
+        finally:
+            hot.close()
+
+    asyncio.run(scenario())
+
+
+def test_the_hot_connection_follows_ask_during_a_migration(cluster: RedisCluster) -> None:
+    async def scenario() -> None:
+        hot = HotConnection(cluster.url, key=KEYS.stream)
+        source = cluster.owner(KEYS.stream)
+        target = next(node for node in cluster.primaries() if node is not source)
+        try:
+            assert await hot.call(("SET", KEYS.delayed, "x"), ("PING",), timeout_s=10) == [
+                "OK",
+                "PONG",
+            ]
+            cluster.begin_migration(KEYS.stream, target)
+            cluster.move_keys(source, target, [KEYS.delayed])
+            # The source answers ASK for the key that left; the command is sent again
+            # to the target after ASKING, the other one is answered in place.
+            assert await hot.call(("PING",), ("GET", KEYS.delayed), timeout_s=10) == ["PONG", "x"]
+            assert hot.connected
+        finally:
+            cluster.end_migration(KEYS.stream, target)
+            hot.close()
+
+    asyncio.run(scenario())
