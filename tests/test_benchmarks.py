@@ -53,6 +53,11 @@ ROOT = Path(__file__).resolve().parent.parent
         ),
         ("faults.py", ["--scale", "0.05", "--rate", "50", "--only", "freeze,maxmemory"], "resumed"),
         (
+            "cluster_scaleout.py",
+            ["--jobs", "200", "--rounds", "1"],
+            "primaries for 1 M jobs/s",
+        ),
+        (
             "sentinel_failover.py",
             ["--rounds", "1", "--before", "30", "--after", "30", "--modes", "plain"],
             "producer resume",

@@ -15,11 +15,8 @@ Sentinel ``redis+sentinel://``), with AUTH and SELECT from the URL. Each connect
 `jobqueue.core.connection.Endpoint` where to go, so behind Sentinel every reconnect
 goes to the master the sentinels name then; a ``READONLY`` reply (the server was
 demoted to a replica in a failover) drops the connection like a lost one. In a Redis
-Cluster (``redis+cluster://``) it goes to the primary that owns the queue's slot, found
-on each connect; ``MOVED`` (the slot is served elsewhere now) and ``CLUSTERDOWN`` drop
-the connection too, so the next connect finds the slot's new owner. ``ASK`` (the slot is
-being migrated and this key has left already) is followed for that one command: it is
-sent again, after ``ASKING``, on a connection of its own to the node named.
+Cluster it goes to the primary of the queue's slot, found on each connect; ``MOVED`` and
+``CLUSTERDOWN`` drop it too; ``ASK`` (a migrating slot) is followed for that command.
 
 Failures are redis-py's exception types, so the worker's supervision treats them
 alike: a refused or dropped connection is ``ConnectionError``, no reply in time is
@@ -31,6 +28,7 @@ that command's reply. The next call after a failure connects again.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 from collections import deque
 from collections.abc import Callable
@@ -54,12 +52,9 @@ from jobqueue.core.connection import Endpoint, endpoint
 
 CONNECT_TIMEOUT_S = 5.0
 ASK_REPLY_TIMEOUT_S = 30.0
-"""How long a command sent again after ``ASK`` may take; the caller's own wait bounds it
-further (a blocking read's)."""
+"""At most for a command sent again after ``ASK`` (the caller's own wait may be less)."""
 _RECONNECT_REPLIES = ("READONLY", "MOVED", "CLUSTERDOWN")
-"""Error replies after which nothing more can succeed on this connection: the server is
-a replica now, or no longer serves the queue's slot. The next connect finds the right
-one."""
+"""Nothing more can succeed here (a replica now, or the slot is served elsewhere)."""
 
 Arg = str | bytes | int | float
 Command = tuple[Arg, ...]
@@ -87,8 +82,7 @@ class _Request:
         self.expected = len(commands)
         self.replies: list[Any] = []
         self.future = future
-        self.asks: list[tuple[int, str, int]] = []
-        """(index, host, port) of each command answered ``ASK``."""
+        self.asks: list[tuple[int, str, int]] = []  # (index, host, port) answered ASK
 
 
 class _RespProtocol(asyncio.Protocol):
@@ -249,8 +243,8 @@ class HotConnection:
 
     async def _ask(self, request: _Request) -> None:
         """Send each command answered ``ASK`` again, after ``ASKING``, to the node
-        named; then hand the request its replies. A failure there fails the request
-        as a connection loss would (the caller retries after reconnecting)."""
+        named (the key has left the migrating slot); a failure there is a lost
+        connection to the caller."""
         try:
             for index, host, port in request.asks:
                 there = HotConnection.__new__(HotConnection)
@@ -277,10 +271,7 @@ class HotConnection:
         loop = asyncio.get_running_loop()
         options = await self.endpoint.current_options()
         cls = options.get("connection_class")
-
-        def protocol_factory() -> _RespProtocol:
-            return _RespProtocol(self._follow_asks)
-
+        protocol_factory = functools.partial(_RespProtocol, self._follow_asks)
         if cls is UnixDomainSocketConnection:
             _, protocol = await loop.create_unix_connection(protocol_factory, options["path"])
         else:
