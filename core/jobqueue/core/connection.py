@@ -18,6 +18,7 @@ from typing import Any
 from redis import exceptions as redis_errors
 from redis._parsers.base import BaseParser as _BaseParser
 from redis.asyncio import Redis as AsyncRedis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -172,6 +173,7 @@ REDIS_UNAVAILABLE = (
     redis_errors.TryAgainError,
     redis_errors.MasterDownError,  # a replica cut off from its master, stale reads off
     NoReplicasError,
+    redis_errors.ClusterError,  # redirections past the limit (a long slot migration), down
 )
 """Redis unreachable, or up but refusing writes: no command's own fault, so every
 command of a round trip shares it and a caller may retry later."""
@@ -182,6 +184,7 @@ REDIS_REFUSED = (
     redis_errors.TryAgainError,
     redis_errors.MasterDownError,
     NoReplicasError,
+    redis_errors.ClusterError,
 )
 """Those of `REDIS_UNAVAILABLE` that Redis answers before a script writes anything;
 the others (a dropped connection, a timeout) leave it unknown whether it ran."""
@@ -210,6 +213,16 @@ def async_redis(url: str, *, socket_timeout_s: float | None = 30.0) -> AsyncRedi
         "retry": Retry(NoBackoff(), retries=0),
     }
     return kind_of(url).client(url, options)
+
+
+async def drop_idle_connections(redis: AsyncRedis) -> None:
+    """Close the idle pooled connections of a shared client (a Cluster client's on
+    every node): after an outage they may be dead ends the server closed."""
+    if isinstance(redis, RedisCluster):
+        for node in redis.get_nodes():
+            await node.disconnect_free_connections()
+    else:
+        await redis.connection_pool.disconnect(inuse_connections=False)
 
 
 def endpoint(url: str, key: str | None = None) -> Endpoint:

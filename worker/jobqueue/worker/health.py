@@ -25,6 +25,7 @@ from collections.abc import Callable
 from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import ConnectionError
 
+from jobqueue.core.connection import drop_idle_connections
 from jobqueue.core.keys import QueueKeys
 from jobqueue.core.wire import utc_now_iso
 from jobqueue.worker.resilience import ACCESS_DENIED_ERRORS, TRANSIENT_ERRORS
@@ -124,7 +125,7 @@ class RedisHealth:
         if not self.ok:
             # Idle pooled connections may be dead ends of the outage (a restarted
             # server closed them); a handler run again on one would fail once more.
-            await self.redis.connection_pool.disconnect(inuse_connections=False)
+            await drop_idle_connections(self.redis)
             self.recovered_at = time.monotonic()
             self.healthy.set()
             log.warning("Redis takes writes again: reading resumes")
@@ -158,7 +159,7 @@ class RedisHealth:
         if not healthy_now or self.troubled_since(started):
             return True
         if first and isinstance(cause, ConnectionError):
-            await self.redis.connection_pool.disconnect(inuse_connections=False)
+            await drop_idle_connections(self.redis)
             return True
         return False
 

@@ -44,6 +44,7 @@ from redis.exceptions import (
     ReadOnlyError,
     RedisError,
     ResponseError,
+    TryAgainError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -66,6 +67,7 @@ _ERROR_TYPES: dict[str, type[Exception]] = {
     "OOM": OutOfMemoryError,
     "READONLY": ReadOnlyError,
     "NOPERM": NoPermissionError,
+    "TRYAGAIN": TryAgainError,  # a multi-key command while its slot is half migrated
 }
 
 

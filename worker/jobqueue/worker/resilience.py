@@ -20,12 +20,14 @@ from redis.exceptions import (
     AuthenticationWrongNumberOfArgsError,
     AuthorizationError,
     BusyLoadingError,
+    ClusterError,
     ConnectionError,
     NoPermissionError,
     OutOfMemoryError,
     ReadOnlyError,
     ResponseError,
     TimeoutError,
+    TryAgainError,
 )
 
 from jobqueue.core import redis_errors
@@ -39,6 +41,10 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     BusyLoadingError,
     OutOfMemoryError,
     ReadOnlyError,
+    # Redis Cluster: a multi-key command meeting its slot half migrated (TRYAGAIN), and
+    # redirections or TRYAGAINs past redis-py's limit, or the cluster down (ClusterError).
+    TryAgainError,
+    ClusterError,
 )
 ACCESS_DENIED_ERRORS: tuple[type[Exception], ...] = (
     AuthenticationError,
