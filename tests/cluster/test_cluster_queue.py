@@ -107,6 +107,11 @@ def test_a_worker_and_the_client_run_jobs_on_a_cluster(
         assert client.stats().length == 200
     ids = [job.job_id for job in jobs]
     with _worker(cluster, "w-e2e") as worker:
+        with Client.from_url(cluster.url) as client:
+            # Blocks on the queue's settled stream, in its slot: routed like any key.
+            waited = client.wait(ids[-1], 60)
+        assert waited is not None
+        assert waited.state == "succeeded", worker.output()
         _wait_done(reader, ids, worker)
     assert sum(int(v) for v in reader.hgetall(DONE).values()) == 200
     with Client.from_url(cluster.url) as client:
