@@ -73,9 +73,9 @@ def produce(url: str, rate: float, seconds: float) -> None:
 
 def measure(
     client: redis.Redis, url: str, rate: float, seconds: float, out: Path
-) -> list[tuple[float, float, float]]:
+) -> tuple[list[tuple[float, float, float]], float]:
     """(start - due, sent - due, start - added) of every job, in seconds, at ``rate``
-    jobs/s (added: when Redis added the entry, from its id)."""
+    jobs/s (added: when Redis added the entry, from its id), and the jobs per read."""
     client.flushdb()
     client.xgroup_create(STREAM, GROUP, id="$", mkstream=True)
     env = {**os.environ, "PYTHONPATH": str(BENCH)}
@@ -90,11 +90,13 @@ def measure(
                 raise RuntimeError("the worker did not start")
             time.sleep(0.05)
         time.sleep(0.5)  # past start-up's first reads
+        client.config_resetstat()
         producer = [sys.executable, __file__, "--produce", url, str(rate), str(seconds)]
         subprocess.run(producer, check=True)
         total = int(rate * seconds)
         while not finished(client, total):
             time.sleep(0.05)
+        per_read = total / max(1, reads(client))
         out.unlink(missing_ok=True)
         from jobqueue.core.client import Client
 
@@ -104,10 +106,16 @@ def measure(
             time.sleep(0.05)
         time.sleep(0.2)  # the write is one call; let it finish
         pairs = [orjson.loads(line) for line in out.read_bytes().splitlines()]
-        return [(due, due - sent, added) for due, sent, added in pairs]
+        return [(due, due - sent, added) for due, sent, added in pairs], per_read
     finally:
         worker.terminate()
         worker.wait(timeout=30)
+
+
+def reads(client: redis.Redis) -> int:
+    """``XREADGROUP`` calls since the last ``CONFIG RESETSTAT`` (every consumer's)."""
+    stats = client.info("commandstats").get("cmdstat_xreadgroup", {})
+    return int(stats.get("calls", 0))
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -130,16 +138,18 @@ def main() -> None:
         try:
             client = redis.Redis.from_url(server.url, decode_responses=True)
             concurrency = int(os.environ.get("JOBQUEUE_CONCURRENCY", "64"))  # as measured
+            client.config_resetstat()
             elapsed, _ = worker_run(client, server.url, CAPACITY_JOBS, concurrency, {})
-            capacity = CAPACITY_JOBS / elapsed
-            print(f"load average {os.getloadavg()[0]:.1f}; capacity {capacity:.0f} jobs/s")
+            capacity, per_read = CAPACITY_JOBS / elapsed, CAPACITY_JOBS / max(1, reads(client))
+            print(f"load average {os.getloadavg()[0]:.1f}; capacity {capacity:.0f} jobs/s", end="")
+            print(f" ({per_read:.1f} jobs per read)")
             print(
                 "load  jobs/s  start-due ms: p50     p95     p99     max"
-                "   producer lag p99 ms   start-added p99 ms"
+                "   producer lag p99 ms   start-added p99 ms   jobs/read"
             )
             for load in loads:
                 rate = capacity * load / 100
-                pairs = measure(client, server.url, rate, args.seconds, Path(tmp) / "delays")
+                pairs, per_read = measure(client, server.url, rate, args.seconds, Path(tmp) / "d")
                 delays, lags = [p[0] for p in pairs], [p[1] for p in pairs]
                 in_worker = [p[2] for p in pairs]
                 ms = [1000 * percentile(delays, q) for q in (0.5, 0.95, 0.99)] + [
@@ -147,7 +157,8 @@ def main() -> None:
                 ]
                 row = f"{load:3d}%  {rate:6.0f}  " + "  ".join(f"{v:7.1f}" for v in ms)
                 row += f"   {1000 * percentile(lags, 0.99):7.1f}"
-                print(f"{row}              {1000 * percentile(in_worker, 0.99):7.1f}", flush=True)
+                row += f"              {1000 * percentile(in_worker, 0.99):7.1f}"
+                print(f"{row}   {per_read:9.1f}", flush=True)
         finally:
             server.stop()
 
