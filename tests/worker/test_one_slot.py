@@ -10,6 +10,7 @@ another slot (the pre-0.2 ``jobs:dead`` default, a key built from a prefix) fail
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -19,7 +20,7 @@ import pytest
 import redis
 from redis.asyncio import Redis as AsyncRedis
 from support.redis_server import RedisServer, free_port
-from worker.conftest import run_burst, settings_for
+from worker.conftest import eventually, run_burst, settings_for
 
 from jobqueue.core.client import AsyncClient, NewJob
 from jobqueue.core.connection import async_redis
@@ -92,6 +93,15 @@ async def test_a_queue_lives_its_whole_life_in_one_slot(
     failing = await client.enqueue("fail", {})
     never = await client.enqueue("noop", {}, delay_s=3600)
     dropped = await client.enqueue("noop", {})
+    echoed = await client.enqueue("echo", {"value": {"k": 1}})
+    # waiters on a success, a dead letter and a cancellation: every announcement too
+    waits = [client.wait(job.job_id, timeout=60) for job in (echoed, failing, never)]
+    waiters = [asyncio.create_task(wait) for wait in waits]
+
+    async def registered() -> bool:
+        return int(await node.zcard(KEYS.waiting)) == 3
+
+    await eventually(registered, what="three waiters registered")
     assert (again.duplicate, again.job_id, again.state) == (True, first.job_id, "queued")
     assert (await client.cancel(never.job_id)).answer == "cancelled"
     assert (await client.cancel(dropped.job_id)).answer == "cancelled"
@@ -101,6 +111,11 @@ async def test_a_queue_lives_its_whole_life_in_one_slot(
 
     states = [await client.get(job.job_id) for job in [*done, soon, first]]
     assert [info.state if info else None for info in states] == ["succeeded"] * 7
+    settled = await asyncio.wait_for(asyncio.gather(*waiters), 60)
+    assert [(i.state, i.result) if i else None for i in settled] == [
+        ("succeeded", {"k": 1}), ("dead", None), ("cancelled", None)
+    ]  # fmt: skip
+    assert len(await node.xrange(KEYS.settled)) == 3
     dead = await client.get(failing.job_id)
     assert dead is not None
     assert (dead.state, dead.attempts) == ("dead", 2)
