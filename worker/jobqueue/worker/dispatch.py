@@ -83,9 +83,13 @@ class Dispatcher:
         if runnable and self.limiter is not None:
             runnable = await self._admit(runnable, spawn)
         if runnable:
-            run, run_alone = self.executor.run, self.executor.run_alone
+            # `Executor.run` guards itself: its task needs no `_guarded` wrapper.
+            create_task, run = asyncio.get_running_loop().create_task, self.executor.run
             for delivery in runnable:
-                spawn(delivery, run_alone(delivery) if delivery.crashes else run(delivery))
+                if delivery.crashes:
+                    spawn(delivery, self.executor.run_alone(delivery))
+                else:
+                    delivery.task = create_task(run(delivery))
             # Queued after the tasks, so jobs that finish at once share the flush.
             self.outcomes.mark_running(runnable)
 

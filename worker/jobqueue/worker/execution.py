@@ -69,60 +69,82 @@ class Executor:
         self.pool = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="jobqueue-job")
         # Read once: per-job DEBUG lines must cost nothing when DEBUG is off.
         self.debug = log.isEnabledFor(logging.DEBUG)
+        # Per-job lookups hoisted: the dict itself, so handlers registered later count.
+        self.handlers = app.handlers
+        self.job_timeout_s = settings.job_timeout_s
+        self.result_max_bytes = settings.result_max_bytes
+        # Frees the slot of an entry whose outcome could not be recorded.
+        self.release = outcomes.on_acked
 
     async def run(self, delivery: Delivery) -> None:
         """Run one delivery to its recorded outcome (a task per delivery).
 
         A failure that Redis caused (it was refusing writes or unreachable during the
         attempt) is not counted: the job waits in this worker, still pending, until
-        Redis is healthy, and runs again as the same attempt.
+        Redis is healthy, and runs again as the same attempt. An outcome that cannot be
+        recorded (not an outage: those are retried) is logged and its slot freed; the
+        entry stays pending in Redis and is reclaimed once its claim goes stale. Guarded
+        here, not by a wrapping task body: one coroutine less per job.
         """
         job = delivery.job
         assert job is not None
-        spec = self.app.get(job.type)
-        if spec is None:
-            await self.outcomes.dead(delivery, "no_handler", f"no handler for type {job.type!r}")
-            return
-        data = None
-        if spec.payload is not None:
-            data = parse_payload(spec.payload, job.payload)
-            if isinstance(data, str):  # refused: it would fail the same way every time
-                await self.outcomes.dead(delivery, "invalid_payload", data)
+        try:
+            spec = self.handlers.get(job.type)
+            if spec is None:
+                error = f"no handler for type {job.type!r}"
+                await self.outcomes.dead(delivery, "no_handler", error)
                 return
-        held_here = 0
-        while True:
-            started = time.monotonic()
-            error = await self._attempt(delivery, spec, data)
-            if error is None:
-                return
-            handler_decided = isinstance(error, Fatal | Retry)
-            blamed = not handler_decided and await self.health.blames_redis(
-                error, started, first=not held_here
-            )
-            if blamed:
-                log.warning(
-                    "job %s (%s) attempt %d failed while Redis was unavailable (%s: %s);"
-                    " not counted, it runs again once Redis is back",
-                    *(job.id, job.type, job.attempts + 1, type(error).__name__, error),
-                    extra=self._log_fields(job),
-                )
-                self.held += 1
+            data = None
+            if spec.payload is not None:
+                data = parse_payload(spec.payload, job.payload)
+                if isinstance(data, str):  # refused: it would fail the same way every time
+                    await self.outcomes.dead(delivery, "invalid_payload", data)
+                    return
+            held_here = 0
+            while True:
+                started = time.monotonic()
+                failed = await self._attempt(delivery, spec, data, started)
+                if failed is None or not await self._held(delivery, failed, started, held_here):
+                    break
                 held_here += 1
-                await self.health.wait_healthy()
-                delivery.timed_out = False
-                continue
-            await self._failed(delivery, spec, error, time.monotonic() - started)
-            return
+            if failed is not None:
+                await self._failed(delivery, spec, failed, time.monotonic() - started)
+        except Exception:
+            log.exception("entry %s: outcome not recorded", delivery.entry_id)
+            self.release([delivery.entry_id])
 
-    async def _attempt(
-        self, delivery: Delivery, spec: HandlerSpec, data: Any = None
-    ) -> Exception | None:
-        """Run the handler once. None when it succeeded (queued for acknowledgement) or
-        the client cancelled it (recorded); else its failure, a job timeout being a
-        `TimeoutError`. Cancelled when the worker stops: the entry stays pending."""
+    async def _held(
+        self, delivery: Delivery, error: Exception, started: float, held_before: int
+    ) -> bool:
+        """True if Redis caused ``error`` (the attempt is not counted): back once Redis
+        is healthy, to run it again as the same attempt."""
         job = delivery.job
         assert job is not None
-        timeout_s = spec.timeout_s or self.settings.job_timeout_s
+        if isinstance(error, Fatal | Retry):  # the handler decided
+            return False
+        if not await self.health.blames_redis(error, started, first=not held_before):
+            return False
+        log.warning(
+            "job %s (%s) attempt %d failed while Redis was unavailable (%s: %s);"
+            " not counted, it runs again once Redis is back",
+            *(job.id, job.type, job.attempts + 1, type(error).__name__, error),
+            extra=self._log_fields(job),
+        )
+        self.held += 1
+        await self.health.wait_healthy()
+        delivery.timed_out = False
+        return True
+
+    async def _attempt(
+        self, delivery: Delivery, spec: HandlerSpec, data: Any, started: float
+    ) -> Exception | None:
+        """Run the handler once, from ``started`` (`time.monotonic`). None when it
+        succeeded (queued for acknowledgement) or the client cancelled it (recorded);
+        else its failure, a job timeout being a `TimeoutError`. Cancelled when the
+        worker stops: the entry stays pending."""
+        job = delivery.job
+        assert job is not None
+        timeout_s = spec.timeout_s or self.job_timeout_s
         ctx = JobContext(job=job, entry_id=delivery.entry_id, redis=self.redis, data=data)
         if self.debug:
             log.debug(
@@ -130,8 +152,9 @@ class Executor:
                 *(job.id, job.type, job.attempts + 1),
                 extra=self._log_fields(job),
             )
-        started = time.perf_counter()
-        delivery.deadline = time.monotonic() + timeout_s
+        # One clock read per job: its deadline, its duration and Redis's blame all
+        # count from it (monotonic has perf_counter's resolution on Linux).
+        delivery.deadline = started + timeout_s
         delivery.handler_running = True
         try:
             if spec.is_async:
@@ -145,15 +168,19 @@ class Executor:
                 return TimeoutError(f"timed out after {timeout_s:g} s")
             if delivery.cancel_requested:
                 _uncancel()
-                await self.outcomes.cancelled(delivery, time.perf_counter() - started)
+                await self.outcomes.cancelled(delivery, time.monotonic() - started)
                 return None
             raise  # the worker is stopping: leave the entry pending for reclaim
         except Exception as exc:  # any handler error is a failed attempt
             delivery.handler_running = False
             return exc
         delivery.handler_running = False
-        stored = encode_result(job, value, self.settings.result_max_bytes)
-        self.outcomes.succeeded(delivery, time.perf_counter() - started, stored)
+        duration_s = time.monotonic() - started
+        if value is None:  # most handlers return nothing: no call to store nothing
+            self.outcomes.succeeded(delivery, duration_s)
+        else:
+            stored = encode_result(job, value, self.result_max_bytes)
+            self.outcomes.succeeded(delivery, duration_s, stored)
         if self.debug:
             log.debug("job %s (%s) succeeded", job.id, job.type, extra=self._log_fields(job))
         return None
