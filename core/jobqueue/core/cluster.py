@@ -28,6 +28,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from jobqueue.core.errors import ConfigError
+from jobqueue.core.hostlist import parse_hosts
 
 SCHEMES = ("redis+cluster", "rediss+cluster")
 DEFAULT_PORT = 6379
@@ -57,7 +58,7 @@ class ClusterUrl:
         if parts.scheme not in SCHEMES:
             raise ConfigError(f"a Cluster URL starts with {' or '.join(SCHEMES)}://")
         userinfo, _, hostlist = parts.netloc.rpartition("@")
-        seeds = tuple(_host_port(item) for item in hostlist.split(","))
+        seeds = parse_hosts(hostlist, url_kind="Cluster", member="node", default_port=DEFAULT_PORT)
         if parts.path.strip("/") not in ("", "0"):
             raise ConfigError("a Redis Cluster has database 0 only: no other in a Cluster URL")
         node_scheme = "rediss" if parts.scheme == "rediss+cluster" else "redis"
@@ -114,14 +115,3 @@ class ClusterUrl:
         raise RedisConnectionError(
             f"no seed node named the owner of slot {slot}: {'; '.join(failures)}"
         )
-
-
-def _host_port(item: str) -> tuple[str, int]:
-    host, sep, port = item.strip().rpartition(":")
-    if not sep:
-        host, port = port, str(DEFAULT_PORT)
-    if not host:
-        raise ConfigError("a Cluster URL names at least one node as host:port")
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"a Cluster URL's node port must be a number 1-65535 (got {port!r})")
-    return host.strip("[]"), int(port)

@@ -33,6 +33,7 @@ from redis.asyncio.sentinel import (
 )
 
 from jobqueue.core.errors import ConfigError
+from jobqueue.core.hostlist import parse_hosts
 
 SCHEMES = ("redis+sentinel", "rediss+sentinel")
 DEFAULT_SENTINEL_PORT = 26379
@@ -66,7 +67,9 @@ class SentinelUrl:
         if parts.scheme not in SCHEMES:
             raise ConfigError(f"a Sentinel URL starts with {' or '.join(SCHEMES)}://")
         userinfo, _, hostlist = parts.netloc.rpartition("@")
-        sentinels = tuple(_host_port(item) for item in hostlist.split(","))
+        sentinels = parse_hosts(
+            hostlist, url_kind="Sentinel", member="sentinel", default_port=DEFAULT_SENTINEL_PORT
+        )
         path = [segment for segment in parts.path.split("/") if segment]
         if not path or len(path) > 2:
             raise ConfigError(
@@ -96,19 +99,6 @@ class SentinelUrl:
             )
         master.pop("host", None)
         return cls(sentinels, service_name, master, _sentinel_options(master, own))
-
-
-def _host_port(item: str) -> tuple[str, int]:
-    if not item:
-        raise ConfigError("a Sentinel URL needs host:port of at least one sentinel")
-    parts = urllib.parse.urlsplit(f"//{item}")
-    try:
-        port = parts.port
-    except ValueError:
-        raise ConfigError("a sentinel in the Sentinel URL has an invalid port") from None
-    if not parts.hostname:
-        raise ConfigError("a sentinel in the Sentinel URL has no host")
-    return parts.hostname, port or DEFAULT_SENTINEL_PORT
 
 
 def _sentinel_options(master: Mapping[str, Any], own: Mapping[str, str]) -> dict[str, Any]:
