@@ -250,29 +250,31 @@ class Outcomes:
         started_and_done: list[str | int] = []
         buckets: dict[str, None] = {}
         running = dict(running)  # kept intact: a failed send puts it back
+        take_mark = running.pop
         stored: list[str | int] = []
         values: list[bytes] = []
         for item in batch:
-            job_id = item.job_id
+            entry_id, job_id, result = item.entry_id, item.job_id, item.stored
             keys.append(prefix + job_id)
-            if item.stored is not None:
-                stored += (len(keys), item.stored[0])
-                values.append(item.stored[1])
-            mark = running.pop(item.entry_id, None)
+            at = len(keys)
+            if result is not None:
+                stored += (at, result[0])
+                values.append(result[1])
+            mark = take_mark(entry_id, None)
             if mark is None:
-                done += (item.entry_id, len(keys), job_id)
-            else:
-                # A job with a result gets its own record: the result is its field.
-                shared = len(job_id) == ULID_CHARS and item.stored is None
-                bucket = done_prefix + job_id[:DONE_BUCKET_CHARS] if shared else ""
+                done += (entry_id, at, job_id)
+                continue
+            _, attempt, job_type, enqueued_at = mark
+            # A job with a result gets its own record: the result is its field.
+            bucket = ""
+            if result is None and len(job_id) == ULID_CHARS:
+                bucket = done_prefix + job_id[:DONE_BUCKET_CHARS]
                 buckets[bucket] = None
-                started_and_done += (item.entry_id, len(keys), bucket, job_id)
-                started_and_done += (mark[1], mark[2], mark[3])
+            started_and_done += (entry_id, at, bucket, job_id, attempt, job_type, enqueued_at)
         marks: list[str | int] = []
         for entry_id, (job_id, attempt, job_type, enqueued_at) in running.items():
             keys.append(prefix + job_id)
             marks += (len(keys), attempt, entry_id, job_type, enqueued_at, job_id)
-        buckets.pop("", None)
         keys += buckets
         args: list[str | int | bytes] = [self.keys.group, self.ttl_s, utc_now_iso()]
         args += (orjson.dumps(marks), orjson.dumps(done), orjson.dumps(started_and_done))
