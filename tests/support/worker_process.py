@@ -16,10 +16,15 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
+import orjson
+import pytest
 import redis
+
+from jobqueue.core.wire import new_job_id
 
 JOBQUEUE = Path(sys.executable).with_name("jobqueue")
 TESTING_APP = "jobqueue.worker.testing:app"
@@ -141,3 +146,20 @@ class WorkerProcess:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def xadd_job(client: redis.Redis, stream: str, job_type: str, payload: dict[str, object]) -> str:
+    """XADD one new job as a plain producer would (SPEC §2 fields); its id."""
+    job_id = new_job_id()
+    fields = {"id": job_id, "type": job_type, "payload": orjson.dumps(payload).decode()}
+    client.xadd(stream, {**fields, "priority": "5", "attempts": "0"})
+    return job_id
+
+
+def wait_for(check: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:
+    """Poll ``check`` until it holds; fail the test naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.05)

@@ -9,16 +9,14 @@ signal is the point, in-process workers where the setup is built by hand.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import orjson
 import pytest
 import redis
 from redis.asyncio import Redis as AsyncRedis
 from support.records import sync_state
-from support.worker_process import WorkerProcess
+from support.worker_process import WorkerProcess, wait_for, xadd_job
 from worker.conftest import (
     DEAD,
     GROUP,
@@ -33,7 +31,6 @@ from worker.conftest import (
     settings_for,
 )
 
-from jobqueue.core.wire import new_job_id
 from jobqueue.worker.crashes import CrashLedger
 from jobqueue.worker.testing import app as testing_app
 
@@ -58,18 +55,7 @@ def spawn(tmp_path: Path) -> Iterator[Spawn]:
 
 
 def put(client: redis.Redis, job_type: str, payload: dict[str, object]) -> str:
-    job_id = new_job_id()
-    fields = {"id": job_id, "type": job_type, "payload": orjson.dumps(payload).decode()}
-    client.xadd(STREAM, {**fields, "priority": "5", "attempts": "0"})
-    return job_id
-
-
-def wait_for(check: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.05)
+    return xadd_job(client, STREAM, job_type, payload)
 
 
 def states(client: redis.Redis, ids: list[str]) -> list[str | None]:

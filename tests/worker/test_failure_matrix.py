@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import orjson
 import pytest
 import redis
 from support.records import sync_state
 from support.redis_server import RedisServer
-from support.worker_process import WorkerProcess
+from support.worker_process import WorkerProcess, wait_for, xadd_job
 
 from jobqueue.core.keys import QueueKeys
 from jobqueue.core.wire import new_job_id
@@ -50,18 +48,7 @@ def spawn(tmp_path: Path) -> Iterator[Spawn]:
 
 
 def enqueue(client: redis.Redis, job_type: str, payload: dict[str, object]) -> str:
-    job_id = new_job_id()
-    fields = {"id": job_id, "type": job_type, "payload": orjson.dumps(payload).decode()}
-    client.xadd(STREAM, {**fields, "priority": "5", "attempts": "0"})
-    return job_id
-
-
-def wait_for(check: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.05)
+    return xadd_job(client, STREAM, job_type, payload)
 
 
 def states(client: redis.Redis, ids: list[str]) -> list[str | None]:
