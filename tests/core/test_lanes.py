@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from jobqueue.core.errors import ConfigError
 from jobqueue.core.keys import QueueKeys, slot_of
 from jobqueue.core.lanes import NO_LANES, Lane, parse_lanes
+from jobqueue.core.settings import QueueSettings
 
 KEYS = QueueKeys()
 
@@ -74,3 +76,26 @@ def test_bad_tables_are_refused_with_the_reason(text: str, says: str | None) -> 
         return
     with pytest.raises(ValueError, match=says.replace(".", r"\.")):
         parse_lanes(text)
+
+
+def test_queue_settings_read_lanes_and_partitions_from_the_environment() -> None:
+    settings = QueueSettings.from_env(
+        {"JOBQUEUE_LANES": "high:8-10,normal:4-7,low:1-3", "JOBQUEUE_PARTITIONS": "3"}
+    )
+
+    assert [lane.name for lane in settings.lanes.lanes] == ["high", "normal", "low"]
+    assert settings.partition_keys[0].stream == "jobs:work"
+    assert len({slot_of(keys.stream) for keys in settings.partition_keys}) == 3
+    assert QueueSettings.from_env({}).lanes == NO_LANES
+    assert QueueSettings.from_env({}).partition_keys == [QueueKeys()]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("JOBQUEUE_LANES", "high:8-10,low:1-3"), ("JOBQUEUE_PARTITIONS", "0")],
+)
+def test_bad_lanes_or_partitions_are_a_config_error_naming_the_variable(
+    name: str, value: str
+) -> None:
+    with pytest.raises(ConfigError, match=name):
+        QueueSettings.from_env({name: value})

@@ -14,11 +14,20 @@ from typing import TypeVar
 
 from jobqueue.core.connection import check_url
 from jobqueue.core.errors import ConfigError
-from jobqueue.core.keys import DEFAULT_GROUP, DEFAULT_STREAM, QueueKeys, check_stream_name
+from jobqueue.core.keys import (
+    DEFAULT_GROUP,
+    DEFAULT_STREAM,
+    QueueKeys,
+    check_stream_name,
+    partition_streams,
+)
+from jobqueue.core.lanes import NO_LANES, Lanes, parse_lanes
 
 T = TypeVar("T")
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+MAX_PARTITIONS = 256
+"""More partitions than this would make every status lookup and backlog scan slow."""
 
 
 def env_value(environ: Mapping[str, str], name: str, default: T, parse: Callable[[str], T]) -> T:
@@ -58,7 +67,7 @@ class QueueSettings:
 
     Environment: ``REDIS_URL``, ``JOBQUEUE_STREAM``, ``JOBQUEUE_GROUP``,
     ``JOBQUEUE_DEAD_STREAM``, ``JOBQUEUE_STATUS_TTL_S``, ``JOBQUEUE_ENQUEUE_MIN_REPLICAS``,
-    ``JOBQUEUE_ENQUEUE_REPLICAS_TIMEOUT_MS``.
+    ``JOBQUEUE_ENQUEUE_REPLICAS_TIMEOUT_MS``, ``JOBQUEUE_LANES``, ``JOBQUEUE_PARTITIONS``.
     """
 
     redis_url: str = DEFAULT_REDIS_URL
@@ -75,6 +84,12 @@ class QueueSettings:
     accepted; 0 = the primary's answer is enough (`jobqueue.core.replication`)."""
     enqueue_replicas_timeout_ms: int = 1000
     """How long an enqueue waits for those replicas, in milliseconds."""
+    lanes: Lanes = NO_LANES
+    """Priority lanes (`jobqueue.core.lanes`), written ``high:8-10,normal:4-7,low:1-3``;
+    none: one stream per partition, as before."""
+    partitions: int = 1
+    """Streams the queue is split into (`jobqueue.core.keys.partition_streams`); 1: the
+    queue is its stream alone."""
 
     def __post_init__(self) -> None:
         check_redis_url(self.redis_url)
@@ -87,13 +102,26 @@ class QueueSettings:
         if self.enqueue_min_replicas and self.redis_url.split("://")[0].endswith("+cluster"):
             # Its MULTI/EXEC + WAIT pipeline names no key to route by in a cluster.
             raise ConfigError("JOBQUEUE_ENQUEUE_MIN_REPLICAS is not supported on Redis Cluster yet")
+        if not 1 <= self.partitions <= MAX_PARTITIONS:
+            raise ConfigError(f"JOBQUEUE_PARTITIONS must be 1..{MAX_PARTITIONS}")
         if self.enqueue_replicas_timeout_ms <= 0:
             # WAIT with 0 would wait forever, holding the request.
             raise ConfigError("JOBQUEUE_ENQUEUE_REPLICAS_TIMEOUT_MS must be more than 0")
 
     @property
     def keys(self) -> QueueKeys:
+        """The keys of the queue's stream (of its partition 0 when partitioned)."""
         return QueueKeys(stream=self.stream, group=self.group, dead_stream=self.dead_stream)
+
+    @property
+    def partition_keys(self) -> list[QueueKeys]:
+        """The keys of every partition, partition 0 (the queue's stream) first."""
+        if self.partitions == 1:
+            return [self.keys]
+        return [
+            QueueKeys(stream=stream, group=self.group, dead_stream=self.dead_stream)
+            for stream in partition_streams(self.stream, self.partitions)
+        ]
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> QueueSettings:
@@ -108,4 +136,6 @@ class QueueSettings:
             enqueue_replicas_timeout_ms=env_value(
                 env, "JOBQUEUE_ENQUEUE_REPLICAS_TIMEOUT_MS", 1000, int
             ),
+            lanes=env_value(env, "JOBQUEUE_LANES", NO_LANES, parse_lanes),
+            partitions=env_value(env, "JOBQUEUE_PARTITIONS", 1, int),
         )
