@@ -24,12 +24,14 @@ from typing import Any, Self, TypeVar, cast
 
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis as AsyncRedis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
 from jobqueue.core import scripts
-from jobqueue.core.backlog import QueueSample, sample_queue
+from jobqueue.core.backlog import QueueSample, parse_entry_id
 from jobqueue.core.client_types import (
+    AmbiguousDeadLetter,
     CancelOutcome,
     DeadLetter,
     DeadPage,
@@ -42,6 +44,7 @@ from jobqueue.core.client_types import (
 )
 from jobqueue.core.connection import REDIS_UNAVAILABLE, async_redis
 from jobqueue.core.errors import EnqueueUnconfirmed
+from jobqueue.core.partitions import lookup_order, partition_for, sample_partitions, sum_samples
 from jobqueue.core.records import read_record
 from jobqueue.core.replication import enqueue_replicated
 from jobqueue.core.settings import QueueSettings
@@ -54,9 +57,9 @@ DEFAULT_IDEMPOTENCY_TTL_S = 24 * 3600
 JOBS_PER_SCRIPT_CALL = 500
 """Bounds how long one script call holds Redis; bigger batches become several calls
 inside one MULTI, still one round trip."""
-_Prepared = tuple[str, bytes, list[str], bool]
-"""A job's id, enqueue script argument, keys, and whether its id was the caller's."""
-"""One job ready for the enqueue script: its id, its argument, the keys it touches."""
+_Prepared = tuple[str, bytes, list[str], bool, int]
+"""One job ready for the enqueue script: its id, its argument, the keys it touches,
+whether its id was the caller's, and its partition (`jobqueue.core.partitions`)."""
 ENQUEUE_RETRIES = 3
 """Times an enqueue whose reply was lost is sent again, with the same job ids (so never
 written twice), before its caller hears the connection error."""
@@ -65,6 +68,7 @@ EXPIRED = "expired"
 """The state the enqueue script answers for a job it did not write past ``not_after_ms``."""
 
 __all__ = [
+    "AmbiguousDeadLetter",
     "AsyncClient",
     "CancelOutcome",
     "Client",
@@ -94,7 +98,16 @@ class AsyncClient:
     ) -> None:
         self.redis = redis
         self.settings = settings or QueueSettings()
-        self.keys = self.settings.keys
+        self.partitions = self.settings.partition_keys
+        """Every partition's keys, partition 0 (the queue's stream) first."""
+        self.keys = self.partitions[0]
+        # Partitions are different slots: on a cluster no script call, pipeline or
+        # transaction may hold two of them (on one server one MULTI may).
+        self._cluster = isinstance(redis, RedisCluster)
+        dead = [keys.dead for keys in self.partitions]
+        self._dead_shared = len(set(dead)) < len(dead)
+        """JOBQUEUE_DEAD_STREAM names one dead-letter stream for every partition."""
+        self._dead_streams = list(dict.fromkeys(dead))
         self.idempotency_ttl_s = idempotency_ttl_s
         self._owns_redis = owns_redis
         self._enqueue = redis.register_script(scripts.ENQUEUE)
@@ -183,21 +196,52 @@ class AsyncClient:
         return [_expired_as_error(o) for o in outcomes if o is not None]
 
     def _prepare(self, job: NewJob, now_ms: int) -> _Prepared:
-        """The script argument of ``job`` and the keys it touches (ValueError if bad)."""
+        """The script argument of ``job``, its partition and the keys it touches there
+        (ValueError if bad)."""
         job_id, arg = enqueue_arg(job, now_ms)
-        keys = [self.keys.status(job_id)]
+        partition = partition_for(
+            job_id,
+            len(self.partitions),
+            partition_key=job.partition_key,
+            idempotency_key=job.idempotency_key,
+        )
+        q = self.partitions[partition]
+        keys = [q.status(job_id)]
         if job.idempotency_key is not None:
-            keys.append(self.keys.idempotency(job.idempotency_key))
-        done = self.keys.done(job_id)
+            keys.append(q.idempotency(job.idempotency_key))
+        done = q.done(job_id)
         if done is not None:
             keys.append(done)
-        return job_id, arg, keys, job.job_id is not None
+        return job_id, arg, keys, job.job_id is not None, partition
+
+    def _apart_on_cluster(self, prepared: list[_Prepared]) -> list[list[int]] | None:
+        """The indexes of ``prepared`` by partition when they must go as separate calls
+        (several partitions on a cluster), else None (one call holds them all)."""
+        if not self._cluster or len(self.partitions) == 1:
+            return None
+        groups: dict[int, list[int]] = {}
+        for index, job in enumerate(prepared):
+            groups.setdefault(job[4], []).append(index)
+        return list(groups.values()) if len(groups) > 1 else None
 
     async def _enqueue_apart(
         self, prepared: list[_Prepared], now_ms: int, not_after_ms: int, check: bool = False
     ) -> list[Enqueued | Exception]:
         if not prepared:
             return []
+        apart = self._apart_on_cluster(prepared)
+        if apart is not None:  # each partition answers for its own jobs
+            outcomes: list[Enqueued | Exception | None] = [None] * len(prepared)
+            answers = await asyncio.gather(
+                *(
+                    self._enqueue_apart([prepared[i] for i in group], now_ms, not_after_ms, check)
+                    for group in apart
+                )
+            )
+            for group, answer in zip(apart, answers, strict=True):
+                for index, outcome in zip(group, answer, strict=True):
+                    outcomes[index] = outcome
+            return [o for o in outcomes if o is not None]
         try:
             return list(await self._call_enqueue(prepared, now_ms, not_after_ms, check))
         except REDIS_UNAVAILABLE as exc:
@@ -220,8 +264,29 @@ class AsyncClient:
 
         Whether a job exists already is checked (``check``) only where it can: for ids
         the caller chose, for a call sent again, and when asked. A fresh id the client
-        made cannot exist, and not checking saves Redis three lookups a job."""
-        sent = [check or any(caller_id for *_, caller_id in prepared)]
+        made cannot exist, and not checking saves Redis three lookups a job.
+
+        On a cluster, the jobs of each partition are one call of their own, all sent at
+        once: all or nothing holds per partition, not across them."""
+        apart = self._apart_on_cluster(prepared)
+        if apart is not None:
+            answers = await asyncio.gather(
+                *(
+                    self._call_enqueue([prepared[i] for i in group], now_ms, not_after_ms, check)
+                    for group in apart
+                ),
+                return_exceptions=True,
+            )
+            for answer in answers:
+                if isinstance(answer, BaseException):
+                    raise answer
+            results: list[Enqueued | None] = [None] * len(prepared)
+            for group, answer in zip(apart, answers, strict=True):
+                assert not isinstance(answer, BaseException)
+                for index, result in zip(group, answer, strict=True):
+                    results[index] = result
+            return [r for r in results if r is not None]
+        sent = [check or any(job[3] for job in prepared)]
 
         async def once() -> list[Enqueued]:
             check_now, sent[0] = sent[0], True  # a second call may follow a lost reply
@@ -243,13 +308,20 @@ class AsyncClient:
             str(not_after_ms),
             "1" if check else "0",
         ]
-        q = self.keys
-        queue_keys = [q.stream, q.delayed, q.delayed_jobs, q.queued]
-        calls = []
-        for i in range(0, len(prepared), JOBS_PER_SCRIPT_CALL):
-            chunk = prepared[i : i + JOBS_PER_SCRIPT_CALL]
-            keys = queue_keys + [key for _, _, job_keys, _ in chunk for key in job_keys]
-            calls.append((keys, head + [arg for _, arg, _, _ in chunk]))
+        # One call per partition touched (and per JOBS_PER_SCRIPT_CALL jobs of it);
+        # ``order`` maps the replies, partition by partition, back to ``prepared``.
+        by_partition: dict[int, list[int]] = {}
+        for index, job in enumerate(prepared):
+            by_partition.setdefault(job[4], []).append(index)
+        calls, order = [], []
+        for partition, indexes in by_partition.items():
+            q = self.partitions[partition]
+            queue_keys = [q.stream, q.delayed, q.delayed_jobs, q.queued]
+            for i in range(0, len(indexes), JOBS_PER_SCRIPT_CALL):
+                chunk = indexes[i : i + JOBS_PER_SCRIPT_CALL]
+                keys = queue_keys + [key for j in chunk for key in prepared[j][2]]
+                calls.append((keys, head + [prepared[j][1] for j in chunk]))
+                order += chunk
         if self.settings.enqueue_min_replicas:
             replies = await enqueue_replicated(
                 self.redis,
@@ -267,26 +339,56 @@ class AsyncClient:
                     await self._enqueue(keys=keys, args=args, client=pipe)
                 replies = await pipe.execute()
         flat = [value for reply in replies for value in reply]
-        results = [Enqueued.from_reply(flat[i : i + 4]) for i in range(0, len(flat), 4)]
-        return await self._with_first_records(results)
+        answered = [Enqueued.from_reply(flat[i : i + 4]) for i in range(0, len(flat), 4)]
+        placed: list[Enqueued | None] = [None] * len(prepared)
+        for index, result in zip(order, answered, strict=True):
+            placed[index] = result
+        results = [result for result in placed if result is not None]
+        return await self._with_first_records(results, prepared)
 
-    async def _with_first_records(self, results: list[Enqueued]) -> list[Enqueued]:
+    async def _with_first_records(
+        self, results: list[Enqueued], prepared: list[_Prepared]
+    ) -> list[Enqueued]:
         """Duplicates answer their first job's entry id and state, read after the script
-        (where that job's state lives is not known in advance, see `get`)."""
+        (where that job's state lives is not known in advance, see `get`). The first
+        job is in the partition the repeat went to: the same key or id chose it."""
         for i, result in enumerate(results):
             if result.duplicate:
-                record = await read_record(self.redis, self.keys, result.job_id) or {}
+                keys = self.partitions[prepared[i][4]]
+                record = await read_record(self.redis, keys, result.job_id) or {}
                 entry_id, state = record.get("entry_id"), record.get("state", "")
                 results[i] = dataclasses.replace(result, entry_id=entry_id, state=state)
         return results
+
+    async def _find(self, job_id: str) -> tuple[int, dict[str, str] | None]:
+        """The partition holding ``job_id`` and its record: the id's home partition
+        first (one lookup, where every job without a partition or idempotency key is),
+        then all the others at once. (home, None) when no partition knows the job."""
+        order = lookup_order(job_id, len(self.partitions))
+        record = await read_record(self.redis, self.partitions[order[0]], job_id)
+        if record or len(order) == 1:
+            return order[0], record
+        others = await asyncio.gather(
+            *(read_record(self.redis, self.partitions[p], job_id) for p in order[1:])
+        )
+        for partition, found in zip(order[1:], others, strict=True):
+            if found:
+                return partition, found
+        return order[0], None
 
     async def get(self, job_id: str) -> JobInfo | None:
         """The status record of ``job_id``, or None when unknown or expired.
 
         Where it is read from depends on the state (`jobqueue.core.records`): a job
         waiting in the stream is its entry, a short job's success a field of a shared
-        hash, anything else the job's own hash."""
-        record = await read_record(self.redis, self.keys, job_id)
+        hash, anything else the job's own hash. In a partitioned queue the job's home
+        partition is asked first, every other one only when it is not there
+        (`jobqueue.core.partitions`)."""
+        _, record = await self._find(job_id)
+        return JobInfo.from_record(job_id, record) if record else None
+
+    async def _get_in(self, partition: int, job_id: str) -> JobInfo | None:
+        record = await read_record(self.redis, self.partitions[partition], job_id)
         return JobInfo.from_record(job_id, record) if record else None
 
     # `timeout` is how long Redis blocks, answered with the record either way (not a
@@ -296,48 +398,96 @@ class AsyncClient:
         cancelled); its status record then, or at the timeout (``finished`` tells which);
         None for an unknown or expired job. Blocks on Redis, no polling loop
         (`jobqueue.core.waiting`)."""
-        info = await wait_settled(self.redis, self.keys, job_id, timeout, lambda: self.get(job_id))
+        partition, record = await self._find(job_id)
+        if record is None:
+            return None
+        info = await wait_settled(
+            self.redis,
+            self.partitions[partition],
+            job_id,
+            timeout,
+            lambda: self._get_in(partition, job_id),
+        )
         return cast(JobInfo | None, info)
 
     async def cancel(self, job_id: str) -> CancelOutcome:
-        """Cancel a queued or delayed job, or ask a running one to stop (docs/internals.md)."""
+        """Cancel a queued or delayed job, or ask a running one to stop (docs/internals.md).
+        In a partitioned queue, in the partition that holds it (see `get`)."""
+        partition = (await self._find(job_id))[0] if len(self.partitions) > 1 else 0
+        q = self.partitions[partition]
         keys = [
-            self.keys.delayed,
-            self.keys.delayed_jobs,
-            self.keys.stream,
-            self.keys.status(job_id),
-            self.keys.queued,
-            self.keys.waiting,
-            self.keys.settled,
+            q.delayed,
+            q.delayed_jobs,
+            q.stream,
+            q.status(job_id),
+            q.queued,
+            q.waiting,
+            q.settled,
         ]
-        done = self.keys.done(job_id)
+        done = q.done(job_id)
         if done is not None:
             keys.append(done)
-        args = [job_id, self.keys.group, utc_now_iso(), str(self.settings.status_ttl_s)]
+        args = [job_id, q.group, utc_now_iso(), str(self.settings.status_ttl_s)]
         answer, state = await self._cancel(keys=keys, args=args)
         return CancelOutcome(job_id=job_id, answer=answer, state=state)
 
     async def dead_letters(self, *, after: str | None = None, limit: int = 50) -> DeadPage:
-        """Dead letters oldest first, ``limit`` at most, starting after entry id ``after``."""
+        """Dead letters oldest first, ``limit`` at most, starting after entry id ``after``.
+
+        A partitioned queue's pages merge its partitions' dead-letter streams by entry
+        id (one read of each per page)."""
         if after is not None and not is_entry_id(after):
             raise ValueError(
                 f"'after' must be a stream entry id like 1700000000000-0, got {after!r}"
             )
         start = "-" if after is None else f"({after}"
-        reply = await self.redis.xrange(self.keys.dead, min=start, max="+", count=limit + 1)
-        entries = _entries(reply)
-        items = [DeadLetter(entry_id, fields) for entry_id, fields in entries[:limit]]
-        next_after = items[-1].entry_id if len(entries) > limit else None
+        replies = await asyncio.gather(
+            *(
+                self.redis.xrange(dead, min=start, max="+", count=limit + 1)
+                for dead in self._dead_streams
+            )
+        )
+        entries = [entry for reply in replies for entry in _entries(reply)]
+        size = limit
+        if len(replies) > 1:
+            entries.sort(key=lambda entry: parse_entry_id(entry[0]))
+            size = _page_size(entries, limit)
+        items = [DeadLetter(entry_id, fields) for entry_id, fields in entries[:size]]
+        next_after = items[-1].entry_id if len(entries) > size else None
         return DeadPage(items=items, next_after=next_after)
 
-    async def dead_letter(self, entry_id: str) -> DeadLetter | None:
-        """One dead letter by its entry id in the dead-letter stream, or None."""
+    async def dead_letter(self, entry_id: str, *, job_id: str | None = None) -> DeadLetter | None:
+        """One dead letter by its entry id in the dead-letter stream, or None.
+        ``job_id``: the one of that job, when partitions share the entry id."""
+        found = await self._find_dead_entry(entry_id, job_id)
+        return found[1] if found else None
+
+    async def _find_dead_entry(
+        self, entry_id: str, job_id: str | None = None
+    ) -> tuple[int, DeadLetter] | None:
+        """(index in `_dead_streams`, the dead letter) of ``entry_id``, or None.
+
+        Each partition's dead-letter stream numbers its own entries, so two partitions
+        may hold the same id (dead-lettered in the same millisecond): ``job_id`` then
+        says which, else `AmbiguousDeadLetter`."""
         if not is_entry_id(entry_id):
             return None
-        entries = _entries(
-            await self.redis.xrange(self.keys.dead, min=entry_id, max=entry_id, count=1)
+        replies = await asyncio.gather(
+            *(
+                self.redis.xrange(dead, min=entry_id, max=entry_id, count=1)
+                for dead in self._dead_streams
+            )
         )
-        return DeadLetter(entries[0][0], entries[0][1]) if entries else None
+        found = []
+        for index, reply in enumerate(replies):
+            entries = _entries(reply)
+            if entries:
+                dead = DeadLetter(entries[0][0], entries[0][1])
+                if job_id is None or dead.job_id == job_id:
+                    found.append((index, dead))
+        if len(found) > 1:
+            raise AmbiguousDeadLetter(entry_id, [dead.job_id for _, dead in found])
+        return found[0] if found else None
 
     async def find_dead(self, ref: str, *, page: int = 500) -> DeadLetter | None:
         """The dead letter ``ref`` names: its entry id in the dead-letter stream, or the
@@ -347,9 +497,16 @@ class AsyncClient:
             found = await self.dead_letter(ref)
             if found is not None:
                 return found
-        info = await self.get(ref)
+        partition, record = await self._find(ref)
+        info = JobInfo.from_record(ref, record) if record else None
         if info is not None and info.dead_entry_id:
-            found = await self.dead_letter(info.dead_entry_id)
+            stream = self.partitions[partition].dead
+            entries = _entries(
+                await self.redis.xrange(
+                    stream, min=info.dead_entry_id, max=info.dead_entry_id, count=1
+                )
+            )
+            found = DeadLetter(entries[0][0], entries[0][1]) if entries else None
             if found is not None and found.job_id == ref:
                 return found
         after = None
@@ -362,17 +519,30 @@ class AsyncClient:
                 return None
             after = batch.next_after
 
-    async def replay(self, dead_entry_id: str) -> Enqueued | None:
+    async def replay(self, dead_entry_id: str, *, job_id: str | None = None) -> Enqueued | None:
         """Put a dead letter back on the stream with attempts reset, removing it atomically.
 
         None when there is no such dead letter (never existed, replayed or deleted).
+        ``job_id`` picks among partitions' dead letters of the same entry id (see
+        `dead_letter`). A partition's dead letter goes back to that partition's stream.
         """
-        dead = await self.dead_letter(dead_entry_id)
-        if dead is None:
+        located = await self._find_dead_entry(dead_entry_id, job_id)
+        if located is None:
             return None
+        index, dead = located
         fields = replay_fields(dead.fields)
         job_id = fields["id"]
-        keys = [self.keys.dead, self.keys.stream, self.keys.status(job_id)]
+        if self._dead_shared:  # back where the rules put it: the job's own partition
+            partition = partition_for(
+                job_id,
+                len(self.partitions),
+                partition_key=fields.get("partition_key"),
+                idempotency_key=fields.get("idempotency_key"),
+            )
+        else:
+            partition = index
+        q = self.partitions[partition]
+        keys = [self._dead_streams[index], q.stream, q.status(job_id)]
         args = [dead_entry_id, utc_now_iso(), str(self.settings.status_ttl_s)]
         args += [fields.get("type", ""), fields.get("enqueued_at", "")]
         args += [value for pair in fields.items() for value in pair]
@@ -381,15 +551,28 @@ class AsyncClient:
             return None
         return Enqueued(job_id=job_id, entry_id=entry_id, state="queued", duplicate=False)
 
-    async def delete_dead(self, dead_entry_id: str) -> bool:
-        """Delete one dead letter; False when there was none with that id."""
+    async def delete_dead(self, dead_entry_id: str, *, job_id: str | None = None) -> bool:
+        """Delete one dead letter; False when there was none with that id (``job_id``:
+        as for `replay`)."""
         if not is_entry_id(dead_entry_id):
             return False
-        return bool(await self.redis.xdel(self.keys.dead, dead_entry_id))
+        located = await self._find_dead_entry(dead_entry_id, job_id)
+        if located is None:
+            return False
+        return bool(await self.redis.xdel(self._dead_streams[located[0]], dead_entry_id))
 
     async def stats(self) -> QueueSample:
-        """Length, lag, pending, delayed and dead-letter counts and the consumer groups."""
-        return await sample_queue(self.redis, self.keys, with_consumers=True)
+        """Length, lag, pending, delayed and dead-letter counts and the consumer groups;
+        a partitioned queue's summed over its partitions."""
+        return self.summed(await self.partition_stats())
+
+    def summed(self, samples: list[QueueSample]) -> QueueSample:
+        """The queue's `stats` from its `partition_stats`."""
+        return sum_samples(samples, self.settings.stream, shared_dead=self._dead_shared)
+
+    async def partition_stats(self) -> list[QueueSample]:
+        """`stats` of each partition, in partition order (one item when unpartitioned)."""
+        return await sample_partitions(self.redis, self.partitions, with_consumers=True)
 
     async def ping(self) -> bool:
         return bool(await self.redis.ping())
@@ -452,20 +635,26 @@ class Client:
     def dead_letters(self, *, after: str | None = None, limit: int = 50) -> DeadPage:
         return self._run(self._async.dead_letters(after=after, limit=limit))
 
-    def dead_letter(self, entry_id: str) -> DeadLetter | None:
-        return self._run(self._async.dead_letter(entry_id))
+    def dead_letter(self, entry_id: str, *, job_id: str | None = None) -> DeadLetter | None:
+        return self._run(self._async.dead_letter(entry_id, job_id=job_id))
 
-    def replay(self, dead_entry_id: str) -> Enqueued | None:
-        return self._run(self._async.replay(dead_entry_id))
+    def replay(self, dead_entry_id: str, *, job_id: str | None = None) -> Enqueued | None:
+        return self._run(self._async.replay(dead_entry_id, job_id=job_id))
 
     def find_dead(self, ref: str) -> DeadLetter | None:
         return self._run(self._async.find_dead(ref))
 
-    def delete_dead(self, dead_entry_id: str) -> bool:
-        return self._run(self._async.delete_dead(dead_entry_id))
+    def delete_dead(self, dead_entry_id: str, *, job_id: str | None = None) -> bool:
+        return self._run(self._async.delete_dead(dead_entry_id, job_id=job_id))
 
     def stats(self) -> QueueSample:
         return self._run(self._async.stats())
+
+    def partition_stats(self) -> list[QueueSample]:
+        return self._run(self._async.partition_stats())
+
+    def summed(self, samples: list[QueueSample]) -> QueueSample:
+        return self._async.summed(samples)
 
     def ping(self) -> bool:
         return self._run(self._async.ping())
@@ -484,6 +673,19 @@ def is_entry_id(text: str) -> bool:
 def _entries(reply: Any) -> list[tuple[str, dict[str, str]]]:
     """Stream entries as the decoded connection returns them (redis-py types them loosely)."""
     return cast(list[tuple[str, dict[str, str]]], reply or [])
+
+
+def _page_size(entries: list[tuple[str, dict[str, str]]], limit: int) -> int:
+    """How many of the merged ``entries`` one page of ``limit`` takes: never part of a
+    run of equal ids (partitions' dead letters of one millisecond), since the next page
+    starts after the last id; the whole run when it alone is longer than ``limit``."""
+    if len(entries) <= limit or entries[limit][0] != entries[limit - 1][0]:
+        return limit
+    tied = entries[limit][0]
+    first = next(i for i, entry in enumerate(entries) if entry[0] == tied)
+    if first > 0:
+        return first
+    return sum(1 for entry in entries if entry[0] == tied)
 
 
 def _expired_as_error(outcome: Enqueued | Exception) -> Enqueued | Exception:

@@ -36,6 +36,19 @@ class InvalidNewJob(ValueError):
         self.reason = reason
 
 
+class AmbiguousDeadLetter(ValueError):
+    """Dead letters of several partitions have the entry id ``entry_id`` (each
+    partition's stream numbers its own entries); the job's id says which one."""
+
+    def __init__(self, entry_id: str, job_ids: Sequence[str]) -> None:
+        super().__init__(
+            f"dead letters of jobs {', '.join(job_ids)} in different partitions have the"
+            f" entry id {entry_id}: name the job too"
+        )
+        self.entry_id = entry_id
+        self.job_ids = list(job_ids)
+
+
 class EnqueueExpired(Exception):
     """The jobs ``job_ids`` were not enqueued: their deadline (``not_after_ms``) had
     passed by Redis's clock when the enqueue reached it."""
@@ -55,7 +68,10 @@ class NewJob:
     enqueues nothing and answers the first job. ``job_id``: the job's id, chosen by the
     caller (default: a fresh ULID); a repeat with an id whose status record still exists
     enqueues nothing and answers that job, which makes retrying an enqueue whose outcome
-    is unknown safe. ``extra``: more wire fields, kept as is.
+    is unknown safe. ``extra``: more wire fields, kept as is. ``partition_key``: in a
+    partitioned queue, jobs with the same key go to the same partition, so they are
+    delivered in enqueue order (`jobqueue.core.partitions`); it also decides the
+    partition of an idempotency key, so repeats must carry the same one.
     """
 
     type: str
@@ -66,6 +82,7 @@ class NewJob:
     idempotency_key: str | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
     job_id: str | None = None
+    partition_key: str | None = None
 
     def check(self) -> None:
         """Raise ValueError naming the first thing that makes this job unacceptable."""
@@ -86,6 +103,11 @@ class NewJob:
             raise ValueError(f"'idempotency_key' must be 1..{MAX_IDEMPOTENCY_KEY_CHARS} characters")
         if key is not None and not _is_utf8(key):
             raise ValueError("'idempotency_key' must be text that encodes as UTF-8")
+        part = self.partition_key
+        if part is not None and not 0 < len(part) <= MAX_IDEMPOTENCY_KEY_CHARS:
+            raise ValueError(f"'partition_key' must be 1..{MAX_IDEMPOTENCY_KEY_CHARS} characters")
+        if part is not None and not _is_utf8(part):
+            raise ValueError("'partition_key' must be text that encodes as UTF-8")
         if self.job_id is not None and (
             not isinstance(self.job_id, str) or not _JOB_ID.fullmatch(self.job_id)
         ):
@@ -131,6 +153,9 @@ def _enqueue_arg(job: NewJob, now_ms: int) -> tuple[str, bytes]:
     extra = dict(job.extra)
     if job.idempotency_key is not None:
         extra["idempotency_key"] = job.idempotency_key
+    if job.partition_key is not None:
+        # Kept on the job so a replay from a shared dead-letter stream finds its partition.
+        extra["partition_key"] = job.partition_key
     wire = Job(
         type=job.type,
         payload=dict(job.payload),

@@ -15,6 +15,7 @@ from rich.progress import Progress
 
 from jobqueue.core.client import InvalidNewJob, NewJob
 from jobqueue.core.errors import ConfigError
+from jobqueue.core.partitions import partition_rows
 from jobqueue.producer import cli_output as out
 from jobqueue.producer.cli_common import connected, queue_options, queue_settings
 from jobqueue.producer.cli_dead import dead
@@ -54,6 +55,9 @@ def _check_type(job_type: str, payload: dict[str, Any]) -> None:
 @click.option("--delay", type=click.FloatRange(min=0), help="Seconds before it may run.")
 @click.option("--idempotency-key", help="Enqueue at most once under this key.")
 @click.option("--job-id", help="The job's id (default: a new ULID); a known id enqueues nothing.")
+@click.option(
+    "--partition-key", help="Jobs of one key go to one partition, in order (partitioned queues)."
+)
 @queue_options
 def enqueue(job_type: str, payload_json: str, **flags: Any) -> None:
     """Enqueue COUNT jobs of JOB_TYPE with PAYLOAD_JSON straight into Redis.
@@ -75,6 +79,7 @@ def enqueue(job_type: str, payload_json: str, **flags: Any) -> None:
         delay_s=flags["delay"],
         idempotency_key=flags["idempotency_key"],
         job_id=flags["job_id"],
+        partition_key=flags["partition_key"],
     )
     count: int = flags["count"]
     results = []
@@ -98,8 +103,15 @@ def enqueue(job_type: str, payload_json: str, **flags: Any) -> None:
 def stats(**flags: Any) -> None:
     """Show the queue's length, lag, pending, delayed and dead letters, and its groups."""
     with connected(queue_settings(flags)) as client:
-        sample = client.stats()
-    out.emit_json(sample.as_dict()) if flags["as_json"] else out.stats(sample)
+        samples = client.partition_stats()
+        sample = client.summed(samples)
+    if flags["as_json"]:
+        body = sample.as_dict()
+        if len(samples) > 1:
+            body["partitions"] = partition_rows(samples)
+        out.emit_json(body)
+    else:
+        out.stats(sample, samples if len(samples) > 1 else [])
 
 
 @click.group("jobs")

@@ -15,18 +15,24 @@ from redis import exceptions as redis_errors
 from jobqueue.core.client import Client
 from jobqueue.core.dev_state import read_state
 from jobqueue.core.errors import ConfigError, EnqueueUnconfirmed
-from jobqueue.core.settings import QueueSettings
+from jobqueue.core.settings import MAX_PARTITIONS, QueueSettings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def queue_options(command: F) -> F:
-    """``--redis-url``, ``--stream``, ``--group``, ``--dead-stream`` and ``--json``."""
+    """``--redis-url``, ``--stream``, ``--group``, ``--dead-stream``, ``--partitions``
+    and ``--json``."""
     options = [
         click.option("--redis-url", help="Redis URL [REDIS_URL]."),
         click.option("--stream", help="Stream of the queue [JOBQUEUE_STREAM, jobs:work]."),
         click.option("--group", help="Consumer group [JOBQUEUE_GROUP, workers]."),
         click.option("--dead-stream", help="Dead letters [JOBQUEUE_DEAD_STREAM, {stream}:dead]."),
+        click.option(
+            "--partitions",
+            type=click.IntRange(1, MAX_PARTITIONS),
+            help="Partitions of the queue [JOBQUEUE_PARTITIONS, 1].",
+        ),
         click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts."),
     ]
     for option in reversed(options):
@@ -36,7 +42,7 @@ def queue_options(command: F) -> F:
 
 def queue_settings(flags: dict[str, Any]) -> QueueSettings:
     """The queue from the environment with the given flags applied."""
-    names = ("redis_url", "stream", "group", "dead_stream")
+    names = ("redis_url", "stream", "group", "dead_stream", "partitions")
     given = {name: flags.pop(name) for name in names if flags.get(name) is not None}
     for name in names:
         flags.pop(name, None)

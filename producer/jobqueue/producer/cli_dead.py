@@ -11,7 +11,7 @@ from typing import Any
 import click
 from rich.progress import Progress
 
-from jobqueue.core.client import Client
+from jobqueue.core.client import AmbiguousDeadLetter, Client
 from jobqueue.producer import cli_output as out
 from jobqueue.producer.cli_common import connected, queue_options, queue_settings
 
@@ -41,12 +41,13 @@ def dead_list(limit: int, after: str | None, **flags: Any) -> None:
         out.dead_letters(page.items, page.next_after)
 
 
-def _all_ids(client: Client) -> list[str]:
-    ids: list[str] = []
+def _all_ids(client: Client) -> list[tuple[str, str | None]]:
+    """Every dead letter's (entry id, job id): partitions' dead letters may share an id."""
+    ids: list[tuple[str, str | None]] = []
     after = None
     while True:
         page = client.dead_letters(after=after, limit=PAGE)
-        ids += [d.entry_id for d in page.items]
+        ids += [(d.entry_id, d.job_id) for d in page.items]
         if page.next_after is None:
             return ids
         after = page.next_after
@@ -60,11 +61,14 @@ def _each(ids: tuple[str, ...], every: bool, flags: dict[str, Any], verb: str) -
     done: dict[str, Any] = {}
     missing: list[str] = []
     with connected(queue_settings(flags)) as client:
-        targets = _all_ids(client) if every else list(ids)
+        targets = _all_ids(client) if every else [(ref, None) for ref in ids]
         with Progress(transient=True, disable=len(targets) < PAGE) as bar:
             task = bar.add_task(verb, total=len(targets))
-            for ref in targets:
-                result = _apply(client, ref, verb, resolve=not every)
+            for ref, job_id in targets:
+                try:
+                    result = _apply(client, ref, verb, resolve=not every, job_id=job_id)
+                except AmbiguousDeadLetter as exc:
+                    raise click.ClickException(str(exc)) from None
                 if result is None:
                     missing.append(ref)
                 else:
@@ -73,18 +77,19 @@ def _each(ids: tuple[str, ...], every: bool, flags: dict[str, Any], verb: str) -
     return {"done": done, "missing": missing}
 
 
-def _apply(client: Client, ref: str, verb: str, *, resolve: bool) -> Any:
-    """Replay (the job id) or delete (True) the dead letter ``ref`` names; None if none."""
+def _apply(client: Client, ref: str, verb: str, *, resolve: bool, job_id: str | None) -> Any:
+    """Replay (the job id) or delete (True) the dead letter ``ref`` names; None if none.
+    ``job_id`` says which job's, when partitions' dead letters share the entry id."""
     entry_id: str | None = ref
     if resolve:
         dead = client.find_dead(ref)
-        entry_id = dead.entry_id if dead is not None else None
+        entry_id, job_id = (dead.entry_id, dead.job_id) if dead is not None else (None, None)
     if entry_id is None:
         return None
     if verb == "replay":
-        replayed = client.replay(entry_id)
+        replayed = client.replay(entry_id, job_id=job_id)
         return replayed.job_id if replayed else None
-    return client.delete_dead(entry_id) or None
+    return client.delete_dead(entry_id, job_id=job_id) or None
 
 
 def _report(summary: dict[str, Any], past: str, as_json: bool) -> None:

@@ -103,7 +103,8 @@ def cancel_outcome(outcome: CancelOutcome) -> None:
     click.echo(f"{outcome.job_id}: {messages.get(outcome.answer, outcome.answer)}")
 
 
-def stats(sample: QueueSample) -> None:
+def stats(sample: QueueSample, partitions: Sequence[QueueSample] = ()) -> None:
+    """The queue's counts; a partitioned queue's summed, then each partition's."""
     rows = [
         ("stream", sample.stream),
         ("length", sample.length),
@@ -115,6 +116,13 @@ def stats(sample: QueueSample) -> None:
     table("Queue", ["", "jobs"], rows)
     groups = [(g.name, g.consumers, g.pending, g.lag, g.last_delivered_id) for g in sample.groups]
     table("Consumer groups", ["group", "consumers", "pending", "lag", "last delivered"], groups)
+    if partitions:
+        counts = [
+            (i, p.stream, p.length, p.lag, p.pending, p.delayed, p.dead_letters)
+            for i, p in enumerate(partitions)
+        ]
+        columns = ["#", "stream", "length", "lag", "pending", "delayed", "dead"]
+        table("Partitions", columns, counts)
 
 
 def dead_letters(items: Sequence[DeadLetter], next_after: str | None) -> None:

@@ -96,6 +96,13 @@ class JobIn(BaseModel):
         max_length=200,
         description="A repeat with this key within its TTL enqueues nothing.",
     )
+    partition_key: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="A partitioned queue puts every job of this key in one partition, in"
+        " enqueue order (and its idempotency key there: repeats carry the same one).",
+    )
     job_id: str | None = Field(
         None,
         pattern=f"^{JOB_ID_PATTERN}$",
@@ -205,8 +212,21 @@ class GroupOut(BaseModel):
     lagSource: str
 
 
+class PartitionOut(BaseModel):
+    """One partition of a partitioned queue (its own stream, in its own slot)."""
+
+    partition: int
+    stream: str
+    length: int
+    lag: int
+    pending: int
+    delayed: int
+    deadLetters: int
+
+
 class StatsOut(BaseModel):
-    """SPEC §4 stats plus lag, pending, delayed and dead-letter counts (in jobs)."""
+    """SPEC §4 stats plus lag, pending, delayed and dead-letter counts (in jobs); a
+    partitioned queue's summed over its partitions, each listed in ``partitions``."""
 
     stream: str
     group: str
@@ -218,6 +238,7 @@ class StatsOut(BaseModel):
     delayed: int
     deadLetters: int
     consumerGroups: list[GroupOut]
+    partitions: list[PartitionOut] = []
 
 
 class DeadLetterOut(BaseModel):

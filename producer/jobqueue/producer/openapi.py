@@ -40,6 +40,14 @@ def _path_param(name: str, pattern: str) -> dict[str, Any]:
 
 JOB_ID = _path_param("job_id", JOB_ID_PATTERN)
 ENTRY_ID = _path_param("entry_id", ENTRY_ID_PATTERN)
+DEAD_JOB = {
+    "name": "jobId",
+    "in": "query",
+    "required": False,
+    "description": "The job whose dead letter is meant, when dead letters of several"
+    " partitions have this entry id (409 otherwise).",
+    "schema": {"type": "string", "pattern": f"^{JOB_ID_PATTERN}$"},
+}
 IDEMPOTENCY = {
     "name": IDEMPOTENCY_HEADER,
     "in": "header",
@@ -99,9 +107,9 @@ OPERATIONS = [
     Operation("get", "/dead", "Dead letters, oldest first, paged", {200: m.DeadPageOut, 400: E},
               parameters=PAGE),
     Operation("post", "/dead/{entry_id}/replay", "Replay a dead letter onto the stream",
-              {200: m.ReplayOut, 404: E}, parameters=[ENTRY_ID]),
-    Operation("delete", "/dead/{entry_id}", "Delete a dead letter", {200: m.DeletedOut, 404: E},
-              parameters=[ENTRY_ID]),
+              {200: m.ReplayOut, 404: E, 409: E}, parameters=[ENTRY_ID, DEAD_JOB]),
+    Operation("delete", "/dead/{entry_id}", "Delete a dead letter",
+              {200: m.DeletedOut, 404: E, 409: E}, parameters=[ENTRY_ID, DEAD_JOB]),
     Operation("get", "/healthz", "Liveness", {200: m.HealthOut}, open=True),
     Operation("get", "/readyz", "Readiness: Redis answers", {200: m.HealthOut, 503: E}, open=True),
 ]  # fmt: skip

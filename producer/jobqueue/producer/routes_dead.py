@@ -6,7 +6,7 @@ import re
 
 from aiohttp import web
 
-from jobqueue.core.client import DeadLetter
+from jobqueue.core.client import AmbiguousDeadLetter, DeadLetter
 from jobqueue.producer.context import CLIENT
 from jobqueue.producer.errors import json_error
 from jobqueue.producer.models import DeadLetterOut, DeadPageOut, DeletedOut, ReplayOut
@@ -52,7 +52,10 @@ async def list_dead(request: web.Request) -> web.Response:
 async def replay_dead(request: web.Request) -> web.Response:
     """Put a dead letter back on the stream, attempts reset, the dead entry removed."""
     entry_id = request.match_info["entry_id"]
-    replayed = await request.app[CLIENT].replay(entry_id)
+    try:
+        replayed = await request.app[CLIENT].replay(entry_id, job_id=request.query.get("jobId"))
+    except AmbiguousDeadLetter as exc:
+        return json_error(409, "Ambiguous dead letter", f"{exc} (?jobId=)")
     if replayed is None or replayed.entry_id is None:
         return json_error(404, "Dead letter not found", f"no dead letter {entry_id!r}")
     return json_response(ReplayOut(jobId=replayed.job_id, streamEntryId=replayed.entry_id))
@@ -62,6 +65,10 @@ async def replay_dead(request: web.Request) -> web.Response:
 async def delete_dead(request: web.Request) -> web.Response:
     """Delete one dead letter for good."""
     entry_id = request.match_info["entry_id"]
-    if not await request.app[CLIENT].delete_dead(entry_id):
+    try:
+        deleted = await request.app[CLIENT].delete_dead(entry_id, job_id=request.query.get("jobId"))
+    except AmbiguousDeadLetter as exc:
+        return json_error(409, "Ambiguous dead letter", f"{exc} (?jobId=)")
+    if not deleted:
         return json_error(404, "Dead letter not found", f"no dead letter {entry_id!r}")
     return json_response(DeletedOut(id=entry_id))

@@ -14,6 +14,7 @@ from redis.exceptions import InvalidResponse
 
 from jobqueue.core.client import InvalidNewJob, NewJob
 from jobqueue.core.client_types import JOB_ID_PATTERN
+from jobqueue.core.partitions import partition_rows
 from jobqueue.core.wire import new_job_id
 from jobqueue.producer.context import BATCHER, CLIENT, JOB_TYPES, METRICS, SETTINGS
 from jobqueue.producer.deadline import DEADLINE
@@ -89,6 +90,7 @@ def _new_job(job: JobIn, idempotency_key: str | None) -> NewJob:
         delay_s=job.delay_seconds,
         run_at=job.run_at,
         idempotency_key=idempotency_key or job.idempotency_key,
+        partition_key=job.partition_key,
         # Chosen here, so an answer that is not a 202 can still name the job.
         job_id=job.job_id or new_job_id(),
     )
@@ -204,8 +206,12 @@ async def post_batch(request: web.Request) -> web.Response:
 @routes.get("/jobs/stats")
 async def get_stats(request: web.Request) -> web.Response:
     """The queue's length, lag, pending, delayed and dead-letter counts, consumer groups."""
-    sample = await request.app[CLIENT].stats()
-    return json_response(StatsOut.model_validate(sample.as_dict()))
+    client = request.app[CLIENT]
+    samples = await client.partition_stats()
+    body = client.summed(samples).as_dict()
+    if len(samples) > 1:
+        body["partitions"] = partition_rows(samples)
+    return json_response(StatsOut.model_validate(body))
 
 
 @routes.get(f"/jobs/{{job_id:{JOB_ID_PATTERN}}}")
