@@ -162,6 +162,7 @@ def _enqueue_arg(job: NewJob, now_ms: int) -> tuple[str, bytes]:
         priority=job.priority,
         extra=extra,
         id=job.job_id or new_job_id(),
+        enqueued_at=_iso_at(now_ms),
     )
     try:
         fields = wire.fields()
@@ -176,6 +177,22 @@ def _enqueue_arg(job: NewJob, now_ms: int) -> tuple[str, bytes]:
         arg[3] = run_at.replace("+00:00", "Z")
         arg.append(orjson.dumps(fields).decode())
     return wire.id, orjson.dumps(arg)
+
+
+_last_iso: tuple[int, str] = (0, "")
+
+
+def _iso_at(epoch_ms: int) -> str:
+    """``epoch_ms`` as ISO-8601 UTC with milliseconds (`utc_now_iso`'s format). The jobs
+    of one call share their ``now_ms``, so the last one is kept: formatting a time costs
+    ~1.2 us, a job's enqueue work ~4 us besides."""
+    global _last_iso
+    last_ms, text = _last_iso
+    if epoch_ms != last_ms:
+        text = datetime.fromtimestamp(epoch_ms / 1000, UTC).isoformat(timespec="milliseconds")
+        text = text.replace("+00:00", "Z")
+        _last_iso = (epoch_ms, text)
+    return text
 
 
 def _unencodable_payload(payload: Any, exc: Exception) -> str:

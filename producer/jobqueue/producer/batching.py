@@ -16,10 +16,9 @@ Redis's clock, so such a job lands only if Redis ran the call in time.
 from __future__ import annotations
 
 import asyncio
-import heapq
-import itertools
 import time
 from dataclasses import dataclass, field
+from itertools import chain
 
 from jobqueue.core.client import AsyncClient, Enqueued, NewJob
 
@@ -27,7 +26,10 @@ MAX_JOBS_PER_CALL = 500
 NO_DEADLINE = float("inf")
 SWEEP_EVERY_S = 0.02
 """Deadlines are checked by one timer for all requests, at most this often: a request
-may give up this much after its deadline, and no request pays for a timer of its own."""
+may give up this much after its deadline, and no request pays for a timer of its own.
+The timer scans the jobs not yet answered (waiting, and the call on the wire), so a
+request costs no bookkeeping of its own; under load it fires about once per deadline
+span (the earliest unanswered job is always a fresh one), over a few hundred jobs."""
 
 
 class NotSent(Exception):
@@ -56,10 +58,11 @@ class EnqueueBatcher:
         self._client = client
         self._max_jobs = max_jobs
         self._waiting: list[_Waiting] = []
+        self._in_flight: list[_Waiting] = []
+        """The jobs of the call with Redis now (one at a time: `_drain` awaits each)."""
         self._drainer: asyncio.Task[None] | None = None
-        self._deadlines: list[tuple[float, int, _Waiting]] = []
-        self._order = itertools.count()
         self._sweeper: asyncio.TimerHandle | None = None
+        self._sweep_at = NO_DEADLINE
 
     @property
     def waiting(self) -> int:
@@ -76,9 +79,8 @@ class EnqueueBatcher:
         else:
             not_after_ms = int((time.time() + deadline - loop.time()) * 1000)
             item = _Waiting(job, deadline, not_after_ms, loop.create_future())
-            heapq.heappush(self._deadlines, (deadline, next(self._order), item))
-            if self._sweeper is None:
-                self._sweeper = loop.call_at(deadline, self._sweep)
+            if deadline < self._sweep_at:
+                self._sweep_by(loop, deadline)
         self._waiting.append(item)
         if self._drainer is None:
             self._drainer = asyncio.create_task(self._drain())
@@ -87,27 +89,38 @@ class EnqueueBatcher:
             raise outcome
         return outcome
 
+    def _sweep_by(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        self._sweeper = loop.call_at(when, self._sweep)
+        self._sweep_at = when
+
     def _sweep(self) -> None:
         """Answer every job whose deadline has passed, then wait for the next one."""
         loop = asyncio.get_running_loop()
         now = loop.time()
-        deadlines = self._deadlines
-        while deadlines and deadlines[0][0] <= now:
-            item = heapq.heappop(deadlines)[2]
-            if not item.future.done():
+        self._sweeper, self._sweep_at = None, NO_DEADLINE
+        earliest = NO_DEADLINE
+        for item in chain(self._waiting, self._in_flight):
+            if item.future.done():
+                continue
+            if item.deadline <= now:
                 item.future.set_result(OutcomeUnknown() if item.sent else NotSent())
-        self._sweeper = None
-        if deadlines:
-            when = max(deadlines[0][0], now + SWEEP_EVERY_S)
-            self._sweeper = loop.call_at(when, self._sweep)
+            elif item.deadline < earliest:
+                earliest = item.deadline
+        if earliest != NO_DEADLINE:
+            self._sweep_by(loop, max(earliest, now + SWEEP_EVERY_S))
 
     async def _drain(self) -> None:
         try:
             while self._waiting:
                 batch = self._waiting[: self._max_jobs]
                 del self._waiting[: self._max_jobs]
+                self._in_flight = batch
                 await self._send(batch)
+                self._in_flight = []
         finally:
+            self._in_flight = []
             self._drainer = None
 
     async def _send(self, batch: list[_Waiting]) -> None:

@@ -134,9 +134,14 @@ async def _enqueue(
     except ENQUEUE_FAILURES as exc:
         ids = [job.job_id or "" for job in jobs]
         raise _Failed(enqueue_failed(ids, exc, batch=batch)) from None
-    enqueued = Counter(job.type for job, r in zip(jobs, results, strict=True) if not r.duplicate)
-    for job_type, count in enqueued.items():
-        request.app[METRICS].enqueued.labels(job_type).inc(count)
+    metrics = request.app[METRICS]
+    if batch:
+        pairs = zip(jobs, results, strict=True)
+        enqueued = Counter(job.type for job, r in pairs if not r.duplicate)
+        for job_type, count in enqueued.items():
+            metrics.count_enqueued(job_type, count)
+    elif not results[0].duplicate:
+        metrics.count_enqueued(jobs[0].type)
     return [
         {
             "status": "accepted",
