@@ -11,7 +11,9 @@ Rounds alternate baseline and producer; printed: each run's requests/s and p50/p
 latency from ``wrk --latency``, and the median over rounds of producer/baseline.
 
     .venv/bin/python bench/producer_http.py [--seconds 10] [--connections 64]
-        [--threads 2] [--rounds 3]
+        [--threads 2] [--rounds 3] [--before OTHER/.venv/bin/jobqueue]
+
+``--before`` adds another checkout's producer to every round (an A/B in one invocation).
 """
 
 from __future__ import annotations
@@ -129,6 +131,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--before", help="another checkout's jobqueue script, run in each round")
     parser.add_argument("--baseline-server", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.baseline_server:
@@ -154,9 +157,12 @@ def measure(
         "bare aiohttp": [sys.executable, __file__, "--baseline-server"],
         "jobqueue producer": [jobqueue, "producer"],
     }
+    if args.before:
+        servers["producer (before)"] = [args.before, "producer"]
     print(f"wrk -t{args.threads} -c{args.connections} -d{args.seconds}s, cpus={os.cpu_count()}, "
           f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
-    ratios, runs = [], {name: [] for name in servers}
+    ratios: dict[str, list[float]] = {name: [] for name in servers if "producer" in name}
+    runs: dict[str, list[Run]] = {name: [] for name in servers}
     client = redis.Redis.from_url(server.url)
     for round_no in range(1, args.rounds + 1):
         results = {}
@@ -174,9 +180,9 @@ def measure(
                 process.wait()
             runs[name].append(results[name])
             print(f"round {round_no}  {name:18} {results[name].line()}")
-        ratios.append(
-            results["jobqueue producer"].requests_per_s / results["bare aiohttp"].requests_per_s
-        )
+        bare = results["bare aiohttp"].requests_per_s
+        for name in ratios:
+            ratios[name].append(results[name].requests_per_s / bare)
         client.delete(STREAM)
     client.close()
     for name, measured in runs.items():
@@ -187,7 +193,9 @@ def measure(
             f"{name:18} best {best.requests_per_s:.0f} req/s, median p99 {p99:.2f} ms, "
             f"median CPU {cpu:.0f} us/request"
         )
-    print(f"ratio producer/bare aiohttp (median of rounds): {statistics.median(ratios):.2f}")
+    for name, values in ratios.items():
+        print(f"ratio {name}/bare aiohttp (median of rounds): {statistics.median(values):.2f}")
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
