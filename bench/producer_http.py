@@ -194,7 +194,8 @@ def measure(
             f"median CPU {cpu:.0f} us/request"
         )
     for name, values in ratios.items():
-        print(f"ratio {name}/bare aiohttp (median of rounds): {statistics.median(values):.2f}")
+        label = "producer" if name == "jobqueue producer" else "producer before"
+        print(f"ratio {label}/bare aiohttp (median of rounds): {statistics.median(values):.2f}")
     print(f"load average at the end {os.getloadavg()[0]:.1f}")
 
 

@@ -7,21 +7,31 @@ All in this invocation, alternating per round, against one private redis-server:
 - raw worker: a Python process that imports redis-py, connects and sends its first
   ``XREADGROUP``, the floor of a Redis Streams consumer;
 - ``jobqueue worker jobqueue.worker.testing:app`` (defaults; side server on a free port);
+- a bare aiohttp server: imports aiohttp's server and uvloop and answers ``/healthz``,
+  the floor of any aiohttp service;
 - ``jobqueue producer`` on a free port.
 
 A worker is ready when it reads: one job waits in the stream before the exec, and the
 clock stops when the group has delivered it (``XINFO GROUPS`` ``entries-read``, polled
 every millisecond). The producer is ready when ``GET /healthz`` answers 200.
 
-    .venv/bin/python bench/startup.py [--rounds 7]
+    .venv/bin/python bench/startup.py [--rounds 7] [--bytecode cached|none]
 
 Prints the median and range of each, and the worker's and producer's ratios to
 ``import redis`` (the figure that does not depend on the machine's speed).
+
+``--bytecode cached`` (the default) starts every process as the image does: with
+compiled bytecode (the Dockerfile sets ``UV_COMPILE_BYTECODE=1``), from a cache private
+to this run (``PYTHONPYCACHEPREFIX``) filled by one unmeasured round. ``none`` compiles
+every imported module at every start, as a virtualenv without ``.pyc`` files under
+``PYTHONDONTWRITEBYTECODE=1`` does (this machine's default for development checkouts):
+that costs 2-3x the start-up and is not what a pod pays.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import statistics
 import subprocess
@@ -47,6 +57,20 @@ import sys, redis
 client = redis.Redis.from_url(sys.argv[1], decode_responses=True)
 client.xreadgroup(sys.argv[3], "raw", {sys.argv[2]: ">"}, count=100, block=1000)
 """
+BARE_SERVER = """
+import sys, uvloop
+from aiohttp import web
+
+async def healthz(request):
+    return web.Response(text="ok")
+
+app = web.Application()
+app.add_routes([web.get("/healthz", healthz)])
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), loop=uvloop.new_event_loop(),
+            access_log=None, print=None)
+"""
+ENV: dict[str, str] = dict(os.environ)
+"""The children's environment (`bytecode_env`)."""
 
 
 def delivered(client: redis.Redis) -> bool:
@@ -65,7 +89,9 @@ def one_job_waiting(client: redis.Redis) -> None:
 def timed(command: list[str], ready: Callable[[], bool]) -> float:
     """Seconds from exec of ``command`` until ``ready()``; the process is then stopped."""
     started = time.perf_counter()
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV
+    )
     try:
         while not ready():
             if proc.poll() is not None and not ready():
@@ -79,7 +105,7 @@ def timed(command: list[str], ready: Callable[[], bool]) -> float:
 
 def import_redis() -> float:
     started = time.perf_counter()
-    subprocess.run([PYTHON, "-c", "import redis"], check=True)
+    subprocess.run([PYTHON, "-c", "import redis"], check=True, env=ENV)
     return time.perf_counter() - started
 
 
@@ -98,17 +124,32 @@ def jobqueue_worker(client: redis.Redis, url: str, script: str) -> float:
 def producer(url: str, script: str) -> float:
     port = free_port()
     command = [script, "producer", "--redis-url", url, "--host", "127.0.0.1"]
+    return timed([*command, "--port", str(port)], lambda: answers(port))
 
-    def answers() -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                pass
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
-                return bool(r.status == 200)
-        except OSError:
-            return False
 
-    return timed([*command, "--port", str(port)], answers)
+def bare_server() -> float:
+    port = free_port()
+    return timed([PYTHON, "-c", BARE_SERVER, str(port)], lambda: answers(port))
+
+
+def answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            pass
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+def bytecode_env(mode: str, tmp: Path) -> None:
+    """Point the children at a bytecode cache of this run's own (``cached``: written by
+    the warm-up round) or at an empty one they may not write to (``none``)."""
+    ENV["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
+    if mode == "cached":
+        ENV.pop("PYTHONDONTWRITEBYTECODE", None)
+    else:
+        ENV["PYTHONDONTWRITEBYTECODE"] = "1"
 
 
 def summary(name: str, values: list[float], base: float | None = None) -> str:
@@ -125,26 +166,42 @@ def main() -> None:
     parser.add_argument(
         "--jobqueue", default=JOBQUEUE, help="the console script to start (another checkout's)"
     )
+    parser.add_argument("--bytecode", choices=["cached", "none"], default="cached")
     args = parser.parse_args()
-    results: dict[str, list[float]] = {"import": [], "raw": [], "worker": [], "producer": []}
+    names = ["import", "raw", "worker", "bare", "producer"]
+    results: dict[str, list[float]] = {name: [] for name in names}
     with tempfile.TemporaryDirectory() as tmp:
+        bytecode_env(args.bytecode, Path(tmp))
         server = RedisServer(Path(tmp))
         server.start()
         try:
             client = redis.Redis.from_url(server.url, decode_responses=True)
-            for _ in range(args.rounds):
-                results["import"].append(import_redis())
-                results["raw"].append(raw_worker(client, server.url))
-                results["worker"].append(jobqueue_worker(client, server.url, args.jobqueue))
-                results["producer"].append(producer(server.url, args.jobqueue))
+            for round_no in range(args.rounds + (args.bytecode == "cached")):
+                times = {
+                    "import": import_redis(),
+                    "raw": raw_worker(client, server.url),
+                    "worker": jobqueue_worker(client, server.url, args.jobqueue),
+                    "bare": bare_server(),
+                    "producer": producer(server.url, args.jobqueue),
+                }
+                if round_no or args.bytecode == "none":  # round 0 of "cached" compiles
+                    for name, seconds in times.items():
+                        results[name].append(seconds)
         finally:
             server.stop()
     base = statistics.median(results["import"])
-    print(f"rounds {args.rounds}; exec to ready (worker: first job delivered; producer: /healthz)")
+    print(
+        f"rounds {args.rounds}, bytecode {args.bytecode}, load average "
+        f"{os.getloadavg()[0]:.1f}; exec to ready (worker: first job delivered; "
+        "servers: /healthz)"
+    )
     print(summary("import redis", results["import"]))
     print(summary("raw redis-py worker", results["raw"], base))
     print(summary("jobqueue worker", results["worker"], base))
+    print(summary("bare aiohttp server", results["bare"], base))
     print(summary("jobqueue producer", results["producer"], base))
+    bare = statistics.median(results["bare"])
+    print(f"producer / bare aiohttp server: {statistics.median(results['producer']) / bare:.2f}")
 
 
 if __name__ == "__main__":
