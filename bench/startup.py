@@ -89,9 +89,7 @@ def one_job_waiting(client: redis.Redis) -> None:
 def timed(command: list[str], ready: Callable[[], bool]) -> float:
     """Seconds from exec of ``command`` until ``ready()``; the process is then stopped."""
     started = time.perf_counter()
-    proc = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV
-    )
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
     try:
         while not ready():
             if proc.poll() is not None and not ready():
