@@ -41,6 +41,9 @@ key                       type        holds
                                       job in ``waiting``, for the waiters (capped)
 ``{tag}:crashes``         hash        entry id -> deaths of workers that had started it
                                       (only entries that crashed one)
+``{lane}:started``,       hash        the same three records for the entries of a lane
+``{lane}:solo``,                      stream ``{lane}`` = ``{tag}:lane:{name}`` (entry
+``{lane}:crashes``                    ids are per stream: see `QueueKeys.of_stream`)
 ========================  ==========  ===============================================
 
 A `QueueKeys` is one slot: one stream with its lanes and keys. A partitioned queue is
@@ -198,6 +201,17 @@ class QueueKeys:
     def lane(self, name: str) -> str:
         """Stream of a priority lane other than the default one (which is ``stream``)."""
         return f"{self.tag}:lane:{name}"
+
+    def of_stream(self, stream: str) -> QueueKeys:
+        """The keys kept per stream for ``stream``, one of this queue's lane streams:
+        its consumer group and crash accounting (``started``, ``solo``, ``crashes``),
+        which name entries by id, and entry ids repeat across streams. For the queue's
+        own stream that is this object; a lane stream ``{tag}:lane:<name>`` has its own
+        (``{tag}:lane:<name>:started``, ...), in the same slot. Every other key (status,
+        delayed, dead letters, ...) is the queue's."""
+        if stream == self.stream:
+            return self
+        return QueueKeys(stream, self.group, self.dead)
 
     def limit_rate(self, job_type: str) -> str:
         """String: the rate limiter's next free start of ``job_type`` (GCRA's theoretical

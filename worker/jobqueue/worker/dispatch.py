@@ -28,6 +28,7 @@ from jobqueue.core.errors import MalformedJob
 from jobqueue.core.wire import decode
 from jobqueue.worker.execution import Executor
 from jobqueue.worker.inflight import Delivery, InFlight
+from jobqueue.worker.lanes import LaneStream
 from jobqueue.worker.limiter import Limiter
 from jobqueue.worker.outcomes import Outcomes
 from jobqueue.worker.reader import Entry
@@ -53,15 +54,21 @@ class Dispatcher:
         self.outcomes = outcomes
         self.limiter = limiter
 
-    async def dispatch(self, entries: list[Entry]) -> None:
+    async def dispatch(self, entries: list[Entry], lane: LaneStream | None = None) -> None:
+        """Start the entries of one stream: ``lane``'s, or (None) the queue's own."""
         # loop.create_task: asyncio.create_task would look the loop up once per job.
         spawn = partial(self._spawn, asyncio.get_running_loop())
         runnable: list[Delivery] = []
         held = self.inflight.deliveries
+        prefix = ""
+        if lane is not None:
+            prefix = lane.prefix
+            if lane.name:
+                self.outcomes.metrics.lane_deliveries[lane.index].inc(len(entries))
         for entry_id, fields, crashes in entries:
-            if entry_id in held:
+            if (prefix + entry_id if prefix else entry_id) in held:
                 continue
-            delivery = Delivery(entry_id, fields)
+            delivery = Delivery(entry_id, fields, None, lane)
             self.inflight.add(delivery)
             if not fields:
                 spawn(delivery, self.outcomes.discard(delivery))
@@ -106,7 +113,7 @@ class Dispatcher:
             for d, _ in waits:
                 d.task = task
         for delivery, start_s in admission.granted:
-            if delivery.entry_id in limiter.held or start_s:
+            if delivery.key in limiter.held or start_s:
                 spawn(delivery, self._limited(limiter, delivery, start_s))
             else:
                 spawn(delivery, self._run(delivery))
@@ -137,7 +144,7 @@ class Dispatcher:
             await self.outcomes.defer(waits)
         except Exception:
             log.exception("%d throttled entries not put back: left pending", len(waits))
-            self.inflight.release([d.entry_id for d, _ in waits])
+            self.inflight.release([d.key for d, _ in waits])
 
     def _spawn(
         self,
@@ -155,4 +162,4 @@ class Dispatcher:
             # The outcome could not be recorded (not a Redis outage: those are retried).
             # The entry stays pending in Redis and is reclaimed once its claim goes stale.
             log.exception("entry %s: outcome not recorded", delivery.entry_id)
-            self.inflight.release([delivery.entry_id])
+            self.inflight.release([delivery.key])

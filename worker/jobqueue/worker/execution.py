@@ -111,7 +111,7 @@ class Executor:
                 await self._failed(delivery, spec, failed, time.monotonic() - started)
         except Exception:
             log.exception("entry %s: outcome not recorded", delivery.entry_id)
-            self.release([delivery.entry_id])
+            self.release([delivery.key])
 
     async def _held(
         self, delivery: Delivery, error: Exception, started: float, held_before: int

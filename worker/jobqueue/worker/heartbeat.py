@@ -2,9 +2,10 @@
 
 Every ``heartbeat_interval_s`` the worker re-claims its in-flight entries for itself
 (``XCLAIM ... JUSTID`` with min-idle 0 resets their idle time without counting a
-delivery), so a job that runs longer than the visibility timeout is never reclaimed by
-another worker while this one is alive. In the same pipeline it reads each job's
-``cancel_requested`` flag and cancels the handlers of jobs the client cancelled.
+delivery; with lanes, in each entry's own lane stream), so a job that runs longer than
+the visibility timeout is never reclaimed by another worker while this one is alive. In
+the same pipeline it reads each job's ``cancel_requested`` flag and cancels the handlers
+of jobs the client cancelled.
 """
 
 from __future__ import annotations
@@ -36,12 +37,16 @@ class Heartbeat:
         deliveries = list(self.inflight.deliveries.values())
         if not deliveries:
             return 0
-        entry_ids: list[int | bytes | str | memoryview] = [d.entry_id for d in deliveries]
+        by_stream: dict[str, list[int | bytes | str | memoryview]] = {}
+        for d in deliveries:  # each entry is claimed in its own (lane) stream
+            stream = d.lane.stream if d.lane is not None else self.keys.stream
+            by_stream.setdefault(stream, []).append(d.entry_id)
         with_job = [d for d in deliveries if d.job is not None]
         async with self.redis.pipeline(transaction=False) as pipe:
-            for start in range(0, len(entry_ids), CLAIM_CHUNK):
-                chunk = entry_ids[start : start + CLAIM_CHUNK]
-                pipe.xclaim(self.keys.stream, self.keys.group, self.consumer, 0, chunk, justid=True)
+            for stream, entry_ids in by_stream.items():
+                for start in range(0, len(entry_ids), CLAIM_CHUNK):
+                    chunk = entry_ids[start : start + CLAIM_CHUNK]
+                    pipe.xclaim(stream, self.keys.group, self.consumer, 0, chunk, justid=True)
             for d in with_job:
                 assert d.job is not None
                 pipe.hget(self.keys.status(d.job.id), "cancel_requested")

@@ -13,33 +13,63 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from jobqueue.core.wire import Job
 
+if TYPE_CHECKING:
+    from jobqueue.worker.lanes import LaneStream
 
-@dataclass(slots=True, eq=False)
+
 class Delivery:
     """One entry delivered to this worker."""
 
-    entry_id: str
-    fields: dict[str, str]
-    job: Job | None = None
-    """The decoded job; None for a malformed entry."""
-    task: asyncio.Task[None] | None = None
-    deadline: float = 0.0
-    """`time.monotonic` after which the running handler is cancelled as timed out."""
-    timed_out: bool = False
-    handler_running: bool = False
-    """True while the handler runs; only then may a cancellation request stop it."""
-    cancel_requested: bool = False
-    """Set when the client asked to cancel this job (see docs/internals.md)."""
-    crashes: int = 0
-    """Workers that died running it (`crashes`): above 0 it is a suspect (`solo`)."""
+    __slots__ = (
+        "cancel_requested",
+        "crashes",
+        "deadline",
+        "entry_id",
+        "fields",
+        "handler_running",
+        "job",
+        "key",
+        "lane",
+        "task",
+        "timed_out",
+)  # fmt: skip
+
+    def __init__(
+        self,
+        entry_id: str,
+        fields: dict[str, str],
+        job: Job | None = None,
+        lane: LaneStream | None = None,
+    ) -> None:
+        self.entry_id = entry_id
+        self.fields = fields
+        self.job = job
+        """The decoded job; None for a malformed entry."""
+        self.lane = lane
+        """The lane stream it came from; None: the queue's own stream."""
+        self.key = entry_id if lane is None else lane.prefix + entry_id
+        """Its key in `InFlight` (and its limiter lease): the entry id, prefixed by its
+        lane for a lane stream other than the queue's own (ids repeat across streams)."""
+        self.task: asyncio.Task[None] | None = None
+        self.deadline = 0.0
+        """`time.monotonic` after which the running handler is cancelled as timed out."""
+        self.timed_out = False
+        self.handler_running = False
+        """True while the handler runs; only then may a cancellation request stop it."""
+        self.cancel_requested = False
+        """Set when the client asked to cancel this job (see docs/internals.md)."""
+        self.crashes = 0
+        """Workers that died running it (`crashes`): above 0 it is a suspect (`solo`)."""
 
 
 @dataclass(slots=True)
 class InFlight:
-    """Capacity accounting plus the deliveries by entry id."""
+    """Capacity accounting plus the deliveries by `Delivery.key` (the entry id without
+    lanes)."""
 
     limit: int
     deliveries: dict[str, Delivery] = field(default_factory=dict)
@@ -61,20 +91,20 @@ class InFlight:
         """How many more entries this worker may take now."""
         return max(0, self.limit - len(self.deliveries) - self.reserved)
 
-    def __contains__(self, entry_id: str) -> bool:
-        return entry_id in self.deliveries
+    def __contains__(self, key: str) -> bool:
+        return key in self.deliveries
 
     def add(self, delivery: Delivery) -> None:
-        self.deliveries[delivery.entry_id] = delivery
+        self.deliveries[delivery.key] = delivery
         self._empty.clear()
         if len(self.deliveries) + self.reserved >= self.limit:
             self._room.clear()
 
-    def release(self, entry_ids: list[str]) -> None:
-        """Free the slots of acknowledged (or abandoned) entries."""
+    def release(self, keys: list[str]) -> None:
+        """Free the slots of acknowledged (or abandoned) entries, by `Delivery.key`."""
         pop = self.deliveries.pop
-        for entry_id in entry_ids:
-            pop(entry_id, None)
+        for key in keys:
+            pop(key, None)
         if len(self.deliveries) + self.reserved < self.limit:
             self._room.set()
         if not self.deliveries:

@@ -11,7 +11,8 @@ at once, by Redis's clock, so every worker process and pod shares one limiter:
   reservation and starts on time. So rate-limited jobs start in the order they were
   first read, never earlier than the limit allows, and a reservation found late is
   given up for the next free start (never two starts at once);
-- a concurrency limit is a semaphore of leases (entry id -> expiry in ``limit_leases``),
+- a concurrency limit is a semaphore of leases (`Delivery.key`, the entry id qualified by
+  its lane when it comes from a lane stream, -> expiry in ``limit_leases``),
   taken with the permit, refreshed by the heartbeat and released when the handler ends;
   a dead worker's leases expire after ``limit_lease_ttl_s``. A job finding no free lease
   goes back to the delayed set for a short wait (``CONCURRENCY_WAIT_MS``, longer the
@@ -144,7 +145,8 @@ class Limiter:
         self.lease_ttl_ms = int(lease_ttl_s * 1000)
         self._admit = redis.register_script(ADMIT)
         self.held: dict[str, str] = {}
-        """Leases this worker holds: entry id -> its leases key."""
+        """Leases this worker holds: lease (`Delivery.key`: the entry id, prefixed by its
+        lane for a lane stream, as ids repeat across streams) -> its leases key."""
         queue = keys.stream
         self.throttled = Counter(
             "jobqueue_jobs_throttled_total",
@@ -191,7 +193,7 @@ class Limiter:
             jobs: list[str] = []
             for d in group:
                 assert d.job is not None
-                jobs += (d.job.id, d.entry_id)
+                jobs += (d.job.id, d.key)
             interval = limit.interval_ms
             specs.append([interval, limit.concurrency, self.lease_ttl_ms, HOLD_S * 1000, jobs])
         args = [orjson.dumps(specs)]
@@ -211,7 +213,7 @@ class Limiter:
                 self._waits[job_type].observe(ms / 1000)
                 if code == GRANTED:
                     if limit.concurrency:
-                        self.held[d.entry_id] = self.keys.limit_leases(job_type)
+                        self.held[d.key] = self.keys.limit_leases(job_type)
                     admission.granted.append((d, now_s + ms / 1000 if limit.rate_jobs else 0.0))
                     continue
                 name = LIMIT_NAMES[code]
@@ -234,10 +236,10 @@ class Limiter:
         """Give back the lease of a job whose handler ended. Leases given back together
         go in one pipelined call, one at a time (best effort: one not given back
         expires)."""
-        key = self.held.pop(delivery.entry_id, None)
+        key = self.held.pop(delivery.key, None)
         if key is None:
             return
-        self._to_release.setdefault(key, []).append(delivery.entry_id)
+        self._to_release.setdefault(key, []).append(delivery.key)
         if self._releasing is None:
             self._releasing = asyncio.get_running_loop().create_task(self._release_all())
 

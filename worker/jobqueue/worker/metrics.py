@@ -68,9 +68,22 @@ class WorkerMetrics:
             ["queue", "type", "reason"],
             registry=self.registry,
         )
+        self.lane_deliveries: list[Counter] = []
+        """Per lane (highest first), with lanes: `count_lanes`."""
         add_process_collectors(self.registry)
         # labels() costs a lock and a dict lookup; the success path caches its children.
         self._succeeded: dict[str, Counter] = {}
+
+    def count_lanes(self, names: list[str]) -> None:
+        """Count the entries taken from each priority lane (``names``, highest first):
+        one increment per read batch and lane, nothing per job."""
+        counter = Counter(
+            "jobqueue_lane_deliveries_total",
+            "Entries this worker took from each priority lane (read, drained or reclaimed).",
+            ["queue", "lane"],
+            registry=self.registry,
+        )
+        self.lane_deliveries = [counter.labels(self.queue, name) for name in names]
 
     def succeeded(self, job_type: str, count: int, durations_s: list[float]) -> None:
         """Record ``count`` successes of one type and their handler durations."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +31,7 @@ from jobqueue.core.logs import job_fields
 from jobqueue.core.wire import dead_letter_fields, utc_now_iso
 from jobqueue.worker import scripts
 from jobqueue.worker.inflight import Delivery
+from jobqueue.worker.lanes import LaneStream
 from jobqueue.worker.metrics import UNKNOWN_TYPE, WorkerMetrics
 from jobqueue.worker.resilience import persist
 from jobqueue.worker.results import Stored
@@ -42,8 +43,8 @@ MAX_ERROR_CHARS = 500
 MAX_TRACEBACK_CHARS = 4000
 
 Marks = dict[str, tuple[str, str, str, str]]
-"""Entry id -> (job id, attempt, type, enqueued_at) of jobs to mark ``running``. The
-attempt is text:
+"""`Delivery.key` (the entry id without lanes) -> (job id, attempt, type, enqueued_at)
+of jobs to mark ``running``. The attempt is text:
 Lua turning a number into the string Redis stores costs more than the rest of a job's
 ``HSET``."""
 
@@ -51,6 +52,7 @@ Lua turning a number into the string Redis stores costs more than the rest of a 
 @dataclass(slots=True)
 class Succeeded:
     entry_id: str
+    """`Delivery.key`: the entry id, prefixed by its lane for a lane stream."""
     job_id: str
     job_type: str
     duration_s: float
@@ -85,9 +87,13 @@ class Outcomes:
         status_ttl_s: int,
         metrics: WorkerMetrics,
         on_acked: Callable[[list[str]], None],
+        lanes: Sequence[LaneStream] = (),
     ) -> None:
         self.redis = redis
         self.keys = keys
+        self._lane_streams = {lane.prefix[:-1]: lane.stream for lane in lanes if lane.prefix}
+        """Lane name -> stream of every lane stream but the queue's own; empty without
+        lanes (the flush then takes the path it always took)."""
         self.ttl_s = status_ttl_s
         self.metrics = metrics
         self.on_acked = on_acked
@@ -111,7 +117,7 @@ class Outcomes:
         for d in deliveries:
             if d.job is not None:
                 job = d.job
-                self._running[d.entry_id] = (
+                self._running[d.key] = (
                     job.id, str(job.attempts + 1), job.type, job.enqueued_at
                 )  # fmt: skip
         self._wake.set()
@@ -123,7 +129,7 @@ class Outcomes:
         """Queue a success (and its stored result, if any) for the next batch."""
         job = delivery.job
         assert job is not None
-        self._batch.append(Succeeded(delivery.entry_id, job.id, job.type, duration_s, stored))
+        self._batch.append(Succeeded(delivery.key, job.id, job.type, duration_s, stored))
         self._wake.set()
         self.successes.set()
 
@@ -277,11 +283,46 @@ class Outcomes:
             marks += (len(keys), attempt, entry_id, job_type, enqueued_at, job_id)
         keys += buckets
         args: list[str | int | bytes] = [self.keys.group, self.ttl_s, utc_now_iso()]
+        by_stream = b""
+        if self._lane_streams:
+            by_stream = self._per_stream(keys, marks, done, started_and_done)
         args += (orjson.dumps(marks), orjson.dumps(done), orjson.dumps(started_and_done))
+        if by_stream or stored:
+            args.append(by_stream)
         if stored:  # only when a handler returned something: None costs no bytes
             args.append(orjson.dumps(stored))
             args += values
         return keys, args
+
+    def _per_stream(
+        self,
+        keys: list[str],
+        marks: list[str | int],
+        done: list[str | int],
+        both: list[str | int],
+    ) -> bytes:
+        """With lanes: put the bare entry ids in the lists (they go into status records)
+        and group them by stream for the acknowledgements, as FLUSH's lanes argument;
+        the lane streams join ``keys``."""
+        streams: dict[str, tuple[int, list[str], list[str]]] = {}
+
+        def bare(items: list[str | int], at: int, step: int, which: int) -> None:
+            for i in range(at, len(items), step):
+                name, slash, entry_id = str(items[i]).rpartition("/")
+                items[i] = entry_id
+                if not which:
+                    continue
+                stream = self._lane_streams[name] if slash else self.keys.stream
+                acks = streams.get(stream)
+                if acks is None:
+                    keys.append(stream)
+                    acks = streams[stream] = (len(keys), [], [])
+                (acks[1] if which == 1 else acks[2]).append(entry_id)
+
+        bare(marks, 2, 6, 0)
+        bare(done, 0, 3, 1)
+        bare(both, 0, 7, 2)
+        return orjson.dumps(list(streams.values()))
 
     async def retry(
         self, delivery: Delivery, error: str, delay_s: float, duration_s: float
@@ -293,7 +334,7 @@ class Outcomes:
         due = datetime.now(UTC).timestamp() + delay_s
         run_at = datetime.fromtimestamp(due, UTC).isoformat(timespec="milliseconds")
         keys = [
-            self.keys.stream,
+            self._stream(delivery),
             self.keys.delayed,
             self.keys.delayed_jobs,
             self.keys.status(job.id),
@@ -314,7 +355,7 @@ class Outcomes:
             job.enqueued_at,
         ]
         await persist(lambda: self._ack_retry(keys=keys, args=args), "schedule retry")
-        self.on_acked([delivery.entry_id])
+        self.on_acked([delivery.key])
         self.metrics.finished(job.type, "retried", duration_s)
         log.warning(
             "job %s (%s) attempt %d failed, retry in %.3g s: %s",
@@ -328,6 +369,7 @@ class Outcomes:
         now_s = datetime.now(UTC).timestamp()
         keys = [self.keys.stream, self.keys.delayed, self.keys.delayed_jobs, self.keys.queued]
         jobs: list[list[str | int]] = []
+        lane_keys: dict[str, int] = {}
         for delivery, wait_s in waits:
             job = delivery.job
             assert job is not None
@@ -337,10 +379,14 @@ class Outcomes:
             fields = orjson.dumps(job.fields()).decode()
             jobs.append([delivery.entry_id, job.id, fields, int(due * 1000)])
             jobs[-1] += (run_at.replace("+00:00", "Z"), job.type, job.enqueued_at, job.attempts)
+            if delivery.lane is not None and delivery.lane.prefix:
+                lane_keys.setdefault(delivery.lane.stream, len(lane_keys))
+                jobs[-1].append(len(waits) + 4 + lane_keys[delivery.lane.stream] + 1)
+        keys += lane_keys
         args: list[str | int] = [self.keys.group, self.ttl_s, utc_now_iso()]
         args.append(orjson.dumps(jobs).decode())
         await persist(lambda: self._ack_defer(keys=keys, args=args), "defer")
-        self.on_acked([d.entry_id for d, _ in waits])
+        self.on_acked([d.key for d, _ in waits])
 
     async def dead(
         self,
@@ -358,10 +404,9 @@ class Outcomes:
         made = attempts if attempts is not None else (job.attempts if job else 0)
         message = f"{reason}: {error}"[:MAX_ERROR_CHARS]
         tb = traceback[-MAX_TRACEBACK_CHARS:] if traceback else None
-        fields = dead_letter_fields(
-            self.keys.stream, delivery.entry_id, delivery.fields, message, made, tb
-        )
-        keys = [self.keys.stream, self.keys.dead, self.keys.status(job_id), self.keys.queued]
+        stream = self._stream(delivery)  # the source stream replay returns the job to
+        fields = dead_letter_fields(stream, delivery.entry_id, delivery.fields, message, made, tb)
+        keys = [stream, self.keys.dead, self.keys.status(job_id), self.keys.queued]
         keys += (self.keys.waiting, self.keys.settled)
         args: list[str | int] = [self.keys.group, delivery.entry_id, message, utc_now_iso()]
         get = delivery.fields.get
@@ -369,7 +414,7 @@ class Outcomes:
         for name, value in fields.items():
             args += (name, value)
         await persist(lambda: self._ack_dead(keys=keys, args=args), "dead-letter")
-        self.on_acked([delivery.entry_id])
+        self.on_acked([delivery.key])
         label = job.type if job is not None and reason not in ("no_handler",) else UNKNOWN_TYPE
         self.metrics.finished(label, "dead", duration_s)
         self.metrics.dead(label, reason)
@@ -383,7 +428,7 @@ class Outcomes:
         """A log line's job fields (`job_fields`), for a delivery decoded or not."""
         get = delivery.fields.get
         job_id = delivery.job.id if delivery.job else get("id") or delivery.entry_id
-        fields = job_fields(job_id, get("type", ""), self.keys.stream, attempts, **more)
+        fields = job_fields(job_id, get("type", ""), self._stream(delivery), attempts, **more)
         fields.update(entry_id=delivery.entry_id, trace_id=get("trace_id"))
         return fields
 
@@ -391,14 +436,19 @@ class Outcomes:
         """Ack + status ``cancelled`` for a job the client cancelled while it ran."""
         job = delivery.job
         assert job is not None
-        keys = [self.keys.stream, self.keys.status(job.id), self.keys.waiting, self.keys.settled]
+        stream = self._stream(delivery)
+        keys = [stream, self.keys.status(job.id), self.keys.waiting, self.keys.settled]
         args: list[str | int] = [self.keys.group, delivery.entry_id, utc_now_iso(), self.ttl_s]
         await persist(lambda: self._ack_cancelled(keys=keys, args=args), "cancel")
-        self.on_acked([delivery.entry_id])
+        self.on_acked([delivery.key])
         self.metrics.finished(job.type, "cancelled", duration_s)
 
     async def discard(self, delivery: Delivery) -> None:
         """Ack an entry deleted while it was pending (nothing is left to run)."""
-        stream, group, entry_id = self.keys.stream, self.keys.group, delivery.entry_id
+        stream, group, entry_id = self._stream(delivery), self.keys.group, delivery.entry_id
         await persist(lambda: self.redis.xack(stream, group, entry_id), "ack deleted entry")
-        self.on_acked([entry_id])
+        self.on_acked([delivery.key])
+
+    def _stream(self, delivery: Delivery) -> str:
+        """The stream ``delivery`` came from (its lane's, or the queue's own)."""
+        return delivery.lane.stream if delivery.lane is not None else self.keys.stream

@@ -20,7 +20,7 @@ from redis.asyncio import Redis as AsyncRedis
 from jobqueue.core import redis_errors
 from jobqueue.worker.health import RedisHealth
 from jobqueue.worker.inflight import InFlight
-from jobqueue.worker.reader import Reader, ensure_group
+from jobqueue.worker.reader import Reader, ensure_groups
 from jobqueue.worker.resilience import (
     ACCESS_DENIED_ERRORS,
     TRANSIENT_ERRORS,
@@ -80,7 +80,7 @@ class ReadLoop:
             self.reader.abandon()  # a restart begins from what Redis holds
             self.drained.clear()  # no reclaim sweep while the drain takes free slots
             try:
-                await ensure_group(self.redis, self.settings.queue.keys)
+                await ensure_groups(self.redis, self.reader.streams)
                 await self.reader.drain_own(self._room)
                 self.drained.set()
                 await self._read_until_stopped()
@@ -176,17 +176,24 @@ class ReadLoop:
             await asyncio.wait_for(self.stopping.wait(), delay_s)
 
     async def _burst_done(self) -> bool:
-        """Nothing in flight here, nothing delayed, nothing pending in the group, nothing
-        left to deliver (a job promoted since the last read is in the stream, unread)."""
+        """Nothing in flight here, nothing delayed, and in every lane stream nothing
+        pending in the group and nothing left to deliver (a job promoted since the last
+        read is in its stream, unread)."""
         if self.inflight.count:
             return False
-        keys = self.settings.queue.keys
+        keys = self.reader.keys
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.zcard(keys.delayed)
-            pipe.xpending(keys.stream, keys.group)
-            pipe.xinfo_stream(keys.stream)
-            pipe.xinfo_groups(keys.stream)
-            delayed, pending, stream, groups = await pipe.execute()
-        delivered = [g["last-delivered-id"] for g in groups if g["name"] == keys.group]
-        read_all = delivered == [stream["last-generated-id"]]
-        return int(delayed) == 0 and int(pending["pending"]) == 0 and read_all
+            for lane in self.reader.streams:
+                pipe.xpending(lane.stream, keys.group)
+                pipe.xinfo_stream(lane.stream)
+                pipe.xinfo_groups(lane.stream)
+            delayed, *per_stream = await pipe.execute()
+        if int(delayed):
+            return False
+        for at in range(0, len(per_stream), 3):
+            pending, stream, groups = per_stream[at : at + 3]
+            delivered = [g["last-delivered-id"] for g in groups if g["name"] == keys.group]
+            if int(pending["pending"]) or delivered != [stream["last-generated-id"]]:
+                return False
+        return True

@@ -16,32 +16,57 @@ meanwhile). Every batch's start record (`crashes`) goes out before the batch is
 dispatched: first in the write of the next read, or alone. A read reserves the slots it
 asks for until its entries are dispatched, so a reclaim sweep meanwhile cannot count
 them as free.
+
+With priority lanes (`lanes`) the read is one `READ_LANES` script call instead of the
+``XREADGROUP`` (same pipelining: the flush and start records ride along, one read ahead
+while the lanes have entries), dispatched lane by lane, highest first, each lane's start
+record going to its own stream's ledger. When every lane is empty the reader blocks:
+with a free slot for each lane, in one ``XREADGROUP COUNT 1 BLOCK`` over every lane
+stream (it gets at most one entry per stream); with fewer, in an ``XREAD BLOCK`` after
+each lane's last entry, which delivers nothing (the pending list stays within
+``concurrency``) and wakes the reader to run the script again, so even a worker of one
+slot waits on every lane at once and takes the highest entry there is.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import ConnectionError, ResponseError
 
 from jobqueue.core.keys import QueueKeys
 from jobqueue.worker import scripts
-from jobqueue.worker.crashes import CrashLedger
-from jobqueue.worker.hot_connection import Command, HotConnection
+from jobqueue.worker.hot_connection import Arg, Command, HotConnection
 from jobqueue.worker.inflight import InFlight
+from jobqueue.worker.lanes import READ_LANES, LaneStream, WeightedOrder
 from jobqueue.worker.outcomes import Flush, Outcomes
 
 Entry = tuple[str, dict[str, str], int]
 """(entry id, fields, crashes): how often a worker died running it (`crashes`)."""
-Dispatch = Callable[[list[Entry]], Awaitable[None]]
+
+
+class Dispatch(Protocol):
+    """Starts the entries of one stream: ``lane``'s, or (None) the queue's own."""
+
+    def __call__(
+        self, entries: list[Entry], lane: LaneStream | None = None, /
+    ) -> Awaitable[None]: ...
+
+
 REPLY_MARGIN_S = 10.0
 """How much longer than its ``BLOCK`` a read may take before the connection is
 considered hung."""
+
+
+async def ensure_groups(redis: AsyncRedis, lanes: Sequence[LaneStream]) -> None:
+    """`ensure_group` on every lane stream (the queue's one stream without lanes)."""
+    for lane in lanes:
+        await ensure_group(redis, lane.keys)
 
 
 async def ensure_group(redis: AsyncRedis, keys: QueueKeys) -> None:
@@ -58,8 +83,12 @@ def new_entries(reply: Any) -> list[Entry]:
     """The entries of an ``XREADGROUP`` reply (RESP2, one stream), never started before."""
     if not reply:
         return []
+    return _entries(reply[0][1])
+
+
+def _entries(rows: list[Any]) -> list[Entry]:
     entries: list[Entry] = []
-    for entry_id, flat in reply[0][1]:
+    for entry_id, flat in rows:
         pairs = iter(flat or ())  # zip(pairs, pairs): name, value
         entries.append((entry_id, dict(zip(pairs, pairs)), 0))  # noqa: B905
     return entries
@@ -74,11 +103,20 @@ class _Read:
     count: int
     """Entries asked for: slots reserved in `InFlight` until they are dispatched."""
     flush_at: int
-    """Index of the flush's reply (after the start record when one went first)."""
+    """Index of the flush's reply (after the start records that went first)."""
+    may_block: bool = False
+    """The reader may block when this read finds every lane empty (lanes only: the
+    script never blocks)."""
+    plan: list[tuple[int, int]] | None = None
+    """Weighted mode: the first pass this read asked the script for."""
 
 
 class Reader:
-    """XREADGROUP for one consumer, bounded by the free capacity of `InFlight`."""
+    """XREADGROUP for one consumer, bounded by the free capacity of `InFlight`.
+
+    ``lanes`` are the streams it reads, highest lane first (`lane_streams`): without
+    lanes just the queue's stream, read as it always was. ``weights`` (one per lane)
+    select weighted mode (`WeightedOrder`); None is strict order."""
 
     def __init__(
         self,
@@ -90,7 +128,8 @@ class Reader:
         block_ms: int,
         dispatch: Dispatch,
         outcomes: Outcomes,
-        ledger: CrashLedger,
+        lanes: Sequence[LaneStream],
+        weights: Sequence[int] | None = None,
     ) -> None:
         self.redis = redis
         self.hot = hot
@@ -100,33 +139,54 @@ class Reader:
         self.block_ms = block_ms
         self.dispatch = dispatch
         self.outcomes = outcomes
-        self.ledger = ledger
+        self.streams = list(lanes)
+        """Every stream this reader takes entries from, highest lane first."""
+        self.ledger = self.streams[0].ledger
+        """The crash ledger of the queue's one stream (without lanes)."""
+        self.laned = len(self.streams) > 1
+        """Reading several lane streams (`READ_LANES`) rather than one."""
+        self.order = WeightedOrder(weights) if self.laned and weights is not None else None
+        self._lane_keys = [lane.stream for lane in self.streams]
+        self._by_stream = {lane.stream: lane for lane in self.streams}
         self.batch_limit = max(1, (inflight.limit + 1) // 2)
         """Most entries one read asks for: half the capacity, so one batch can run
         while the next is on its way."""
         self._ahead: _Read | None = None
 
     async def drain_own(self, wait_for_room: Callable[[], Awaitable[bool]]) -> int:
-        """Take this consumer's pending entries again (after a restart or a reconnect)
-        and dispatch those not running here; returns how many. ``wait_for_room``
-        returns False when the worker is stopping."""
+        """Take this consumer's pending entries again (after a restart or a reconnect),
+        in every lane stream, and dispatch those not running here; returns how many.
+        ``wait_for_room`` returns False when the worker is stopping."""
         # Joins the group at once (as a read would): a blocking read on an empty stream
         # does not, and operators and probes look for the consumer.
-        await self.redis.xgroup_createconsumer(self.keys.stream, self.keys.group, self.consumer)
-        cursor, total = "-", 0
+        for lane in self.streams:
+            await self.redis.xgroup_createconsumer(lane.stream, self.keys.group, self.consumer)
+        total = 0
+        for lane in self.streams:
+            drained, done = await self._drain_lane(lane, wait_for_room)
+            total += drained
+            if not done:
+                break
+        return total
+
+    async def _drain_lane(
+        self, lane: LaneStream, wait_for_room: Callable[[], Awaitable[bool]]
+    ) -> tuple[int, bool]:
+        """`drain_own` of one stream: (entries taken, whether it got to the end)."""
+        cursor, total, prefix = "-", 0, lane.prefix
         while await wait_for_room():
             count = self.inflight.reserve_free()
             try:
-                cursor, taken = await self.ledger.take_own(cursor, count)
-                fresh = [entry for entry in taken if entry[0] not in self.inflight]
-                await self.dispatch(fresh)
+                cursor, taken = await lane.ledger.take_own(cursor, count)
+                fresh = [entry for entry in taken if prefix + entry[0] not in self.inflight]
+                await self.dispatch(fresh, lane)
             finally:
                 self.inflight.unreserve(count)
             total += len(fresh)
             if cursor == "0-0":
-                self.ledger.drained()
-                return total
-        return total
+                lane.ledger.drained()
+                return total, True
+        return total, False
 
     @property
     def reading_ahead(self) -> bool:
@@ -138,6 +198,8 @@ class Reader:
         one) and dispatch it; returns how many arrived. If the batch was full and
         ``read_ahead``, the next read is on the wire before the batch is dispatched.
         Either way the batch's start record goes out before its handlers run."""
+        if self.laned:
+            return await self._read_lanes(read_ahead)
         read, self._ahead = self._ahead, None
         if read is None:
             await self.hot.connect()
@@ -153,7 +215,8 @@ class Reader:
                 if read_ahead and arrived and arrived == read.count:
                     # First thing: Redis starts on the next batch. The flush that just
                     # landed frees its slots right after (bookkeeping), so they count here.
-                    self._ahead = self._send_ahead(landed.freed if landed else 0, start)
+                    starts = () if start is None else (start,)
+                    self._ahead = self._send_ahead(landed.freed if landed else 0, starts)
                 elif start is not None:
                     self._send_alone(start)
             finally:
@@ -163,6 +226,101 @@ class Reader:
         finally:
             self.inflight.unreserve(read.count)
         return arrived
+
+    async def _read_lanes(self, read_ahead: bool) -> int:
+        """`read_new` over the lane streams: one script call takes the lanes highest
+        first (or in the weighted order); only if every lane is empty does the reader
+        block on all of them (`_wait_for_lanes`)."""
+        read, self._ahead = self._ahead, None
+        if read is None:
+            await self.hot.connect()
+            read = self._send(may_block=True)
+            if read is None:
+                return 0
+        try:
+            reply, landed = await self._receive(read)
+            batches = self._lane_batches(reply, read.count, read.plan)
+            if not batches and read.may_block and read.count > 0:
+                if landed is not None:  # it landed: free its slots before the wait
+                    self.outcomes.release(landed)
+                    landed = None
+                batches = await self._wait_for_lanes(read.count, reply)
+            arrived = 0
+            starts: list[Command] = []
+            for lane, rows in batches:
+                arrived += len(rows)
+                starts.append(lane.ledger.start_command(rows[-1][0]))
+            try:
+                if read_ahead and arrived and arrived == read.count:
+                    self._ahead = self._send_ahead(landed.freed if landed else 0, starts)
+                elif starts:
+                    self._send_alone(*starts)
+            finally:
+                if landed is not None:
+                    self.outcomes.release(landed)
+            for lane, rows in batches:
+                await self.dispatch(_entries(rows), lane)
+        finally:
+            self.inflight.unreserve(read.count)
+        return arrived
+
+    def _lane_batches(
+        self, reply: Any, count: int, plan: list[tuple[int, int]] | None
+    ) -> list[tuple[LaneStream, list[Any]]]:
+        """The rows of a `READ_LANES` reply by lane, highest lane first (a lane read in
+        both passes gives one batch); settles the weighted plan."""
+        rows_of: dict[int, list[Any]] = {}
+        if reply and reply[0] != 0:
+            for n in range(0, len(reply), 2):
+                rows_of.setdefault(int(reply[n]) - 1, []).extend(reply[n + 1])
+        if plan is not None and self.order is not None:
+            got = [len(rows_of.get(i, ())) for i in range(len(self.streams))]
+            self.order.settle(count, plan, got)
+        return [(self.streams[i], rows_of[i]) for i in sorted(rows_of)]
+
+    async def _wait_for_lanes(
+        self, count: int, empty_reply: Any
+    ) -> list[tuple[LaneStream, list[Any]]]:
+        """Block until an entry arrives in any lane (at most ``block_ms``); the batches
+        taken then. ``count`` slots are reserved for this read."""
+        timeout_s = self.block_ms / 1000 + REPLY_MARGIN_S
+        streams = self._lane_keys
+        if count >= len(streams):
+            # One entry a stream at most: within the slots this read reserved.
+            group, consumer = self.keys.group, self.consumer
+            command: Command = (
+                "XREADGROUP", "GROUP", group, consumer, "COUNT", 1, "BLOCK", self.block_ms,
+                "STREAMS", *streams, *(">",) * len(streams),
+            )  # fmt: skip
+            (reply,) = await self.hot.wait(self.hot.send(command), timeout_s)
+            if isinstance(reply, Exception):
+                raise reply
+            batches = [(self._by_stream[stream], rows) for stream, rows in reply or ()]
+            return sorted(batches, key=lambda batch: batch[0].index)
+        # Fewer slots than lanes: wait without taking anything (XREAD), after the last
+        # entry of each lane (every entry up to it was delivered: the script found none
+        # undelivered), then take in order what the lanes hold.
+        after = list(empty_reply[1:]) if empty_reply else ["$"] * len(streams)
+        command = ("XREAD", "COUNT", 1, "BLOCK", self.block_ms, "STREAMS", *streams, *after)
+        (woke,) = await self.hot.wait(self.hot.send(command), timeout_s)
+        if isinstance(woke, Exception):
+            raise woke
+        if not woke:
+            return []
+        command, plan = self._lanes_command(count)
+        (reply,) = await self.hot.wait(self.hot.send(command), timeout_s)
+        if isinstance(reply, Exception):
+            raise reply
+        return self._lane_batches(reply, count, plan)
+
+    def _lanes_command(self, count: int) -> tuple[Command, list[tuple[int, int]] | None]:
+        """The `READ_LANES` call for ``count`` entries, and its weighted plan."""
+        plan = self.order.plan(count) if self.order is not None else None
+        keys = self._lane_keys
+        args: list[Arg] = [self.keys.group, self.consumer, count]
+        if plan is not None and self.order is not None:
+            args += self.order.args(plan)
+        return ("EVAL", READ_LANES, len(keys), *keys, *args), plan
 
     def abandon(self) -> None:
         """Forget a read sent ahead (the loop restarts): its flush is queued again and
@@ -175,25 +333,25 @@ class Reader:
             if read.flush is not None:
                 self.outcomes.put_back(read.flush)
 
-    def _send_ahead(self, landed: int, start: Command | None) -> _Read | None:
+    def _send_ahead(self, landed: int, starts: Sequence[Command]) -> _Read | None:
         try:
-            read = self._send(may_block=False, landed=landed, start=start)
-            if read is None and start is not None:
-                self._send_alone(start)
+            read = self._send(may_block=False, landed=landed, starts=starts)
+            if read is None and starts:
+                self._send_alone(*starts)
             return read
         except ConnectionError:
             return None  # the next read_new reconnects, or reports the outage
 
-    def _send_alone(self, command: Command) -> None:
-        """Write ``command`` without waiting for its reply (a start record: if it is
-        lost with the connection, one crash of its batch goes uncounted)."""
+    def _send_alone(self, *commands: Command) -> None:
+        """Write ``commands`` without waiting for their replies (start records: if they
+        are lost with the connection, one crash of their batch goes uncounted)."""
         with contextlib.suppress(ConnectionError):
-            self.hot.send(command).add_done_callback(_ignore_reply)
+            self.hot.send(*commands).add_done_callback(_ignore_reply)
 
     def _send(
-        self, *, may_block: bool, landed: int = 0, start: Command | None = None
+        self, *, may_block: bool, landed: int = 0, starts: Sequence[Command] = ()
     ) -> _Read | None:
-        """Send ``start`` (a start record), the queued flush (if any) and a read for
+        """Send ``starts`` (start records), the queued flush (if any) and a read for
         the slots free once the flush and ``landed`` slots about to be freed are
         counted; blocking only when it carries no flush. The slots the read asks for
         are reserved until `read_new` has dispatched its entries."""
@@ -203,11 +361,16 @@ class Reader:
         count = min(count + landed + (flush.freed if flush else 0), self.batch_limit)
         if flush is None and count <= 0:
             return None
-        commands: list[Command] = [] if start is None else [start]
+        commands: list[Command] = list(starts)
         if flush is not None:
             commands.append(("EVAL", scripts.FLUSH, len(flush.keys), *flush.keys, *flush.args))
+        plan = None
         if count > 0:
-            commands.append(self._xreadgroup(count, block=may_block and flush is None))
+            if self.laned:
+                command, plan = self._lanes_command(count)
+                commands.append(command)
+            else:
+                commands.append(self._xreadgroup(count, block=may_block and flush is None))
         try:
             replies = self.hot.send(*commands)
         except BaseException:
@@ -216,7 +379,7 @@ class Reader:
             raise
         count = max(count, 0)
         inflight.reserve(count)
-        return _Read(replies, flush, count, 0 if start is None else 1)
+        return _Read(replies, flush, count, len(starts), may_block, plan)
 
     async def _receive(self, read: _Read) -> tuple[Any, Flush | None]:
         """The read's ``XREADGROUP`` reply, and its flush, landed but not released."""

@@ -25,7 +25,6 @@ from redis.exceptions import InvalidResponse, ResponseError
 from jobqueue.core import redis_errors
 from jobqueue.core.connection import async_redis
 from jobqueue.worker.app import App
-from jobqueue.worker.crashes import CrashLedger
 from jobqueue.worker.dispatch import Dispatcher
 from jobqueue.worker.execution import Executor, cancel_overdue
 from jobqueue.worker.health import RedisHealth
@@ -33,6 +32,7 @@ from jobqueue.worker.heartbeat import Heartbeat
 from jobqueue.worker.hot_connection import HotConnection
 from jobqueue.worker.http import SideServer
 from jobqueue.worker.inflight import InFlight
+from jobqueue.worker.lanes import lane_streams
 from jobqueue.worker.limiter import Limiter
 from jobqueue.worker.metrics import WorkerMetrics
 from jobqueue.worker.outcomes import Outcomes
@@ -103,12 +103,23 @@ class Worker:
         self.inflight = InFlight(settings.concurrency)
         # Read at scrape time: no per-job cost on the hot path.
         self.metrics.in_flight.set_function(lambda: self.inflight.count)
+        consumer = settings.consumer
+        lanes = settings.queue.lanes
+        self.lanes = lane_streams(self.redis, keys, lanes, consumer)
+        """The streams this worker reads, highest lane first (one without lanes)."""
+        if lanes:
+            self.metrics.count_lanes([lane.name for lane in self.lanes])
         self.outcomes = Outcomes(
-            self.redis, keys, settings.queue.status_ttl_s, self.metrics, self.inflight.release
+            self.redis,
+            keys,
+            settings.queue.status_ttl_s,
+            self.metrics,
+            self.inflight.release,
+            self.lanes,
         )
         self.health = RedisHealth(self.redis, keys, settings.consumer)
-        consumer = settings.consumer
-        self.ledger = CrashLedger(self.redis, keys, consumer)
+        self.ledger = next(lane.ledger for lane in self.lanes if lane.stream == keys.stream)
+        """The crash ledger of the queue's own stream."""
         self.solo = SoloGate(self.ledger)
         self.executor = Executor(app, settings, self.redis, self.outcomes, self.health, self.solo)
         self.limiter = (
@@ -132,7 +143,8 @@ class Worker:
             settings.block_ms,
             dispatch,
             self.outcomes,
-            self.ledger,
+            self.lanes,
+            settings.weights,
         )
         self.read_loop = ReadLoop(
             self.redis, settings, reader, self.inflight, self.stopping, self.health
@@ -145,11 +157,11 @@ class Worker:
             self.metrics,
             settings.visibility_timeout_s,
             dispatch,
-            self.ledger,
+            self.lanes,
         )
-        self.promoter = Promoter(self.redis, keys, settings.queue.status_ttl_s)
+        self.promoter = Promoter(self.redis, keys, settings.queue.status_ttl_s, lanes)
         self.heartbeat = Heartbeat(self.redis, keys, consumer, self.inflight)
-        self.trimmer = Trimmer(self.redis, keys)
+        self.trimmer = Trimmer(self.redis, keys, [lane.stream for lane in self.lanes])
         self.http = SideServer(self.redis, self.metrics, self.read_loop, self.health)
         self.access_denied = False
         """Set when Redis refused access for too long: the exit code says so."""
@@ -177,6 +189,12 @@ class Worker:
             s.queue.group,
             ", ".join(sorted(self.app.handlers)) or "none",
         )
+        if s.queue.lanes:
+            log.info(
+                "priority lanes (%s): %s",
+                s.lane_mode,
+                ", ".join(f"{lane.name} -> {lane.stream}" for lane in self.lanes),
+            )
         if s.http_port:
             try:
                 await self.http.start(s.http_host, s.http_port)
@@ -267,7 +285,8 @@ class Worker:
         so no job of it is blamed when another worker takes it over (`crashes`)."""
         try:
             async with asyncio.timeout(FINAL_FLUSH_TIMEOUT_S):
-                await self.ledger.forget()
+                for lane in self.lanes:
+                    await lane.ledger.forget()
         except UNAVAILABLE as exc:
             log.warning("could not clear this worker's start records: %s", exc)
 
@@ -279,7 +298,8 @@ class Worker:
         if self._sweeps % HOUSEKEEPING_EVERY == 0:
             idle_ms = int(max(10 * self.settings.visibility_timeout_s, 300) * 1000)
             await self.reclaimer.prune_consumers(idle_ms)
-            await self.ledger.prune()
+            for lane in self.lanes:
+                await lane.ledger.prune()
 
     async def _cancel_overdue(self) -> None:
         if cancel_overdue(self.inflight, time.monotonic()):

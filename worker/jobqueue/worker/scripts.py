@@ -28,6 +28,9 @@ from jobqueue.core.waiting import ANNOUNCE_LUA
 #   succeeded jobs never marked running: ``done`` is the success-record hash (one of
 #   KEYS) to add the job to, or '' for an id without one or with a result (its own
 #   record is written);
+# then, with lanes or when some handler returned a value: the acknowledgements by stream,
+# JSON [[stream (index in KEYS), [entry_id of the second list...], [of the third...]], ...]
+# with lanes ('' without: every id is of KEYS[1], the queue's stream);
 # then, only when some handler returned a value, JSON [key, field, ...] and one value per
 # pair (``result`` JSON text or ``result_error``), written with that job's success.
 # Every job named leaves ``queued``. A success in a ``done`` hash is one field, value
@@ -66,8 +69,22 @@ local function mark_running(key, attempt, entry_id, job_type, enqueued_at)
   record(key, 'state', 'running', 'started_at', now, 'updated_at', now,
     'attempts', attempt, 'entry_id', entry_id, 'type', job_type, 'enqueued_at', enqueued_at)
 end
+-- With lanes: the acknowledgements by stream (the lists' entry ids are of several).
+local lanes = nil
+if ARGV[7] and ARGV[7] ~= '' then lanes = cjson.decode(ARGV[7]) end
 -- Acknowledges the entry ids at list[1], list[1 + step], ...; true if all were pending.
-local function ack_all(list, step)
+local function ack_all(list, step, which)
+  if lanes then
+    local want, acked = 0, 0
+    for _, lane in ipairs(lanes) do
+      local ids = lane[which]
+      if #ids > 0 then
+        acked = acked + redis.call('XACK', KEYS[lane[1]], ARGV[1], unpack(ids))
+        want = want + #ids
+      end
+    end
+    return acked == want, acked
+  end
   local ids = {}
   for i = 1, #list, step do ids[#ids + 1] = list[i] end
   if #ids == 0 then return true, 0 end
@@ -76,9 +93,9 @@ local function ack_all(list, step)
 end
 -- Results: KEYS index -> {field, value}; absent (no work) when every handler returned None.
 local results = {}
-if ARGV[7] then
-  local stored = cjson.decode(ARGV[7])
-  for i = 1, #stored, 2 do results[stored[i]] = {stored[i + 1], ARGV[7 + (i + 1) / 2]} end
+if ARGV[8] then
+  local stored = cjson.decode(ARGV[8])
+  for i = 1, #stored, 2 do results[stored[i]] = {stored[i + 1], ARGV[8 + (i + 1) / 2]} end
 end
 -- Whether anyone waits for a job (`jobqueue.core.waiting`): asked once per flush, and
 -- only by a flush with a success in it.
@@ -103,7 +120,7 @@ for i = 1, #running, 6 do
   end
 end
 local done = cjson.decode(ARGV[5])
-local all_pending, acked = ack_all(done, 3)
+local all_pending, acked = ack_all(done, 3, 2)
 for i = 1, #done, 3 do
   local key = KEYS[done[i + 1]]
   left[#left + 1] = done[i + 2]
@@ -112,7 +129,7 @@ for i = 1, #done, 3 do
   end
 end
 local both = cjson.decode(ARGV[6])
-local both_pending, both_acked = ack_all(both, 7)
+local both_pending, both_acked = ack_all(both, 7, 3)
 local into, owners = {}, {}  -- done hash -> {job id, success, ...}, {status key, ...}
 local function new_success(key, hash, id)
   if not unsettled(key) then return false end
@@ -225,9 +242,11 @@ return 1
 
 # Putting throttled jobs back to wait (`jobqueue.worker.limiter`): ack + delayed set, the
 # attempts kept (a limit is not a failure), the job out of ``queued`` as a retry leaves it.
-# KEYS: stream, delayed, delayed_jobs, queued, then the status record of each job.
+# KEYS: stream, delayed, delayed_jobs, queued, then the status record of each job, then
+# (lanes) the lane streams the jobs came from.
 # ARGV: group, ttl, now_iso, JSON [[entry_id, job_id, fields_json, due_ms, run_at_iso,
-# type, enqueued_at, attempts], ...] in KEYS order.
+# type, enqueued_at, attempts, stream], ...] in KEYS order; ``stream`` (the index in KEYS
+# of the job's lane stream) only for a job of a lane stream that is not KEYS[1].
 ACK_DEFER = (
     OWN_KEYS_LUA
     + """
@@ -237,7 +256,7 @@ local queued = ours(KEYS[4], 'hash')
 local moved = 0
 for i, job in ipairs(cjson.decode(ARGV[4])) do
   local key = KEYS[4 + i]
-  if redis.call('XACK', KEYS[1], ARGV[1], job[1]) == 1 then
+  if redis.call('XACK', KEYS[job[9] or 1], ARGV[1], job[1]) == 1 then
     if queued then redis.call('HDEL', KEYS[4], job[2]) end
     redis.call('ZADD', KEYS[2], job[4], job[2])
     redis.call('HSET', KEYS[3], job[2], job[3])

@@ -19,6 +19,7 @@ from jobqueue.core.limits import (
     parse_rate_limits,
 )
 from jobqueue.core.settings import QueueSettings, env_value, parse_bool
+from jobqueue.worker.lanes import LANE_MODES, STRICT, WEIGHTED, lane_weights, parse_lane_weights
 
 DEFAULT_HTTP_PORT = 8081
 MAX_RECLAIM_INTERVAL_S = 1.0
@@ -84,6 +85,12 @@ class WorkerSettings:
     """A concurrency lease not refreshed for this long (its worker died) is free again,
     seconds; the heartbeat refreshes live ones. 0: the visibility timeout (three
     heartbeats), so a dead worker's leases come back when its jobs are reclaimed."""
+    lane_mode: str = STRICT
+    """How the queue's priority lanes are served: ``strict`` (a higher lane always
+    first) or ``weighted`` (in proportion to `lane_weights`, `jobqueue.worker.lanes`)."""
+    lane_weights: tuple[tuple[str, int], ...] = ()
+    """Weighted mode: (lane name, weight) pairs; a lane not named weighs its place from
+    the lowest (1 for the lowest lane, 2 for the next, ...)."""
 
     def __post_init__(self) -> None:
         positive = {
@@ -112,11 +119,27 @@ class WorkerSettings:
             raise ConfigError(f"http_port must be 0..65535, got {self.http_port}")
         if not self.consumer:
             raise ConfigError("consumer name must not be empty")
+        if self.lane_mode not in LANE_MODES:
+            raise ConfigError(f"lane_mode must be one of {', '.join(LANE_MODES)}")
+        if self.lane_weights and self.lane_mode != WEIGHTED:
+            raise ConfigError("lane weights are for lane_mode 'weighted'")
+        try:
+            lane_weights(self.queue.lanes, self.lane_weights)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         if self.limit_lease_ttl_s and self.limit_lease_ttl_s < 2 * self.heartbeat_interval_s:
             raise ConfigError(
                 f"limit_lease_ttl_s ({self.limit_lease_ttl_s:g}) must be at least two"
                 f" heartbeats ({2 * self.heartbeat_interval_s:g} s): visibility_timeout_s / 1.5"
             )
+
+    @property
+    def weights(self) -> list[int] | None:
+        """Each lane's weight, highest lane first, in weighted mode; None in strict mode
+        or without lanes."""
+        if self.lane_mode != WEIGHTED or not self.queue.lanes:
+            return None
+        return lane_weights(self.queue.lanes, self.lane_weights)
 
     @property
     def heartbeat_interval_s(self) -> float:
@@ -170,4 +193,13 @@ class WorkerSettings:
             limit_lease_ttl_s=env_value(
                 env, "JOBQUEUE_LIMIT_LEASE_TTL_S", base.limit_lease_ttl_s, float
             ),
+            lane_mode=env_value(env, "JOBQUEUE_LANE_MODE", base.lane_mode, _lane_mode),
+            lane_weights=env_value(env, "JOBQUEUE_LANE_WEIGHTS", (), parse_lane_weights),
         )
+
+
+def _lane_mode(text: str) -> str:
+    mode = text.strip().lower()
+    if mode not in LANE_MODES:
+        raise ValueError(f"expected {' or '.join(LANE_MODES)}")
+    return mode

@@ -3,7 +3,9 @@
 A worker that dies takes every job it was running with it, and crash accounting
 (`crashes`) cannot tell which of them killed it, so each job it had started is blamed
 once and becomes a *suspect*. A worker runs its suspects one at a time, and before a
-suspect's handler starts it records the suspect in Redis (``{stream}:solo``). A death
+suspect's handler starts it records the suspect in Redis (``{stream}:solo``, the solo
+record of the suspect's own lane stream with lanes: one suspect runs at a time across
+all lanes). A death
 then blames that one suspect and the jobs that were not suspects yet, never the
 suspects waiting for their turn. So each innocent job is blamed at most once for
 someone else's crash, while a poison job is blamed for every crash it causes and
@@ -41,8 +43,10 @@ class SoloGate:
     @contextlib.asynccontextmanager
     async def alone(self, delivery: Delivery) -> AsyncIterator[None]:
         """Run the body as this worker's only running suspect, recorded in Redis."""
+        # The record goes to the crash ledger of the suspect's own stream.
+        ledger = delivery.lane.ledger if delivery.lane is not None else self.ledger
         async with self._turn:
-            await self.ledger.begin_solo(delivery.entry_id)
+            await ledger.begin_solo(delivery.entry_id)
             log.info(
                 "entry %s: a worker died running it %d time(s); running it as the suspect",
                 delivery.entry_id,
@@ -51,11 +55,11 @@ class SoloGate:
             try:
                 yield
             finally:
-                await self._end()
+                await self._end(ledger)
 
-    async def _end(self) -> None:
+    async def _end(self, ledger: CrashLedger) -> None:
         try:
             async with asyncio.timeout(END_TIMEOUT_S):
-                await self.ledger.end_solo()
+                await ledger.end_solo()
         except UNAVAILABLE:
             log.warning("could not record the end of a suspect's run (Redis unavailable)")

@@ -10,6 +10,8 @@ backwards in between.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from redis.asyncio import Redis as AsyncRedis
 
 from jobqueue.core.keys import QueueKeys
@@ -39,12 +41,17 @@ return redis.call('XTRIM', KEYS[1], 'MINID', floor)
 
 
 class Trimmer:
-    """Removes stream entries every group is done with."""
+    """Removes stream entries every group is done with, in each of ``streams`` (the
+    queue's lane streams; by default its one stream)."""
 
-    def __init__(self, redis: AsyncRedis, keys: QueueKeys) -> None:
+    def __init__(self, redis: AsyncRedis, keys: QueueKeys, streams: Sequence[str] = ()) -> None:
         self.keys = keys
+        self.streams = list(streams) or [keys.stream]
         self._trim = redis.register_script(TRIM)
 
     async def trim(self) -> int:
         """Trim once; returns how many entries were removed."""
-        return int(await self._trim(keys=[self.keys.stream]))
+        removed = 0
+        for stream in self.streams:
+            removed += int(await self._trim(keys=[stream]))
+        return removed
