@@ -109,3 +109,26 @@ def test_a_dead_workers_entries_are_looked_for_within_a_second_of_their_timeout(
     assert s.reclaim_interval_s <= visibility_timeout_s / 4
     # and a live worker's claims are refreshed well within the timeout
     assert s.heartbeat_interval_s <= visibility_timeout_s / 3
+
+
+def test_lane_mode_and_weights_read_from_the_environment() -> None:
+    lanes = {"JOBQUEUE_LANES": "high:8-10,normal:4-7,low:1-3"}
+    assert WorkerSettings.from_env(lanes).weights is None  # strict by default
+    weighted = {**lanes, "JOBQUEUE_LANE_MODE": "Weighted", "JOBQUEUE_LANE_WEIGHTS": "high:6"}
+    # a lane not named weighs its place from the lowest
+    assert WorkerSettings.from_env(weighted).weights == [6, 2, 1]
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"JOBQUEUE_LANE_MODE": "fair"}, "JOBQUEUE_LANE_MODE='fair' is invalid"),
+        ({"JOBQUEUE_LANE_MODE": "weighted", "JOBQUEUE_LANE_WEIGHTS": "high"}, "name:weight"),
+        ({"JOBQUEUE_LANE_MODE": "weighted", "JOBQUEUE_LANE_WEIGHTS": "high:0"}, "name:weight"),
+        ({"JOBQUEUE_LANE_MODE": "weighted", "JOBQUEUE_LANE_WEIGHTS": "top:2"}, "no lane.*top"),
+        ({"JOBQUEUE_LANE_WEIGHTS": "high:2"}, "for lane_mode 'weighted'"),
+    ],
+)
+def test_bad_lane_settings_say_what_is_wrong(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        WorkerSettings.from_env({"JOBQUEUE_LANES": "high:8-10,normal:4-7,low:1-3", **env})

@@ -27,6 +27,7 @@ from jobqueue.core.lanes import Lanes
 from jobqueue.worker.crashes import CrashLedger
 
 STRICT, WEIGHTED = "strict", "weighted"
+EPSILON = 1e-9
 LANE_MODES = (STRICT, WEIGHTED)
 
 # KEYS: the lane streams, highest first. ARGV: group, consumer, count, then (weighted
@@ -143,9 +144,10 @@ class WeightedOrder:
     first takes up to the whole part of its credit from each lane, most owed first, and
     the credit pays for what it took. A lane found empty loses its credit (no banking
     while idle). So when every lane is backlogged each lane's share of what the reads
-    take converges to its weight's share, a backlogged lane waits at most
-    ``total / weight`` one-slot reads for its turn, and a lane that cannot use its
-    share leaves it to the others (the script's second pass, highest first).
+    take converges to its weight's share, a backlogged lane waits about ``total /
+    weight`` one-slot reads for its turn (plus at most one read per lane owed more at
+    that moment), and a lane that cannot use its share leaves it to the others (the
+    script's second pass, highest first).
     """
 
     def __init__(self, weights: Sequence[int]) -> None:
@@ -159,7 +161,9 @@ class WeightedOrder:
         for i, share in enumerate(self.shares):
             credit[i] += share * count
         order = sorted(range(len(credit)), key=lambda i: -credit[i])
-        return [(i, int(credit[i])) for i in order if credit[i] >= 1]
+        # EPSILON: ten credits of 0.1 make one slot, not 0.999...
+        caps = [(i, int(credit[i] + EPSILON)) for i in order]
+        return [(i, cap) for i, cap in caps if cap > 0]
 
     def settle(self, count: int, plan: list[tuple[int, int]], got: Sequence[int]) -> None:
         """Charge a read's plan with what each lane gave (``got`` per lane, both passes):
