@@ -100,7 +100,8 @@ def high_waits(
     proc = start_worker(url, args.concurrency, env)
     try:
         # Busy with the backlog: a good part of a second's work done.
-        wait_until(lambda: entries_read(client, low) > 5000, "the backlog to be worked", proc, 60)
+        busy = min(5000, args.backlog // 4)
+        wait_until(lambda: entries_read(client, low) > busy, "the backlog to be worked", proc, 60)
         enqueued: dict[str, float] = {}
         for n in range(args.high):
             job_id = f"high-{n}"

@@ -51,6 +51,11 @@ ROOT = Path(__file__).resolve().parent.parent
             ["--trials", "1", "--queues", "2", "--seconds", "2"],
             "per JobQueue per poll",
         ),
+        (
+            "priority_lanes.py",
+            ["--backlog", "2000", "--high", "10", "--weighted-backlog", "600"],
+            "weighted high:6,normal:3,low:1",
+        ),
         ("faults.py", ["--scale", "0.05", "--rate", "50", "--only", "freeze,maxmemory"], "resumed"),
         (
             "cluster_scaleout.py",
