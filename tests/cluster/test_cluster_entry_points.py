@@ -28,6 +28,7 @@ apiVersion: jobqueue.dev/v1alpha1
 kind: JobQueue
 metadata: {name: t}
 spec:
+  partitions: 3
   worker: {image: unused-locally, app: "jobqueue.worker.testing:app", concurrency: 4}
   scaling: {minReplicas: 0, maxReplicas: 2, idleSecondsBeforeZero: 1, pollIntervalSeconds: 0.3,
             scaleDownStabilizationSeconds: 1}
@@ -81,13 +82,17 @@ def test_the_producer_enqueues_on_a_cluster(
     assert fields["id"] == job_id
 
 
-def test_local_mode_runs_a_queue_on_a_cluster(
+def test_local_mode_runs_a_partitioned_queue_on_a_cluster(
     cluster: RedisCluster, reader: SyncCluster, tmp_path: Path
 ) -> None:
     queue = tmp_path / "queue.yaml"
     queue.write_text(QUEUE_YAML)
-    with Client.from_url(cluster.url) as client:
-        ids = [r.job_id for r in client.enqueue_many([NewJob("record", {"into": DONE})] * 20)]
+    with Client.from_url(cluster.url, partitions=3) as client:
+        ids = [r.job_id for r in client.enqueue_many([NewJob("record", {"into": DONE})] * 30)]
+        # A partitioned queue: its jobs went to every partition, one on each primary
+        spread = [s.length for s in client.partition_stats()]
+        assert min(spread) > 0
+        assert sum(spread) == 30
     env = {"REDIS_URL": cluster.url, "PYTHONUNBUFFERED": "1"}
     dev = DevProcess(["-f", str(queue), "--port", "0", "--exit-when-idle"], env)
     try:

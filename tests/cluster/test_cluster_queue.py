@@ -5,6 +5,7 @@ fails over to a replica."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 import uuid
@@ -19,11 +20,14 @@ from support.worker_process import WorkerProcess
 
 from jobqueue.core.client import Client, NewJob
 from jobqueue.core.keys import QueueKeys
+from jobqueue.core.partitions import partition_of
+from jobqueue.core.settings import QueueSettings
 from jobqueue.worker.hot_connection import HotConnection
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 KEYS = QueueKeys()
 DONE = "{cluster-test}:done"
+PARTS = "parts:work"
 
 
 @pytest.fixture
@@ -35,10 +39,15 @@ def reader(cluster: RedisCluster) -> Iterator[SyncCluster]:
     client.close()
 
 
-def _worker(cluster: RedisCluster, name: str) -> WorkerProcess:
-    owner = cluster.owner(KEYS.stream)
+def _worker(
+    cluster: RedisCluster, name: str, partitions: int = 1, stream: str = KEYS.stream
+) -> WorkerProcess:
+    owner = cluster.owner(stream)
     worker = WorkerProcess(
-        cluster.url, name, "--concurrency", "8", watch_url=f"redis://127.0.0.1:{owner.port}/0"
+        cluster.url,
+        name,
+        *("--concurrency", "8", "--partitions", str(partitions), "--stream", stream),
+        watch_url=f"redis://127.0.0.1:{owner.port}/0",
     )
     worker.start()
     worker.wait_ready()
@@ -56,12 +65,14 @@ def _wait_done(reader: SyncCluster, ids: list[str], worker: WorkerProcess) -> No
     raise AssertionError(f"{len(missing)} of {len(ids)} jobs not run:\n{worker.output()}")
 
 
-def _load(url: str, ids: list[str], stop: threading.Event) -> threading.Thread:
+def _load(
+    url: str, ids: list[str], stop: threading.Event, partitions: int, stream: str
+) -> threading.Thread:
     """Enqueue jobs of caller-chosen ids until ``stop``; an enqueue that fails is sent
     again with the same id (at most once enqueued), as a careful producer does."""
 
     def run() -> None:
-        with Client.from_url(url) as client:
+        with Client.from_url(url, partitions=partitions, stream=stream) as client:
             while not stop.is_set():
                 job_id = uuid.uuid4().hex
                 while True:
@@ -78,11 +89,18 @@ def _load(url: str, ids: list[str], stop: threading.Event) -> threading.Thread:
     return thread
 
 
-def _under_load(cluster: RedisCluster, reader: SyncCluster, disturb: Callable[[], None]) -> None:
-    ids: list[str] = []
+def _under_load(
+    cluster: RedisCluster,
+    reader: SyncCluster,
+    disturb: Callable[[], None],
+    partitions: int = 1,
+    ids: list[str] | None = None,
+    stream: str = KEYS.stream,
+) -> None:
+    ids = [] if ids is None else ids
     stop = threading.Event()
-    with _worker(cluster, f"w-{uuid.uuid4().hex[:6]}") as worker:
-        thread = _load(cluster.url, ids, stop)
+    with _worker(cluster, f"w-{uuid.uuid4().hex[:6]}", partitions, stream) as worker:
+        thread = _load(cluster.url, ids, stop, partitions, stream)
         try:
             deadline = time.monotonic() + 30
             while len(ids) < 100 and time.monotonic() < deadline:
@@ -134,6 +152,40 @@ def test_nothing_is_lost_when_the_queue_primary_fails_over(
     promoted: list[object] = []
     _under_load(cluster, reader, lambda: promoted.append(cluster.failover(old)))
     assert cluster.owner(KEYS.stream) is promoted[0]
+
+
+def test_a_partitioned_queue_runs_on_every_primary_through_a_migration_and_a_failover(
+    cluster: RedisCluster, reader: SyncCluster
+) -> None:
+    # Given a queue of 3 partitions: one on each primary (a queue of its own: other
+    # tests move the slot of jobs:work)
+    settings = QueueSettings(redis_url=cluster.url, partitions=3, stream=PARTS)
+    partitions = settings.partition_keys
+    streams = [keys.stream for keys in partitions]
+    owners = [cluster.owner(stream) for stream in streams]
+    assert len({node.port for node in owners}) == 3
+    # and jobs of 3 partition keys, each key's in one partition in enqueue order
+    with Client(settings) as client:
+        jobs = [
+            NewJob("record", {"into": DONE, "n": n}, partition_key=f"k{n % 3}") for n in range(30)
+        ]
+        ids = [job.job_id for job in client.enqueue_many(jobs)]
+    for key in ("k0", "k1", "k2"):
+        entries = reader.xrange(streams[partition_of(key, 3)])
+        ns = [json.loads(f["payload"])["n"] for _, f in entries if f["partition_key"] == key]
+        assert ns == [n for n in range(30) if n % 3 == int(key[1])]
+
+    # When, under load, partition 1's slot moves to partition 2's primary and then
+    # partition 0's primary fails over to its replica
+    def disturb() -> None:
+        cluster.migrate_slot(streams[1], owners[2])
+        cluster.failover(owners[0])
+
+    _under_load(cluster, reader, disturb, partitions=3, ids=ids, stream=PARTS)
+
+    # Then every job ran (checked by _under_load), and the slots are where they went
+    assert cluster.owner(streams[1]) is owners[2]
+    assert cluster.owner(streams[0]) is not owners[0]
 
 
 def test_the_hot_connection_follows_a_moved_slot(cluster: RedisCluster) -> None:

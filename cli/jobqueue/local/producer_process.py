@@ -36,7 +36,8 @@ class ProducerProcess:
         self._argv = [
             *command, "producer",
             "--stream", spec.stream,
-            "--dead-stream", queue.keys.dead,
+            *(["--dead-stream", queue.dead_stream_flag] if queue.dead_stream_flag else []),
+            *queue.partition_flags(),
             "--host", host,
             "--port", str(port),
         ]  # fmt: skip

@@ -16,6 +16,7 @@ from pathlib import Path
 from jobqueue.core.errors import ConfigError
 from jobqueue.core.keys import QueueKeys
 from jobqueue.core.limits import to_env as limits_env
+from jobqueue.core.settings import QueueSettings
 from jobqueue.operator.spec import JobQueueSpec, load_jobqueue
 
 DEMO_RESOURCE = "demo.yaml"
@@ -34,6 +35,34 @@ class LocalQueue:
     def keys(self) -> QueueKeys:
         spec = self.spec
         return QueueKeys(spec.stream, spec.group, dead_stream=spec.dead_letter_stream or "")
+
+    @property
+    def partition_keys(self) -> list[QueueKeys]:
+        """The keys of every partition (one item for a queue of one partition)."""
+        return self.settings("redis://localhost").partition_keys
+
+    def settings(self, redis_url: str) -> QueueSettings:
+        """The queue as its processes see it, on the Redis at ``redis_url``."""
+        spec = self.spec
+        return QueueSettings(
+            redis_url=redis_url,
+            stream=spec.stream,
+            group=spec.group,
+            dead_stream=self.dead_stream_flag,
+            partitions=spec.partitions,
+        )
+
+    @property
+    def dead_stream_flag(self) -> str:
+        """``--dead-stream`` of the processes: the spec's, else the default one, which a
+        partitioned queue must not name (each partition has its own)."""
+        if self.spec.dead_letter_stream or self.spec.partitions == 1:
+            return self.keys.dead
+        return ""
+
+    def partition_flags(self) -> list[str]:
+        """``--partitions N`` for a partitioned queue (nothing for one partition)."""
+        return ["--partitions", str(self.spec.partitions)] if self.spec.partitions > 1 else []
 
     @property
     def min_replicas(self) -> int:
@@ -65,7 +94,8 @@ class LocalQueue:
             spec.worker.app,
             "--stream", spec.stream,
             "--group", spec.group,
-            "--dead-stream", self.keys.dead,
+            *(["--dead-stream", self.dead_stream_flag] if self.dead_stream_flag else []),
+            *self.partition_flags(),
             "--concurrency", str(spec.worker.concurrency),
             "--visibility-timeout-s", _number(spec.visibility_timeout_seconds),
             "--grace-period-s", _number(self.grace_period_s),

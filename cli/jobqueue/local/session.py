@@ -30,11 +30,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from jobqueue.core.backlog import QueueSample, sample_queue
+from jobqueue.core.backlog import QueueSample, parse_entry_id
 from jobqueue.core.client import AsyncClient
 from jobqueue.core.connection import async_redis
 from jobqueue.core.dev_state import DevState, remove_state, state_path, write_state
 from jobqueue.core.logs import LogSettings
+from jobqueue.core.partitions import sample_partitions
 from jobqueue.core.settings import QueueSettings
 from jobqueue.local import demo
 from jobqueue.local.autoscale import Autoscaler
@@ -57,6 +58,8 @@ REAP_INTERVAL_S = 10.0
 PRODUCER_STOP_S = 10.0
 """Seconds the producer gets to finish its requests when local mode stops."""
 CHILD_ENV = {"PYTHONUNBUFFERED": "1"}
+RECENT_DEAD_LETTERS = 5
+"""Dead letters the view lists (the newest, of every partition)."""
 
 
 def log_env(logs: LogSettings) -> dict[str, str]:
@@ -179,8 +182,9 @@ class DevSession:
             redis_url=self.redis.url,
             stream=keys.stream,
             group=keys.group,
-            dead_stream=keys.dead,
+            dead_stream=self.queue.dead_stream_flag,
             producer_url=self.producer.url,
+            partitions=self.queue.spec.partitions,
         )
         try:
             write_state(state_file, state)
@@ -191,10 +195,7 @@ class DevSession:
         self.event(f"from another terminal: {self._cli_hint} stats (or dead list, jobs get ID)")
 
     def _queue_settings(self) -> QueueSettings:
-        keys = self.queue.keys
-        return QueueSettings(
-            redis_url=self.redis.url, stream=keys.stream, group=keys.group, dead_stream=keys.dead
-        )
+        return self.queue.settings(self.redis.url)
 
     def _start_demo(self, client: AsyncClient) -> asyncio.Task[None] | None:
         if not self.settings.demo:
@@ -223,10 +224,12 @@ class DevSession:
         self.redis.keep_up()
         try:
             await self._schedules.fire(self._client)
-            sample = await sample_queue(redis, self.queue.keys)
+            samples = await sample_partitions(redis, self.queue.partition_keys)
+            sample = self._client.summed(samples)
             limits = self.queue.spec.type_limits
-            usage = await sample_limit_usage(redis, self.queue.keys, limits, sample)
-            self._dead = tuple(await recent_dead_letters(redis, self.queue.keys.dead))
+            # Limits hold per partition: partition 0's usage stands for the queue's.
+            usage = await sample_limit_usage(redis, self.queue.keys, limits, samples[0])
+            self._dead = await self._recent_dead(redis)
         except (RedisConnectionError, RedisTimeoutError, ResponseError, OSError) as exc:
             # Shown in the view each poll until it clears: workers keep running (they
             # retry on their own) and scaling waits. A ResponseError here is a queue key
@@ -250,18 +253,26 @@ class DevSession:
             await self._reap_consumers(redis)
         return self._snapshot()
 
+    async def _recent_dead(self, redis: Redis) -> tuple[DeadLetter, ...]:
+        """The newest dead letters of every partition, newest first."""
+        streams = dict.fromkeys(keys.dead for keys in self.queue.partition_keys)
+        found = [d for dead in streams for d in await recent_dead_letters(redis, dead)]
+        found.sort(key=lambda d: parse_entry_id(d.entry_id), reverse=True)
+        return tuple(found[:RECENT_DEAD_LETTERS])
+
     async def _reap_consumers(self, redis: Redis) -> None:
         """Remove consumers of this queue's local workers that are gone and hold nothing."""
         running = [w.name for w in self.pool.workers]
         try:
-            result = await reap_local_consumers(
-                redis, self.queue.keys, self._consumer_pattern, running
-            )
+            deleted: set[str] = set()
+            for keys in self.queue.partition_keys:
+                result = await reap_local_consumers(redis, keys, self._consumer_pattern, running)
+                deleted.update(result.deleted)
         except (RedisConnectionError, RedisTimeoutError, ResponseError, OSError) as exc:
             self.event(f"consumers of stopped workers not removed: {exc}")
             return
-        if result.deleted:
-            self.event(f"removed {len(result.deleted)} consumer(s) of stopped workers")
+        if deleted:
+            self.event(f"removed {len(deleted)} consumer(s) of stopped workers")
 
     def _snapshot(self) -> Snapshot:
         """The view of the last poll, with the processes and events as they are now."""

@@ -35,6 +35,7 @@ class DevState:
     group: str
     dead_stream: str
     producer_url: str = ""
+    partitions: int = 1
 
 
 def state_path(environ: Mapping[str, str] | None = None) -> Path:

@@ -48,7 +48,8 @@ key                       type        holds
 
 A `QueueKeys` is one slot: one stream with its lanes and keys. A partitioned queue is
 N of them (`partition_streams`): partition 0 is the queue's stream, partition ``i`` a
-stream of its own name chosen so that the N tags spread evenly over the slot space.
+stream of its own name chosen so that the N tags fall in the N equal ranges of the slot
+space, one each.
 
 Before 0.2 the derived keys had no hash tag (``jobs:work:delayed``, ...) and the dead
 letters defaulted to ``jobs:dead``; `LegacyKeys` names them for ``jobqueue
@@ -57,6 +58,7 @@ migrate-keys`` (`jobqueue.core.migrate`).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
@@ -269,29 +271,39 @@ class LegacyKeys:
 def partition_streams(stream: str, partitions: int) -> list[str]:
     """The stream names of a queue split into ``partitions`` partitions.
 
-    Partition 0 is ``stream`` itself (what existing producers write to). Partition ``i``
-    is ``{stream}#{i}`` (the tag gets the suffix when the stream has a tag of its own:
-    ``{tenant#1}:work``) with the smallest suffix ``.n`` that puts its slot in the
-    ``i``-th of ``partitions`` equal ranges of the slot space counted from the stream's
-    own slot, so a cluster whose primaries own equal slot ranges (what ``redis-cli
-    --cluster create`` makes) gets its share of partitions on every primary. The names
-    depend only on ``stream`` and ``partitions``: every component computes the same ones.
+    Partition 0 is ``stream`` itself (what existing producers write to). The slot space
+    is cut into ``partitions`` equal ranges; partition 0 falls in some range ``k``, and
+    partition ``i`` is ``{stream}#{i}`` (the tag gets the suffix when the stream has a
+    tag of its own: ``{tenant#1}:work``) with the smallest suffix ``.n`` that puts its
+    slot in the middle half of range ``k + i`` (modulo ``partitions``). So every range
+    holds one partition, and a cluster whose primaries own equal slot ranges (what
+    ``redis-cli --cluster create`` makes) gets its share on every primary: with as many
+    partitions as primaries, one each (the middle half keeps clear of the ranges' ends,
+    which such a cluster rounds). The names depend only on ``stream`` and
+    ``partitions``: every component computes the same ones.
     """
     if partitions < 1:
         raise ValueError("partitions must be at least 1")
+    return list(_partition_streams(stream, partitions))
+
+
+@functools.lru_cache(maxsize=64)
+def _partition_streams(stream: str, partitions: int) -> tuple[str, ...]:
+    # Every client, worker engine and operator poll asks: the salt search runs once.
     width = REDIS_CLUSTER_HASH_SLOTS / partitions
-    base = slot_of(stream)
+    home = int(slot_of(stream) // width)
     names = [stream]
     for i in range(1, partitions):
-        low, high = int(i * width), int((i + 1) * width)
+        start = ((home + i) % partitions) * width
+        low, high = start + width / 4, start + 3 * width / 4
         salt = 0
         while True:
             name = _partition_name(stream, f"{i}.{salt}" if salt else str(i))
-            if low <= (slot_of(name) - base) % REDIS_CLUSTER_HASH_SLOTS < high:
+            if low <= slot_of(name) < high:
                 names.append(name)
                 break
             salt += 1
-    return names
+    return tuple(names)
 
 
 def _partition_name(stream: str, suffix: str) -> str:

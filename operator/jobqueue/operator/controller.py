@@ -38,7 +38,8 @@ from jobqueue.operator.reconcile import (
     ensure_deployment,
     ensure_group,
     ensure_network_policy,
-    queue_keys,
+    partition_keys,
+    pinned_partitions,
     resolve_redis_url,
 )
 from jobqueue.operator.scaler import OperatorContext, QueueScaler
@@ -93,7 +94,7 @@ def build_registry(ctx: OperatorContext, server: str | None = None) -> kopf.Oper
     async def reconcile(
         body: kopf.Body, name: str, namespace: str | None, uid: str, **_: Any
     ) -> None:
-        spec = _valid_spec(body)
+        spec = _live_spec(body)
         api, ns = ctx.require_api(), _ns(namespace)
         try:
             await ensure_deployment(api, name, ns, uid, spec)
@@ -130,7 +131,7 @@ def build_registry(ctx: OperatorContext, server: str | None = None) -> kopf.Oper
         await api.delete_pdb(_ns(namespace), budget_name(name))
         await api.delete_network_policy(_ns(namespace), policy_name(name))
         try:
-            spec = parse_spec(body.get("spec") or {})
+            spec = pinned_partitions(body, parse_spec(body.get("spec") or {}))[0]
         except ConfigError:
             return  # an invalid spec never got a queue of ours: nothing else to remove
         if spec.retention_policy == "Delete":
@@ -179,11 +180,20 @@ def _valid_spec(body: kopf.Body) -> JobQueueSpec:
         raise kopf.PermanentError(str(exc)) from None
 
 
+def _live_spec(body: kopf.Body) -> JobQueueSpec:
+    """The valid spec with the partitions the queue has (`pinned_partitions`)."""
+    spec, refused = pinned_partitions(body, _valid_spec(body))
+    if refused:
+        kopf.warn(body, reason="PartitionsChangeRefused", message=refused)
+    return spec
+
+
 async def _ensure_group(body: kopf.Body, spec: JobQueueSpec, url: str) -> None:
     redis = async_redis(url, socket_timeout_s=5.0)
     try:
-        if await ensure_group(redis, queue_keys(spec)):
-            kopf.info(body, reason="GroupCreated", message=f"{spec.group} on {spec.stream}")
+        for keys in partition_keys(spec):
+            if await ensure_group(redis, keys):
+                kopf.info(body, reason="GroupCreated", message=f"{spec.group} on {keys.stream}")
     except (RedisError, OSError) as exc:
         # The Deployment exists already; the scaling loop reports Redis and retries.
         raise kopf.TemporaryError(f"Redis unreachable: {exc!r}", delay=5) from None
@@ -198,7 +208,9 @@ async def _delete_keys(
         url = await resolve_redis_url(api, namespace, spec)
         redis = async_redis(url, socket_timeout_s=5.0)
         try:
-            removed = await delete_queue_keys(redis, queue_keys(spec))
+            removed = 0
+            for keys in partition_keys(spec):
+                removed += await delete_queue_keys(redis, keys)
         finally:
             await redis.aclose()
     except (ConfigError, RedisError, OSError) as exc:

@@ -162,6 +162,28 @@ def status_schema() -> dict[str, Any]:
                     },
                 },
             },
+            "partitionCount": {
+                **integer,
+                "description": "Partitions the queue was created with (the workers use these).",
+            },
+            "partitions": {
+                "type": "array",
+                "description": "A partitioned queue's counts per partition (the totals above"
+                " are their sums).",
+                "items": {
+                    "type": "object",
+                    "required": ["partition"],
+                    "properties": {
+                        "partition": integer,
+                        "stream": text,
+                        "length": integer,
+                        "lag": integer,
+                        "pending": integer,
+                        "delayed": integer,
+                        "deadLetters": integer,
+                    },
+                },
+            },
             "observedGeneration": integer,
             "conditions": {
                 "type": "array",

@@ -8,6 +8,7 @@ per JobQueue).
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -71,12 +72,37 @@ class OperatorMetrics:
             LABELS,
             registry=reg,
         )
+        self.partition_lag = Gauge(
+            "jobqueue_queue_partition_lag_jobs",
+            "Jobs never delivered, per partition (the queue's sum is jobqueue_queue_lag_jobs)",
+            (*LABELS, "partition"),
+            registry=reg,
+        )
+        self.partition_pending = Gauge(
+            "jobqueue_queue_partition_pending_jobs",
+            "Jobs delivered, not acknowledged, per partition",
+            (*LABELS, "partition"),
+            registry=reg,
+        )
+        self._partitions: dict[tuple[str, str], int] = {}
         add_process_collectors(reg)
 
-    def sampled(self, namespace: str, name: str, sample: QueueSample, now_s: float) -> None:
-        """Record one successful read of a JobQueue's queue at ``now_s`` (`time.time`)."""
+    def sampled(
+        self,
+        namespace: str,
+        name: str,
+        sample: QueueSample,
+        now_s: float,
+        partitions: Sequence[QueueSample] = (),
+    ) -> None:
+        """Record one successful read of a JobQueue's queue at ``now_s`` (`time.time`),
+        and of each of its ``partitions``."""
         self.oldest_age.labels(namespace, name).set(sample.oldest_waiting_age_s(now_s))
         self.last_sample.labels(namespace, name).set(now_s)
+        for index, part in enumerate(partitions):
+            self.partition_lag.labels(namespace, name, str(index)).set(part.lag)
+            self.partition_pending.labels(namespace, name, str(index)).set(part.pending)
+        self._partitions[(namespace, name)] = len(partitions)
 
     def observe(
         self,
@@ -116,6 +142,9 @@ class OperatorMetrics:
         _remove(self.limited, namespace, name)
         _remove(self.oldest_age, namespace, name)
         _remove(self.last_sample, namespace, name)
+        for index in range(self._partitions.pop((namespace, name), 0)):
+            _remove(self.partition_lag, namespace, name, str(index))
+            _remove(self.partition_pending, namespace, name, str(index))
         for kind in ("current", "desired", "ready", "max"):
             _remove(self.replicas, namespace, name, kind)
         for direction in ("up", "down"):

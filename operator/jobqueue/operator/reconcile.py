@@ -8,16 +8,19 @@ These steps are idempotent; Kopf's create/update/resume handlers and the scaling
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from jobqueue.core.errors import ConfigError
 from jobqueue.core.keys import QueueKeys
-from jobqueue.core.settings import check_redis_url
+from jobqueue.core.settings import QueueSettings, check_redis_url
 from jobqueue.operator.deployment import build_deployment, deployment_name
 from jobqueue.operator.kube import KubeApi
 from jobqueue.operator.network_policy import build_network_policy, policy_name
-from jobqueue.operator.spec import JobQueueSpec, uses_tls
+from jobqueue.operator.spec import PARTITIONS_FIXED, JobQueueSpec, uses_tls
 
 KUBE_URL_PREFIXES = (
     "redis://",
@@ -33,9 +36,41 @@ DELETE_BATCH = 500
 
 
 def queue_keys(spec: JobQueueSpec) -> QueueKeys:
+    """The keys of the queue's stream (of partition 0 when partitioned)."""
     return QueueKeys(
         stream=spec.stream, group=spec.group, dead_stream=spec.dead_letter_stream or ""
     )
+
+
+def queue_settings(spec: JobQueueSpec, redis_url: str) -> QueueSettings:
+    """The queue as its workers and producers see it."""
+    return QueueSettings(
+        redis_url=redis_url,
+        stream=spec.stream,
+        group=spec.group,
+        dead_stream=spec.dead_letter_stream or "",
+        partitions=spec.partitions,
+    )
+
+
+def partition_keys(spec: JobQueueSpec) -> list[QueueKeys]:
+    """The keys of every partition, partition 0 first."""
+    return queue_settings(spec, "redis://localhost").partition_keys
+
+
+def pinned_partitions(body: Mapping[str, Any], spec: JobQueueSpec) -> tuple[JobQueueSpec, str]:
+    """``spec`` with the partition count the queue was created with (recorded in
+    ``status.partitionCount``), and why, when the spec asks for another: the CRD's rule
+    refuses the change, this holds where the rule was not enforced (an older CRD), so
+    no job is ever left in a partition no worker reads."""
+    status = body.get("status") or {}
+    live = status.get("partitionCount")
+    if not isinstance(live, int) or live == spec.partitions:
+        return spec, ""
+    message = (
+        f"spec.partitions {spec.partitions} ignored, the queue keeps {live}: {PARTITIONS_FIXED}"
+    )
+    return spec.model_copy(update={"partitions": live}), message
 
 
 async def resolve_redis_url(api: KubeApi, namespace: str, spec: JobQueueSpec) -> str:

@@ -33,11 +33,11 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from jobqueue.core import redis_errors
-from jobqueue.core.backlog import QueueSample, sample_queue
+from jobqueue.core.backlog import QueueSample
 from jobqueue.core.client import AsyncClient
 from jobqueue.core.connection import async_redis
 from jobqueue.core.errors import ConfigError
-from jobqueue.core.settings import QueueSettings
+from jobqueue.core.partitions import partition_rows, sample_partitions, sum_samples
 from jobqueue.operator.consumers import reap_dead_consumers
 from jobqueue.operator.deployment import deployment_name, selector_labels
 from jobqueue.operator.kube import KubeApi, KubeApiError
@@ -55,7 +55,10 @@ from jobqueue.operator.rates import RateWindow
 from jobqueue.operator.reconcile import (
     ensure_deployment,
     ensure_group,
+    partition_keys,
+    pinned_partitions,
     queue_keys,
+    queue_settings,
     resolve_redis_url,
 )
 from jobqueue.operator.schedules import Scheduler, created_at, iso
@@ -121,7 +124,8 @@ class QueueScaler:
         self.ctx.polls[(self.namespace, self.name)] += 1
         generation = int(body.get("metadata", {}).get("generation") or 0)
         try:
-            spec = parse_spec(body.get("spec") or {})
+            spec, refused = pinned_partitions(body, parse_spec(body.get("spec") or {}))
+            self._partitions_refused(body, generation, refused)
             self._check_template(body, generation, spec)
         except ConfigError as exc:
             await self._fail(body, generation, "Ready", "InvalidSpec", str(exc))
@@ -129,10 +133,11 @@ class QueueScaler:
         poll_s = spec.scaling.poll_interval_seconds
         try:
             redis = await self._redis_for(spec)
-            sample = await sample_queue(redis, queue_keys(spec))
-            self.ctx.metrics.sampled(self.namespace, self.name, sample, time.time())
+            samples = await sample_partitions(redis, partition_keys(spec))
+            sample = sum_samples(samples, spec.stream, shared_dead=bool(spec.dead_letter_stream))
+            self.ctx.metrics.sampled(self.namespace, self.name, sample, time.time(), samples)
             await self._fire_schedules(body, spec, redis)
-            await self._scale(body, generation, spec, sample)
+            await self._scale(body, generation, spec, samples)
         except ConfigError as exc:
             await self._fail(body, generation, "RedisReachable", "RedisConfig", str(exc))
         except REDIS_ERRORS as exc:
@@ -141,14 +146,19 @@ class QueueScaler:
         return poll_s
 
     async def _scale(
-        self, body: kopf.Body, generation: int, spec: JobQueueSpec, sample: QueueSample
+        self, body: kopf.Body, generation: int, spec: JobQueueSpec, samples: list[QueueSample]
     ) -> None:
         now = self.ctx.clock()
         replicas = await self._current_replicas(spec, now)
-        if sample.lag_source == "no-group" and self.redis is not None:
-            await ensure_group(self.redis, queue_keys(spec))
+        every = partition_keys(spec)
+        for keys, one in zip(every, samples, strict=True):
+            if one.lag_source == "no-group" and self.redis is not None:
+                await ensure_group(self.redis, keys)
+        sample = sum_samples(samples, spec.stream, shared_dead=bool(spec.dead_letter_stream))
         observed = self.rates.policy_sample(now, sample, replicas)
-        usage = await self._limit_usage(spec, sample)
+        # Limits hold per partition (each has its own limiter keys): partition 0's usage
+        # stands for the queue's.
+        usage = await self._limit_usage(spec, samples[0])
         if usage is not None and usage.only_limited_waiting:
             observed = dataclasses.replace(observed, limit_slots=spec_limit_slots(spec, observed))
         decision = decide(observed, PolicySettings.from_spec(spec), self.state)
@@ -166,6 +176,9 @@ class QueueScaler:
             max_replicas=spec.scaling.max_replicas,
         )
         self._record(generation, sample, observed, decision)
+        self.book.update(partitionCount=spec.partitions)
+        if len(samples) > 1:
+            self.book.update(partitions=partition_rows(samples))
         await self._write_status(now)
         if now - self._reaped_s >= self.ctx.settings.reap_interval_s:
             self._reaped_s = now
@@ -180,17 +193,23 @@ class QueueScaler:
         self.scheduler.update(spec.schedules)
         now = self.ctx.wall_clock()
         assert self._url is not None  # set by _redis_for
-        settings = QueueSettings(
-            redis_url=self._url,
-            stream=spec.stream,
-            group=spec.group,
-            dead_stream=spec.dead_letter_stream or "",
-        )
+        settings = queue_settings(spec, self._url)
         for fired in await self.scheduler.fire_due(AsyncClient(redis, settings), now):
             if not fired.duplicate:
                 message = f"{fired.name}: job {fired.job_id} for {iso(fired.tick)}"
                 kopf.info(body, reason="ScheduledJobEnqueued", message=message)
         self.book.update(schedules=self.scheduler.status(now))
+
+    def _partitions_refused(self, body: kopf.Body, generation: int, refused: str) -> None:
+        """The ``PartitionsChangeRefused`` condition, a Warning Event when it is set."""
+        if not refused:
+            self.book.conditions.pop("PartitionsChangeRefused", None)
+            return
+        changed = self.book.set_condition(
+            "PartitionsChangeRefused", True, "PartitionsFixed", refused, generation
+        )
+        if changed:
+            kopf.warn(body, reason="PartitionsChangeRefused", message=refused)
 
     def _check_template(self, body: kopf.Body, generation: int, spec: JobQueueSpec) -> None:
         """Once per generation: the condition, and an Event naming the conflicting fields."""
@@ -336,7 +355,10 @@ class QueueScaler:
         api = self.ctx.require_api()
         pods = await api.pod_names(self.namespace, selector_labels(self.name))
         min_idle_ms = int(self.ctx.settings.reap_min_idle_s * 1000)
-        result = await reap_dead_consumers(self.redis, queue_keys(spec), pods, min_idle_ms)
-        if result.deleted:
-            names = ", ".join(result.deleted)
+        deleted: set[str] = set()
+        for keys in partition_keys(spec):
+            result = await reap_dead_consumers(self.redis, keys, pods, min_idle_ms)
+            deleted.update(result.deleted)
+        if deleted:
+            names = ", ".join(sorted(deleted))
             kopf.info(body, reason="ConsumersRemoved", message=f"gone pods: {names}")

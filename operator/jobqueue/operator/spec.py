@@ -29,7 +29,7 @@ from pydantic import (
 from jobqueue.core.errors import ConfigError
 from jobqueue.core.keys import DEFAULT_GROUP, DEFAULT_STREAM, check_stream_name
 from jobqueue.core.limits import TypeLimit
-from jobqueue.core.settings import check_redis_url
+from jobqueue.core.settings import MAX_PARTITIONS, check_redis_url
 from jobqueue.operator.spec_base import SpecModel
 from jobqueue.operator.spec_base import cel as _cel
 from jobqueue.operator.spec_limits import LimitSpec
@@ -47,6 +47,10 @@ DEFAULT_TARGET_BACKLOG_S = 30.0
 """Target used when a spec names neither ``targetBacklogSeconds`` nor ``lagPerReplica``."""
 GRACE_MARGIN_S = 30
 """Seconds added to the job timeout for the default termination grace period."""
+PARTITIONS_FIXED = (
+    "partitions cannot change on a live queue: its jobs, status records and dead letters"
+    " stay in the partitions they were enqueued to (make a new JobQueue and drain this one)"
+)
 
 
 class SecretKeyRef(SpecModel):
@@ -293,6 +297,16 @@ class JobQueueSpec(SpecModel):
     """Consumer group the workers read with."""
     dead_letter_stream: str | None = Field(default=None, min_length=1)
     """Stream of dead letters; unset: ``{<stream>}:dead``, in the stream's Cluster slot."""
+    partitions: int = Field(
+        default=1,
+        ge=1,
+        le=MAX_PARTITIONS,
+        json_schema_extra={
+            "x-kubernetes-validations": [{"rule": "self == oldSelf", "message": PARTITIONS_FIXED}]
+        },
+    )
+    """Independent streams the queue is split into, spread over a Redis Cluster's
+    primaries (each with its own keys, in its own slot); fixed once the queue exists."""
     retry: RetrySpec = Field(default_factory=RetrySpec)
     job_timeout_seconds: float = Field(default=300.0, gt=0)
     """Longest run of one attempt, in seconds; then it fails and is retried."""

@@ -71,6 +71,7 @@ def _local_mode_queue(settings: QueueSettings) -> QueueSettings:
         stream=from_env("JOBQUEUE_STREAM") or state.stream,
         group=from_env("JOBQUEUE_GROUP") or state.group,
         dead_stream=from_env("JOBQUEUE_DEAD_STREAM") or state.dead_stream,
+        partitions=int(from_env("JOBQUEUE_PARTITIONS") or state.partitions),
     )
 
 

@@ -17,8 +17,10 @@ from jobqueue.core.errors import ConfigError
 from jobqueue.core.limits import with_text
 from jobqueue.core.log_flags import log_options
 from jobqueue.core.logs import LogSettings, setup_logging
+from jobqueue.core.partitions import parse_partition_list
 from jobqueue.worker.app import load_app
-from jobqueue.worker.runner import EarlyStop, Worker
+from jobqueue.worker.partitioned import worker_for
+from jobqueue.worker.runner import EarlyStop
 from jobqueue.worker.settings import WorkerSettings
 
 # flag -> (WorkerSettings field, or "queue.<field>"), in the order --help shows them.
@@ -27,6 +29,8 @@ FLAG_FIELDS = {
     "stream": "queue.stream",
     "group": "queue.group",
     "dead_stream": "queue.dead_stream",
+    "partitions": "queue.partitions",
+    "worker_partitions": "partitions",
     "concurrency": "concurrency",
     "visibility_timeout_s": "visibility_timeout_s",
     "grace_period_s": "grace_period_s",
@@ -40,6 +44,11 @@ FLAG_FIELDS = {
 
 def settings_from(env_settings: WorkerSettings, flags: dict[str, Any]) -> WorkerSettings:
     """``env_settings`` with every flag that was given (not None) applied on top."""
+    if isinstance(flags.get("worker_partitions"), str):
+        try:
+            flags = {**flags, "worker_partitions": parse_partition_list(flags["worker_partitions"])}
+        except ValueError as exc:
+            raise ConfigError(f"--worker-partitions: {exc}") from None
     queue_changes: dict[str, Any] = {}
     changes: dict[str, Any] = {}
     for flag, target in FLAG_FIELDS.items():
@@ -65,6 +74,11 @@ def settings_from(env_settings: WorkerSettings, flags: dict[str, Any]) -> Worker
 @click.option("--stream", help="Stream to consume [JOBQUEUE_STREAM, jobs:work].")
 @click.option("--group", help="Consumer group [JOBQUEUE_GROUP, workers].")
 @click.option("--dead-stream", help="Dead-letter stream [JOBQUEUE_DEAD_STREAM, {stream}:dead].")
+@click.option("--partitions", type=int, help="Partitions of the queue [JOBQUEUE_PARTITIONS, 1].")
+@click.option(
+    "--worker-partitions",
+    help="Consume only these partitions, e.g. 0,2 or 4-7 [JOBQUEUE_WORKER_PARTITIONS, all].",
+)
 @click.option("--concurrency", type=int, help="Most jobs in flight [JOBQUEUE_CONCURRENCY, 64].")
 @click.option(
     "--visibility-timeout-s",
@@ -117,5 +131,5 @@ def worker(app_ref: str, log_level: str | None, log_format: str | None, **flags:
         app = load_app(app_ref)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
-    code = uvloop.run(Worker(app, settings).run(early=early))
+    code = uvloop.run(worker_for(app, settings).run(early=early))
     sys.exit(code)

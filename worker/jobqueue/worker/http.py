@@ -23,7 +23,6 @@ import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis as AsyncRedis
 
-from jobqueue.worker.health import RedisHealth
 from jobqueue.worker.metrics import WorkerMetrics
 from jobqueue.worker.resilience import TRANSIENT_ERRORS
 
@@ -41,8 +40,19 @@ Response = tuple[int, str, bytes]
 
 
 class LoopState(Protocol):
-    last_read_at: float
-    restarts: int
+    @property
+    def last_read_at(self) -> float: ...
+    @property
+    def restarts(self) -> int: ...
+
+
+class AccessState(Protocol):
+    """Whether Redis refuses the worker's access (`RedisHealth`, or several summed)."""
+
+    @property
+    def denied_since(self) -> object: ...
+    @property
+    def denied_reason(self) -> str: ...
 
 
 class SideServer:
@@ -53,7 +63,7 @@ class SideServer:
         redis: AsyncRedis,
         metrics: WorkerMetrics,
         loop_state: LoopState,
-        health: RedisHealth | None = None,
+        health: AccessState | None = None,
     ) -> None:
         self.redis = redis
         self.health = health

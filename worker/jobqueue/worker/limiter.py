@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import cast
@@ -128,6 +129,33 @@ class Admission:
     clock), and the limit that held them (``rate`` or ``concurrency``)."""
 
 
+_METRICS: weakref.WeakKeyDictionary[CollectorRegistry, tuple[Counter, Histogram]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _limiter_metrics(registry: CollectorRegistry) -> tuple[Counter, Histogram]:
+    """The limiter's metric objects of ``registry``, made once: the engines of a
+    partitioned worker share a registry, each with its partition's ``queue`` label."""
+    found = _METRICS.get(registry)
+    if found is None:
+        throttled = Counter(
+            "jobqueue_jobs_throttled_total",
+            "Jobs put back to wait by a limit, by queue, type and limit (rate, concurrency).",
+            ["queue", "type", "limit"],
+            registry=registry,
+        )
+        wait = Histogram(
+            "jobqueue_limiter_wait_seconds",
+            "Wait the limiter imposed on a job at each admission, seconds.",
+            ["queue", "type"],
+            buckets=WAIT_BUCKETS_S,
+            registry=registry,
+        )
+        found = _METRICS[registry] = (throttled, wait)
+    return found
+
+
 class Limiter:
     """The limits of one worker's queue, by job type."""
 
@@ -148,19 +176,7 @@ class Limiter:
         """Leases this worker holds: lease (`Delivery.key`: the entry id, prefixed by its
         lane for a lane stream, as ids repeat across streams) -> its leases key."""
         queue = keys.stream
-        self.throttled = Counter(
-            "jobqueue_jobs_throttled_total",
-            "Jobs put back to wait by a limit, by queue, type and limit (rate, concurrency).",
-            ["queue", "type", "limit"],
-            registry=registry,
-        )
-        self.wait = Histogram(
-            "jobqueue_limiter_wait_seconds",
-            "Wait the limiter imposed on a job at each admission, seconds.",
-            ["queue", "type"],
-            buckets=WAIT_BUCKETS_S,
-            registry=registry,
-        )
+        self.throttled, self.wait = _limiter_metrics(registry)
         self._labels = {t: (queue, t) for t in self.limits}
         self._waits = {t: self.wait.labels(queue, t) for t in self.limits}
         self._to_release: dict[str, list[str]] = {}

@@ -87,7 +87,11 @@ class Worker:
         *,
         redis: AsyncRedis | None = None,
         registry: CollectorRegistry | None = None,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
+        """``metrics``: the metric objects to update (several engines of one process
+        share them, `jobqueue.worker.partitioned`); else a set of its own in
+        ``registry``."""
         self.app = app
         self.settings = settings
         keys = settings.queue.keys
@@ -95,7 +99,7 @@ class Worker:
         self.redis = redis or async_redis(
             settings.queue.redis_url, socket_timeout_s=settings.block_ms / 1000 + 10
         )
-        self.metrics = WorkerMetrics(registry, settings.queue.stream)
+        self.metrics = metrics or WorkerMetrics(registry, settings.queue.stream)
         self.stopping = asyncio.Event()
         """Set to stop reading (signal, `stop`, burst done); in-flight jobs may finish."""
         self.closing = asyncio.Event()

@@ -18,6 +18,7 @@ from jobqueue.core.limits import (
     parse_concurrency_limits,
     parse_rate_limits,
 )
+from jobqueue.core.partitions import parse_partition_list
 from jobqueue.core.settings import QueueSettings, env_value, parse_bool
 from jobqueue.worker.lanes import LANE_MODES, STRICT, WEIGHTED, lane_weights, parse_lane_weights
 
@@ -81,6 +82,9 @@ class WorkerSettings:
     limits: tuple[TypeLimit, ...] = ()
     """Rate and concurrency limits by job type, shared by every worker of the queue
     (`jobqueue.worker.limiter`); empty: no limiter, no cost."""
+    partitions: tuple[int, ...] = ()
+    """The queue's partitions this worker consumes (numbers 0..JOBQUEUE_PARTITIONS-1);
+    empty: every one (`jobqueue.worker.partitioned`)."""
     limit_lease_ttl_s: float = 0.0
     """A concurrency lease not refreshed for this long (its worker died) is free again,
     seconds; the heartbeat refreshes live ones. 0: the visibility timeout (three
@@ -112,6 +116,12 @@ class WorkerSettings:
         if self.limit_lease_ttl_s < 0:
             raise ConfigError(
                 f"limit_lease_ttl_s must not be negative, got {self.limit_lease_ttl_s}"
+            )
+        outside = [p for p in self.partitions if not 0 <= p < self.queue.partitions]
+        if outside:
+            raise ConfigError(
+                f"partitions {outside} are not among the queue's {self.queue.partitions}"
+                " (JOBQUEUE_WORKER_PARTITIONS numbers them from 0)"
             )
         if self.grace_period_s < 0:
             raise ConfigError(f"grace_period_s must not be negative, got {self.grace_period_s}")
@@ -190,6 +200,7 @@ class WorkerSettings:
                 parse_rate_limits(env.get("JOBQUEUE_RATE_LIMITS", "")),
                 parse_concurrency_limits(env.get("JOBQUEUE_CONCURRENCY_LIMITS", "")),
             ),
+            partitions=env_value(env, "JOBQUEUE_WORKER_PARTITIONS", (), parse_partition_list),
             limit_lease_ttl_s=env_value(
                 env, "JOBQUEUE_LIMIT_LEASE_TTL_S", base.limit_lease_ttl_s, float
             ),

@@ -1,0 +1,84 @@
+"""A worker of a partitioned queue on one Redis: one engine per partition it consumes,
+one set of metrics, one stop, and every partition's own retries and dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import pytest
+from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis as AsyncRedis
+
+from jobqueue.core.client import AsyncClient, NewJob
+from jobqueue.core.errors import ConfigError
+from jobqueue.core.settings import QueueSettings
+from jobqueue.worker.partitioned import PartitionedWorker, engine_settings, worker_for
+from jobqueue.worker.runner import Worker
+from jobqueue.worker.settings import WorkerSettings
+from jobqueue.worker.testing import app as testing_app
+
+from .conftest import settings_for
+
+DONE = "partitioned:done"
+
+
+def _settings(redis_url: str, **overrides: object) -> WorkerSettings:
+    queue = QueueSettings(redis_url=redis_url, partitions=3)
+    return settings_for(redis_url, queue=queue, concurrency=8, **overrides)
+
+
+def test_engines_share_the_concurrency_and_each_runs_one_partition() -> None:
+    settings = _settings("redis://127.0.0.1:1/0", partitions=(0, 2), http_port=8081)
+    engines = engine_settings(dataclasses.replace(settings, concurrency=5))
+
+    assert [e.concurrency for e in engines] == [3, 2]
+    partitions = settings.queue.partition_keys
+    assert [e.queue.stream for e in engines] == [partitions[0].stream, partitions[2].stream]
+    assert {e.http_port for e in engines} == {0}  # the process serves HTTP once
+    assert isinstance(worker_for(testing_app, settings), PartitionedWorker)
+    assert isinstance(worker_for(testing_app, settings_for("redis://127.0.0.1:1/0")), Worker)
+    with pytest.raises(ConfigError, match="not among the queue's 3"):
+        dataclasses.replace(settings, partitions=(3,))
+
+
+async def test_a_burst_worker_runs_the_jobs_of_every_partition_once(
+    redis_url: str, redis_client: AsyncRedis
+) -> None:
+    settings = _settings(redis_url, burst=True)
+    client = AsyncClient(redis_client, settings.queue)
+    jobs = [NewJob("record", {"into": DONE}) for _ in range(45)]
+    jobs += [NewJob("fail", {"times": 1, "into": DONE}) for _ in range(3)]  # a retry each
+    jobs.append(NewJob("fail", {}, extra={"max_attempts": "1"}))  # a dead letter
+    ids = [r.job_id for r in await client.enqueue_many(jobs)]
+    assert all(s.length for s in await client.partition_stats())  # every partition has work
+    registry = CollectorRegistry()
+
+    worker = PartitionedWorker(testing_app, settings, registry=registry)
+    assert await asyncio.wait_for(worker.run(handle_signals=False), 60) == 0
+
+    runs = await redis_client.hgetall(DONE)
+    assert set(runs) == set(ids[:-1])
+    assert set(runs.values()) == {"1"}
+    stats = await client.stats()
+    assert (stats.lag, stats.pending, stats.delayed, stats.dead_letters) == (0, 0, 0, 1)
+    succeeded = registry.get_sample_value(
+        "jobqueue_jobs_total", {"queue": "jobs:work", "type": "record", "outcome": "succeeded"}
+    )
+    assert succeeded == 45  # every engine counted into the one series
+
+
+async def test_a_worker_of_some_partitions_leaves_the_others_alone(
+    redis_url: str, redis_client: AsyncRedis
+) -> None:
+    settings = _settings(redis_url, burst=True, partitions=(1,))
+    client = AsyncClient(redis_client, settings.queue)
+    await client.enqueue_many([NewJob("record", {"into": DONE}) for _ in range(30)])
+    before = [s.length for s in await client.partition_stats()]
+
+    code = await asyncio.wait_for(worker_for(testing_app, settings).run(handle_signals=False), 60)
+
+    assert code == 0
+    after = await client.partition_stats()
+    assert await redis_client.hlen(DONE) == before[1]
+    assert [s.lag for s in after] == [before[0], 0, before[2]]
