@@ -12,6 +12,7 @@ from redis.asyncio import Redis as AsyncRedis
 
 from jobqueue.core.client import AsyncClient, NewJob
 from jobqueue.core.errors import ConfigError
+from jobqueue.core.lanes import parse_lanes
 from jobqueue.core.settings import QueueSettings
 from jobqueue.worker.partitioned import PartitionedWorker, engine_settings, worker_for
 from jobqueue.worker.runner import Worker
@@ -66,6 +67,32 @@ async def test_a_burst_worker_runs_the_jobs_of_every_partition_once(
         "jobqueue_jobs_total", {"queue": "jobs:work", "type": "record", "outcome": "succeeded"}
     )
     assert succeeded == 45  # every engine counted into the one series
+
+
+async def test_every_partition_engine_reads_its_own_priority_lanes(
+    redis_url: str, redis_client: AsyncRedis
+) -> None:
+    queue = QueueSettings(redis_url=redis_url, partitions=2, lanes=parse_lanes("high:8-10,low:1-7"))
+    settings = settings_for(redis_url, queue=queue, concurrency=4, burst=True)
+    client = AsyncClient(redis_client, queue)
+    jobs = [NewJob("record", {"into": DONE}, priority=9 if n % 2 else 3) for n in range(20)]
+    ids = [r.job_id for r in await client.enqueue_many(jobs)]
+    registry = CollectorRegistry()
+
+    code = await asyncio.wait_for(
+        worker_for(testing_app, settings, registry=registry).run(handle_signals=False), 60
+    )
+
+    assert code == 0
+    assert set(await redis_client.hgetall(DONE)) == set(ids)
+    delivered = [
+        registry.get_sample_value(
+            "jobqueue_lane_deliveries_total", {"queue": "jobs:work", "lane": lane}
+        )
+        or 0
+        for lane in ("high", "low")
+    ]
+    assert sum(delivered) == 20  # both engines counted into the one series per lane
 
 
 async def test_a_worker_of_some_partitions_leaves_the_others_alone(

@@ -76,7 +76,10 @@ class WorkerMetrics:
 
     def count_lanes(self, names: list[str]) -> None:
         """Count the entries taken from each priority lane (``names``, highest first):
-        one increment per read batch and lane, nothing per job."""
+        one increment per read batch and lane, nothing per job. The engines of a
+        partitioned worker share these metrics and their lanes: counted once."""
+        if self.lane_deliveries:
+            return
         counter = Counter(
             "jobqueue_lane_deliveries_total",
             "Entries this worker took from each priority lane (read, drained or reclaimed).",
