@@ -29,6 +29,7 @@ LISTEN_ERRORS = (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES)
 @click.option("--redis-url", help="Redis URL [REDIS_URL].")
 @click.option("--stream", help="Stream of the queue [JOBQUEUE_STREAM, jobs:work].")
 @click.option("--dead-stream", help="Dead letters [JOBQUEUE_DEAD_STREAM, {stream}:dead].")
+@click.option("--partitions", type=int, help="Partitions of the queue [JOBQUEUE_PARTITIONS, 1].")
 @click.option("--host", help="Address to listen on [JOBQUEUE_PRODUCER_HOST, 0.0.0.0].")
 @click.option("--port", type=int, help="Port to listen on [JOBQUEUE_PRODUCER_PORT, 8080].")
 @click.option(
