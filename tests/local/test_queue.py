@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from jobqueue.core.errors import ConfigError
+from jobqueue.core.keys import partition_streams
 from jobqueue.local.queue import load_queue
 
 QUEUE_YAML = """
@@ -43,6 +44,23 @@ spec:
 
 def flag(argv: list[str], name: str) -> str:
     return argv[argv.index(name) + 1]
+
+
+def test_a_partitioned_queue_gives_its_processes_the_count_and_no_shared_dead_stream(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "parts.yaml"
+    text = QUEUE_YAML.replace("  deadLetterStream: orders:dead\n", "  partitions: 4\n")
+    path.write_text(text)
+
+    queue = load_queue(path)
+    argv = queue.worker_argv(["jobqueue"], "orders-w1", 0)
+
+    assert flag(argv, "--partitions") == "4"
+    # each partition keeps its own dead letters: naming one stream would share it
+    assert "--dead-stream" not in argv
+    assert [k.stream for k in queue.partition_keys] == partition_streams("orders:work", 4)
+    assert queue.settings("redis://x").partitions == 4
 
 
 def test_without_a_file_the_built_in_demo_queue_runs_the_demo_app() -> None:

@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
+import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis as AsyncRedis
+from support.redis_server import free_port
 
 from jobqueue.core.client import AsyncClient, NewJob
 from jobqueue.core.errors import ConfigError
@@ -19,7 +21,7 @@ from jobqueue.worker.runner import Worker
 from jobqueue.worker.settings import WorkerSettings
 from jobqueue.worker.testing import app as testing_app
 
-from .conftest import settings_for
+from .conftest import eventually, settings_for
 
 DONE = "partitioned:done"
 
@@ -93,6 +95,43 @@ async def test_every_partition_engine_reads_its_own_priority_lanes(
         for lane in ("high", "low")
     ]
     assert sum(delivered) == 20  # both engines counted into the one series per lane
+
+
+async def test_one_side_server_answers_for_every_partition(
+    redis_url: str, redis_client: AsyncRedis
+) -> None:
+    port = free_port()
+    settings = _settings(redis_url, http_port=port, http_host="127.0.0.1")
+    client = AsyncClient(redis_client, settings.queue)
+    ids = [r.job_id for r in await client.enqueue_many([NewJob("record", {"into": DONE})] * 12)]
+    worker = PartitionedWorker(testing_app, settings)
+    run = asyncio.create_task(worker.run(handle_signals=False))
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as http:
+            await eventually(lambda: _all_done(redis_client, ids), what="every job")
+            await eventually(lambda: _ready(http, f"{base}/readyz"), what="the side server")
+            async with http.get(f"{base}/metrics") as response:
+                text = await response.text()
+    finally:
+        worker.stop()
+        assert await asyncio.wait_for(run, 30) == 0
+
+    assert 'jobqueue_jobs_total{outcome="succeeded",queue="jobs:work",type="record"} 12.0' in text
+    assert 'jobqueue_jobs_in_flight{queue="jobs:work"} 0.0' in text
+    assert text.count("# TYPE jobqueue_jobs_total counter") == 1
+
+
+async def _all_done(redis: AsyncRedis, ids: list[str]) -> bool:
+    return set(await redis.hgetall(DONE)) == set(ids)
+
+
+async def _ready(http: aiohttp.ClientSession, url: str) -> bool:
+    try:
+        async with http.get(url) as response:
+            return response.status == 200
+    except aiohttp.ClientConnectionError:  # not listening yet
+        return False
 
 
 async def test_a_worker_of_some_partitions_leaves_the_others_alone(
