@@ -201,6 +201,40 @@ async def test_a_dead_letter_names_its_lane_stream(
     assert await pending_total(redis_client) == 0
 
 
+async def test_lane_jobs_keep_their_claims_return_results_and_can_be_cancelled(
+    redis_client: AsyncRedis, redis_url: str
+) -> None:
+    # given a low job that outlasts the visibility timeout, a high job that returns a
+    # value and a high job that runs until cancelled
+    long_job = await put(redis_client, LOW, "sleep", {"ms": 1500})
+    echo = await put(redis_client, HIGH, "echo", {"value": {"n": 7}})
+    victim = await put(redis_client, HIGH, "sleep", {"ms": 60_000})
+    holder = lane_settings(redis_url, consumer="holder", visibility_timeout_s=0.6)
+    thief = lane_settings(redis_url, consumer="thief", visibility_timeout_s=0.6)
+    async with running(testing_app, holder) as worker:
+        await eventually(lambda: _states(redis_client, [victim], "running"), what="a start")
+        # when another worker sweeps for idle entries all along, and the client asks to
+        # cancel the running high job
+        async with running(testing_app, thief) as other:
+            await redis_client.hset(KEYS.status(victim), "cancel_requested", "1")
+            await eventually(lambda: _done(redis_client, [long_job, echo]), what="the jobs")
+            await eventually(lambda: _states(redis_client, [victim], "cancelled"), what="cancel")
+            # then the heartbeat kept every lane's claims: nothing was taken over
+            assert other.metrics.reclaimed._value.get() == 0
+        delivered = {
+            sample.labels["lane"]: sample.value
+            for metric in worker.metrics.registry.collect()
+            if metric.name == "jobqueue_lane_deliveries"
+            for sample in metric.samples
+            if sample.name.endswith("_total")
+        }
+    # the echo's result was stored with its success, every entry acknowledged in its
+    # own lane, and each lane's deliveries counted
+    assert (await record_of(redis_client, echo)).get("result") == '{"n":7}'
+    assert await pending_total(redis_client) == 0
+    assert delivered == {"high": 2.0, "normal": 0.0, "low": 1.0}
+
+
 async def test_entry_ids_repeated_across_lanes_are_different_jobs(
     redis_client: AsyncRedis, redis_url: str
 ) -> None:
