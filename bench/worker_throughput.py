@@ -13,7 +13,11 @@ created at the end of the stream, then moved to 0), so neither side pays for enq
 The worker's CPU time comes from /proc (user + system), divided by the jobs it ran.
 
     .venv/bin/python bench/worker_throughput.py [--jobs 100000] [--concurrency 64] [--rounds 3]
-        [--concurrency-limit N]
+        [--concurrency-limit N] [--lanes high:8-10,normal:4-7,low:1-3]
+
+``--lanes TEXT`` declares priority lanes (``JOBQUEUE_LANES``): the jobs are in the
+default lane's stream (the queue's), the other lanes empty, so the run measures what
+reading through the lanes script costs when one lane has work.
 
 ``--concurrency-limit N`` gives the ``noop`` type a concurrency limit of N
 (``JOBQUEUE_CONCURRENCY_LIMITS=noop=N``): with N at least ``--concurrency`` it never
@@ -131,10 +135,13 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3, help="raw loop then worker, per round")
     parser.add_argument("--concurrency-limit", type=int, default=0, help="limit noop jobs")
+    parser.add_argument("--lanes", default="", help="JOBQUEUE_LANES (the jobs: default lane)")
     args = parser.parse_args()
     env = {}
     if args.concurrency_limit:
         env["JOBQUEUE_CONCURRENCY_LIMITS"] = f"noop={args.concurrency_limit}"
+    if args.lanes:
+        env["JOBQUEUE_LANES"] = args.lanes
     rounds: list[tuple[float, float, float]] = []  # raw s, worker s, worker CPU s
     with tempfile.TemporaryDirectory() as tmp:
         server = RedisServer(Path(tmp))
@@ -150,6 +157,7 @@ def main() -> None:
         finally:
             server.stop()
     limited = f", noop limited to {args.concurrency_limit}" if args.concurrency_limit else ""
+    limited += f", lanes {args.lanes}" if args.lanes else ""
     print(f"jobs per run          {args.jobs}  (concurrency {args.concurrency}{limited})")
     print("round     raw jobs/s  worker jobs/s  ratio  worker CPU us/job")
     for n, (raw_s, worker_s, cpu_s) in enumerate(rounds, 1):

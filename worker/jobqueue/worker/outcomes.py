@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from redis.asyncio import Redis as AsyncRedis
@@ -304,25 +304,28 @@ class Outcomes:
         """With lanes: put the bare entry ids in the lists (they go into status records)
         and group them by stream for the acknowledgements, as FLUSH's lanes argument;
         the lane streams join ``keys``."""
-        streams: dict[str, tuple[int, list[str], list[str]]] = {}
+        # Lane name ("" for the queue's own stream) -> [KEYS index, done ids, both ids].
+        acks: dict[str, tuple[int, list[str], list[str]]] = {}
 
         def bare(items: list[str | int], at: int, step: int, which: int) -> None:
             for i in range(at, len(items), step):
-                name, slash, entry_id = str(items[i]).rpartition("/")
-                items[i] = entry_id
-                if not which:
-                    continue
-                stream = self._lane_streams[name] if slash else self.keys.stream
-                acks = streams.get(stream)
-                if acks is None:
-                    keys.append(stream)
-                    acks = streams[stream] = (len(keys), [], [])
-                (acks[1] if which == 1 else acks[2]).append(entry_id)
+                key = cast(str, items[i])
+                slash = key.find("/")  # only ids of lane streams but the queue's have one
+                name = ""
+                if slash >= 0:
+                    name, key = key[:slash], key[slash + 1 :]
+                    items[i] = key
+                if which:
+                    lane = acks.get(name)
+                    if lane is None:
+                        keys.append(self._lane_streams[name] if name else self.keys.stream)
+                        lane = acks[name] = (len(keys), [], [])
+                    (lane[1] if which == 1 else lane[2]).append(key)
 
         bare(marks, 2, 6, 0)
         bare(done, 0, 3, 1)
         bare(both, 0, 7, 2)
-        return orjson.dumps(list(streams.values()))
+        return orjson.dumps(list(acks.values()))
 
     async def retry(
         self, delivery: Delivery, error: str, delay_s: float, duration_s: float
