@@ -136,6 +136,39 @@ def test_a_worker_and_the_client_run_jobs_on_a_cluster(
         assert client.get(ids[0]).state == "succeeded"  # type: ignore[union-attr]
 
 
+def test_priority_lanes_run_on_a_cluster(cluster: RedisCluster, reader: SyncCluster) -> None:
+    # given jobs in three lane streams of the queue's slot, high ones failing once (their
+    # retries come back through the delayed set's promotion into their lane)
+    lanes = {"high": (KEYS.lane("high"), "9"), "normal": (KEYS.stream, "5")}
+    lanes["low"] = (KEYS.lane("low"), "2")
+    ids = []
+    for name, (stream, priority) in lanes.items():
+        for n in range(20):
+            job_id = f"{name}-{n}"
+            job_type, payload = (
+                ("fail", {"times": 1, "into": DONE})
+                if name == "high"
+                else ("record", {"into": DONE})
+            )
+            fields = {"id": job_id, "type": job_type, "payload": json.dumps(payload)}
+            reader.xadd(stream, {**fields, "priority": priority, "attempts": "0"})
+            ids.append(job_id)
+    # when a worker with the lanes declared runs them (every lane script in one slot)
+    owner = cluster.owner(KEYS.stream)
+    env = {"JOBQUEUE_LANES": "high:8-10,normal:4-7,low:1-3", "JOBQUEUE_BACKOFF_BASE_S": "0.05"}
+    worker = WorkerProcess(
+        cluster.url, "w-lanes", "--concurrency", "8", env=env,
+        watch_url=f"redis://127.0.0.1:{owner.port}/0",
+    )  # fmt: skip
+    worker.start()
+    worker.wait_ready()
+    with worker:
+        # then every job ran, the high ones retried in their lane
+        _wait_done(reader, ids, worker)
+        assert reader.xlen(KEYS.lane("high")) == 40, worker.output()
+        assert worker.poll() is None, worker.output()
+
+
 def test_nothing_is_lost_while_the_queue_slot_migrates(
     cluster: RedisCluster, reader: SyncCluster
 ) -> None:
