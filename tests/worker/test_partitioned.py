@@ -122,6 +122,19 @@ async def test_one_side_server_answers_for_every_partition(
     assert text.count("# TYPE jobqueue_jobs_total counter") == 1
 
 
+async def test_an_engine_that_fails_stops_the_others_with_its_exit_code(redis_url: str) -> None:
+    worker = PartitionedWorker(testing_app, _settings(redis_url))
+
+    async def beyond_repair(**_: object) -> int:
+        await asyncio.sleep(0.3)  # the others are reading by now
+        return 1
+
+    worker.engines[1].run = beyond_repair  # type: ignore[method-assign]
+
+    assert await asyncio.wait_for(worker.run(handle_signals=False), 30) == 1
+    assert all(e.stopping.is_set() for e in worker.engines)
+
+
 async def _all_done(redis: AsyncRedis, ids: list[str]) -> bool:
     return set(await redis.hgetall(DONE)) == set(ids)
 

@@ -35,7 +35,7 @@ from jobqueue.core.keys import QueueKeys
 from jobqueue.worker.app import App
 from jobqueue.worker.http import SideServer
 from jobqueue.worker.metrics import WorkerMetrics
-from jobqueue.worker.runner import EXIT_CONFIG, EXIT_OK, EarlyStop, Worker
+from jobqueue.worker.runner import EXIT_BEYOND_REPAIR, EXIT_CONFIG, EXIT_OK, EarlyStop, Worker
 from jobqueue.worker.settings import WorkerSettings
 
 log = logging.getLogger("jobqueue.worker")
@@ -124,7 +124,11 @@ class PartitionedWorker:
         while pending:
             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
-                ended = task.result()
+                if task.exception() is not None:
+                    log.error("%s failed", task.get_name(), exc_info=task.exception())
+                    ended = EXIT_BEYOND_REPAIR
+                else:
+                    ended = task.result()
                 if ended != EXIT_OK and code == EXIT_OK:
                     code = ended
                     log.error("%s ended with exit %d: stopping the others", task.get_name(), ended)
@@ -132,7 +136,7 @@ class PartitionedWorker:
         return await self._finish(code, runs)
 
     async def _finish(self, code: int, runs: list[asyncio.Task[int]]) -> int:
-        await asyncio.gather(*runs)
+        await asyncio.gather(*runs, return_exceptions=True)  # each one's failure logged above
         await self.http.stop()
         return code
 
