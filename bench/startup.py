@@ -86,8 +86,14 @@ def one_job_waiting(client: redis.Redis) -> None:
     client.xadd(STREAM, {"id": "start", "type": "noop", "payload": "{}"})
 
 
-def timed(command: list[str], ready: Callable[[], bool]) -> float:
-    """Seconds from exec of ``command`` until ``ready()``; the process is then stopped."""
+CPU: dict[str, list[float]] = {}
+"""CPU seconds (user + system) each process had used when it was ready, by command."""
+
+
+def timed(name: str, command: list[str], ready: Callable[[], bool]) -> float:
+    """Seconds from exec of ``command`` until ``ready()``; the process is then stopped.
+    Its CPU time at that moment goes to `CPU` (steadier than the wall clock when other
+    processes compete for the cores)."""
     started = time.perf_counter()
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
     try:
@@ -95,10 +101,18 @@ def timed(command: list[str], ready: Callable[[], bool]) -> float:
             if proc.poll() is not None and not ready():
                 raise RuntimeError(f"{command[:3]} exited with {proc.returncode}")
             time.sleep(POLL_S)
-        return time.perf_counter() - started
+        elapsed = time.perf_counter() - started
+        CPU.setdefault(name, []).append(proc_cpu_s(proc.pid))
+        return elapsed
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds used so far by process ``pid`` (Linux /proc)."""
+    parts = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def import_redis() -> float:
@@ -109,25 +123,25 @@ def import_redis() -> float:
 
 def raw_worker(client: redis.Redis, url: str) -> float:
     one_job_waiting(client)
-    return timed([PYTHON, "-c", RAW_WORKER, url, STREAM, GROUP], lambda: delivered(client))
+    return timed("raw", [PYTHON, "-c", RAW_WORKER, url, STREAM, GROUP], lambda: delivered(client))
 
 
 def jobqueue_worker(client: redis.Redis, url: str, script: str) -> float:
     one_job_waiting(client)
     command = [script, "worker", "jobqueue.worker.testing:app", "--redis-url", url]
     command += ["--stream", STREAM, "--group", GROUP, "--http-port", str(free_port())]
-    return timed(command, lambda: delivered(client))
+    return timed("worker", command, lambda: delivered(client))
 
 
 def producer(url: str, script: str) -> float:
     port = free_port()
     command = [script, "producer", "--redis-url", url, "--host", "127.0.0.1"]
-    return timed([*command, "--port", str(port)], lambda: answers(port))
+    return timed("producer", [*command, "--port", str(port)], lambda: answers(port))
 
 
 def bare_server() -> float:
     port = free_port()
-    return timed([PYTHON, "-c", BARE_SERVER, str(port)], lambda: answers(port))
+    return timed("bare", [PYTHON, "-c", BARE_SERVER, str(port)], lambda: answers(port))
 
 
 def answers(port: int) -> bool:
@@ -185,6 +199,8 @@ def main() -> None:
                 if round_no or args.bytecode == "none":  # round 0 of "cached" compiles
                     for name, seconds in times.items():
                         results[name].append(seconds)
+                else:
+                    CPU.clear()
         finally:
             server.stop()
     base = statistics.median(results["import"])
@@ -200,6 +216,12 @@ def main() -> None:
     print(summary("jobqueue producer", results["producer"], base))
     bare = statistics.median(results["bare"])
     print(f"producer / bare aiohttp server: {statistics.median(results['producer']) / bare:.2f}")
+    cpu = {name: statistics.median(values) for name, values in CPU.items()}
+    print(
+        "CPU at ready, median s: "
+        + ", ".join(f"{name} {seconds:.3f}" for name, seconds in cpu.items())
+        + f"; producer / bare aiohttp server {cpu['producer'] / cpu['bare']:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ from typing import Any
 
 import click
 
+from jobqueue.core.startup import paused_gc
+
 COMMANDS: dict[str, tuple[str, str]] = {
     # name: (import path of the click command, one-line help)
     "worker": ("jobqueue.worker.cli:worker", "Run a worker for APP_REF (module:attribute)."),
@@ -44,7 +46,8 @@ class LazyGroup(click.Group):
         if cmd_name not in COMMANDS:
             return None
         module_name, _, attribute = COMMANDS[cmd_name][0].partition(":")
-        command = getattr(importlib.import_module(module_name), attribute)
+        with paused_gc():  # a command's imports are most of a start (jobqueue.core.startup)
+            command = getattr(importlib.import_module(module_name), attribute)
         if not isinstance(command, click.Command):
             raise TypeError(f"{COMMANDS[cmd_name][0]} is not a click command")
         return command

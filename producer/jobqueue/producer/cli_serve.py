@@ -18,6 +18,7 @@ import click
 from jobqueue.core.errors import ConfigError
 from jobqueue.core.log_flags import log_options
 from jobqueue.core.logs import LogSettings, setup_logging
+from jobqueue.core.startup import paused_gc
 from jobqueue.producer.job_types import JobTypes
 from jobqueue.producer.settings import ProducerSettings
 
@@ -40,7 +41,8 @@ LISTEN_ERRORS = (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES)
 @log_options
 def producer(log_level: str | None, log_format: str | None, **flags: Any) -> None:
     """Serve the HTTP producer API until SIGTERM, then finish in-flight requests."""
-    from jobqueue.producer.server import run  # aiohttp only for this command
+    with paused_gc():
+        from jobqueue.producer.server import run  # aiohttp only for this command
 
     try:
         settings = ProducerSettings.from_env()

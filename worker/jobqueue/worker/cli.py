@@ -18,6 +18,7 @@ from jobqueue.core.limits import with_text
 from jobqueue.core.log_flags import log_options
 from jobqueue.core.logs import LogSettings, setup_logging
 from jobqueue.core.partitions import parse_partition_list
+from jobqueue.core.startup import paused_gc
 from jobqueue.worker.app import load_app
 from jobqueue.worker.partitioned import worker_for
 from jobqueue.worker.runner import EarlyStop
@@ -128,7 +129,8 @@ def worker(app_ref: str, log_level: str | None, log_format: str | None, **flags:
         logs = LogSettings.from_env().with_flags(log_level, log_format)
         settings = settings_from(WorkerSettings.from_env(), flags)
         setup_logging(logs, "worker", pod=settings.consumer, queue=settings.queue.stream)
-        app = load_app(app_ref)
+        with paused_gc():  # the app's imports (jobqueue.core.startup)
+            app = load_app(app_ref)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
     code = uvloop.run(worker_for(app, settings).run(early=early))
