@@ -5,7 +5,7 @@ time (bench/startup.py). The worker never needs aiohttp (its side server is asyn
 Kopf, rich or the producer's validation libraries; the producer never needs Kopf or rich,
 and listens (demo job types, no file) without jsonschema, fastjsonschema or yaml: those
 load when a job types file is configured or a job needs them, the OpenAPI document's
-builder on its first request.
+builder on its first request, and prometheus_client on the first scrape of /metrics.
 Checked in a fresh interpreter, as the console script runs.
 """
 
@@ -69,11 +69,12 @@ print(orjson.dumps(sorted(sys.modules)).decode())
 """
 
 
-def test_a_producer_without_a_job_types_file_starts_without_the_validation_libraries() -> None:
+def test_a_producer_without_a_job_types_file_starts_without_validation_or_prometheus() -> None:
     done = subprocess.run(
         [sys.executable, "-c", SERVE_PROBE], capture_output=True, text=True, timeout=120, check=True
     )
     loaded = set(orjson.loads(done.stdout))
     assert {"aiohttp", "jobqueue.producer.routes_jobs"} <= loaded  # the app was built
     lazy = {"jsonschema", "fastjsonschema", "yaml", "jobqueue.producer.openapi"}
+    lazy.add("prometheus_client")  # imported on the first scrape of /metrics
     assert loaded.isdisjoint(lazy), sorted(loaded & lazy)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from prometheus_client import GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTOR, CollectorRegistry
+from collections.abc import Iterator
 
-from jobqueue.core.redis_errors import RedisErrorsCollector
+from prometheus_client import GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTOR, CollectorRegistry
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from jobqueue.core import redis_errors
 
 
 def add_process_collectors(registry: CollectorRegistry) -> None:
@@ -18,3 +22,21 @@ def add_process_collectors(registry: CollectorRegistry) -> None:
     for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
         registry.register(collector)
     RedisErrorsCollector(registry)
+
+
+class RedisErrorsCollector(Collector):
+    """Exposes this process's Redis error counts (`jobqueue.core.redis_errors`) in one
+    registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        registry.register(self)
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            redis_errors.NAME,
+            "Redis errors this process caught and rode out, by component and kind.",
+            labels=["component", "kind"],
+        )
+        for (component, kind), value in redis_errors.counts():
+            family.add_metric([component, kind], value)
+        yield family

@@ -2,19 +2,17 @@
 
 Each place that catches a Redis error and carries on (a worker's retry of an outcome, its
 read loop reconnecting, the producer's 503, the operator's failed poll) calls `record`.
-The counts are per process, like the process collectors: one `RedisErrorsCollector` in
-each registry a process serves exposes them. ``kind`` is one of `KINDS`, so a flood of
+The counts are per process, like the process collectors: one
+`jobqueue.core.process_metrics.RedisErrorsCollector` in each registry a process serves
+exposes them (prometheus_client is not imported here: the producer records errors but
+imports it only when first scraped). ``kind`` is one of `KINDS`, so a flood of
 errors never grows the series count.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry
-from prometheus_client.metrics_core import CounterMetricFamily, Metric
-from prometheus_client.registry import Collector
 from redis import exceptions as redis_errors
 
 from jobqueue.core.connection import NoReplicasError
@@ -53,18 +51,6 @@ def count(component: str, kind: str) -> int:
     return _counts[component, kind]
 
 
-class RedisErrorsCollector(Collector):
-    """Exposes this process's Redis error counts in one registry."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        registry.register(self)
-
-    def collect(self) -> Iterator[Metric]:
-        family = CounterMetricFamily(
-            NAME,
-            "Redis errors this process caught and rode out, by component and kind.",
-            labels=["component", "kind"],
-        )
-        for (component, kind), value in sorted(_counts.items()):
-            family.add_metric([component, kind], value)
-        yield family
+def counts() -> list[tuple[tuple[str, str], int]]:
+    """Every ((component, kind), count) so far, sorted (what /metrics exposes)."""
+    return sorted(_counts.items())
