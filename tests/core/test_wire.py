@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
+from ulid import ULID
 
 from jobqueue.core.errors import MalformedJob
-from jobqueue.core.wire import Job, dead_letter_fields, decode, replay_fields
+from jobqueue.core.wire import Job, dead_letter_fields, decode, new_job_id, replay_fields
 
 
 def test_fields_round_trip_with_extras() -> None:
@@ -55,3 +58,17 @@ def test_dead_letter_keeps_extras_and_replay_resets_attempts() -> None:
     assert dead["source_stream"] == "jobs:work"
     replayed = decode("8-0", replay_fields(dead))
     assert (replayed.id, replayed.attempts, replayed.extra) == (job.id, 0, {"trace_id": "t"})
+
+
+def test_new_job_ids_are_ulids_of_now_that_sort_in_the_order_they_were_made() -> None:
+    before_ms = time.time_ns() // 1_000_000
+    ids = [new_job_id() for _ in range(5000)]  # many share a millisecond
+    after_ms = time.time_ns() // 1_000_000
+
+    assert ids == sorted(ids)
+    assert len(set(ids)) == len(ids)
+    for job_id in (ids[0], ids[-1]):
+        assert len(job_id) == 26
+        assert set(job_id) <= set("0123456789ABCDEFGHJKMNPQRSTVWXYZ")
+        assert str(ULID.from_str(job_id)) == job_id
+        assert before_ms <= ULID.from_str(job_id).milliseconds <= after_ms
