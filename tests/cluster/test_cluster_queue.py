@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 from support.redis_cluster import RedisCluster
 from support.worker_process import WorkerProcess
 
-from jobqueue.core.client import Client, NewJob
+from jobqueue.core.client import Client, NewJob, PartlyEnqueued
 from jobqueue.core.keys import QueueKeys
 from jobqueue.core.partitions import partition_of
 from jobqueue.core.settings import QueueSettings
@@ -219,6 +219,25 @@ def test_a_partitioned_queue_runs_on_every_primary_through_a_migration_and_a_fai
     # Then every job ran (checked by _under_load), and the slots are where they went
     assert cluster.owner(streams[1]) is owners[2]
     assert cluster.owner(streams[0]) is not owners[0]
+
+
+def test_a_batch_one_partition_of_which_fails_says_which_jobs_were_enqueued(
+    cluster: RedisCluster, reader: SyncCluster
+) -> None:
+    settings = QueueSettings(redis_url=cluster.url, partitions=3, stream="partly:work")
+    full = cluster.owner(settings.partition_keys[2].stream)
+    with cluster.client(full.port) as node:
+        node.config_set("maxmemory", "1")  # refuses every write: OOM
+        try:
+            with Client(settings) as client, pytest.raises(PartlyEnqueued) as raised:
+                client.enqueue_many([NewJob("noop", {})] * 30)
+        finally:
+            node.config_set("maxmemory", "0")
+
+    written = set(raised.value.enqueued)
+    stored = {f["id"] for k in settings.partition_keys for _, f in reader.xrange(k.stream)}
+    assert written == stored
+    assert 0 < len(written) < 30
 
 
 def test_the_hot_connection_follows_a_moved_slot(cluster: RedisCluster) -> None:

@@ -40,6 +40,7 @@ from jobqueue.core.client_types import (
     InvalidNewJob,
     JobInfo,
     NewJob,
+    PartlyEnqueued,
     enqueue_arg,
 )
 from jobqueue.core.connection import REDIS_UNAVAILABLE, async_redis
@@ -79,6 +80,7 @@ __all__ = [
     "InvalidNewJob",
     "JobInfo",
     "NewJob",
+    "PartlyEnqueued",
 ]
 
 
@@ -159,6 +161,10 @@ class AsyncClient:
         Each job's id is fixed before the call, so the call is sent again after a lost
         reply without enqueueing anything twice. ``not_after_ms`` (epoch ms, 0 = none):
         past it by Redis's clock nothing more is written and `EnqueueExpired` names the jobs.
+        A partitioned queue on a Redis Cluster writes each partition's jobs on its own
+        primary, all at once: all or nothing holds per partition there (an error raised
+        for one may leave the others' jobs enqueued; jobs with a ``job_id`` of their own
+        can be sent again safely).
         """
         now_ms = _now_ms()
         prepared: list[_Prepared] = []
@@ -277,9 +283,12 @@ class AsyncClient:
                 ),
                 return_exceptions=True,
             )
-            for answer in answers:
-                if isinstance(answer, BaseException):
-                    raise answer
+            failed = [a for a in answers if isinstance(a, BaseException)]
+            if failed:
+                written = [r.job_id for a in answers if not isinstance(a, BaseException) for r in a]
+                if written:  # never answer "nothing written" for jobs that were
+                    raise PartlyEnqueued(written, failed[0]) from failed[0]
+                raise failed[0]
             results: list[Enqueued | None] = [None] * len(prepared)
             for group, answer in zip(apart, answers, strict=True):
                 assert not isinstance(answer, BaseException)

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from redis.exceptions import RedisError
 
 from jobqueue.core.status import JobState
 from jobqueue.core.wire import CORE_FIELDS, MAX_PRIORITY, MIN_PRIORITY, Job, new_job_id
@@ -47,6 +48,21 @@ class AmbiguousDeadLetter(ValueError):
         )
         self.entry_id = entry_id
         self.job_ids = list(job_ids)
+
+
+class PartlyEnqueued(RedisError):
+    """A batch over several partitions of a Redis Cluster queue: the jobs ``enqueued``
+    were written, the others met ``cause`` (and may or may not have been). A Redis
+    error, so every caller that handles one answers "outcome unknown"; sending every
+    job again with its ``job_id`` is safe."""
+
+    def __init__(self, enqueued: Sequence[str], cause: BaseException) -> None:
+        super().__init__(
+            f"{len(enqueued)} jobs enqueued, the partitions of the others failed: "
+            f"{type(cause).__name__}: {cause}"
+        )
+        self.enqueued = list(enqueued)
+        self.cause = cause
 
 
 class EnqueueExpired(Exception):
