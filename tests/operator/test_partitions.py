@@ -88,3 +88,23 @@ async def test_a_change_of_the_partition_count_is_refused_and_the_workers_keep_t
     assert "PartitionsChangeRefused" in reasons
     assert _env(kube, "fixed")["JOBQUEUE_PARTITIONS"] == "2"
     assert _status(kube, "fixed")["partitionCount"] == 2
+
+
+async def test_the_limits_usage_of_every_partition_is_summed(
+    kube: KubeEmulator, operator: OperatorContext, redis_url: str, redis_client: Redis
+) -> None:
+    limits = [{"type": "noop", "concurrency": 20}]
+    body = _queue("limited", redis_url, 2)
+    body["spec"]["limits"] = limits
+    await apply(kube, body)
+    settings = QueueSettings(redis_url=redis_url, stream="limited:work", partitions=2)
+    for n, keys in enumerate(settings.partition_keys):  # jobs running in each partition
+        await redis_client.zadd(keys.limit_leases("noop"), {f"{n}-1": 2**50, f"{n}-2": 2**50})
+    await AsyncClient(redis_client, settings).enqueue_many([NewJob("noop", {})] * 4)
+
+    status = await eventually(
+        lambda: _status(kube, "limited").get("limits") and _status(kube, "limited"),
+        what="status.limits",
+    )
+
+    assert status["limits"] == [{"type": "noop", "running": 4, "concurrency": 20}]

@@ -15,6 +15,7 @@ from support.redis_server import free_port
 from jobqueue.core.client import AsyncClient, NewJob
 from jobqueue.core.errors import ConfigError
 from jobqueue.core.lanes import parse_lanes
+from jobqueue.core.limits import TypeLimit
 from jobqueue.core.settings import QueueSettings
 from jobqueue.worker.partitioned import PartitionedWorker, engine_settings, worker_for
 from jobqueue.worker.runner import Worker
@@ -43,6 +44,17 @@ def test_engines_share_the_concurrency_and_each_runs_one_partition() -> None:
     assert isinstance(worker_for(testing_app, settings_for("redis://127.0.0.1:1/0")), Worker)
     with pytest.raises(ConfigError, match="not among the queue's 3"):
         dataclasses.replace(settings, partitions=(3,))
+
+
+def test_each_partition_enforces_its_share_of_the_queue_limits() -> None:
+    limits = (TypeLimit("email", rate_jobs=50, rate_period_s=1.0), TypeLimit("pdf", concurrency=4))
+    settings = dataclasses.replace(_settings("redis://127.0.0.1:1/0"), limits=limits)
+
+    shares = [e.limits for e in engine_settings(settings)]
+
+    # 50/1s for the queue: 50/3s in each of 3 partitions, 50 a second in all
+    assert {share[0].rate_per_s for share in shares} == {50 / 3}
+    assert [share[1].concurrency for share in shares] == [2, 1, 1]  # 4 running in all
 
 
 async def test_a_burst_worker_runs_the_jobs_of_every_partition_once(

@@ -51,7 +51,7 @@ from jobqueue.local.redis_source import RedisSource
 from jobqueue.local.schedules import LocalSchedules
 from jobqueue.local.settings import DevSettings
 from jobqueue.local.view import Snapshot
-from jobqueue.operator.limit_usage import sample_limit_usage
+from jobqueue.operator.limit_usage import sample_partitions_usage
 
 REAP_INTERVAL_S = 10.0
 """Seconds between two passes removing the consumers of workers that are gone."""
@@ -227,8 +227,7 @@ class DevSession:
             samples = await sample_partitions(redis, self.queue.partition_keys)
             sample = self._client.summed(samples)
             limits = self.queue.spec.type_limits
-            # Limits hold per partition: partition 0's usage stands for the queue's.
-            usage = await sample_limit_usage(redis, self.queue.keys, limits, samples[0])
+            usage = await sample_partitions_usage(redis, self.queue.partition_keys, limits, samples)
             self._dead = await self._recent_dead(redis)
         except (RedisConnectionError, RedisTimeoutError, ResponseError, OSError) as exc:
             # Shown in the view each poll until it clears: workers keep running (they

@@ -21,6 +21,7 @@ by rule 1 or 2), all of them at once.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import zlib
 from collections.abc import Sequence
 
@@ -28,6 +29,7 @@ from redis.asyncio import Redis
 
 from jobqueue.core.backlog import GroupSample, QueueSample, parse_entry_id, sample_queue
 from jobqueue.core.keys import QueueKeys
+from jobqueue.core.limits import TypeLimit
 
 
 def partition_of(text: str, partitions: int) -> int:
@@ -49,6 +51,25 @@ def lookup_order(job_id: str, partitions: int) -> list[int]:
     """Partitions to look for ``job_id`` in: its home first, then every other one."""
     home = partition_of(job_id, partitions)
     return [home, *(p for p in range(partitions) if p != home)]
+
+
+def partition_limits(
+    limits: Sequence[TypeLimit], partitions: int, index: int
+) -> tuple[TypeLimit, ...]:
+    """Partition ``index``'s share of the queue's ``limits``, which each partition's
+    limiter enforces on its own keys: a rate limit's period times ``partitions`` (N per
+    period for the queue, when the jobs of the type spread evenly: they do by id), a
+    concurrency limit divided, at least 1 (so below ``partitions`` the queue may run one
+    per partition)."""
+    if partitions == 1:
+        return tuple(limits)
+    shares = []
+    for limit in limits:
+        base, extra = divmod(limit.concurrency, partitions)
+        concurrency = max(1, base + (1 if index < extra else 0)) if limit.concurrency else 0
+        period = limit.rate_period_s * partitions
+        shares.append(dataclasses.replace(limit, rate_period_s=period, concurrency=concurrency))
+    return tuple(shares)
 
 
 def parse_partition_list(text: str) -> tuple[int, ...]:

@@ -94,5 +94,36 @@ async def sample_limit_usage(
     return await read_limit_usage(redis, keys, limits, last)
 
 
+async def sample_partitions_usage(
+    redis: Redis,
+    partitions: list[QueueKeys],
+    limits: tuple[TypeLimit, ...],
+    samples: list[QueueSample],
+) -> LimitUsage | None:
+    """The queue's usage of ``limits`` over its partitions (each partition's limiter
+    holds its share, `jobqueue.core.partitions.partition_limits`): running jobs and
+    reserved starts added, the rate's booking the furthest ahead, only limited types
+    waiting when that holds in every partition."""
+    usages = [
+        await sample_limit_usage(redis, keys, limits, sample)
+        for keys, sample in zip(partitions, samples, strict=True)
+    ]
+    found = [u for u in usages if u is not None]
+    if not found:
+        return None
+    if len(found) == 1:
+        return found[0]
+    types = tuple(
+        TypeUsage(
+            limit,
+            sum(u.types[n].running for u in found),
+            max(u.types[n].booked_ahead_s for u in found),
+            sum(u.types[n].waiting_for_rate for u in found),
+        )
+        for n, limit in enumerate(limits)
+    )
+    return LimitUsage(types, all(u.only_limited_waiting for u in found))
+
+
 def _text(value: str | bytes) -> str:
     return value.decode() if isinstance(value, bytes) else value

@@ -41,7 +41,7 @@ from jobqueue.core.partitions import partition_rows, sample_partitions, sum_samp
 from jobqueue.operator.consumers import reap_dead_consumers
 from jobqueue.operator.deployment import deployment_name, selector_labels
 from jobqueue.operator.kube import KubeApi, KubeApiError
-from jobqueue.operator.limit_usage import LimitUsage, sample_limit_usage
+from jobqueue.operator.limit_usage import LimitUsage, sample_partitions_usage
 from jobqueue.operator.metrics import OperatorMetrics
 from jobqueue.operator.policy import (
     Decision,
@@ -57,7 +57,6 @@ from jobqueue.operator.reconcile import (
     ensure_group,
     partition_keys,
     pinned_partitions,
-    queue_keys,
     queue_settings,
     resolve_redis_url,
 )
@@ -156,9 +155,7 @@ class QueueScaler:
                 await ensure_group(self.redis, keys)
         sample = sum_samples(samples, spec.stream, shared_dead=bool(spec.dead_letter_stream))
         observed = self.rates.policy_sample(now, sample, replicas)
-        # Limits hold per partition (each has its own limiter keys): partition 0's usage
-        # stands for the queue's.
-        usage = await self._limit_usage(spec, samples[0])
+        usage = await self._limit_usage(spec, samples)
         if usage is not None and usage.only_limited_waiting:
             observed = dataclasses.replace(observed, limit_slots=spec_limit_slots(spec, observed))
         decision = decide(observed, PolicySettings.from_spec(spec), self.state)
@@ -262,10 +259,13 @@ class QueueScaler:
             self._replicas_read_s = now
         return self._replicas
 
-    async def _limit_usage(self, spec: JobQueueSpec, sample: QueueSample) -> LimitUsage | None:
+    async def _limit_usage(
+        self, spec: JobQueueSpec, samples: list[QueueSample]
+    ) -> LimitUsage | None:
         if not spec.limits or self.redis is None:
             return None
-        return await sample_limit_usage(self.redis, queue_keys(spec), spec.type_limits, sample)
+        keys = partition_keys(spec)
+        return await sample_partitions_usage(self.redis, keys, spec.type_limits, samples)
 
     def _limits_status(
         self, body: kopf.Body, generation: int, decision: Decision, usage: LimitUsage | None

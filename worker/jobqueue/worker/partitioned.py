@@ -32,6 +32,7 @@ import time
 from prometheus_client import CollectorRegistry
 
 from jobqueue.core.keys import QueueKeys
+from jobqueue.core.partitions import partition_limits
 from jobqueue.worker.app import App
 from jobqueue.worker.http import SideServer
 from jobqueue.worker.metrics import WorkerMetrics
@@ -66,6 +67,7 @@ def engine_settings(settings: WorkerSettings) -> list[WorkerSettings]:
                 settings,
                 queue=dataclasses.replace(queue, stream=keys.stream, partitions=1),
                 concurrency=max(1, share + (1 if rank < extra else 0)),
+                limits=partition_limits(settings.limits, len(every), partition),
                 http_port=0,
                 partitions=(),
             )
