@@ -113,3 +113,13 @@ def test_redact_url_hides_both_passwords_of_a_sentinel_url_and_keeps_its_hosts()
     assert redact_url(url) == (
         "redis+sentinel://:***@s0:26379,s1:26379/mymaster/0?sentinel_password=***&x=1"
     )
+
+
+def test_a_partitioned_queue_shows_the_lag_of_each_partition() -> None:
+    snap = snapshot(partition_lags=(12, 0, 18))
+    console = Console(record=True, width=140)
+    console.print(render(snap))
+
+    assert "partition_lag=12/0/18" in plain_line(snap)
+    assert "12 / 0 / 18" in console.export_text()
+    assert "partition_lag" not in plain_line(snapshot())  # one partition: as before

@@ -118,6 +118,7 @@ class DevSession:
         self._error = ""
         self._rates = (0.0, 0.0)
         self._dead: tuple[DeadLetter, ...] = ()
+        self._partition_lags: tuple[int, ...] = ()
         self._reaped_s = 0.0
         self._cli_hint = ""
         self._consumer_pattern = local_consumer_pattern(queue.name)
@@ -226,6 +227,7 @@ class DevSession:
             await self._schedules.fire(self._client)
             samples = await sample_partitions(redis, self.queue.partition_keys)
             sample = self._client.summed(samples)
+            self._partition_lags = tuple(s.lag for s in samples) if len(samples) > 1 else ()
             limits = self.queue.spec.type_limits
             usage = await sample_partitions_usage(redis, self.queue.partition_keys, limits, samples)
             self._dead = await self._recent_dead(redis)
@@ -296,6 +298,7 @@ class DevSession:
             events=self.event.recent,
             error=self._error,
             cli_hint=self._cli_hint,
+            partition_lags=self._partition_lags,
         )
 
     def _should_finish(self, snap: Snapshot) -> bool:

@@ -66,6 +66,8 @@ class Snapshot:
     error: str = ""
     cli_hint: str = ""
     """How to run the CLI against this queue from another terminal (``.venv/bin/jobqueue``)."""
+    partition_lags: tuple[int, ...] = ()
+    """Each partition's lag, for a partitioned queue (``sample`` holds the sums)."""
 
 
 def snapshot_fields(snap: Snapshot) -> dict[str, object]:
@@ -77,6 +79,8 @@ def snapshot_fields(snap: Snapshot) -> dict[str, object]:
         s = snap.sample
         fields.update(lag=s.lag, pending=s.pending, delayed=s.delayed, dead=s.dead_letters)
         fields["oldest_waiting_s"] = round(snap.oldest_waiting_s, 3)
+        if snap.partition_lags:
+            fields["partition_lag"] = list(snap.partition_lags)
     done = sum(n for (_, outcome), n in snap.outcomes.items() if outcome == "succeeded")
     fields.update(
         arrival_rate=round(snap.arrival_rate, 2),
@@ -104,6 +108,8 @@ def plain_line(snap: Snapshot) -> str:
             f"delayed={s.delayed}",
             f"dead={s.dead_letters}",
         ]
+        if snap.partition_lags:
+            parts.append("partition_lag=" + "/".join(map(str, snap.partition_lags)))
     done = sum(n for (_, outcome), n in snap.outcomes.items() if outcome == "succeeded")
     parts += [
         f"in={snap.arrival_rate:.1f}/s",
@@ -152,6 +158,9 @@ def _queue_table(snap: Snapshot) -> RenderableType:
         ("completions", f"{snap.completion_rate:.1f} jobs/s"),
     ):
         table.add_row(name, Text(value, style="bold"))
+    if snap.partition_lags:
+        lags = " / ".join(map(str, snap.partition_lags))
+        table.add_row(f"lag of {len(snap.partition_lags)} partitions", Text(lags, style="bold"))
     return table
 
 
