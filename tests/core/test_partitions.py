@@ -137,3 +137,5 @@ def test_partition_lists_and_counts_are_checked() -> None:
             parse_partition_list(bad)
     with pytest.raises(ConfigError):
         QueueSettings(partitions=0)
+    with pytest.raises(ConfigError, match="leave it unset"):
+        QueueSettings(redis_url="redis+cluster://h:1", partitions=2, dead_stream="jobs:dead")

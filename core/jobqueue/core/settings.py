@@ -99,14 +99,25 @@ class QueueSettings:
             raise ConfigError(str(exc)) from None
         if self.enqueue_min_replicas < 0:
             raise ConfigError("JOBQUEUE_ENQUEUE_MIN_REPLICAS must be 0 or more")
-        if self.enqueue_min_replicas and self.redis_url.split("://")[0].endswith("+cluster"):
+        if self.enqueue_min_replicas and self._cluster:
             # Its MULTI/EXEC + WAIT pipeline names no key to route by in a cluster.
             raise ConfigError("JOBQUEUE_ENQUEUE_MIN_REPLICAS is not supported on Redis Cluster yet")
         if not 1 <= self.partitions <= MAX_PARTITIONS:
             raise ConfigError(f"JOBQUEUE_PARTITIONS must be 1..{MAX_PARTITIONS}")
+        if self.partitions > 1 and self.dead_stream and self._cluster:
+            # One dead-letter stream is one slot: every other partition's scripts would
+            # span two.
+            raise ConfigError(
+                "JOBQUEUE_DEAD_STREAM names one stream for every partition, which a Redis"
+                " Cluster cannot serve: leave it unset (each partition keeps its own)"
+            )
         if self.enqueue_replicas_timeout_ms <= 0:
             # WAIT with 0 would wait forever, holding the request.
             raise ConfigError("JOBQUEUE_ENQUEUE_REPLICAS_TIMEOUT_MS must be more than 0")
+
+    @property
+    def _cluster(self) -> bool:
+        return self.redis_url.split("://")[0].endswith("+cluster")
 
     @property
     def keys(self) -> QueueKeys:
