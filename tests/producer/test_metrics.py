@@ -23,4 +23,4 @@ async def test_requests_latency_and_enqueued_jobs_are_counted(api: Api) -> None:
         'jobqueue_http_requests_total{method="GET",route="/jobs/{job_id}",status="404"} 1.0' in text
     )
     assert 'jobqueue_http_request_duration_seconds_count{route="/jobs"} 4.0' in text
-    assert 'jobqueue_jobs_enqueued_total{type="email"} 2.0' in text
+    assert 'jobqueue_jobs_enqueued_total{lane="",type="email"} 2.0' in text

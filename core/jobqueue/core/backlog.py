@@ -20,6 +20,11 @@ already delivered. So lag is derived in this order, and the sample says which ru
 Rules 1-3 are exact and cost nothing beyond ``XINFO STREAM``. A group that does not exist
 yet has every entry of the stream as lag (``no-group``), so the first job wakes a queue
 scaled to zero.
+
+A queue with priority lanes (`jobqueue.core.lanes`) is one stream per lane, all read by
+the same group: each lane is sampled as above (`LaneSample`, highest lane first) and the
+queue's figures are their sums, which is what the autoscalers scale on. Delayed jobs and
+dead letters are one set and one stream for all lanes.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from jobqueue.core.keys import QueueKeys
+from jobqueue.core.lanes import NO_LANES, Lanes
 
 COUNT_CAP = 10_000
 """Most entries the fallback lag count scans in one call (keeps Redis responsive)."""
@@ -68,6 +74,36 @@ class GroupSample:
 
 
 @dataclass(frozen=True, slots=True)
+class LaneSample:
+    """One priority lane's stream: its length, and the queue's group on it."""
+
+    name: str
+    stream: str
+    length: int
+    entries_added: int
+    lag: int
+    pending: int
+    lag_source: str
+    groups: tuple[GroupSample, ...] = ()
+    oldest_waiting_id: str | None = None
+
+    @property
+    def backlog(self) -> int:
+        return self.lag + self.pending
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "stream": self.stream,
+            "length": self.length,
+            "lag": self.lag,
+            "lagSource": self.lag_source,
+            "pending": self.pending,
+            "oldestWaitingId": self.oldest_waiting_id,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class QueueSample:
     """A snapshot of one queue. Counts are in jobs."""
 
@@ -86,11 +122,21 @@ class QueueSample:
     groups: tuple[GroupSample, ...] = field(default=())
     oldest_waiting_id: str | None = None
     """Entry id of the oldest entry the group has not delivered yet; None when none waits."""
+    lanes: tuple[LaneSample, ...] = ()
+    """Each priority lane, highest first; empty for a queue without lanes. The counts
+    above are their sums (``groups``: the queue's own stream, the default lane)."""
 
     @property
     def backlog(self) -> int:
         """Work not finished: waiting (lag) plus delivered but unacknowledged (pending)."""
         return self.lag + self.pending
+
+    @property
+    def missing_group(self) -> bool:
+        """Whether the queue's group is missing on its stream or on a lane's stream."""
+        return self.lag_source == "no-group" or any(
+            lane.lag_source == "no-group" for lane in self.lanes
+        )
 
     def oldest_waiting_age_s(self, now_s: float) -> float:
         """Seconds the oldest undelivered entry has waited at ``now_s`` (`time.time`),
@@ -125,48 +171,112 @@ class QueueSample:
                 }
                 for g in self.groups
             ],
+            "lanes": [lane.as_dict() for lane in self.lanes],
         }
 
 
 async def sample_queue(
-    redis: Redis, keys: QueueKeys, *, with_consumers: bool = False
+    redis: Redis, keys: QueueKeys, *, lanes: Lanes = NO_LANES, with_consumers: bool = False
 ) -> QueueSample:
-    """Read one snapshot of the queue ``keys`` names (a handful of commands, one round trip
-    for the common case)."""
+    """Read one snapshot of the queue ``keys`` names, every lane of ``lanes`` summed (a
+    handful of commands per stream, one round trip for the common case)."""
+    streams = lanes.streams(keys)
     async with redis.pipeline(transaction=False) as pipe:
-        pipe.xinfo_stream(keys.stream)
-        pipe.xinfo_groups(keys.stream)
+        for stream in streams:
+            pipe.xinfo_stream(stream)
+            pipe.xinfo_groups(stream)
         pipe.zcard(keys.delayed)
         pipe.xlen(keys.dead)
-        stream_info, groups_info, delayed, dead = await pipe.execute(raise_on_error=False)
+        replies = await pipe.execute(raise_on_error=False)
+    delayed, dead = replies[-2:]
+    for result in (delayed, dead):
+        if isinstance(result, Exception):
+            raise result
+    names = [lane.name for lane in lanes.lanes] or [""]
+    samples = []
+    for i, (name, stream) in enumerate(zip(names, streams, strict=True)):
+        stream_info, groups_info = replies[2 * i], replies[2 * i + 1]
+        samples.append(
+            await _stream_sample(
+                redis, keys, name, stream, stream_info, groups_info, with_consumers
+            )
+        )
+    if not lanes:
+        only = samples[0]
+        return QueueSample(
+            stream=keys.stream,
+            group=keys.group,
+            length=only.length,
+            entries_added=only.entries_added,
+            lag=only.lag,
+            pending=only.pending,
+            delayed=int(delayed),
+            dead_letters=int(dead),
+            lag_source=only.lag_source,
+            groups=only.groups,
+            oldest_waiting_id=only.oldest_waiting_id,
+        )
+    return _summed(keys, samples, int(delayed), int(dead))
+
+
+def _summed(keys: QueueKeys, lanes: list[LaneSample], delayed: int, dead: int) -> QueueSample:
+    """The queue's sample from its lanes' (counts summed, the oldest waiting entry of
+    all; ``groups`` those of the queue's own stream, the default lane)."""
+    sources = {lane.lag_source for lane in lanes}
+    source = (
+        "no-group" if "no-group" in sources else sources.pop() if len(sources) == 1 else "mixed"
+    )
+    waiting = [lane.oldest_waiting_id for lane in lanes if lane.oldest_waiting_id is not None]
+    own = next((lane for lane in lanes if lane.stream == keys.stream), lanes[0])
+    return QueueSample(
+        stream=keys.stream,
+        group=keys.group,
+        length=sum(lane.length for lane in lanes),
+        entries_added=sum(lane.entries_added for lane in lanes),
+        lag=sum(lane.lag for lane in lanes),
+        pending=sum(lane.pending for lane in lanes),
+        delayed=delayed,
+        dead_letters=dead,
+        lag_source=source,
+        groups=own.groups,
+        oldest_waiting_id=min(waiting, key=parse_entry_id) if waiting else None,
+        lanes=tuple(lanes),
+    )
+
+
+async def _stream_sample(
+    redis: Redis,
+    keys: QueueKeys,
+    name: str,
+    stream: str,
+    stream_info: Any,
+    groups_info: Any,
+    with_consumers: bool,
+) -> LaneSample:
+    """The sample of one ready stream from its ``XINFO STREAM`` and ``XINFO GROUPS``."""
     if isinstance(stream_info, ResponseError):
         if "no such key" not in str(stream_info).lower():
             raise stream_info
         stream_info, groups_info = {"length": 0, "entries-added": 0}, []
-    for result in (delayed, dead):
-        if isinstance(result, Exception):
-            raise result
+    elif isinstance(groups_info, Exception):
+        raise groups_info
     facts = StreamFacts.from_info(stream_info)
-    length = facts.length
     groups = []
     for info in groups_info:
-        groups.append(await _group_sample(redis, keys, info, facts, with_consumers))
+        groups.append(await _group_sample(redis, stream, info, facts, with_consumers))
     own = next((g for g in groups if g.name == keys.group), None)
     if own is None:
-        own = GroupSample(keys.group, 0, 0, "0-0", None, length, "no-group")
-    oldest = await _oldest_waiting(redis, keys.stream, own, facts)
-    return QueueSample(
-        stream=keys.stream,
-        group=keys.group,
-        length=length,
+        own = GroupSample(keys.group, 0, 0, "0-0", None, facts.length, "no-group")
+    return LaneSample(
+        name=name,
+        stream=stream,
+        length=facts.length,
         entries_added=facts.entries_added,
         lag=own.lag,
         pending=own.pending,
-        delayed=int(delayed),
-        dead_letters=int(dead),
         lag_source=own.lag_source,
         groups=tuple(groups),
-        oldest_waiting_id=oldest,
+        oldest_waiting_id=await _oldest_waiting(redis, stream, own, facts),
     )
 
 
@@ -184,14 +294,14 @@ async def _oldest_waiting(
 
 
 async def _group_sample(
-    redis: Redis, keys: QueueKeys, info: dict[str, Any], facts: StreamFacts, with_consumers: bool
+    redis: Redis, stream: str, info: dict[str, Any], facts: StreamFacts, with_consumers: bool
 ) -> GroupSample:
     name = str(info["name"])
     entries_read = info.get("entries-read")
-    lag, source = await group_lag(redis, keys.stream, info, facts)
+    lag, source = await group_lag(redis, stream, info, facts)
     consumer_names: tuple[str, ...] = ()
     if with_consumers:
-        consumers = await redis.xinfo_consumers(keys.stream, name)
+        consumers = await redis.xinfo_consumers(stream, name)
         consumer_names = tuple(str(c["name"]) for c in consumers)
     return GroupSample(
         name=name,

@@ -18,7 +18,7 @@ import dataclasses
 import math
 import re
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar, cast
 
@@ -45,12 +45,13 @@ from jobqueue.core.client_types import (
 )
 from jobqueue.core.connection import REDIS_UNAVAILABLE, async_redis
 from jobqueue.core.errors import EnqueueUnconfirmed
+from jobqueue.core.keys import QueueKeys
 from jobqueue.core.partitions import lookup_order, partition_for, sample_partitions, sum_samples
 from jobqueue.core.records import read_record
 from jobqueue.core.replication import enqueue_replicated
 from jobqueue.core.settings import QueueSettings
 from jobqueue.core.waiting import wait_settled
-from jobqueue.core.wire import replay_fields, utc_now_iso
+from jobqueue.core.wire import MAX_PRIORITY, MIN_PRIORITY, replay_fields, utc_now_iso
 
 T = TypeVar("T")
 
@@ -110,6 +111,16 @@ class AsyncClient:
         self._dead_shared = len(set(dead)) < len(dead)
         """JOBQUEUE_DEAD_STREAM names one dead-letter stream for every partition."""
         self._dead_streams = list(dict.fromkeys(dead))
+        lanes = self.settings.lanes
+        self._stream_index = {
+            priority: [name for name, _ in lanes.named_streams(self.keys)].index(
+                lanes.recorded_name(priority)
+            )
+            + 1
+            for priority in range(MIN_PRIORITY, MAX_PRIORITY + 1)
+        }
+        """The script's ready stream (1-based, in `Lanes.named_streams`) of each priority:
+        the same in every partition."""
         self.idempotency_ttl_s = idempotency_ttl_s
         self._owns_redis = owns_redis
         self._enqueue = redis.register_script(scripts.ENQUEUE)
@@ -204,7 +215,8 @@ class AsyncClient:
     def _prepare(self, job: NewJob, now_ms: int) -> _Prepared:
         """The script argument of ``job``, its partition and the keys it touches there
         (ValueError if bad)."""
-        job_id, arg = enqueue_arg(job, now_ms)
+        stream = self._stream_index.get(job.priority, 1) if isinstance(job.priority, int) else 1
+        job_id, arg = enqueue_arg(job, now_ms, stream)
         partition = partition_for(
             job_id,
             len(self.partitions),
@@ -325,11 +337,12 @@ class AsyncClient:
         calls, order = [], []
         for partition, indexes in by_partition.items():
             q = self.partitions[partition]
-            queue_keys = [q.stream, q.delayed, q.delayed_jobs, q.queued]
+            ready = self._ready(q)
+            queue_keys = [q.delayed, q.delayed_jobs, q.queued, *(stream for _, stream in ready)]
             for i in range(0, len(indexes), JOBS_PER_SCRIPT_CALL):
                 chunk = indexes[i : i + JOBS_PER_SCRIPT_CALL]
                 keys = queue_keys + [key for j in chunk for key in prepared[j][2]]
-                calls.append((keys, head + [prepared[j][1] for j in chunk]))
+                calls.append((keys, head + self._names(ready) + [prepared[j][1] for j in chunk]))
                 order += chunk
         if self.settings.enqueue_min_replicas:
             replies = await enqueue_replicated(
@@ -424,19 +437,21 @@ class AsyncClient:
         In a partitioned queue, in the partition that holds it (see `get`)."""
         partition = (await self._find(job_id))[0] if len(self.partitions) > 1 else 0
         q = self.partitions[partition]
+        ready = self._ready(q)
         keys = [
             q.delayed,
             q.delayed_jobs,
-            q.stream,
             q.status(job_id),
             q.queued,
             q.waiting,
             q.settled,
+            *(stream for _, stream in ready),
         ]
         done = q.done(job_id)
         if done is not None:
             keys.append(done)
         args = [job_id, q.group, utc_now_iso(), str(self.settings.status_ttl_s)]
+        args += [str(len(ready)), *(name for name, _ in ready)]
         answer, state = await self._cancel(keys=keys, args=args)
         return CancelOutcome(job_id=job_id, answer=answer, state=state)
 
@@ -551,14 +566,41 @@ class AsyncClient:
         else:
             partition = index
         q = self.partitions[partition]
-        keys = [self._dead_streams[index], q.stream, q.status(job_id)]
+        lane, stream = self._replay_stream(q, dead.fields)
+        keys = [self._dead_streams[index], stream, q.status(job_id)]
         args = [dead_entry_id, utc_now_iso(), str(self.settings.status_ttl_s)]
-        args += [fields.get("type", ""), fields.get("enqueued_at", "")]
+        args += [fields.get("type", ""), fields.get("enqueued_at", ""), lane]
         args += [value for pair in fields.items() for value in pair]
         entry_id = await self._replay(keys=keys, args=args)
         if entry_id is None:
             return None
         return Enqueued(job_id=job_id, entry_id=entry_id, state="queued", duplicate=False)
+
+    def _ready(self, q: QueueKeys) -> list[tuple[str, str]]:
+        """The ready streams of partition ``q`` with the lane name a job in each is
+        recorded under (`Lanes.named_streams`): what the scripts get, in that order."""
+        return self.settings.lanes.named_streams(q)
+
+    @staticmethod
+    def _names(ready: list[tuple[str, str]]) -> list[str]:
+        """ENQUEUE's ready-stream arguments: their count, then what follows the entry id
+        in ``queued`` for a job in each ('' in the queue's stream, else ' <lane>')."""
+        return [str(len(ready)), *(f" {name}" if name else "" for name, _ in ready)]
+
+    def _replay_stream(self, q: QueueKeys, dead: Mapping[str, str]) -> tuple[str, str]:
+        """The (recorded lane name, stream) of partition ``q`` a dead letter goes back
+        to: the ready stream it failed in when that is still one of the partition's (its
+        lane), else the lane of its priority now (a lane since removed, a letter from
+        before lanes or from another partition)."""
+        ready = self._ready(q)
+        source = dead.get("source_stream")
+        for name, stream in ready:
+            if stream == source:
+                return name, stream
+        priority = dead.get("priority", "")
+        lanes = self.settings.lanes
+        route = lanes.recorded_name(int(priority)) if priority.isdigit() else ""
+        return next((name, s) for name, s in ready if name == route)
 
     async def delete_dead(self, dead_entry_id: str, *, job_id: str | None = None) -> bool:
         """Delete one dead letter; False when there was none with that id (``job_id``:
@@ -581,7 +623,9 @@ class AsyncClient:
 
     async def partition_stats(self) -> list[QueueSample]:
         """`stats` of each partition, in partition order (one item when unpartitioned)."""
-        return await sample_partitions(self.redis, self.partitions, with_consumers=True)
+        return await sample_partitions(
+            self.redis, self.partitions, lanes=self.settings.lanes, with_consumers=True
+        )
 
     async def ping(self) -> bool:
         return bool(await self.redis.ping())

@@ -150,21 +150,22 @@ def _is_utf8(text: str) -> bool:
     return True
 
 
-def enqueue_arg(job: NewJob, now_ms: int) -> tuple[str, bytes]:
+def enqueue_arg(job: NewJob, now_ms: int, stream: int = 1) -> tuple[str, bytes]:
     """The job's id and the enqueue script's argument for it, a JSON array (layout in
-    `jobqueue.core.scripts`); ValueError when the job cannot be accepted.
+    `jobqueue.core.scripts`), ``stream`` the index (1-based) of its ready stream among
+    the script's; ValueError when the job cannot be accepted.
 
     Whatever goes wrong with one job (a value that cannot be encoded, a date out of
     range) is a ValueError about that job, so a batch can answer it alone."""
     try:
-        return _enqueue_arg(job, now_ms)
+        return _enqueue_arg(job, now_ms, stream)
     except ValueError:
         raise
     except Exception as exc:  # e.g. TypeError/OverflowError from a value of a foreign type
         raise ValueError(f"cannot be encoded: {type(exc).__name__}: {exc}") from None
 
 
-def _enqueue_arg(job: NewJob, now_ms: int) -> tuple[str, bytes]:
+def _enqueue_arg(job: NewJob, now_ms: int, stream: int) -> tuple[str, bytes]:
     job.check()
     extra = dict(job.extra)
     if job.idempotency_key is not None:
@@ -187,7 +188,7 @@ def _enqueue_arg(job: NewJob, now_ms: int) -> tuple[str, bytes]:
     due_ms = job.due_ms(now_ms)
     flat = [value for pair in fields.items() for value in pair]
     arg: list[Any] = [job.idempotency_key or "", wire.id, str(due_ms), "", wire.type]
-    arg += [wire.enqueued_at, flat]
+    arg += [wire.enqueued_at, flat, stream]
     if due_ms:
         run_at = datetime.fromtimestamp(due_ms / 1000, UTC).isoformat(timespec="milliseconds")
         arg[3] = run_at.replace("+00:00", "Z")
@@ -280,6 +281,9 @@ class JobInfo:
     None or the value was not stored (then ``result_error`` says why)."""
     result_error: str | None = None
     """Why a returned value was not stored: too large, or not JSON-serialisable."""
+    lane: str | None = None
+    """The priority lane whose stream holds the job's entry, when known and not the
+    queue's own stream (the default lane)."""
 
     @classmethod
     def from_record(cls, job_id: str, record: Mapping[str, str]) -> JobInfo:
@@ -303,6 +307,7 @@ class JobInfo:
             dead_entry_id=text("dead_entry_id"),
             result=_decoded(record.get("result")),
             result_error=text("result_error"),
+            lane=text("lane"),
         )
 
     @property

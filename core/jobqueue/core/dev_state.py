@@ -36,6 +36,8 @@ class DevState:
     dead_stream: str
     producer_url: str = ""
     partitions: int = 1
+    lanes: str = ""
+    """The queue's priority lanes as text (`jobqueue.core.lanes`); '' for none."""
 
 
 def state_path(environ: Mapping[str, str] | None = None) -> Path:

@@ -75,6 +75,20 @@ class Lanes:
             return [keys.stream]
         return [self.stream(keys, lane) for lane in self.lanes]
 
+    def recorded_name(self, priority: int) -> str:
+        """The name a job of ``priority`` is recorded under beside its entry id: its
+        lane's, or '' in the queue's own stream (the default lane's, or no lanes)."""
+        lane = self.lane_for(priority)
+        return "" if lane is None or lane == self.default else lane.name
+
+    def named_streams(self, keys: QueueKeys) -> list[tuple[str, str]]:
+        """``(recorded name, stream)`` of every ready stream, the queue's own stream
+        first (as ``''``), then the other lanes highest first: the order the client's
+        scripts get them in (`jobqueue.core.scripts`)."""
+        default = self.default
+        others = [(lane.name, keys.lane(lane.name)) for lane in self.lanes if lane != default]
+        return [("", keys.stream), *others]
+
     def text(self) -> str:
         """The lanes written as `parse_lanes` reads them."""
         return ",".join(lane.text() for lane in self.lanes)

@@ -27,8 +27,15 @@ from collections.abc import Sequence
 
 from redis.asyncio import Redis
 
-from jobqueue.core.backlog import GroupSample, QueueSample, parse_entry_id, sample_queue
+from jobqueue.core.backlog import (
+    GroupSample,
+    LaneSample,
+    QueueSample,
+    parse_entry_id,
+    sample_queue,
+)
 from jobqueue.core.keys import QueueKeys
+from jobqueue.core.lanes import NO_LANES, Lanes
 from jobqueue.core.limits import TypeLimit
 
 
@@ -91,13 +98,20 @@ def parse_partition_list(text: str) -> tuple[int, ...]:
 
 
 async def sample_partitions(
-    redis: Redis, partitions: Sequence[QueueKeys], *, with_consumers: bool = False
+    redis: Redis,
+    partitions: Sequence[QueueKeys],
+    *,
+    lanes: Lanes = NO_LANES,
+    with_consumers: bool = False,
 ) -> list[QueueSample]:
-    """A snapshot of every partition, in partition order, all asked at once (on a
-    cluster each goes to its own node)."""
+    """A snapshot of every partition (each with its ``lanes``), in partition order, all
+    asked at once (on a cluster each goes to its own node)."""
     return list(
         await asyncio.gather(
-            *(sample_queue(redis, keys, with_consumers=with_consumers) for keys in partitions)
+            *(
+                sample_queue(redis, keys, lanes=lanes, with_consumers=with_consumers)
+                for keys in partitions
+            )
         )
     )
 
@@ -135,7 +149,30 @@ def sum_samples(
         lag_source=sources.pop() if len(sources) == 1 else "mixed",
         groups=tuple(_merge_groups(name, parts) for name, parts in groups.items()),
         oldest_waiting_id=min(oldest, key=parse_entry_id) if oldest else None,
+        lanes=_merge_lanes(samples),
     )
+
+
+def _merge_lanes(samples: Sequence[QueueSample]) -> tuple[LaneSample, ...]:
+    """Each priority lane summed over the partitions (every partition has the same
+    lanes; ``stream`` is partition 0's)."""
+    merged = []
+    for parts in zip(*(s.lanes for s in samples), strict=True):
+        oldest = [p.oldest_waiting_id for p in parts if p.oldest_waiting_id is not None]
+        sources = {p.lag_source for p in parts}
+        merged.append(
+            LaneSample(
+                name=parts[0].name,
+                stream=parts[0].stream,
+                length=sum(p.length for p in parts),
+                entries_added=sum(p.entries_added for p in parts),
+                lag=sum(p.lag for p in parts),
+                pending=sum(p.pending for p in parts),
+                lag_source=sources.pop() if len(sources) == 1 else "mixed",
+                oldest_waiting_id=min(oldest, key=parse_entry_id) if oldest else None,
+            )
+        )
+    return tuple(merged)
 
 
 def partition_rows(samples: Sequence[QueueSample]) -> list[dict[str, object]]:

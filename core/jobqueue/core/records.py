@@ -2,7 +2,8 @@
 
 A job's status is written where it costs Redis least (docs/internals.md, status
 records): a job the client enqueued and that waits in the stream is only an entry in
-``{q}:queued`` (job id -> entry id; the rest is in the entry); a job that started and
+``{q}:queued`` (job id -> entry id; the rest is in the entry; a job in a priority lane's
+stream has the lane's name after its entry id, ``<entry id> <lane>``); a job that started and
 succeeded within one worker flush is one field of a shared ``{q}:done:<b>`` hash; every
 other state is the job's own hash ``{q}:job:<id>``. `read_record` looks in all three
 in one round trip and answers the record as one mapping of the fields of
@@ -55,6 +56,12 @@ def queued_record(fields: Mapping[str, str]) -> dict[str, str]:
     }
 
 
+def parse_queued(value: str) -> tuple[str, str]:
+    """A value of ``queued``: the entry id and the lane ('' for the queue's own stream)."""
+    entry_id, _, lane = value.partition(" ")
+    return entry_id, lane
+
+
 async def read_record(redis: Redis, keys: QueueKeys, job_id: str) -> dict[str, str] | None:
     """The status record of ``job_id``, or None when Redis knows nothing of it."""
     for _ in range(2):  # a job that starts between the two reads is read again
@@ -65,9 +72,12 @@ async def read_record(redis: Redis, keys: QueueKeys, job_id: str) -> dict[str, s
             return own
         if entry_id is None:
             return own or None
-        rows = cast(list[Any], await redis.xrange(keys.stream, entry_id, entry_id))
+        entry_id, lane = parse_queued(entry_id)
+        stream = keys.lane(lane) if lane else keys.stream
+        rows = cast(list[Any], await redis.xrange(stream, entry_id, entry_id))
         if rows:
-            return {**queued_record(rows[0][1]), "entry_id": entry_id, **own}
+            where = {"entry_id": entry_id, **({"lane": lane} if lane else {})}
+            return {**queued_record(rows[0][1]), **where, **own}
     return None  # listed as queued, but its entry is gone (deleted by hand)
 
 

@@ -32,15 +32,19 @@ local function require_ours(key, kind)
 end
 """
 
-# KEYS: stream, delayed (zset), delayed_jobs (hash), queued (hash), then per job its status
+# KEYS: delayed (zset), delayed_jobs (hash), queued (hash), the S ready streams (the
+#       queue's stream, or the stream of each priority lane), then per job its status
 #       record, its idempotency key when it has one, and its success-record hash when its
 #       id has one (`QueueKeys.done`: 26 characters).
 # ARGV: status_ttl_s, idempotency_ttl_s, now_iso, now_ms, not_after_ms ('0' = none),
-#       check ('1': look whether each job exists already), then one JSON array per job:
+#       check ('1': look whether each job exists already), S, then per ready stream what
+#       follows the entry id in `queued` for a job in it ('' for the queue's stream, ' <lane
+#       name>' for another lane's: `jobqueue.core.records`), then one JSON array per job:
 #       [idempotency_key ('' = none), job_id, due_ms ('0' = now), run_at_iso, type,
-#       enqueued_at, [k1, v1, ..., kn, vn], delayed_json (only when delayed)]. One
-#       argument per job keeps the client's command packing cheap; cjson decoding it in
-#       Redis costs less than packing twenty arguments in Python.
+#       enqueued_at, [k1, v1, ..., kn, vn], stream (1..S, its ready stream when not
+#       delayed), delayed_json (only when delayed)]. One argument per job keeps the
+#       client's command packing cheap; cjson decoding it in Redis costs less than packing
+#       twenty arguments in Python.
 # A job whose idempotency key is known, or (with check) whose id is known anywhere a
 # state lives (own record, `queued`, its success hash), is not enqueued again: the answer
 # is that job, marked duplicate. So a call repeated after a lost reply (same ids, check
@@ -51,9 +55,10 @@ end
 # Returns per job, flat: job_id, entry_id ('' when delayed or a duplicate), state ('' for
 # a duplicate: the caller reads the first job's record; 'expired'), duplicate ('1'/'0').
 ENQUEUE = """#!lua
-local stream, delayed, delayed_jobs, queued = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local delayed, delayed_jobs, queued = KEYS[1], KEYS[2], KEYS[3]
 local status_ttl, idem_ttl, now, now_ms = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
-local not_after, check = tonumber(ARGV[5]), ARGV[6] == '1'
+local not_after, check, streams = tonumber(ARGV[5]), ARGV[6] == '1', tonumber(ARGV[7])
+local first_job = 8 + streams
 local function known(status, done, id)
   return redis.call('EXISTS', status) == 1 or redis.call('HEXISTS', queued, id) == 1
     or (done ~= nil and redis.call('HEXISTS', done, id) == 1)
@@ -63,7 +68,7 @@ local out = {}
 if not_after > 0 then
   local time = call('TIME')
   if tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000) > not_after then
-    for i = 7, #ARGV do
+    for i = first_job, #ARGV do
       out[#out + 1] = decode(ARGV[i])[2]
       out[#out + 1] = ''
       out[#out + 1] = 'expired'
@@ -72,8 +77,8 @@ if not_after > 0 then
     return out
   end
 end
-local k = 5
-for i = 7, #ARGV do
+local k = 4 + streams
+for i = first_job, #ARGV do
   local job = decode(ARGV[i])
   local idem, id, due_ms, run_at = job[1], job[2], job[3], job[4]
   local job_type, enqueued_at, fields = job[5], job[6], job[7]
@@ -106,7 +111,7 @@ for i = 7, #ARGV do
     if due_ms ~= '0' then
       state = 'delayed'
       call('ZADD', delayed, due_ms, id)
-      call('HSET', delayed_jobs, id, job[8])
+      call('HSET', delayed_jobs, id, job[9])
       call('HSET', status, 'state', state, 'type', job_type, 'enqueued_at', enqueued_at,
         'attempts', '0', 'run_at', run_at, 'updated_at', now)
       -- The record outlives the wait, or a long delay would leave a job without one.
@@ -116,8 +121,9 @@ for i = 7, #ARGV do
       -- A queued job has no record of its own, only its entry id in `queued`: the
       -- rest is in the entry (the client derives `queued` from it). The worker removes
       -- it when the job starts (docs/internals.md, status records).
-      entry_id = call('XADD', stream, '*', unpack(fields))
-      call('HSET', queued, id, entry_id)
+      local lane = job[8]
+      entry_id = call('XADD', KEYS[3 + lane], '*', unpack(fields))
+      call('HSET', queued, id, entry_id .. ARGV[7 + lane])
     end
     out[#out + 1] = id
     out[#out + 1] = entry_id
@@ -128,22 +134,30 @@ end
 return out
 """
 
-# KEYS: delayed (zset), delayed_jobs (hash), stream, status record, queued (hash), waiting,
-# settled (`jobqueue.core.waiting`), and the job's success-record hash when its id has one
+# KEYS: delayed (zset), delayed_jobs (hash), status record, queued (hash), waiting,
+# settled (`jobqueue.core.waiting`), the S ready streams (the queue's stream first, then
+# the other lanes' streams), and the job's success-record hash when its id has one
 # (`QueueKeys.done`).
-# ARGV: job_id, group, now_iso, status_ttl_s
+# ARGV: job_id, group, now_iso, status_ttl_s, S, then the lane name of each ready stream
+# ('' for the queue's stream).
+# A job waiting in a lane stream is found by the lane name beside its entry id (`queued`
+# or the record's ``lane``); a record with an entry id and no lane (a running job's, as
+# the worker writes it) is looked for pending in every stream, since entry ids are only
+# unique within one stream, but an entry is deleted only from the stream it is known
+# to be in.
 # Returns {answer, state}: answer is cancelled | cancel_requested | not_cancellable |
 # not_found; state is the job's state after the call ('' when unknown).
 CANCEL = (
     OWN_KEYS_LUA
     + ANNOUNCE_LUA
     + """
-local delayed, delayed_jobs, stream, status = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local queued, waiting, settled, done = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
-local id, group, now, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local delayed, delayed_jobs, status, queued = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local waiting, settled = KEYS[5], KEYS[6]
+local id, group, now, ttl, streams = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+local done = KEYS[7 + streams]
 require_ours(delayed, 'zset')
 require_ours(delayed_jobs, 'hash')
-require_ours(stream, 'stream')
+for i = 1, streams do require_ours(KEYS[6 + i], 'stream') end
 require_ours(queued, 'hash')
 require_ours(waiting, 'zset')
 require_ours(settled, 'stream')
@@ -160,26 +174,41 @@ local function mark_cancelled()
   announce(waiting, settled, status, 'cancelled')
   return {'cancelled', 'cancelled'}
 end
+local function stream_of(lane)  -- the ready stream of a lane name, nil when not ours
+  for i = 1, streams do
+    if ARGV[5 + i] == (lane or '') then return KEYS[6 + i] end
+  end
+  return nil
+end
 if redis.call('ZREM', delayed, id) == 1 then
   redis.call('HDEL', delayed_jobs, id)
   return mark_cancelled()
 end
-local state, entry_id = unpack(redis.call('HMGET', status, 'state', 'entry_id'))
+local state, entry_id, lane = unpack(redis.call('HMGET', status, 'state', 'entry_id', 'lane'))
+local anywhere = not lane  -- a record without its lane: the entry may be in any stream
 if not state then
-  entry_id = redis.call('HGET', queued, id)  -- a queued job's only trace (ENQUEUE)
-  if not entry_id then return {'not_found', ''} end
-  state = 'queued'
+  local ref = redis.call('HGET', queued, id)  -- a queued job's only trace (ENQUEUE)
+  if not ref then return {'not_found', ''} end
+  entry_id, lane = string.match(ref, '^(%S+) ?(.*)$')
+  state, anywhere = 'queued', false
 end
 if state == 'succeeded' or state == 'dead' or state == 'cancelled' then
   return {'not_cancellable', state}
 end
 if entry_id then
-  local pending = redis.pcall('XPENDING', stream, group, entry_id, entry_id, 1)
-  if type(pending) == 'table' and not pending.err and #pending > 0 then
-    redis.call('HSET', status, 'cancel_requested', '1', 'updated_at', now)
-    redis.call('EXPIRE', status, ttl)
-    return {'cancel_requested', state}
+  local stream = stream_of(lane)
+  for i = 1, streams do
+    local candidate = KEYS[6 + i]
+    if candidate == stream or anywhere then
+      local pending = redis.pcall('XPENDING', candidate, group, entry_id, entry_id, 1)
+      if type(pending) == 'table' and not pending.err and #pending > 0 then
+        redis.call('HSET', status, 'cancel_requested', '1', 'updated_at', now)
+        redis.call('EXPIRE', status, ttl)
+        return {'cancel_requested', state}
+      end
+    end
   end
+  if not stream then return {'not_cancellable', state} end  -- a lane no longer declared
   local rows = redis.call('XRANGE', stream, entry_id, entry_id)
   if redis.call('XDEL', stream, entry_id) == 1 then
     redis.call('HDEL', queued, id)
@@ -197,8 +226,10 @@ return {'not_cancellable', state}
 """
 )
 
-# KEYS: dead stream, stream, status record of the replayed job
-# ARGV: dead_entry_id, now_iso, status_ttl_s, type, enqueued_at, k1, v1, ... (stream fields)
+# KEYS: dead stream, the ready stream it goes back to (its lane's), status record of the
+# replayed job
+# ARGV: dead_entry_id, now_iso, status_ttl_s, type, enqueued_at, lane ('' for the queue's
+# stream, else the lane name the record keeps), k1, v1, ... (stream fields)
 # Returns the new stream entry id, or false when the dead letter is gone (already
 # replayed or deleted): XDEL succeeding first is what makes two replays enqueue once.
 REPLAY = (
@@ -210,12 +241,14 @@ local record = ours(KEYS[3], 'hash')
 if redis.call('XDEL', KEYS[1], ARGV[1]) == 0 then
   return false
 end
-local entry_id = redis.call('XADD', KEYS[2], '*', unpack(ARGV, 6))
+local entry_id = redis.call('XADD', KEYS[2], '*', unpack(ARGV, 7))
 if record then
   redis.call('HSET', KEYS[3], 'state', 'queued', 'entry_id', entry_id, 'attempts', '0',
     'type', ARGV[4], 'updated_at', ARGV[2])
   redis.call('HSETNX', KEYS[3], 'enqueued_at', ARGV[5])
-  redis.call('HDEL', KEYS[3], 'finished_at', 'cancel_requested', 'run_at', 'dead_entry_id')
+  redis.call('HDEL', KEYS[3], 'finished_at', 'cancel_requested', 'run_at', 'dead_entry_id',
+    'lane')
+  if ARGV[6] ~= '' then redis.call('HSET', KEYS[3], 'lane', ARGV[6]) end
   redis.call('EXPIRE', KEYS[3], ARGV[3])
 end
 return entry_id

@@ -10,7 +10,8 @@ entry id while queued or running), ``run_at`` (due time while delayed or retryin
 ``cancel_requested`` (``1`` once a running job was asked to stop), ``dead_entry_id``
 (its entry in the dead-letter stream while dead, so a job id finds its dead letter),
 ``result`` (the handler's return value as JSON text, once succeeded) or ``result_error``
-(why a returned value was not stored).
+(why a returned value was not stored), ``lane`` (the priority lane whose stream holds
+``entry_id``, when it is not the queue's own stream; see `jobqueue.core.lanes`).
 """
 
 from __future__ import annotations

@@ -15,14 +15,15 @@ from redis import exceptions as redis_errors
 from jobqueue.core.client import Client
 from jobqueue.core.dev_state import read_state
 from jobqueue.core.errors import ConfigError, EnqueueUnconfirmed
-from jobqueue.core.settings import MAX_PARTITIONS, QueueSettings
+from jobqueue.core.lanes import NO_LANES, Lanes, parse_lanes
+from jobqueue.core.settings import MAX_PARTITIONS, QueueSettings, env_value
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def queue_options(command: F) -> F:
-    """``--redis-url``, ``--stream``, ``--group``, ``--dead-stream``, ``--partitions``
-    and ``--json``."""
+    """``--redis-url``, ``--stream``, ``--group``, ``--dead-stream``, ``--partitions``,
+    ``--lanes`` and ``--json``."""
     options = [
         click.option("--redis-url", help="Redis URL [REDIS_URL]."),
         click.option("--stream", help="Stream of the queue [JOBQUEUE_STREAM, jobs:work]."),
@@ -33,6 +34,10 @@ def queue_options(command: F) -> F:
             type=click.IntRange(1, MAX_PARTITIONS),
             help="Partitions of the queue [JOBQUEUE_PARTITIONS, 1].",
         ),
+        click.option(
+            "--lanes",
+            help="Priority lanes, e.g. high:8-10,normal:4-7,low:1-3 [JOBQUEUE_LANES, none].",
+        ),
         click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts."),
     ]
     for option in reversed(options):
@@ -42,11 +47,15 @@ def queue_options(command: F) -> F:
 
 def queue_settings(flags: dict[str, Any]) -> QueueSettings:
     """The queue from the environment with the given flags applied."""
-    names = ("redis_url", "stream", "group", "dead_stream", "partitions")
-    given = {name: flags.pop(name) for name in names if flags.get(name) is not None}
+    names = ("redis_url", "stream", "group", "dead_stream", "partitions", "lanes")
+    given: dict[str, Any] = {name: flags.pop(name) for name in names if flags.get(name) is not None}
     for name in names:
         flags.pop(name, None)
     try:
+        if "lanes" in given:
+            given["lanes"] = env_value(
+                {"--lanes": given["lanes"]}, "--lanes", NO_LANES, parse_lanes
+            )
         settings = QueueSettings.from_env()
         if "redis_url" not in given and not os.environ.get("REDIS_URL"):
             settings = _local_mode_queue(settings)
@@ -72,7 +81,13 @@ def _local_mode_queue(settings: QueueSettings) -> QueueSettings:
         group=from_env("JOBQUEUE_GROUP") or state.group,
         dead_stream=from_env("JOBQUEUE_DEAD_STREAM") or state.dead_stream,
         partitions=int(from_env("JOBQUEUE_PARTITIONS") or state.partitions),
+        lanes=settings.lanes if from_env("JOBQUEUE_LANES") else _lanes(state.lanes),
     )
+
+
+def _lanes(text: str) -> Lanes:
+    """The lanes local mode wrote (it checked them): a bad text is a ConfigError."""
+    return env_value({"JOBQUEUE_LANES": text}, "JOBQUEUE_LANES", NO_LANES, parse_lanes)
 
 
 @contextmanager

@@ -114,6 +114,9 @@ def stats(sample: QueueSample, partitions: Sequence[QueueSample] = ()) -> None:
         ("dead letters", sample.dead_letters),
     ]
     table("Queue", ["", "jobs"], rows)
+    if sample.lanes:
+        lanes = [(lane.name, lane.stream, lane.lag, lane.pending) for lane in sample.lanes]
+        table("Priority lanes", ["lane", "stream", "lag", "pending"], lanes, whole=("stream",))
     groups = [(g.name, g.consumers, g.pending, g.lag, g.last_delivered_id) for g in sample.groups]
     table("Consumer groups", ["group", "consumers", "pending", "lag", "last delivered"], groups)
     if partitions:

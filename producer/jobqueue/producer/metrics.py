@@ -2,10 +2,12 @@
 
 - ``jobqueue_http_requests_total{route,method,status}``
 - ``jobqueue_http_request_duration_seconds{route}`` (histogram)
-- ``jobqueue_jobs_enqueued_total{type}`` (new jobs only; idempotent repeats not counted)
+- ``jobqueue_jobs_enqueued_total{type,lane}`` (new jobs only; idempotent repeats not
+  counted; ``lane`` the priority lane, empty for a queue without lanes)
 
-``route`` is the route's pattern (``/jobs/{job_id}``), never the raw path, and
-``type`` only ever holds configured job types, so label cardinality stays low.
+``route`` is the route's pattern (``/jobs/{job_id}``), never the raw path, ``type``
+only ever holds configured job types and ``lane`` the queue's few lanes, so label
+cardinality stays low.
 
 Requests are counted in plain Python numbers, and prometheus_client is imported only
 when ``/metrics`` is first scraped, which renders them with the process collectors: its
@@ -24,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from jobqueue.core.lanes import Lanes
+
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
@@ -38,7 +42,7 @@ REQUESTS = (
     "HTTP requests answered, by route pattern, method and status.",
 )
 DURATION = ("jobqueue_http_request_duration_seconds", "Time to answer an HTTP request, in seconds.")
-ENQUEUED = ("jobqueue_jobs_enqueued", "Jobs enqueued through the HTTP API, by type.")
+ENQUEUED = ("jobqueue_jobs_enqueued", "Jobs enqueued through the HTTP API, by type and lane.")
 
 
 class _Count:
@@ -64,7 +68,7 @@ class ProducerMetrics:
     def __init__(self) -> None:
         self._requests: dict[tuple[str, str, str], _Count] = {}
         self._durations: dict[str, _Durations] = {}
-        self._enqueued: dict[str, _Count] = {}
+        self._enqueued: dict[tuple[str, str], _Count] = {}
         self._answered: dict[tuple[object, str, int], tuple[_Count, _Durations]] = {}
         self._registry: CollectorRegistry | None = None
 
@@ -93,11 +97,13 @@ class ProducerMetrics:
             durations = self._durations[route] = _Durations()
         return count, durations
 
-    def count_enqueued(self, job_type: str, count: int = 1) -> None:
-        """``count`` new jobs of ``job_type`` (a configured type: few label values)."""
-        series = self._enqueued.get(job_type)
+    def count_enqueued(self, job_type: str, lane: str = "", count: int = 1) -> None:
+        """``count`` new jobs of ``job_type`` (a configured type: few label values) in
+        ``lane`` (`lane_label`)."""
+        key = (job_type, lane)
+        series = self._enqueued.get(key)
         if series is None:
-            series = self._enqueued[job_type] = _Count()
+            series = self._enqueued[key] = _Count()
         series.value += count
 
     @property
@@ -153,10 +159,18 @@ class _Collector:
                 name = DURATION[0] + "_created"
                 durations.samples.append(Sample(name, {"route": route}, series.created))
         yield durations
-        enqueued = CounterMetricFamily(*ENQUEUED, labels=["type"])
-        for job_type, count in list(metrics._enqueued.items()):
-            enqueued.add_metric([job_type], count.value, created=count.created if created else None)
+        enqueued = CounterMetricFamily(*ENQUEUED, labels=["type", "lane"])
+        for (job_type, lane), count in list(metrics._enqueued.items()):
+            enqueued.add_metric(
+                [job_type, lane], count.value, created=count.created if created else None
+            )
         yield enqueued
+
+
+def lane_label(lanes: Lanes, priority: int) -> str:
+    """The ``lane`` label of a job of ``priority``: its lane's name, '' without lanes."""
+    lane = lanes.lane_for(priority)
+    return "" if lane is None else lane.name
 
 
 def metrics_middleware(metrics: ProducerMetrics) -> Middleware:

@@ -190,6 +190,9 @@ class JobStatusOut(BaseModel):
     resultError: str | None = None
     """Why a returned value was not stored: larger than ``JOBQUEUE_RESULT_MAX_BYTES``
     or not JSON-serialisable. The job still succeeded."""
+    lane: str | None = None
+    """The priority lane whose stream holds the job's entry (``streamEntryId``), when
+    the queue has lanes and it is not the queue's own stream (the default lane)."""
 
 
 class CancelOut(BaseModel):
@@ -224,6 +227,18 @@ class PartitionOut(BaseModel):
     deadLetters: int
 
 
+class LaneOut(BaseModel):
+    """One priority lane's stream and the queue's group on it (counts in jobs)."""
+
+    name: str
+    stream: str
+    length: int
+    lag: int
+    lagSource: str
+    pending: int
+    oldestWaitingId: str | None
+
+
 class StatsOut(BaseModel):
     """SPEC §4 stats plus lag, pending, delayed and dead-letter counts (in jobs); a
     partitioned queue's summed over its partitions, each listed in ``partitions``."""
@@ -238,7 +253,11 @@ class StatsOut(BaseModel):
     delayed: int
     deadLetters: int
     consumerGroups: list[GroupOut]
+    """The groups of the queue's own stream (the default lane's, with lanes)."""
     partitions: list[PartitionOut] = []
+    lanes: list[LaneOut] = []
+    """Each priority lane, highest first (empty without lanes); the counts above are
+    their sums."""
 
 
 class DeadLetterOut(BaseModel):

@@ -20,6 +20,7 @@ from jobqueue.producer.context import BATCHER, CLIENT, JOB_TYPES, METRICS, SETTI
 from jobqueue.producer.deadline import DEADLINE
 from jobqueue.producer.errors import invalid_job, json_error
 from jobqueue.producer.long_poll import requested_wait_s
+from jobqueue.producer.metrics import lane_label
 from jobqueue.producer.models import (
     BatchIn,
     CancelOut,
@@ -135,13 +136,16 @@ async def _enqueue(
         ids = [job.job_id or "" for job in jobs]
         raise _Failed(enqueue_failed(ids, exc, batch=batch)) from None
     metrics = request.app[METRICS]
+    lanes = request.app[CLIENT].settings.lanes
     if batch:
         pairs = zip(jobs, results, strict=True)
-        enqueued = Counter(job.type for job, r in pairs if not r.duplicate)
-        for job_type, count in enqueued.items():
-            metrics.count_enqueued(job_type, count)
+        enqueued = Counter(
+            (job.type, lane_label(lanes, job.priority)) for job, r in pairs if not r.duplicate
+        )
+        for (job_type, lane), count in enqueued.items():
+            metrics.count_enqueued(job_type, lane, count)
     elif not results[0].duplicate:
-        metrics.count_enqueued(jobs[0].type)
+        metrics.count_enqueued(jobs[0].type, lane_label(lanes, jobs[0].priority))
     return [
         {
             "status": "accepted",
@@ -250,6 +254,7 @@ async def get_job(request: web.Request) -> web.Response:
             deadEntryId=info.dead_entry_id,
             result=info.result,
             resultError=info.result_error,
+            lane=info.lane,
         )
     )
 

@@ -1,0 +1,214 @@
+"""The client of a queue with priority lanes: each job goes to its lane's stream in one
+script call, and status, cancel, replay and stats find it there."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+from redis.asyncio import Redis as AsyncRedis
+
+from jobqueue.core.client import AsyncClient, Client, NewJob
+from jobqueue.core.keys import QueueKeys
+from jobqueue.core.lanes import parse_lanes
+from jobqueue.core.partitions import partition_of
+from jobqueue.core.settings import QueueSettings
+from jobqueue.core.wire import dead_letter_fields
+
+KEYS = QueueKeys()
+LANES = parse_lanes("high:8-10,normal:4-7,low:1-3")
+HIGH, LOW = KEYS.lane("high"), KEYS.lane("low")
+SETTINGS = QueueSettings(status_ttl_s=3600, lanes=LANES)
+
+
+@pytest.fixture
+async def client(redis_client: AsyncRedis) -> AsyncClient:
+    return AsyncClient(redis_client, SETTINGS)
+
+
+async def entry_ids(redis: AsyncRedis, stream: str) -> list[str]:
+    return [entry_id for entry_id, _ in await redis.xrange(stream)]
+
+
+async def script_calls(redis: AsyncRedis) -> int:
+    stats = await redis.info("commandstats")
+    calls = [stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in ("eval", "evalsha")]
+    return sum(int(n) for n in calls)
+
+
+async def test_each_priority_lands_in_its_lane_the_default_lane_in_the_queue_stream(
+    client: AsyncClient, redis_client: AsyncRedis
+) -> None:
+    high = await client.enqueue("email", {}, priority=9)
+    normal = await client.enqueue("email", {}, priority=5)
+    low = await client.enqueue("email", {}, priority=1)
+
+    assert await entry_ids(redis_client, HIGH) == [high.entry_id]
+    assert await entry_ids(redis_client, KEYS.stream) == [normal.entry_id]
+    assert await entry_ids(redis_client, LOW) == [low.entry_id]
+    # A job outside the queue's own stream names its lane beside its entry id.
+    assert await redis_client.hgetall(KEYS.queued) == {
+        high.job_id: f"{high.entry_id} high",
+        normal.job_id: normal.entry_id,
+        low.job_id: f"{low.entry_id} low",
+    }
+
+
+async def test_a_mixed_batch_is_one_script_call_and_each_job_keeps_its_lane(
+    client: AsyncClient, redis_client: AsyncRedis
+) -> None:
+    jobs = [NewJob("email", {"n": n}, priority=p) for n, p in enumerate([10, 1, 5, 8, 3, 7])]
+    before = await script_calls(redis_client)
+
+    results = await client.enqueue_many(jobs)
+
+    assert await script_calls(redis_client) == before + 1
+    ids = [r.entry_id for r in results]
+    assert await entry_ids(redis_client, HIGH) == [ids[0], ids[3]]
+    assert await entry_ids(redis_client, KEYS.stream) == [ids[2], ids[5]]
+    assert await entry_ids(redis_client, LOW) == [ids[1], ids[4]]
+
+
+async def test_a_delayed_job_waits_in_the_shared_delayed_set_whatever_its_lane(
+    client: AsyncClient, redis_client: AsyncRedis
+) -> None:
+    result = await client.enqueue("email", {}, priority=9, delay_s=60)
+
+    assert result.state == "delayed"
+    assert await redis_client.zscore(KEYS.delayed, result.job_id) is not None
+    assert await redis_client.exists(HIGH, KEYS.stream) == 0
+
+
+async def test_the_status_of_a_lane_job_is_read_from_its_lane_stream(
+    client: AsyncClient,
+) -> None:
+    result = await client.enqueue("email", {}, priority=2)
+
+    info = await client.get(result.job_id)
+
+    assert info is not None
+    assert (info.state, info.type, info.entry_id, info.lane) == (
+        "queued",
+        "email",
+        result.entry_id,
+        "low",
+    )
+
+
+async def test_cancel_deletes_a_queued_job_from_its_lane_only(
+    client: AsyncClient, redis_client: AsyncRedis
+) -> None:
+    result = await client.enqueue("email", {}, priority=9)
+    assert result.entry_id is not None
+    # Entry ids are unique per stream only: another job with the same id in the queue's
+    # own stream must survive the cancel.
+    await redis_client.xadd(KEYS.stream, {"type": "other", "payload": "{}"}, id=result.entry_id)
+
+    outcome = await client.cancel(result.job_id)
+
+    assert (outcome.answer, outcome.state) == ("cancelled", "cancelled")
+    assert await redis_client.xlen(HIGH) == 0
+    assert await entry_ids(redis_client, KEYS.stream) == [result.entry_id]
+    info = await client.get(result.job_id)
+    assert info is not None
+    assert info.state == "cancelled"
+
+
+async def test_cancel_asks_a_running_lane_job_to_stop(
+    client: AsyncClient, redis_client: AsyncRedis
+) -> None:
+    result = await client.enqueue("email", {}, priority=1)
+    await redis_client.xgroup_create(LOW, KEYS.group, id="0")
+    await redis_client.xreadgroup(KEYS.group, "w1", {LOW: ">"})
+    # What the worker writes when the job starts: its entry id, no lane.
+    await redis_client.hset(
+        KEYS.status(result.job_id), mapping={"state": "running", "entry_id": result.entry_id}
+    )
+
+    outcome = await client.cancel(result.job_id)
+
+    assert (outcome.answer, outcome.state) == ("cancel_requested", "running")
+    assert await redis_client.hget(KEYS.status(result.job_id), "cancel_requested") == "1"
+    assert await redis_client.xlen(LOW) == 1
+
+
+async def dead_letter(redis: AsyncRedis, source: str, priority: str) -> tuple[str, str]:
+    fields = {"id": "job-1", "type": "email", "payload": "{}", "priority": priority}
+    dead = dead_letter_fields(source, "1-1", fields, "error")
+    return "job-1", await redis.xadd(KEYS.dead, dead)
+
+
+async def test_replay_returns_a_dead_letter_to_the_lane_it_failed_in(
+    client: AsyncClient, redis_client: AsyncRedis
+) -> None:
+    # Its priority says low; the stream it failed in says high, and that wins.
+    job_id, dead_id = await dead_letter(redis_client, HIGH, "1")
+
+    replayed = await client.replay(dead_id)
+
+    assert replayed is not None
+    assert await entry_ids(redis_client, HIGH) == [replayed.entry_id]
+    info = await client.get(job_id)
+    assert info is not None
+    assert (info.state, info.entry_id, info.lane) == ("queued", replayed.entry_id, "high")
+    assert (await client.cancel(job_id)).answer == "cancelled"
+    assert await redis_client.xlen(HIGH) == 0
+
+
+async def test_replay_of_a_letter_from_no_current_lane_goes_by_its_priority(
+    client: AsyncClient, redis_client: AsyncRedis
+) -> None:
+    _, dead_id = await dead_letter(redis_client, KEYS.lane("gone"), "2")
+
+    replayed = await client.replay(dead_id)
+
+    assert replayed is not None
+    assert await entry_ids(redis_client, LOW) == [replayed.entry_id]
+
+
+async def test_stats_sum_every_lane_and_show_each(
+    client: AsyncClient, redis_client: AsyncRedis
+) -> None:
+    await client.enqueue_many([NewJob("email", {}, priority=p) for p in (9, 9, 9, 5, 1)])
+    for stream in (HIGH, KEYS.stream, LOW):
+        await redis_client.xgroup_create(stream, KEYS.group, id="0")
+    await redis_client.xreadgroup(KEYS.group, "w1", {HIGH: ">"}, count=2)
+
+    sample = await client.stats()
+
+    assert (sample.length, sample.lag, sample.pending, sample.backlog) == (5, 3, 2, 5)
+    lanes = {lane.name: (lane.stream, lane.lag, lane.pending) for lane in sample.lanes}
+    assert lanes == {"high": (HIGH, 1, 2), "normal": (KEYS.stream, 1, 0), "low": (LOW, 1, 0)}
+    assert [lane["name"] for lane in sample.as_dict()["lanes"]] == ["high", "normal", "low"]
+
+
+def test_the_sync_client_routes_by_lane_too(redis_url: str, sync_redis: redis.Redis) -> None:
+    with Client(QueueSettings(redis_url=redis_url, lanes=LANES)) as client:
+        high = client.enqueue("email", {}, priority=10)
+        [low] = client.enqueue_many([NewJob("email", {}, priority=3)])
+
+    assert [entry_id for entry_id, _ in sync_redis.xrange(HIGH)] == [high.entry_id]
+    assert [entry_id for entry_id, _ in sync_redis.xrange(LOW)] == [low.entry_id]
+
+
+async def test_each_partition_has_its_own_lanes(redis_client: AsyncRedis) -> None:
+    settings = QueueSettings(status_ttl_s=3600, lanes=LANES, partitions=2)
+    client = AsyncClient(redis_client, settings)
+    [first, second] = settings.partition_keys
+    # Partition keys chosen so that the jobs go one to each partition.
+    keys = {partition_of(f"k{n}", 2): f"k{n}" for n in range(20)}
+
+    high = await client.enqueue("email", {}, priority=9, partition_key=keys[1])
+    low = await client.enqueue("email", {}, priority=1, partition_key=keys[0])
+
+    assert await entry_ids(redis_client, second.lane("high")) == [high.entry_id]
+    assert await entry_ids(redis_client, first.lane("low")) == [low.entry_id]
+    info = await client.get(high.job_id)
+    assert info is not None
+    assert (info.state, info.lane) == ("queued", "high")
+    assert (await client.cancel(high.job_id)).answer == "cancelled"
+    sample = await client.stats()
+    assert [(lane.name, lane.lag) for lane in sample.lanes] == [
+        ("high", 0),
+        ("normal", 0),
+        ("low", 1),
+    ]
