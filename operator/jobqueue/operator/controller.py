@@ -192,8 +192,11 @@ async def _ensure_group(body: kopf.Body, spec: JobQueueSpec, url: str) -> None:
     redis = async_redis(url, socket_timeout_s=5.0)
     try:
         for keys in partition_keys(spec):
-            if await ensure_group(redis, keys):
-                kopf.info(body, reason="GroupCreated", message=f"{spec.group} on {keys.stream}")
+            if await ensure_group(redis, keys, spec.queue_lanes):
+                lanes = f" and its lanes ({spec.lanes_text})" if spec.lanes else ""
+                kopf.info(
+                    body, reason="GroupCreated", message=f"{spec.group} on {keys.stream}{lanes}"
+                )
     except (RedisError, OSError) as exc:
         # The Deployment exists already; the scaling loop reports Redis and retries.
         raise kopf.TemporaryError(f"Redis unreachable: {exc!r}", delay=5) from None

@@ -119,6 +119,20 @@ def status_schema() -> dict[str, Any]:
             "pending": {**integer, "description": "Jobs delivered, not yet acknowledged."},
             "delayed": {**integer, "description": "Delayed jobs and retries in backoff."},
             "deadLetters": {**integer, "description": "Entries in the dead-letter stream."},
+            "lanes": {
+                "type": "array",
+                "description": "Per priority lane, highest first: lag and pending summed above.",
+                "items": {
+                    "type": "object",
+                    "required": ["name"],
+                    "properties": {
+                        "name": text,
+                        "stream": text,
+                        "lag": {**integer, "description": "Jobs waiting in the lane."},
+                        "pending": {**integer, "description": "Delivered, not acknowledged."},
+                    },
+                },
+            },
             "arrivalRate": {**number, "description": "Jobs added per second."},
             "completionRate": {**number, "description": "Jobs finished per second."},
             "replicas": {**integer, "description": "Worker replicas asked of the Deployment."},

@@ -2,7 +2,8 @@
 
 Each `OperatorMetrics` owns a private registry, so two operators in one process (tests)
 never collide. Labels are ``namespace`` and ``jobqueue`` (low cardinality: one series
-per JobQueue).
+per JobQueue); the per-stream gauges of a queue with priority lanes add ``lane`` (at
+most ten per queue), beside the queue's sums.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from jobqueue.core.process_metrics import add_process_collectors
 from jobqueue.operator.policy import Decision, Sample
 
 LABELS = ("namespace", "jobqueue")
+LANE_LABELS = (*LABELS, "lane")
 
 
 class OperatorMetrics:
@@ -66,6 +68,20 @@ class OperatorMetrics:
             LABELS,
             registry=reg,
         )
+        self.lane_lag = Gauge(
+            "jobqueue_queue_lane_lag_jobs",
+            "Jobs never delivered, per priority lane (queues with lanes only)",
+            LANE_LABELS,
+            registry=reg,
+        )
+        self.lane_pending = Gauge(
+            "jobqueue_queue_lane_pending_jobs",
+            "Jobs delivered, not acknowledged, per priority lane (queues with lanes only)",
+            LANE_LABELS,
+            registry=reg,
+        )
+        self._lanes: dict[tuple[str, str], set[str]] = {}
+        """The lanes each JobQueue has series of, to drop those of a removed lane."""
         self.last_sample = Gauge(
             "jobqueue_operator_last_sample_timestamp_seconds",
             "Unix time of the last successful sample of the queue",
@@ -103,6 +119,14 @@ class OperatorMetrics:
             self.partition_lag.labels(namespace, name, str(index)).set(part.lag)
             self.partition_pending.labels(namespace, name, str(index)).set(part.pending)
         self._partitions[(namespace, name)] = len(partitions)
+        lanes = {lane.name for lane in sample.lanes}
+        for gone in self._lanes.get((namespace, name), set()) - lanes:
+            _remove(self.lane_lag, namespace, name, gone)
+            _remove(self.lane_pending, namespace, name, gone)
+        self._lanes[(namespace, name)] = lanes
+        for lane in sample.lanes:
+            self.lane_lag.labels(namespace, name, lane.name).set(lane.lag)
+            self.lane_pending.labels(namespace, name, lane.name).set(lane.pending)
 
     def observe(
         self,
@@ -149,6 +173,9 @@ class OperatorMetrics:
             _remove(self.replicas, namespace, name, kind)
         for direction in ("up", "down"):
             _remove(self.decisions, namespace, name, direction)
+        for lane in self._lanes.pop((namespace, name), set()):
+            _remove(self.lane_lag, namespace, name, lane)
+            _remove(self.lane_pending, namespace, name, lane)
 
     def exposition(self) -> tuple[bytes, str]:
         """The text format body and its content type."""

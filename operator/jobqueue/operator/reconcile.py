@@ -16,6 +16,7 @@ from redis.exceptions import ResponseError
 
 from jobqueue.core.errors import ConfigError
 from jobqueue.core.keys import QueueKeys
+from jobqueue.core.lanes import NO_LANES, Lanes
 from jobqueue.core.settings import QueueSettings, check_redis_url
 from jobqueue.operator.deployment import build_deployment, deployment_name
 from jobqueue.operator.kube import KubeApi
@@ -50,6 +51,7 @@ def queue_settings(spec: JobQueueSpec, redis_url: str) -> QueueSettings:
         group=spec.group,
         dead_stream=spec.dead_letter_stream or "",
         partitions=spec.partitions,
+        lanes=spec.queue_lanes,
     )
 
 
@@ -101,16 +103,19 @@ async def resolve_redis_url(api: KubeApi, namespace: str, spec: JobQueueSpec) ->
     return url
 
 
-async def ensure_group(redis: Redis, keys: QueueKeys) -> bool:
-    """Create the consumer group at the stream's start (jobs already queued are served);
-    False when it existed."""
-    try:
-        await redis.xgroup_create(keys.stream, keys.group, id="0", mkstream=True)
-    except ResponseError as exc:
-        if "BUSYGROUP" in str(exc):
-            return False
-        raise
-    return True
+async def ensure_group(redis: Redis, keys: QueueKeys, lanes: Lanes = NO_LANES) -> bool:
+    """Create the consumer group at the start of the stream, and of every lane's stream
+    (jobs already queued are served); False when it existed on all of them."""
+    created = False
+    for stream in lanes.streams(keys):
+        try:
+            await redis.xgroup_create(stream, keys.group, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        else:
+            created = True
+    return created
 
 
 async def ensure_deployment(

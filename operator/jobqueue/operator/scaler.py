@@ -132,7 +132,7 @@ class QueueScaler:
         poll_s = spec.scaling.poll_interval_seconds
         try:
             redis = await self._redis_for(spec)
-            samples = await sample_partitions(redis, partition_keys(spec))
+            samples = await sample_partitions(redis, partition_keys(spec), lanes=spec.queue_lanes)
             sample = sum_samples(samples, spec.stream, shared_dead=bool(spec.dead_letter_stream))
             self.ctx.metrics.sampled(self.namespace, self.name, sample, time.time(), samples)
             await self._fire_schedules(body, spec, redis)
@@ -151,8 +151,8 @@ class QueueScaler:
         replicas = await self._current_replicas(spec, now)
         every = partition_keys(spec)
         for keys, one in zip(every, samples, strict=True):
-            if one.lag_source == "no-group" and self.redis is not None:
-                await ensure_group(self.redis, keys)
+            if one.missing_group and self.redis is not None:
+                await ensure_group(self.redis, keys, spec.queue_lanes)
         sample = sum_samples(samples, spec.stream, shared_dead=bool(spec.dead_letter_stream))
         observed = self.rates.policy_sample(now, sample, replicas)
         usage = await self._limit_usage(spec, samples)
@@ -306,6 +306,10 @@ class QueueScaler:
             pending=sample.pending,
             delayed=sample.delayed,
             deadLetters=sample.dead_letters,
+            lanes=[
+                {"name": lane.name, "stream": lane.stream, "lag": lane.lag, "pending": lane.pending}
+                for lane in sample.lanes
+            ],
             arrivalRate=round(observed.arrival_rate, 2),
             completionRate=round(observed.completion_rate, 2),
             replicas=decision.replicas,

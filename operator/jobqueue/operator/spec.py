@@ -23,15 +23,18 @@ from pydantic import (
     JsonValue,
     ValidationError,
     WithJsonSchema,
+    field_validator,
     model_validator,
 )
 
 from jobqueue.core.errors import ConfigError
 from jobqueue.core.keys import DEFAULT_GROUP, DEFAULT_STREAM, check_stream_name
+from jobqueue.core.lanes import Lanes
 from jobqueue.core.limits import TypeLimit
 from jobqueue.core.settings import MAX_PARTITIONS, check_redis_url
 from jobqueue.operator.spec_base import SpecModel
 from jobqueue.operator.spec_base import cel as _cel
+from jobqueue.operator.spec_lanes import MAX_LANES, LaneSpec, lanes_text, parse_lane_specs
 from jobqueue.operator.spec_limits import LimitSpec
 from jobqueue.operator.spec_workloads import DisruptionBudgetSpec, PodTemplate, ScheduleSpec
 
@@ -332,6 +335,29 @@ class JobQueueSpec(SpecModel):
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     """Rate and concurrency limits per job type, across every worker pod of the queue."""
+    lanes: list[LaneSpec] = Field(
+        default_factory=list,
+        max_length=MAX_LANES,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    """Priority lanes: one stream per lane, served highest first; together they cover the
+    priorities 1..10 exactly once. Empty: one stream, priority does not reorder work."""
+
+    @field_validator("lanes")
+    @classmethod
+    def _lanes_cover_every_priority(cls, lanes: list[LaneSpec]) -> list[LaneSpec]:
+        parse_lane_specs(lanes)  # the ValueError names the gap, overlap or duplicate
+        return lanes
+
+    @property
+    def queue_lanes(self) -> Lanes:
+        """``lanes`` as every component reads them."""
+        return parse_lane_specs(self.lanes)
+
+    @property
+    def lanes_text(self) -> str:
+        """``lanes`` as ``JOBQUEUE_LANES`` text; '' for none."""
+        return lanes_text(self.lanes)
 
     @model_validator(mode="after")
     def _distinct_streams(self) -> JobQueueSpec:

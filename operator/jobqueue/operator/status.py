@@ -24,7 +24,7 @@ from typing import Any
 
 VOLATILE = frozenset(
     {
-        *("lag", "lagSource", "pending", "delayed", "deadLetters"),
+        *("lag", "lagSource", "pending", "delayed", "deadLetters", "lanes"),
         *("arrivalRate", "completionRate", "limits"),
     }
 )
