@@ -15,6 +15,7 @@ from pathlib import Path
 
 from jobqueue.core.errors import ConfigError
 from jobqueue.core.keys import QueueKeys
+from jobqueue.core.lanes import Lanes
 from jobqueue.core.limits import to_env as limits_env
 from jobqueue.core.settings import QueueSettings
 from jobqueue.operator.spec import JobQueueSpec, load_jobqueue
@@ -50,6 +51,7 @@ class LocalQueue:
             group=spec.group,
             dead_stream=self.dead_stream_flag,
             partitions=spec.partitions,
+            lanes=spec.queue_lanes,
         )
 
     @property
@@ -106,12 +108,23 @@ class LocalQueue:
             "--consumer", consumer,
         ]  # fmt: skip
 
+    @property
+    def lanes(self) -> Lanes:
+        return self.spec.queue_lanes
+
+    def queue_env(self) -> dict[str, str]:
+        """What every process of the queue (workers and producer) reads from the
+        environment, as the operator passes it to pods: the priority lanes (always set,
+        so a ``JOBQUEUE_LANES`` of the shell never overrides the spec)."""
+        return {"JOBQUEUE_LANES": self.spec.lanes_text}
+
     def worker_env(self) -> dict[str, str]:
-        """The environment of the worker processes: the retry backoff (it has no flag),
-        the limits (as the operator passes them to pods) and ``worker.env`` entries that
-        carry a value."""
+        """The environment of the worker processes: the queue's (`queue_env`), the retry
+        backoff (it has no flag), the limits (as the operator passes them to pods) and
+        ``worker.env`` entries that carry a value."""
         backoff = self.spec.retry.backoff
         env = {
+            **self.queue_env(),
             "JOBQUEUE_BACKOFF_BASE_S": _number(backoff.base_seconds),
             "JOBQUEUE_BACKOFF_CAP_S": _number(backoff.cap_seconds),
             **limits_env(self.spec.type_limits),

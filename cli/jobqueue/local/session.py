@@ -144,7 +144,7 @@ class DevSession:
             port=settings.producer_port,
             log_dir=self.log_dir,
             on_event=events,
-            env={**child_env, **producer_env},
+            env={**child_env, **producer_env, **queue.queue_env()},
         )
 
     async def run(self) -> None:
@@ -186,6 +186,7 @@ class DevSession:
             dead_stream=self.queue.dead_stream_flag,
             producer_url=self.producer.url,
             partitions=self.queue.spec.partitions,
+            lanes=self.queue.spec.lanes_text,
         )
         try:
             write_state(state_file, state)
@@ -225,7 +226,9 @@ class DevSession:
         self.redis.keep_up()
         try:
             await self._schedules.fire(self._client)
-            samples = await sample_partitions(redis, self.queue.partition_keys)
+            samples = await sample_partitions(
+                redis, self.queue.partition_keys, lanes=self.queue.lanes
+            )
             sample = self._client.summed(samples)
             self._partition_lags = tuple(s.lag for s in samples) if len(samples) > 1 else ()
             limits = self.queue.spec.type_limits

@@ -1,0 +1,66 @@
+"""Local mode on a JobQueue with priority lanes: its processes get the lanes, it scales on
+every lane's backlog together, and the client commands find the lanes of a running dev."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import redis
+from click.testing import CliRunner
+from local.dev_process import DevProcess
+from local.test_dev import QUEUE_YAML
+
+from jobqueue.cli.main import cli
+from jobqueue.core.keys import QueueKeys
+from jobqueue.local.queue import load_queue
+
+KEYS = QueueKeys()
+LANES_YAML = (
+    QUEUE_YAML
+    + """  lanes:
+    - {name: high, priorities: "8-10"}
+    - {name: normal, priorities: "4-7"}
+    - {name: low, priorities: "1-3"}
+"""
+)
+
+
+def lanes_file(tmp_path: Path) -> Path:
+    path = tmp_path / "lanes.yaml"
+    path.write_text(LANES_YAML)
+    return path
+
+
+def test_the_workers_and_the_producer_get_the_spec_lanes(tmp_path: Path) -> None:
+    queue = load_queue(lanes_file(tmp_path))
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(QUEUE_YAML)
+
+    assert queue.worker_env()["JOBQUEUE_LANES"] == "high:8-10,normal:4-7,low:1-3"
+    assert queue.queue_env() == {"JOBQUEUE_LANES": "high:8-10,normal:4-7,low:1-3"}
+    # Without lanes the variable is set empty: a JOBQUEUE_LANES of the shell is no lane table
+    assert load_queue(plain).worker_env()["JOBQUEUE_LANES"] == ""
+
+
+def test_dev_scales_on_the_sum_of_the_lanes_and_the_cli_routes_by_them(
+    tmp_path: Path, redis_url: str, sync_redis: redis.Redis, start_dev
+) -> None:
+    dev: DevProcess = start_dev("-f", str(lanes_file(tmp_path)), "--port", "0", redis_url=redis_url)
+    dev.wait_for_line(r"replicas=0/0")  # given an idle queue scaled to zero
+
+    # When a client command that names no Redis enqueues (it follows the running dev's
+    # state, lanes included), 4 jobs in the high lane and 4 in the low one
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_URL", "JOBQUEUE_"))}
+    env["JOBQUEUE_DEV_STATE_FILE"] = os.environ["JOBQUEUE_DEV_STATE_FILE"]
+    runner = CliRunner()
+    for priority in ("9", "1"):
+        args = ["enqueue", "sleep", '{"ms": 3000}', "--priority", priority, "--count", "4"]
+        result = runner.invoke(cli, args, env=env)
+        assert result.exit_code == 0, result.output
+
+    # Then they are in their lanes' streams, and 8 jobs at 5 a replica ask for 2 workers,
+    # which neither lane's 4 would
+    assert (sync_redis.xlen(KEYS.lane("high")), sync_redis.xlen(KEYS.lane("low"))) == (4, 4)
+    assert sync_redis.xlen(KEYS.stream) == 0
+    dev.wait_until(lambda: dev.max_replicas_seen() >= 2, timeout_s=30)
