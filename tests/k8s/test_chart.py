@@ -94,6 +94,8 @@ BAD_VALUES: dict[str, dict[str, Any]] = {
     "token-with-comma": {"producer": {"auth": {"tokens": ["abcdefghijklmnop,qrstuvwxyz"]}}},
     "bad-namespace": {"operator": {"watchNamespaces": ["Not_A_Namespace"]}},
     "port-out-of-range": {"producer": {"port": 70000}},
+    "lane-priority-out-of-range": {"producer": {"lanes": [{"name": "all", "priorities": "0-10"}]}},
+    "lane-name-upper-case": {"producer": {"lanes": [{"name": "High", "priorities": "1-10"}]}},
     "jobqueue-without-spec": {"jobQueues": [{"name": "demo"}]},
 }
 
@@ -187,6 +189,23 @@ def test_an_existing_producer_secret_is_mounted_not_created() -> None:
     pod = one(objects, "Deployment", "producer")["spec"]["template"]["spec"]
     auth = next(volume for volume in pod["volumes"] if volume["name"] == "auth")
     assert auth["secret"]["secretName"] == "tokens"
+
+
+def test_the_producer_gets_the_queue_priority_lanes_as_text() -> None:
+    lanes = [
+        {"name": "high", "priorities": "8-10"},
+        {"name": "normal", "priorities": "4-7"},
+        {"name": "low", "priorities": "1-3"},
+    ]
+    with_lanes = render_chart({"producer": {"enabled": True, "lanes": lanes}})
+    without = render_chart({"producer": {"enabled": True}})
+
+    def producer_env(objects: list[Obj]) -> dict[str, Any]:
+        pod = one(objects, "Deployment", "producer")["spec"]["template"]["spec"]
+        return {var["name"]: var.get("value") for var in pod["containers"][0]["env"]}
+
+    assert producer_env(with_lanes)["JOBQUEUE_LANES"] == "high:8-10,normal:4-7,low:1-3"
+    assert "JOBQUEUE_LANES" not in producer_env(without)
 
 
 def test_watching_namespaces_grants_roles_there_and_nothing_namespaced_cluster_wide(

@@ -171,3 +171,14 @@ initContainers:
         mountPath: /live
 {{- end }}
 {{- end }}
+
+{{/*
+Priority lanes (a list of {name, priorities}) as JOBQUEUE_LANES text: high:8-10,low:1-7.
+*/}}
+{{- define "jobqueue.lanesText" -}}
+{{- $items := list -}}
+{{- range . -}}
+{{- $items = append $items (printf "%s:%s" .name .priorities) -}}
+{{- end -}}
+{{- join "," $items -}}
+{{- end }}
