@@ -12,7 +12,10 @@ from local.dev_process import DevProcess
 from local.test_dev import QUEUE_YAML
 
 from jobqueue.cli.main import cli
+from jobqueue.core.client import Client, NewJob
 from jobqueue.core.keys import QueueKeys
+from jobqueue.core.lanes import parse_lanes
+from jobqueue.core.settings import QueueSettings
 from jobqueue.local.queue import load_queue
 
 KEYS = QueueKeys()
@@ -64,3 +67,23 @@ def test_dev_scales_on_the_sum_of_the_lanes_and_the_cli_routes_by_them(
     assert (sync_redis.xlen(KEYS.lane("high")), sync_redis.xlen(KEYS.lane("low"))) == (4, 4)
     assert sync_redis.xlen(KEYS.stream) == 0
     dev.wait_until(lambda: dev.max_replicas_seen() >= 2, timeout_s=30)
+
+
+def test_dev_with_lanes_runs_the_jobs_of_every_lane(
+    tmp_path: Path, redis_url: str, sync_redis: redis.Redis, start_dev
+) -> None:
+    dev: DevProcess = start_dev(
+        "-f", str(lanes_file(tmp_path)), "--port", "0", "--exit-when-idle", redis_url=redis_url
+    )
+    dev.wait_for_line(r"replicas=0/0")
+    lanes = parse_lanes("high:8-10,normal:4-7,low:1-3")
+
+    with Client(QueueSettings(redis_url=redis_url, lanes=lanes)) as client:
+        jobs = [NewJob("record", {"into": "done"}, priority=p) for p in (10, 9, 5, 2, 1) * 4]
+        ids = [enqueued.job_id for enqueued in client.enqueue_many(jobs)]
+        assert dev.wait_exit() == 0, dev.output
+        infos = [client.get(job_id) for job_id in ids]
+    assert {info.state if info else None for info in infos} == {"succeeded"}
+
+    assert set(sync_redis.hgetall("done")) == set(ids)
+    assert sync_redis.xlen(KEYS.dead) == 0

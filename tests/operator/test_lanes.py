@@ -44,6 +44,10 @@ async def enqueue(redis: Redis, stream: str, count: int) -> None:
         await redis.xadd(stream, {"type": "noop", "payload": "{}", "id": f"{stream}-{i}"})
 
 
+async def _consumers(redis: Redis, stream: str) -> set[str]:
+    return {str(c["name"]) for c in await redis.xinfo_consumers(stream, "workers")}
+
+
 def test_the_spec_reads_lanes_as_the_workers_do() -> None:
     spec = parse_spec(jobqueue("q", "redis://r:6379/0", lanes=LANES)["spec"])
 
@@ -94,6 +98,8 @@ async def test_the_operator_scales_on_every_lane_and_shows_each(
     await enqueue(redis_client, low, 14)
     await eventually(lambda: replicas_of(kube, "prio") == 4, what="4 replicas")
     await redis_client.xreadgroup("workers", "w1", {high: ">"}, count=2)
+    # and a consumer of a pod that is gone is left in the low lane's group, holding nothing
+    await redis_client.xgroup_createconsumer(low, "workers", "gone-pod")
     status = await eventually(
         lambda: status_of(kube, "prio").get("pending") == 2 and status_of(kube, "prio"),
         what="status with 2 pending",
@@ -104,6 +110,13 @@ async def test_the_operator_scales_on_every_lane_and_shows_each(
         {"name": "normal", "stream": keys.stream, "lag": 9, "pending": 0},
         {"name": "low", "stream": low, "lag": 14, "pending": 0},
     ]
+
+    # The gone pod's consumer is removed from the lane; the one holding jobs stays
+    async def low_lane_emptied() -> bool:
+        return await _consumers(redis_client, low) == set()
+
+    await eventually(low_lane_emptied, what="no consumer left in the low lane")
+    assert await _consumers(redis_client, high) == {"w1"}
     labels = {"namespace": NAMESPACE, "jobqueue": "prio", "lane": "low"}
     registry = operator.metrics.registry
     assert registry.get_sample_value("jobqueue_queue_lane_lag_jobs", labels) == 14

@@ -14,6 +14,7 @@ from collections.abc import Collection
 from redis.asyncio import Redis
 
 from jobqueue.core.keys import QueueKeys
+from jobqueue.core.lanes import NO_LANES, Lanes
 from jobqueue.operator.consumers import ReapResult, reap_dead_consumers
 
 
@@ -24,7 +25,12 @@ def local_consumer_pattern(queue_name: str) -> re.Pattern[str]:
 
 
 async def reap_local_consumers(
-    redis: Redis, keys: QueueKeys, pattern: re.Pattern[str], running: Collection[str]
+    redis: Redis,
+    keys: QueueKeys,
+    pattern: re.Pattern[str],
+    running: Collection[str],
+    lanes: Lanes = NO_LANES,
 ) -> ReapResult:
-    """Delete consumers matching ``pattern`` that are not ``running`` and hold nothing."""
-    return await reap_dead_consumers(redis, keys, running, owned=pattern.fullmatch)
+    """Delete consumers matching ``pattern`` that are not ``running`` and hold nothing
+    (on every lane's stream)."""
+    return await reap_dead_consumers(redis, keys, running, owned=pattern.fullmatch, lanes=lanes)

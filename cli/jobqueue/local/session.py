@@ -270,7 +270,9 @@ class DevSession:
         try:
             deleted: set[str] = set()
             for keys in self.queue.partition_keys:
-                result = await reap_local_consumers(redis, keys, self._consumer_pattern, running)
+                result = await reap_local_consumers(
+                    redis, keys, self._consumer_pattern, running, self.queue.lanes
+                )
                 deleted.update(result.deleted)
         except (RedisConnectionError, RedisTimeoutError, ResponseError, OSError) as exc:
             self.event(f"consumers of stopped workers not removed: {exc}")

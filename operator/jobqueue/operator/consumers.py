@@ -20,6 +20,7 @@ from redis.exceptions import ResponseError
 
 from jobqueue.core.consumers import delete_consumer_if_idle
 from jobqueue.core.keys import QueueKeys
+from jobqueue.core.lanes import NO_LANES, Lanes
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,14 +37,34 @@ async def reap_dead_consumers(
     live_pods: Collection[str],
     min_idle_ms: int = 0,
     owned: Callable[[str], object] | None = None,
+    lanes: Lanes = NO_LANES,
 ) -> ReapResult:
-    """Delete the group's consumers that match no live pod and hold nothing.
+    """Delete the group's consumers that match no live pod and hold nothing, on the
+    queue's stream and on each of its priority ``lanes``' streams (a consumer is in the
+    group of every lane it read; each stream's own pending entries decide there).
 
     ``min_idle_ms`` spares consumers that were active recently (a pod that is starting
     may read before it shows up in a pod listing taken a moment earlier). ``owned``, when
     given, limits the candidates to the consumer names it accepts (local mode: its own
     workers' names); every other consumer is left alone.
     """
+    deleted: dict[str, None] = {}
+    kept: dict[str, None] = {}
+    for stream in lanes.streams(keys):
+        result = await _reap_stream(redis, keys.of_stream(stream), live_pods, min_idle_ms, owned)
+        deleted.update(dict.fromkeys(result.deleted))
+        kept.update(dict.fromkeys(result.kept_pending))
+    # A consumer still holding entries in one lane is not gone yet, whatever the others.
+    return ReapResult(deleted=tuple(d for d in deleted if d not in kept), kept_pending=tuple(kept))
+
+
+async def _reap_stream(
+    redis: Redis,
+    keys: QueueKeys,
+    live_pods: Collection[str],
+    min_idle_ms: int,
+    owned: Callable[[str], object] | None,
+) -> ReapResult:
     try:
         consumers = await redis.xinfo_consumers(keys.stream, keys.group)
     except ResponseError as exc:

@@ -361,7 +361,9 @@ class QueueScaler:
         min_idle_ms = int(self.ctx.settings.reap_min_idle_s * 1000)
         deleted: set[str] = set()
         for keys in partition_keys(spec):
-            result = await reap_dead_consumers(self.redis, keys, pods, min_idle_ms)
+            result = await reap_dead_consumers(
+                self.redis, keys, pods, min_idle_ms, lanes=spec.queue_lanes
+            )
             deleted.update(result.deleted)
         if deleted:
             names = ", ".join(sorted(deleted))
