@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 
 from rich.console import Console
 
-from jobqueue.core.backlog import QueueSample
+from jobqueue.core.backlog import LaneSample, QueueSample
 from jobqueue.local.outcomes import DeadLetter, parse_outcomes
 from jobqueue.local.view import Snapshot, plain_line, redact_url, render
 
@@ -80,6 +81,21 @@ def test_the_live_view_shows_queue_workers_outcomes_and_hides_the_password() -> 
         assert expected in text
     assert "s3cret" not in text
     assert "redis://:***@127.0.0.1:7000/0" in text
+
+
+def test_a_queue_with_lanes_shows_each_lane_in_the_line_and_the_view() -> None:
+    lanes = (
+        LaneSample("high", "{jobs:work}:lane:high", 5, 5, 4, 1, "group"),
+        LaneSample("normal", "jobs:work", 26, 26, 26, 7, "group"),
+    )
+    snap = snapshot(sample=dataclasses.replace(SAMPLE, lanes=lanes))
+    console = Console(record=True, width=140)
+    console.print(render(snap))
+    text = console.export_text()
+
+    assert "lanes=high:4,normal:26" in plain_line(snap)
+    assert "lane high" in text
+    assert "4 waiting, 1 running" in text
 
 
 def test_redact_url_keeps_urls_without_password() -> None:

@@ -78,6 +78,10 @@ def snapshot_fields(snap: Snapshot) -> dict[str, object]:
     else:
         s = snap.sample
         fields.update(lag=s.lag, pending=s.pending, delayed=s.delayed, dead=s.dead_letters)
+        if s.lanes:
+            fields["lanes"] = {
+                lane.name: {"lag": lane.lag, "pending": lane.pending} for lane in s.lanes
+            }
         fields["oldest_waiting_s"] = round(snap.oldest_waiting_s, 3)
         if snap.partition_lags:
             fields["partition_lag"] = list(snap.partition_lags)
@@ -103,6 +107,7 @@ def plain_line(snap: Snapshot) -> str:
         s = snap.sample
         parts += [
             f"lag={s.lag}",
+            *([f"lanes={_lane_lags(s)}"] if s.lanes else []),
             f"oldest={snap.oldest_waiting_s:.1f}s",
             f"pending={s.pending}",
             f"delayed={s.delayed}",
@@ -120,6 +125,11 @@ def plain_line(snap: Snapshot) -> str:
         f"reason={snap.reason!r}",
     ]
     return " ".join(parts)
+
+
+def _lane_lags(sample: QueueSample) -> str:
+    """``high:3,normal:0,low:12``: the lag of each priority lane, highest first."""
+    return ",".join(f"{lane.name}:{lane.lag}" for lane in sample.lanes)
 
 
 def render(snap: Snapshot) -> RenderableType:
@@ -150,6 +160,10 @@ def _queue_table(snap: Snapshot) -> RenderableType:
     for name, value in (
         ("stream", s.stream),
         ("lag (waiting)", str(s.lag)),
+        *(
+            (f"  lane {lane.name}", f"{lane.lag} waiting, {lane.pending} running")
+            for lane in s.lanes
+        ),
         ("oldest waiting", f"{snap.oldest_waiting_s:.1f} s"),
         ("pending (running)", str(s.pending)),
         ("delayed", str(s.delayed)),
