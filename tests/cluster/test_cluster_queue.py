@@ -20,6 +20,7 @@ from support.worker_process import WorkerProcess
 
 from jobqueue.core.client import Client, NewJob, PartlyEnqueued
 from jobqueue.core.keys import QueueKeys
+from jobqueue.core.lanes import parse_lanes
 from jobqueue.core.partitions import partition_of
 from jobqueue.core.settings import QueueSettings
 from jobqueue.worker.hot_connection import HotConnection
@@ -167,6 +168,27 @@ def test_priority_lanes_run_on_a_cluster(cluster: RedisCluster, reader: SyncClus
         _wait_done(reader, ids, worker)
         assert reader.xlen(KEYS.lane("high")) == 40, worker.output()
         assert worker.poll() is None, worker.output()
+
+
+def test_the_client_routes_cancels_and_counts_lanes_on_a_cluster(
+    cluster: RedisCluster, reader: SyncCluster
+) -> None:
+    # Every lane stream is in the queue's slot and in the scripts' KEYS: a cluster's
+    # key checks (#!lua) would refuse the enqueue and cancel scripts otherwise.
+    lanes = parse_lanes("high:8-10,normal:4-7,low:1-3")
+    with Client(QueueSettings(redis_url=cluster.url, lanes=lanes)) as client:
+        jobs = client.enqueue_many([NewJob("record", {}, priority=p) for p in (10, 5, 1, 9)])
+        cancelled = client.cancel(jobs[3].job_id)
+        stats = client.stats()
+
+    assert cancelled.answer == "cancelled"
+    assert [e[0] for e in reader.xrange(KEYS.lane("high"))] == [jobs[0].entry_id]
+    assert [e[0] for e in reader.xrange(KEYS.lane("low"))] == [jobs[2].entry_id]
+    assert [(lane.name, lane.length) for lane in stats.lanes] == [
+        ("high", 1),
+        ("normal", 1),
+        ("low", 1),
+    ]
 
 
 def test_nothing_is_lost_while_the_queue_slot_migrates(
