@@ -3,8 +3,9 @@
 A partition is a whole queue unit (`jobqueue.core.partitions`), so the engine that runs
 one queue runs one partition unchanged: its own hot connection to the primary owning the
 partition's slot, its own reclaim, promotion of delayed jobs, trimming, dead letters,
-crash records and limits, all on that partition's keys. This process adds what must be
-once per process:
+crash records and limiter (enforcing the partition's share of the queue's limits,
+`jobqueue.core.partitions.partition_limits`), all on that partition's keys. This process
+adds what must be once per process:
 
 - the concurrency, divided among the engines (each gets at least 1; the producer
   spreads jobs evenly, so even shares keep every engine busy without any engine holding
@@ -17,8 +18,8 @@ once per process:
 
 Which partitions: all of them (``JOBQUEUE_PARTITIONS``), or the subset in
 ``JOBQUEUE_WORKER_PARTITIONS`` (``0,2``, ``4-7``) when there are too many for one
-process: every partition must then be named by some worker, which the operator does not
-check.
+process: every partition must then be named by some worker, which nothing checks (the
+operator runs every worker on all partitions).
 """
 
 from __future__ import annotations
