@@ -7,6 +7,7 @@ from redis.asyncio import Redis as AsyncRedis
 
 from jobqueue.core.backlog import sample_queue
 from jobqueue.core.keys import QueueKeys
+from jobqueue.core.lanes import parse_lanes
 from jobqueue.local.autoscale import Autoscaler
 from jobqueue.operator.limit_usage import sample_limit_usage
 from jobqueue.operator.spec import parse_spec
@@ -77,3 +78,26 @@ async def test_limits_cap_local_scaling_while_only_limited_work_waits(
     assert not usage.only_limited_waiting
     step = Autoscaler(spec).step(sample, 0, 100.0, only_limited=usage.only_limited_waiting)
     assert (step.decision.replicas, step.decision.rate_limited) == (3, False)
+
+
+async def test_unlimited_work_waiting_in_any_lane_lifts_the_limits_cap(
+    redis_client: AsyncRedis, sync_redis: redis.Redis
+) -> None:
+    # Given a queue with lanes, "record" limited, and only record jobs in the queue's stream
+    lanes = parse_lanes("high:8-10,normal:1-7")
+    high = KEYS.lane("high")
+    for stream in (KEYS.stream, high):
+        sync_redis.xgroup_create(stream, KEYS.group, id="0", mkstream=True)
+    add_jobs(sync_redis, 5)
+    limits = parse_spec({**SPEC, "limits": [{"type": "record", "concurrency": 2}]}).type_limits
+
+    async def only_limited() -> bool:
+        sample = await sample_queue(redis_client, KEYS, lanes=lanes)
+        usage = await sample_limit_usage(redis_client, KEYS, limits, sample)
+        assert usage is not None
+        return usage.only_limited_waiting
+
+    assert await only_limited()
+    # When an unlimited job waits in the high lane, the limits no longer bound the replicas
+    sync_redis.xadd(high, {"type": "noop", "payload": "{}", "priority": "9"})
+    assert not await only_limited()

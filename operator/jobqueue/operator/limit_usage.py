@@ -11,12 +11,13 @@ limited types, which is when the limits bound the replicas worth running
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
 
-from jobqueue.core.backlog import QueueSample
+from jobqueue.core.backlog import LaneSample, QueueSample
 from jobqueue.core.keys import QueueKeys
 from jobqueue.core.limits import TypeLimit
 
@@ -61,9 +62,14 @@ class LimitUsage:
 
 
 async def read_limit_usage(
-    redis: Redis, keys: QueueKeys, limits: tuple[TypeLimit, ...], last_delivered_id: str
+    redis: Redis,
+    keys: QueueKeys,
+    limits: tuple[TypeLimit, ...],
+    positions: Sequence[tuple[str, str]],
 ) -> LimitUsage | None:
-    """The usage of ``limits`` (None when there are none); one pipelined call."""
+    """The usage of ``limits`` (None when there are none); one pipelined call.
+    ``positions``: each ready stream (the queue's, or each priority lane's) with the
+    group's last delivered entry there; the entries after it are the waiting work."""
     if not limits:
         return None
     now_ms = int(time.time() * 1000)
@@ -72,8 +78,9 @@ async def read_limit_usage(
             pipe.zcount(keys.limit_leases(limit.type), now_ms, "+inf")
             pipe.get(keys.limit_rate(limit.type))
             pipe.zcard(keys.limit_reserved(limit.type))
-        after = f"({last_delivered_id}" if last_delivered_id not in ("", "0-0") else "-"
-        pipe.xrange(keys.stream, after, "+", count=TYPE_SAMPLE)
+        for stream, last_delivered_id in positions:
+            after = f"({last_delivered_id}" if last_delivered_id not in ("", "0-0") else "-"
+            pipe.xrange(stream, after, "+", count=TYPE_SAMPLE)
         replies = await pipe.execute()
     usages = []
     for n, limit in enumerate(limits):
@@ -81,17 +88,27 @@ async def read_limit_usage(
         ahead_s = max(0.0, (float(tat) - now_ms) / 1000) if tat else 0.0
         usages.append(TypeUsage(limit, int(running), ahead_s, int(reserved)))
     limited = {limit.type for limit in limits}
-    waiting = {_text(fields.get("type", fields.get(b"type", ""))) for _, fields in replies[-1]}
+    entries = [entry for reply in replies[3 * len(limits) :] for entry in reply]
+    waiting = {_text(fields.get("type", fields.get(b"type", ""))) for _, fields in entries}
     return LimitUsage(tuple(usages), waiting <= limited)
 
 
 async def sample_limit_usage(
     redis: Redis, keys: QueueKeys, limits: tuple[TypeLimit, ...], sample: QueueSample
 ) -> LimitUsage | None:
-    """`read_limit_usage` after the group's last delivered entry in ``sample``."""
+    """`read_limit_usage` after the group's last delivered entry in ``sample``, in the
+    queue's stream or, with priority lanes, in every lane's (work waiting in any lane
+    counts)."""
+    if not sample.lanes:
+        return await read_limit_usage(redis, keys, limits, [(keys.stream, _last(keys, sample))])
+    positions = [(lane.stream, _last(keys, lane)) for lane in sample.lanes]
+    return await read_limit_usage(redis, keys, limits, positions)
+
+
+def _last(keys: QueueKeys, sample: QueueSample | LaneSample) -> str:
+    """The group's last delivered entry id in the sampled stream ("0-0": none yet)."""
     own = [g for g in sample.groups if g.name == keys.group]
-    last = own[0].last_delivered_id if own else "0-0"
-    return await read_limit_usage(redis, keys, limits, last)
+    return own[0].last_delivered_id if own else "0-0"
 
 
 async def sample_partitions_usage(
