@@ -4,6 +4,8 @@ shows each lane in the status and the metrics; a bad lane table is a condition."
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,7 +23,7 @@ from support.kube_emulator import (
 from jobqueue.core.errors import ConfigError
 from jobqueue.core.keys import QueueKeys
 from jobqueue.operator.scaler import OperatorContext
-from jobqueue.operator.spec import parse_spec
+from jobqueue.operator.spec import load_jobqueue, parse_spec
 
 LANES = [
     {"name": "high", "priorities": "8-10"},
@@ -152,3 +154,12 @@ async def test_a_lane_table_with_a_gap_is_a_condition_and_an_event_not_a_crash(
     await eventually(lambda: replicas_of(kube, "fine") == 0, what="fine deployment")
     await enqueue(redis_client, QueueKeys("fine:work").lane("low"), 3)
     await eventually(lambda: replicas_of(kube, "fine") == 1, what="fine scaled")
+
+
+def test_the_sample_jobqueue_lanes_example_is_valid_once_uncommented() -> None:
+    sample = Path(__file__).parents[2] / "manifests" / "samples" / "jobqueue.yaml"
+    text = re.sub(r"^  # (lanes:|  - \{name)", r"  \1", sample.read_text(), flags=re.M)
+
+    spec = load_jobqueue(text).spec
+
+    assert spec.lanes_text == "high:8-10,normal:4-7,low:1-3"
