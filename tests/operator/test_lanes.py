@@ -163,3 +163,51 @@ def test_the_sample_jobqueue_lanes_example_is_valid_once_uncommented() -> None:
     spec = load_jobqueue(text).spec
 
     assert spec.lanes_text == "high:8-10,normal:4-7,low:1-3"
+
+
+async def test_a_lane_removed_while_it_holds_jobs_is_shown_orphaned_until_drained(
+    kube: KubeEmulator, operator: OperatorContext, redis_url: str, redis_client: Redis
+) -> None:
+    # Given a queue with three lanes and 3 jobs waiting in the low one
+    await apply(kube, jobqueue("shrink", redis_url, lanes=LANES))
+    low = QueueKeys("shrink:work").lane("low")
+    await eventually(lambda: replicas_of(kube, "shrink") == 0, what="deployment")
+    await eventually(lambda: redis_client.exists(low), what="the low lane's stream and group")
+    await enqueue(redis_client, low, 3)
+    await eventually(
+        lambda: [r["lag"] for r in status_of(kube, "shrink").get("lanes", [])] == [0, 0, 3],
+        what="the low lane's lag in the status",
+    )
+
+    # When the spec drops the low lane, its stream is unread: shown orphaned, with a
+    # condition and an Event, and not counted in the backlog
+    two = [{"name": "high", "priorities": "8-10"}, {"name": "normal", "priorities": "1-7"}]
+    await kube.patch_spec(JOBQUEUES, NAMESPACE, "shrink", {"lanes": two})
+
+    def orphaned() -> list[dict[str, Any]]:
+        return [r for r in status_of(kube, "shrink").get("lanes", []) if r.get("orphaned")]
+
+    assert await eventually(orphaned, what="an orphaned lane") == [
+        {"name": "low", "stream": low, "lag": 3, "pending": 0, "orphaned": True}
+    ]
+    condition = next(
+        c for c in status_of(kube, "shrink")["conditions"] if c["type"] == "LanesOrphaned"
+    )
+    assert (condition["status"], condition["reason"]) == ("True", "UnreadLaneStreams")
+    assert "low (3 jobs)" in condition["message"]
+    assert status_of(kube, "shrink")["lag"] == 0
+    await eventually(
+        lambda: "LanesOrphaned" in {e.get("reason") for e in kube.events(involved="shrink")},
+        what="LanesOrphaned event",
+    )
+
+    # When someone takes the jobs out (here: read and acknowledged), the warning clears
+    taken = await redis_client.xreadgroup("workers", "by-hand", {low: ">"})
+    await redis_client.xack(low, "workers", *[entry_id for entry_id, _ in taken[0][1]])
+
+    def cleared() -> bool:
+        conditions = status_of(kube, "shrink").get("conditions", [])
+        found = [c for c in conditions if c["type"] == "LanesOrphaned"]
+        return bool(found) and found[0]["status"] == "False" and not orphaned()
+
+    await eventually(cleared, what="LanesOrphaned cleared")

@@ -121,7 +121,8 @@ def status_schema() -> dict[str, Any]:
             "deadLetters": {**integer, "description": "Entries in the dead-letter stream."},
             "lanes": {
                 "type": "array",
-                "description": "Per priority lane, highest first: lag and pending summed above.",
+                "description": "Per priority lane, highest first: lag and pending summed above"
+                " (then undeclared lanes that still hold jobs, orphaned).",
                 "items": {
                     "type": "object",
                     "required": ["name"],
@@ -130,6 +131,10 @@ def status_schema() -> dict[str, Any]:
                         "stream": text,
                         "lag": {**integer, "description": "Jobs waiting in the lane."},
                         "pending": {**integer, "description": "Delivered, not acknowledged."},
+                        "orphaned": {
+                            "type": "boolean",
+                            "description": "No longer in spec.lanes: no worker reads it.",
+                        },
                     },
                 },
             },

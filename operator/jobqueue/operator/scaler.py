@@ -37,12 +37,14 @@ from jobqueue.core.backlog import QueueSample
 from jobqueue.core.client import AsyncClient
 from jobqueue.core.connection import async_redis
 from jobqueue.core.errors import ConfigError
+from jobqueue.core.keys import QueueKeys
 from jobqueue.core.partitions import partition_rows, sample_partitions, sum_samples
 from jobqueue.operator.consumers import reap_dead_consumers
 from jobqueue.operator.deployment import deployment_name, selector_labels
 from jobqueue.operator.kube import KubeApi, KubeApiError
 from jobqueue.operator.limit_usage import LimitUsage, sample_partitions_usage
 from jobqueue.operator.metrics import OperatorMetrics
+from jobqueue.operator.orphan_lanes import orphan_message, orphaned_lanes, shown_lane_streams
 from jobqueue.operator.policy import (
     Decision,
     PolicySettings,
@@ -111,6 +113,8 @@ class QueueScaler:
         self._last_error = ""
         self._template_generation: int | None = None
         self.scheduler: Scheduler | None = None
+        self._orphans: dict[str, str] = {}
+        """Undeclared lane streams (partition 0's) found holding jobs: stream -> lane."""
 
     async def close(self) -> None:
         if self.redis is not None:
@@ -173,6 +177,7 @@ class QueueScaler:
             max_replicas=spec.scaling.max_replicas,
         )
         self._record(generation, sample, observed, decision)
+        await self._orphaned_lanes(body, generation, spec, every)
         self.book.update(partitionCount=spec.partitions)
         if len(samples) > 1:
             self.book.update(partitions=partition_rows(samples))
@@ -180,6 +185,32 @@ class QueueScaler:
         if now - self._reaped_s >= self.ctx.settings.reap_interval_s:
             self._reaped_s = now
             await self._reap(body, spec)
+
+    async def _orphaned_lanes(
+        self,
+        body: kopf.Body,
+        generation: int,
+        spec: JobQueueSpec,
+        every: list[QueueKeys],
+    ) -> None:
+        """Undeclared lane streams still holding jobs: listed in ``status.lanes`` and
+        the ``LanesOrphaned`` condition, an Event when they appear
+        (`jobqueue.operator.orphan_lanes`)."""
+        if self.redis is None:
+            return
+        known = {**shown_lane_streams(body.get("status") or {}), **self._orphans}
+        rows = await orphaned_lanes(self.redis, every, spec.queue_lanes, known) if known else []
+        self._orphans = {str(row["stream"]): str(row["name"]) for row in rows}
+        if rows:
+            current = self.book.fields.get("lanes") or []
+            self.book.update(lanes=[*current, *rows])
+        elif "LanesOrphaned" not in self.book.conditions:
+            return  # never had any: no condition on every queue
+        message = orphan_message(rows) if rows else ""
+        reason = "UnreadLaneStreams" if rows else "NoneLeft"
+        changed = self.book.set_condition("LanesOrphaned", bool(rows), reason, message, generation)
+        if changed and rows:
+            kopf.warn(body, reason="LanesOrphaned", message=message)
 
     async def _fire_schedules(self, body: kopf.Body, spec: JobQueueSpec, redis: Redis) -> None:
         """Enqueue the jobs of due cron ticks (see `jobqueue.operator.schedules`)."""

@@ -14,7 +14,9 @@ Conditions (``status`` is ``"True"``/``"False"``):
 - ``RateLimited``: the load asks for more replicas than ``spec.limits`` can keep busy
   (only for a queue with limits);
 - ``PodTemplateConflict``: the pod template sets fields the operator owns (dropped; the
-  message names them).
+  message names them);
+- ``LanesOrphaned``: lane streams no longer in ``spec.lanes`` still hold jobs (only once
+  that happened; `jobqueue.operator.orphan_lanes`).
 """
 
 from __future__ import annotations
