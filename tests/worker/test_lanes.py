@@ -27,6 +27,7 @@ from worker.conftest import (
     settings_for,
 )
 
+from jobqueue.core.client import AsyncClient
 from jobqueue.core.lanes import parse_lanes
 from jobqueue.core.limits import combine, parse_concurrency_limits
 from jobqueue.core.settings import QueueSettings
@@ -187,7 +188,7 @@ async def test_a_delayed_job_is_promoted_into_the_lane_of_its_priority(
     assert dead["original_id"] == fields["odd"]["id"]
 
 
-async def test_a_dead_letter_names_its_lane_stream(
+async def test_a_dead_letter_names_its_lane_stream_and_replay_returns_it_there(
     redis_client: AsyncRedis, redis_url: str
 ) -> None:
     # given a low job that always fails, with one attempt allowed
@@ -195,9 +196,21 @@ async def test_a_dead_letter_names_its_lane_stream(
     # when a worker runs it
     async with running(testing_app, lane_settings(redis_url, max_attempts=1)):
         await eventually(lambda: _equal(redis_client.xlen(KEYS.dead), 1), what="a dead letter")
-    # then the dead letter says it came from the low lane's stream (where replay puts it)
-    [(_, dead)] = await redis_client.xrange(KEYS.dead)
-    assert (dead["original_id"], dead["source_stream"]) == (job_id, LOW)
+        # then the dead letter says it came from the low lane's stream
+        [(dead_id, dead)] = await redis_client.xrange(KEYS.dead)
+        assert (dead["original_id"], dead["source_stream"]) == (job_id, LOW)
+        # and a replay puts it back there, where the worker runs it again
+        async with AsyncClient.from_url(redis_url, lanes=LANES) as client:
+            assert await client.replay(dead_id) is not None
+
+        async def dead_again() -> bool:
+            return [i for i, _ in await redis_client.xrange(KEYS.dead)] not in ([], [dead_id])
+
+        await eventually(dead_again, what="the replayed job to fail again")
+    assert await redis_client.xlen(LOW) == 2
+    [(_, again)] = await redis_client.xrange(KEYS.dead)
+    assert (again["original_id"], again["source_stream"]) == (job_id, LOW)
+    assert await redis_client.xlen(NORMAL) == 0
     assert await pending_total(redis_client) == 0
 
 
