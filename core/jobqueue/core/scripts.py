@@ -123,7 +123,9 @@ for i = first_job, #ARGV do
       -- it when the job starts (docs/internals.md, status records).
       local lane = job[8]
       entry_id = call('XADD', KEYS[3 + lane], '*', unpack(fields))
-      call('HSET', queued, id, entry_id .. ARGV[7 + lane])
+      local suffix = ARGV[7 + lane]
+      -- No concatenation for the queue's own stream: a new string per job costs.
+      call('HSET', queued, id, suffix == '' and entry_id or entry_id .. suffix)
     end
     out[#out + 1] = id
     out[#out + 1] = entry_id
