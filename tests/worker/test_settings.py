@@ -132,3 +132,20 @@ def test_lane_mode_and_weights_read_from_the_environment() -> None:
 def test_bad_lane_settings_say_what_is_wrong(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         WorkerSettings.from_env({"JOBQUEUE_LANES": "high:8-10,normal:4-7,low:1-3", **env})
+
+
+def test_lane_flags_win_over_the_environment() -> None:
+    env = WorkerSettings.from_env({"JOBQUEUE_LANES": "a:6-10,b:1-5"})
+    flags = {"lanes": "high:8-10,normal:4-7,low:1-3", "lane_mode": "weighted"}
+    s = settings_from(env, {**flags, "lane_weights": "low:2"})
+    assert [lane.name for lane in s.queue.lanes.lanes] == ["high", "normal", "low"]
+    assert s.weights == [3, 2, 2]
+    with pytest.raises(ConfigError, match=r"lanes: .*have no lane"):
+        settings_from(env, {"lanes": "high:8-10"})
+    with pytest.raises(ConfigError, match="names no lane"):
+        settings_from(env, {"lane_mode": "weighted", "lane_weights": "high:2"})
+
+
+def test_the_worker_command_lists_the_lane_flags() -> None:
+    result = CliRunner().invoke(worker, ["--help"])
+    assert all(f in result.output for f in ("--lanes", "--lane-mode", "--lane-weights"))

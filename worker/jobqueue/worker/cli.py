@@ -14,12 +14,14 @@ import click
 import uvloop
 
 from jobqueue.core.errors import ConfigError
+from jobqueue.core.lanes import parse_lanes
 from jobqueue.core.limits import with_text
 from jobqueue.core.log_flags import log_options
 from jobqueue.core.logs import LogSettings, setup_logging
 from jobqueue.core.partitions import parse_partition_list
 from jobqueue.core.startup import paused_gc
 from jobqueue.worker.app import load_app
+from jobqueue.worker.lanes import LANE_MODES, parse_lane_weights
 from jobqueue.worker.partitioned import worker_for
 from jobqueue.worker.runner import EarlyStop
 from jobqueue.worker.settings import WorkerSettings
@@ -62,6 +64,15 @@ def settings_from(env_settings: WorkerSettings, flags: dict[str, Any]) -> Worker
             changes[target] = value
     if flags.get("burst"):
         changes["burst"] = True
+    try:
+        if flags.get("lanes") is not None:
+            queue_changes["lanes"] = parse_lanes(flags["lanes"])
+        if flags.get("lane_mode") is not None:
+            changes["lane_mode"] = flags["lane_mode"]
+        if flags.get("lane_weights") is not None:
+            changes["lane_weights"] = parse_lane_weights(flags["lane_weights"])
+    except ValueError as exc:
+        raise ConfigError(f"lanes: {exc}") from None
     rates, concurrency = flags.get("rate_limits"), flags.get("concurrency_limits")
     if rates is not None or concurrency is not None:
         changes["limits"] = with_text(env_settings.limits, rates, concurrency)
@@ -118,6 +129,19 @@ def settings_from(env_settings: WorkerSettings, flags: dict[str, Any]) -> Worker
     "--concurrency-limits",
     help="Jobs running at once by type across the queue, e.g. report=3"
     " [JOBQUEUE_CONCURRENCY_LIMITS].",
+)
+@click.option(
+    "--lanes",
+    help="Priority lanes, e.g. high:8-10,normal:4-7,low:1-3 [JOBQUEUE_LANES, none].",
+)
+@click.option(
+    "--lane-mode",
+    type=click.Choice(LANE_MODES, case_sensitive=False),
+    help="Serve the lanes strictly highest first or by weight [JOBQUEUE_LANE_MODE, strict].",
+)
+@click.option(
+    "--lane-weights",
+    help="Weighted mode's weights, e.g. high:6,normal:3,low:1 [JOBQUEUE_LANE_WEIGHTS].",
 )
 @click.option("--consumer", help="Consumer name [POD_NAME, default hostname-pid].")
 @click.option("--burst", is_flag=True, help="Exit 0 once the queue is empty [JOBQUEUE_BURST].")
