@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from typing import Any
 
 import pytest
 from k8s.objects import Obj, all_on_values, render_chart
+from support.redis_server import free_port
 
 from jobqueue.operator.http import create_app
 from jobqueue.operator.metrics import OperatorMetrics
@@ -68,13 +68,6 @@ def container_env(objects: list[Obj], pod: Obj, redis_url: str, files: Path) -> 
     return env
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _http(port: int, path: str, body: Any = None, token: str | None = None) -> int:
     headers = {"Content-Type": "application/json"}
     if token:
@@ -96,7 +89,7 @@ def producer(redis_url: str, tmp_path: Path) -> Iterator[tuple[int, Obj, list[Ob
     objects = render_chart(all_on_values())
     pod = _one(objects, "Deployment", "-producer")["spec"]["template"]["spec"]
     env = container_env(objects, pod, redis_url, tmp_path)
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [JOBQUEUE, *pod["containers"][0]["args"]],
         env={**env, "JOBQUEUE_PRODUCER_HOST": "127.0.0.1", "JOBQUEUE_PRODUCER_PORT": str(port)},

@@ -7,21 +7,61 @@ fsync always), so a restart loses nothing that was acknowledged.
 
 from __future__ import annotations
 
+import collections
+import fcntl
+import os
 import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import redis
 
+PORT_HOLD_S = 120.0
+"""How long a port `free_port` handed out stays reserved: longer than any process a test
+starts takes to bind it on a loaded machine."""
+
+_PORT_LOCKS = Path(tempfile.gettempdir()) / f"jobqueue-test-ports-{os.getuid()}"
+_held: collections.deque[tuple[float, int]] = collections.deque()
+"""(when, fd) of the reservations this process holds, oldest first."""
+
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port nothing listens on, reserved for this process for `PORT_HOLD_S`.
+
+    The kernel names a free port, but it is free again as soon as the probing socket
+    closes, until the server the test starts binds it. Tests run in parallel (pytest-xdist
+    workers, and other sessions on the same machine) would sometimes be handed the same
+    port in that window and one server would fail with "address in use". So every port
+    handed out is also locked (flock on a file named after it, released by closing it, or
+    by the kernel when the process dies): any process using this function skips a port
+    another holds. The lock outlives the bind by design, so the same port is not handed
+    out twice in a row either (a test wanting "nobody listens there" gets its own).
+    """
+    _release_expired()
+    _PORT_LOCKS.mkdir(exist_ok=True)
+    for _ in range(200):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        fd = os.open(_PORT_LOCKS / str(port), os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)  # another test process holds it: ask the kernel again
+            continue
+        _held.append((time.monotonic(), fd))
+        return port
+    raise RuntimeError("no free port that no other test process holds")
+
+
+def _release_expired() -> None:
+    while _held and time.monotonic() - _held[0][0] > PORT_HOLD_S:
+        os.close(_held.popleft()[1])
 
 
 class RedisServer:
