@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from support.faults import Fault, FaultRun
 
+pytestmark = pytest.mark.slow
+
 FAILS_HANDLERS = {"maxmemory"}
 """Faults that surely fail handlers' writes (a short freeze only delays them, redis-py
 retries a write through a short restart)."""

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import orjson
+import pytest
 from local.dev_process import DevProcess
 from support.redis_server import free_port
 
@@ -21,6 +22,7 @@ def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_stats_from_another_terminal_reads_local_modes_queue(tmp_path: Path) -> None:
     # Given a user's environment: no REDIS_URL, and (maybe) a system Redis on 6379
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_URL", "JOBQUEUE_"))}

@@ -13,6 +13,7 @@ import signal
 import urllib.request
 from pathlib import Path
 
+import pytest
 import redis
 from local.dev_process import DevProcess, pid_alive
 from support.redis_server import RedisServer, free_port
@@ -66,6 +67,7 @@ def enqueue(url: str, jobs: list[NewJob]) -> list[str]:
         return [enqueued.job_id for enqueued in client.enqueue_many(jobs)]
 
 
+@pytest.mark.slow
 def test_a_burst_starts_workers_every_job_completes_and_workers_stop_when_idle(
     tmp_path: Path, redis_url: str, sync_redis: redis.Redis, start_dev
 ) -> None:
@@ -95,6 +97,7 @@ def test_a_burst_starts_workers_every_job_completes_and_workers_stop_when_idle(
     assert sync_redis.xinfo_consumers(KEYS.stream, KEYS.group) == []
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_run_is_replaced_and_loses_nothing(
     tmp_path: Path, redis_url: str, sync_redis: redis.Redis, start_dev
 ) -> None:
@@ -135,6 +138,7 @@ def test_a_worker_killed_mid_run_is_replaced_and_loses_nothing(
     assert sync_redis.xinfo_consumers(KEYS.stream, KEYS.group) == []
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_every_process_and_keeps_the_queue_in_the_private_redis(
     tmp_path: Path, start_dev
 ) -> None:
@@ -213,6 +217,7 @@ def _answers(url: str) -> bool:
         client.close()
 
 
+@pytest.mark.slow
 def test_a_private_redis_killed_mid_run_is_restarted_from_its_aof_and_loses_nothing(
     tmp_path: Path, start_dev
 ) -> None:
@@ -247,6 +252,7 @@ def test_a_private_redis_killed_mid_run_is_restarted_from_its_aof_and_loses_noth
     assert set(done) == set(recorded)
 
 
+@pytest.mark.slow
 def test_sigterm_then_ctrl_c_kills_at_once_and_the_next_run_finishes_the_jobs(
     tmp_path: Path, start_dev
 ) -> None:

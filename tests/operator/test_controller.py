@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+import pytest
 from redis.asyncio import Redis
 from support.kube_emulator import (
     DEPLOYMENTS,
@@ -77,6 +78,7 @@ async def test_applying_a_jobqueue_creates_its_owned_worker_deployment(
     assert [g["name"] for g in groups] == ["workers"]
 
 
+@pytest.mark.slow
 async def test_a_burst_raises_replicas_within_a_few_polls_and_draining_brings_them_to_zero(
     kube: KubeEmulator, operator: OperatorContext, redis_url: str, redis_client: Redis
 ) -> None:

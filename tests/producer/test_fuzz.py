@@ -26,6 +26,8 @@ from producer.http_api import README_EXAMPLE, ProducerProcess, RawAnswer, raw_re
 
 from jobqueue.core.keys import QueueKeys
 
+pytestmark = pytest.mark.slow
+
 EXAMPLES = int(os.environ.get("JOBQUEUE_FUZZ_EXAMPLES", "50"))
 LONG = EXAMPLES > 200
 TOKEN = "fuzz-token"

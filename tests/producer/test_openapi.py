@@ -56,6 +56,7 @@ def producer_schema(redis_url: str) -> Iterator[Any]:
         process.stop()
 
 
+@pytest.mark.slow
 def test_the_api_never_answers_5xx_and_keeps_to_its_document(producer_schema: Any) -> None:
     """Valid and invalid requests to every operation (schemathesis cannot use its pytest
     plugin under pytest 9, so hypothesis drives its strategies directly)."""

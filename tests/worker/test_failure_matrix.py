@@ -74,6 +74,7 @@ def pending(client: redis.Redis) -> int:
     return int(client.xpending(STREAM, GROUP)["pending"])
 
 
+@pytest.mark.slow
 def test_a_sigkilled_workers_jobs_finish_on_another_worker(
     sync_redis: redis.Redis, redis_url: str, spawn: Spawn
 ) -> None:
@@ -104,6 +105,7 @@ def test_sigterm_mid_job_lets_it_finish_and_exits_zero(
     assert pending(sync_redis) == 0
 
 
+@pytest.mark.slow
 def test_sigterm_past_the_grace_period_leaves_jobs_pending_and_a_restart_drains_them(
     sync_redis: redis.Redis, redis_url: str, spawn: Spawn
 ) -> None:
@@ -122,6 +124,7 @@ def test_sigterm_past_the_grace_period_leaves_jobs_pending_and_a_restart_drains_
     assert pending(sync_redis) == 0
 
 
+@pytest.mark.slow
 def test_redis_restarted_mid_run_loses_nothing(own_redis: RedisServer, spawn: Spawn) -> None:
     client = redis.Redis.from_url(own_redis.url, decode_responses=True)
     # given a worker busy with 3000 record jobs

@@ -99,6 +99,7 @@ def workers(redis_url: str, tmp_path: Path, env: dict[str, str], *args: str) -> 
     return procs
 
 
+@pytest.mark.slow
 def test_a_rate_limit_holds_across_three_worker_processes(
     redis_url: str, sync_redis: redis.Redis, tmp_path: Path
 ) -> None:
@@ -133,6 +134,7 @@ def test_a_rate_limit_holds_across_three_worker_processes(
     assert busiest <= 50
 
 
+@pytest.mark.slow
 def test_a_concurrency_limit_holds_across_processes_and_a_killed_workers_leases_come_back(
     redis_url: str, sync_redis: redis.Redis, tmp_path: Path
 ) -> None:

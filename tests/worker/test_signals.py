@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import orjson
+import pytest
 import redis
 from support.worker_process import WorkerProcess
 
@@ -56,6 +57,7 @@ def pending(client: redis.Redis) -> int:
         return 0
 
 
+@pytest.mark.slow
 def test_sigterm_while_the_app_imports_exits_cleanly_without_reading(
     redis_url: str, sync_redis: redis.Redis, tmp_path: Path
 ) -> None:
@@ -83,6 +85,7 @@ def test_sigterm_while_the_app_imports_exits_cleanly_without_reading(
         worker.stop()
 
 
+@pytest.mark.slow
 def test_a_stop_signal_right_after_spawn_never_leaves_entries_behind(
     redis_url: str, sync_redis: redis.Redis, tmp_path: Path
 ) -> None:
