@@ -15,7 +15,7 @@ from jobqueue.core.wire import Job, decode
 from jobqueue.worker import scripts
 from jobqueue.worker.inflight import Delivery
 from jobqueue.worker.metrics import WorkerMetrics
-from jobqueue.worker.outcomes import Outcomes
+from jobqueue.worker.outcomes import Flush, Outcomes
 
 KEYS = QueueKeys()
 
@@ -222,3 +222,57 @@ async def test_a_job_a_dead_worker_left_running_reads_as_succeeded_once_another_
         assert d.job is not None
         assert await redis_client.hget(KEYS.status(d.job.id), "state") == "running"
         assert (await record(redis_client, d))["state"] == "succeeded"
+
+
+async def land(redis: AsyncRedis, outcomes: Outcomes, flush: Flush) -> None:
+    acked = await redis.eval(scripts.FLUSH, len(flush.keys), *flush.keys, *flush.args)  # type: ignore[misc]
+    outcomes.settle(flush, acked)
+
+
+async def test_a_flush_built_while_another_is_on_the_wire_is_sent_as_built(
+    redis_client: AsyncRedis,
+) -> None:
+    deliveries = await delivered(redis_client, 2)
+    outcomes = outcomes_for(redis_client, [])
+    outcomes.mark_running(deliveries)
+    on_wire = outcomes.take_flush()
+    assert on_wire is not None
+    for d in deliveries:
+        outcomes.succeeded(d, 0.001)
+    outcomes.prepare()  # what the acks loop does while a flush is on the wire
+    built = outcomes.take_flush()
+    assert built is None  # one flush on the wire at a time
+    await land(redis_client, outcomes, on_wire)
+
+    taken = outcomes.take_flush()
+
+    assert taken is not None
+    assert [s.entry_id for s in taken.batch] == [d.entry_id for d in deliveries]
+    assert outcomes.take_flush() is None
+    await land(redis_client, outcomes, taken)
+    for d in deliveries:
+        assert (await record(redis_client, d))["state"] == "succeeded"
+
+
+async def test_a_success_queued_after_the_flush_was_built_goes_in_it_too(
+    redis_client: AsyncRedis,
+) -> None:
+    deliveries = await delivered(redis_client, 3)
+    released: list[str] = []
+    outcomes = outcomes_for(redis_client, released)
+    outcomes.mark_running(deliveries[:1])
+    on_wire = outcomes.take_flush()
+    assert on_wire is not None
+    outcomes.mark_running(deliveries[1:])
+    outcomes.succeeded(deliveries[0], 0.001)
+    outcomes.prepare()
+    outcomes.succeeded(deliveries[1], 0.001)  # after the build
+    outcomes.succeeded(deliveries[2], 0.001)
+    await land(redis_client, outcomes, on_wire)
+
+    assert await run_flush(redis_client, outcomes) == 3
+
+    assert sorted(released) == sorted(d.entry_id for d in deliveries)
+    for d in deliveries:
+        rec = await record(redis_client, d)
+        assert (rec["state"], rec["attempts"]) == ("succeeded", "1")

@@ -104,6 +104,11 @@ class Outcomes:
         self._ack_defer = redis.register_script(scripts.ACK_DEFER)
         self._batch: list[Succeeded] = []
         self._running: Marks = {}
+        self._queued = 0
+        """Counts changes to the queued marks and successes (`prepare` checks it)."""
+        self._prepared: tuple[int, Flush] | None = None
+        """The next flush, built by `prepare` while another was on the wire, with the
+        `_queued` count it was built at."""
         self._on_wire: Flush | None = None
         self._stopped = False
         self._wake = asyncio.Event()
@@ -120,6 +125,7 @@ class Outcomes:
                 self._running[d.key] = (
                     job.id, str(job.attempts + 1), job.type, job.enqueued_at
                 )  # fmt: skip
+        self._queued += 1
         self._wake.set()
         self.metrics.started(deliveries, time.time())
 
@@ -130,6 +136,7 @@ class Outcomes:
         job = delivery.job
         assert job is not None
         self._batch.append(Succeeded(delivery.key, job.id, job.type, duration_s, stored))
+        self._queued += 1
         self._wake.set()
         self.successes.set()
 
@@ -150,6 +157,13 @@ class Outcomes:
         while not self._stopped:
             await self._wake.wait()
             self._wake.clear()
+            if self._on_wire is not None:
+                # Its end wakes us. Meanwhile the next flush is built from what is
+                # queued (a read batch's jobs all ran in the loop turn before this
+                # one), so whoever sends it (the reader, as soon as its read's reply
+                # lands) does not build it between that reply and its next read.
+                self.prepare()
+                continue
             while True:
                 # One turn of the loop first: jobs just started that finish at once
                 # join this flush instead of needing one of their own.
@@ -168,12 +182,36 @@ class Outcomes:
         `put_back`."""
         if self._on_wire is not None or not (self._batch or self._running):
             return None
-        batch, self._batch = self._batch[:MAX_ACK_BATCH], self._batch[MAX_ACK_BATCH:]
-        running, self._running = self._running, {}
+        prepared, self._prepared = self._prepared, None
+        if prepared is not None and prepared[0] == self._queued:
+            flush = prepared[1]
+        else:
+            flush = self._build()
+        self._batch = self._batch[len(flush.batch) :]
+        self._running = {}
+        self._queued += 1
         if not self._batch:
             self.successes.clear()
-        self._on_wire = Flush(running, batch, *self._flush_call(running, batch))
-        return self._on_wire
+        self._on_wire = flush
+        return flush
+
+    def prepare(self) -> None:
+        """Build the next flush from what is queued now, leaving it queued, for
+        `take_flush` to send unchanged if nothing was queued since: the building (a
+        few µs a job) then happens while a flush is on the wire and Redis works,
+        rather than between a read's reply and the next read.
+
+        Once per flush on the wire, and only with successes queued: with short jobs
+        a read batch's successes all arrive in one loop turn, so the first build is
+        the one sent; with long ones each success would invalidate a rebuild.
+        """
+        if self._on_wire is None or not self._batch or self._prepared is not None:
+            return
+        self._prepared = (self._queued, self._build())
+
+    def _build(self) -> Flush:
+        batch, running = self._batch[:MAX_ACK_BATCH], self._running
+        return Flush(running, batch, *self._flush_call(running, batch))
 
     def settle(self, flush: Flush, reply: Any) -> None:
         """End a flush with its script reply: free the slots of its successes, or, if
@@ -209,6 +247,7 @@ class Outcomes:
             self._on_wire = None
         self._running = {**flush.running, **self._running}
         self._batch = flush.batch + self._batch
+        self._queued += 1
         self._wake.set()
         if self._batch:
             self.successes.set()
