@@ -35,7 +35,6 @@ def test_a_bad_cluster_url_says_why_without_its_password(url: str, message: str)
     assert "pw" not in str(caught.value)
 
 
-def test_replicated_enqueue_on_a_cluster_is_a_config_error_not_a_broken_enqueue() -> None:
-    QueueSettings(redis_url="redis+cluster://n0:7000", enqueue_min_replicas=0)
-    with pytest.raises(ConfigError, match="not supported on Redis Cluster"):
-        QueueSettings(redis_url="redis+cluster://n0:7000", enqueue_min_replicas=1)
+def test_replicated_enqueue_is_a_setting_a_cluster_takes_too() -> None:
+    settings = QueueSettings(redis_url="redis+cluster://n0:7000", enqueue_min_replicas=1)
+    assert settings.enqueue_min_replicas == 1

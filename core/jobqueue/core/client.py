@@ -296,6 +296,15 @@ class AsyncClient:
                 return_exceptions=True,
             )
             failed = [a for a in answers if isinstance(a, BaseException)]
+            if failed and all(isinstance(f, EnqueueUnconfirmed) for f in failed):
+                # As on one Redis: the batch is unconfirmed, every job of it named (those
+                # of the confirmed partitions are queued: "may or may not" holds).
+                reason = cast(EnqueueUnconfirmed, failed[0]).reason
+                confirmed = len(answers) - len(failed)
+                raise EnqueueUnconfirmed(
+                    [job[0] for job in prepared],
+                    f"{reason} ({confirmed} of {len(answers)} partitions confirmed)",
+                ) from failed[0]
             if failed:
                 written = [r.job_id for a in answers if not isinstance(a, BaseException) for r in a]
                 if written:  # never answer "nothing written" for jobs that were

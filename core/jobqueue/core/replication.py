@@ -8,18 +8,48 @@ go out together on one connection (``WAIT`` counts the replicas that acknowledge
 acknowledged. Fewer in time, or the connection lost on the way, raises
 `EnqueueUnconfirmed` with the job ids: the outcome is unknown, never reported as a
 success. What this does and does not guarantee: docs/internals.md.
+
+On a Redis Cluster the same commands go, in one write, on one connection of the primary
+that owns the calls' slot (every key of a call, and every call of one enqueue, are one
+partition's: one slot). Only answers that prove nothing was written are followed by
+another attempt: the node unreachable before anything was sent, MOVED (the slot has
+another owner: a failover or a migration done), ASK/TRYAGAIN/CLUSTERDOWN (a migration
+or a failover under way), NOSCRIPT (a promoted replica without the script). A write
+sent and then a lost connection stays `EnqueueUnconfirmed`: sent again on another
+connection, a WAIT would count that connection's writes, not the first one's.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio import Redis as AsyncRedis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import Connection
 from redis.commands.core import AsyncScript
-from redis.exceptions import ConnectionError, TimeoutError
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    ClusterError,
+    ConnectionError,
+    MovedError,
+    NoScriptError,
+    ResponseError,
+    SlotNotCoveredError,
+    TimeoutError,
+    TryAgainError,
+)
 
 from jobqueue.core.errors import EnqueueUnconfirmed
+
+CLUSTER_ATTEMPTS = 6
+"""Attempts of one replicated enqueue on a cluster while the answers prove nothing was
+written (a redirection, the owner unreachable); the caller's own retries come on top."""
+NOT_WRITTEN = (AskError, TryAgainError, ClusterDownError, NoScriptError)
+"""Answers to a script call (or to its queueing in MULTI) given before it ran: MOVED is
+an `AskError` too."""
 
 
 async def enqueue_replicated(
@@ -33,7 +63,11 @@ async def enqueue_replicated(
 ) -> list[Any]:
     """Run the enqueue ``script`` once per (keys, args) of ``calls`` (several: in one
     MULTI/EXEC), then ``WAIT``; the script calls' replies once ``min_replicas`` replicas
-    hold the jobs ``job_ids``."""
+    hold the jobs ``job_ids``. On a cluster every call's keys must share one slot."""
+    if isinstance(redis, RedisCluster):
+        return await _on_cluster(
+            redis, script, calls, job_ids, min_replicas=min_replicas, timeout_ms=timeout_ms
+        )
     # A plain pipeline with MULTI/EXEC spelled out: redis-py's transactional pipeline
     # would wrap the WAIT into the transaction too, where it cannot wait.
     async with redis.pipeline(transaction=False) as pipe:
@@ -56,3 +90,119 @@ async def enqueue_replicated(
             f"{acknowledged} of {min_replicas} replicas acknowledged within {timeout_ms} ms",
         )
     return list(replies[-2]) if transaction else replies[:-1]
+
+
+async def _on_cluster(
+    cluster: RedisCluster,
+    script: AsyncScript,
+    calls: Sequence[tuple[list[str], list[bytes | str]]],
+    job_ids: list[str],
+    *,
+    min_replicas: int,
+    timeout_ms: int,
+) -> list[Any]:
+    transaction = len(calls) > 1
+    commands: list[tuple[Any, ...]] = [("MULTI",)] if transaction else []
+    commands += [("EVALSHA", script.sha, len(keys), *keys, *args) for keys, args in calls]
+    if transaction:
+        commands.append(("EXEC",))
+    commands.append(("WAIT", min_replicas, timeout_ms))
+    slot_key = calls[0][0][0]
+    last: Exception = ClusterError("no attempt made")
+    for attempt in range(CLUSTER_ATTEMPTS):
+        if attempt:
+            await asyncio.sleep(min(0.05 * 2 ** (attempt - 1), 0.5))
+        try:
+            await cluster.initialize()  # a no-op unless a refresh of the slot map is due
+            node = cluster.get_node_from_key(slot_key)
+        except (ConnectionError, TimeoutError, ClusterError, SlotNotCoveredError) as exc:
+            last = exc
+            continue
+        assert node is not None  # a primary is asked for: None only for replicas
+        connection = node.acquire_connection()
+        try:
+            try:
+                await node.disconnect_if_needed(connection)
+                await connection.connect()  # type: ignore[no-untyped-call]
+            except (ConnectionError, TimeoutError, OSError) as exc:
+                # Nothing sent: the owner is down (a failover may be under way).
+                _refresh_later(cluster, node)
+                last = ConnectionError(f"{node.name} unreachable, nothing written: {exc}")
+                continue
+            try:
+                await connection.send_packed_command(connection.pack_commands(commands))
+                replies = [await _reply(connection) for _ in commands]
+            except (ConnectionError, TimeoutError) as exc:
+                _refresh_later(cluster, node)
+                raise EnqueueUnconfirmed(job_ids, f"connection lost: {exc}") from exc
+        finally:
+            node.release(connection)
+        refused = _refusal(replies, transaction)
+        if refused is None:
+            return _checked(replies, transaction, job_ids, min_replicas, timeout_ms)
+        last = refused
+        if isinstance(refused, MovedError):
+            await cluster.nodes_manager.move_slot(refused)
+        elif isinstance(refused, NoScriptError):
+            await _load(node, script)
+        elif isinstance(refused, ClusterDownError):
+            _refresh_later(cluster, node)
+    if isinstance(last, ConnectionError):
+        raise last
+    raise ClusterError(f"enqueue not written after {CLUSTER_ATTEMPTS} attempts: {last}") from last
+
+
+async def _reply(connection: Connection) -> Any:
+    """The next reply; an error reply as its exception, read and returned, not raised."""
+    try:
+        return await connection.read_response()
+    except ResponseError as exc:
+        return exc
+
+
+def _refusal(replies: list[Any], transaction: bool) -> Exception | None:
+    """Why the script calls were not run (`NOT_WRITTEN`), or None when they were: in
+    MULTI, a call refused when queued aborts EXEC (nothing of it ran); NOSCRIPT comes
+    inside EXEC's reply, for every call alike (one script)."""
+    calls = replies[1:-2] if transaction else replies[:-1]
+    if transaction and isinstance(replies[-2], list):
+        calls = replies[-2]
+    for reply in calls:
+        if isinstance(reply, NOT_WRITTEN):
+            return reply
+    return None
+
+
+def _checked(
+    replies: list[Any], transaction: bool, job_ids: list[str], min_replicas: int, timeout_ms: int
+) -> list[Any]:
+    """The script calls' replies, once ``WAIT`` counted enough replicas."""
+    calls = replies[-2] if transaction else replies[:-1]
+    if isinstance(calls, ResponseError):  # EXEC itself refused
+        raise calls
+    for reply in [*replies[:-1], *calls]:
+        if isinstance(reply, ResponseError):  # the script's own error, as on one Redis
+            raise reply
+    acknowledged = int(replies[-1])
+    if acknowledged < min_replicas:
+        raise EnqueueUnconfirmed(
+            job_ids,
+            f"{acknowledged} of {min_replicas} replicas acknowledged within {timeout_ms} ms",
+        )
+    return list(calls)
+
+
+def _refresh_later(cluster: RedisCluster, node: ClusterNode) -> None:
+    """Have the next `RedisCluster.initialize` ask for the slot map again, the failed
+    node asked last (as redis-py does after a connection error of its own)."""
+    cluster.nodes_manager.move_node_to_end_of_cached_nodes(node.name)
+    cluster._initialize = True
+
+
+async def _load(node: ClusterNode, script: AsyncScript) -> None:
+    connection = node.acquire_connection()
+    try:
+        await connection.send_command("SCRIPT", "LOAD", script.script)
+        await connection.read_response()
+    finally:
+        node.release(connection)

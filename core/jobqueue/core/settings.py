@@ -99,9 +99,6 @@ class QueueSettings:
             raise ConfigError(str(exc)) from None
         if self.enqueue_min_replicas < 0:
             raise ConfigError("JOBQUEUE_ENQUEUE_MIN_REPLICAS must be 0 or more")
-        if self.enqueue_min_replicas and self._cluster:
-            # Its MULTI/EXEC + WAIT pipeline names no key to route by in a cluster.
-            raise ConfigError("JOBQUEUE_ENQUEUE_MIN_REPLICAS is not supported on Redis Cluster yet")
         if not 1 <= self.partitions <= MAX_PARTITIONS:
             raise ConfigError(f"JOBQUEUE_PARTITIONS must be 1..{MAX_PARTITIONS}")
         if self.partitions > 1 and self.dead_stream and self._cluster:
