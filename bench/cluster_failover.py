@@ -146,11 +146,13 @@ def main() -> None:
     parser.add_argument("--callers", type=int, default=8)
     parser.add_argument("--before", type=int, default=3000, help="jobs accepted before the kill")
     parser.add_argument("--after", type=int, default=2000, help="jobs accepted after it")
+    parser.add_argument("--modes", default=",".join(MODES), help="comma-separated")
     args = parser.parse_args()
+    modes = args.modes.split(",")
     print(HEADER)
-    totals: dict[str, list[Round]] = {mode: [] for mode in MODES}
+    totals: dict[str, list[Round]] = {mode: [] for mode in modes}
     for _ in range(args.rounds):
-        for mode in MODES:
+        for mode in modes:
             r = asyncio.run(run_round(mode, args.callers, args.before, args.after))
             totals[mode].append(r)
             print(
