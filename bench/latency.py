@@ -12,7 +12,13 @@ In this invocation, against one private redis-server:
    of slowing the arrivals (no coordinated omission). The producer's own lag (sent -
    due) is reported beside it, so a late producer is not taken for a slow worker.
 
-    .venv/bin/python bench/latency.py [--seconds 10] [--loads 10,25,50,75,90]
+    .venv/bin/python bench/latency.py [--seconds 10] [--loads 10,25,50,75,90] [--stages]
+        [--before OTHER/.venv/bin/jobqueue] [--worker-nice N] [--producer-nice N]
+
+``--stages`` splits each load's delay by where the job was (`print_stages`);
+``--before`` runs another checkout's worker at every load too, in alternating order, so
+a change is compared within one invocation; the nice values separate the worker's own
+share from the machine's other load (``--worker-nice -10`` needs root).
 
 Both workers get this process's environment, so ``JOBQUEUE_CONCURRENCY=16 ...`` (or
 any other worker setting) measures a variant's capacity and curve alike.
@@ -30,6 +36,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 import redis
@@ -72,17 +79,29 @@ def produce(url: str, rate: float, seconds: float) -> None:
 
 
 def measure(
-    client: redis.Redis, url: str, rate: float, seconds: float, out: Path
+    client: redis.Redis,
+    url: str,
+    rate: float,
+    seconds: float,
+    out: Path,
+    stages: bool,
+    jobqueue: str,
+    producer_nice: int,
+    worker_nice: int,
 ) -> tuple[list[tuple[float, float, float]], float]:
     """(start - due, sent - due, start - added) of every job, in seconds, at ``rate``
     jobs/s (added: when Redis added the entry, from its id), and the jobs per read."""
     client.flushdb()
     client.xgroup_create(STREAM, GROUP, id="$", mkstream=True)
     env = {**os.environ, "PYTHONPATH": str(BENCH)}
-    command = [str(BENCH.parent / ".venv/bin/jobqueue"), "worker", "latency_app:app"]
+    if stages:
+        env["LATENCY_BENCH_STAGES"] = "1"
+    command = [jobqueue, "worker", "latency_app:app"]
     command += ["--redis-url", url, "--stream", STREAM, "--group", GROUP]
     command += ["--http-port", str(free_port()), "--consumer", "bench-worker"]
-    worker = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
+    worker = subprocess.Popen(
+        command, env=env, stderr=subprocess.DEVNULL, preexec_fn=lambda: os.nice(worker_nice)
+    )
     try:
         deadline = time.monotonic() + 60
         while not any(c["name"] == "bench-worker" for c in client.xinfo_consumers(STREAM, GROUP)):
@@ -92,7 +111,7 @@ def measure(
         time.sleep(0.5)  # past start-up's first reads
         client.config_resetstat()
         producer = [sys.executable, __file__, "--produce", url, str(rate), str(seconds)]
-        subprocess.run(producer, check=True)
+        subprocess.run(producer, check=True, preexec_fn=lambda: os.nice(producer_nice))
         total = int(rate * seconds)
         while not finished(client, total):
             time.sleep(0.05)
@@ -105,11 +124,55 @@ def measure(
         while not out.exists():
             time.sleep(0.05)
         time.sleep(0.2)  # the write is one call; let it finish
-        pairs = [orjson.loads(line) for line in out.read_bytes().splitlines()]
-        return [(due, due - sent, added) for due, sent, added in pairs], per_read
+        rows = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+        if stages:
+            print_stages(rows, orjson.loads(out.with_suffix(".extra").read_bytes()))
+        return [(row[0], row[0] - row[1], row[2]) for row in rows], per_read
     finally:
         worker.terminate()
         worker.wait(timeout=30)
+
+
+STAGES = (
+    "in Redis, no read out",
+    "read out to reply",
+    "reply to reader",
+    "to dispatch",
+    "dispatch to handler",
+)
+
+
+def print_stages(rows: list[list[float]], extra: dict[str, list[float]]) -> None:
+    """The delay from the producer's send to the handler's start, split by what the
+    worker was doing (`latency_app` with ``LATENCY_BENCH_STAGES=1``): for all jobs and
+    for the slowest 1 %, the mean of each part, ms; and the event loop's stalls."""
+    parts = []
+    for row in rows:
+        sent, read, land, resumed, dispatched, start = row[3:9]
+        if not read:
+            continue
+        asked = max(read, sent)
+        parts.append((start - sent, asked - sent, land - asked, resumed - land,
+                      dispatched - resumed, start - dispatched))  # fmt: skip
+    parts.sort()
+    for label, some in (("all", parts), ("slowest 1%", parts[-max(1, len(parts) // 100) :])):
+        means = [1000 * sum(p[i] for p in some) / len(some) for i in range(6)]
+        split = ", ".join(f"{name} {m:.2f}" for name, m in zip(STAGES, means[1:], strict=True))
+        print(f"      {label}: start-sent {means[0]:.2f} ms = {split}")
+    stalls, pauses = sorted(extra["stalls"]), extra["gc"]
+    if stalls:
+        over = [s for s in stalls if s[0] > 0.002]
+        wall, cpu = sum(s[0] for s in over), sum(s[1] for s in over)
+        by_gen = [max((p[0] for p in pauses if p[1] == g), default=0) for g in (0, 1, 2)]
+        print(
+            f"      loop stalls: p99 {1000 * percentile(stalls, 0.99)[0]:.1f} ms, max "
+            f"{1000 * stalls[-1][0]:.1f} ms (CPU {1000 * stalls[-1][1]:.1f} ms); over 2 ms: "
+            f"{len(over)} stalls, {wall:.2f} s, CPU {cpu:.2f} s; gc: {len(pauses)} runs, "
+            f"max {1000 * max(pauses, default=[0])[0]:.1f} ms, total "
+            f"{1000 * sum(p[0] for p in pauses):.0f} ms, longest by generation "
+            f"{[round(1000 * g, 1) for g in by_gen]} ms, "
+            f"full collections {sum(p[1] == 2 for p in pauses)}"
+        )
 
 
 def reads(client: redis.Redis) -> int:
@@ -118,7 +181,7 @@ def reads(client: redis.Redis) -> int:
     return int(stats.get("calls", 0))
 
 
-def percentile(values: list[float], q: float) -> float:
+def percentile(values: list[Any], q: float) -> Any:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
@@ -130,6 +193,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="per load")
     parser.add_argument("--loads", default="10,25,50,75,90", help="percent of capacity")
+    parser.add_argument(
+        "--stages", action="store_true", help="split each load's delay (see print_stages)"
+    )
+    parser.add_argument(
+        "--before",
+        help="another checkout's .venv/bin/jobqueue: each load runs it too, alternating",
+    )
+    parser.add_argument(
+        "--producer-nice", type=int, default=0, help="nice value of the load generator"
+    )
+    parser.add_argument(
+        "--worker-nice",
+        type=int,
+        default=0,
+        help="nice value of the worker (negative: as root, ahead of the machine's other load)",
+    )
     args = parser.parse_args()
     loads = [int(x) for x in args.loads.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
@@ -147,15 +226,31 @@ def main() -> None:
                 "load  jobs/s  start-due ms: p50     p95     p99     max"
                 "   producer lag p99 ms   start-added p99 ms   jobs/read"
             )
-            for load in loads:
+            ours = str(BENCH.parent / ".venv/bin/jobqueue")
+            runs = [("", ours)] if not args.before else [("now ", ours), ("base", args.before)]
+            # Which checkout goes first alternates from load to load.
+            plan = [
+                (load, *run) for i, load in enumerate(loads) for run in runs[:: 1 - 2 * (i % 2)]
+            ]
+            for load, label, jobqueue in plan:
                 rate = capacity * load / 100
-                pairs, per_read = measure(client, server.url, rate, args.seconds, Path(tmp) / "d")
+                pairs, per_read = measure(
+                    client,
+                    server.url,
+                    rate,
+                    args.seconds,
+                    Path(tmp) / "d",
+                    args.stages,
+                    jobqueue,
+                    args.producer_nice,
+                    args.worker_nice,
+                )
                 delays, lags = [p[0] for p in pairs], [p[1] for p in pairs]
                 in_worker = [p[2] for p in pairs]
                 ms = [1000 * percentile(delays, q) for q in (0.5, 0.95, 0.99)] + [
                     1000 * max(delays)
                 ]
-                row = f"{load:3d}%  {rate:6.0f}  " + "  ".join(f"{v:7.1f}" for v in ms)
+                row = f"{label}{load:3d}%  {rate:6.0f}  " + "  ".join(f"{v:7.1f}" for v in ms)
                 row += f"   {1000 * percentile(lags, 0.99):7.1f}"
                 row += f"              {1000 * percentile(in_worker, 0.99):7.1f}"
                 print(f"{row}   {per_read:9.1f}", flush=True)

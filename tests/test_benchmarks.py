@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
         ("hot_path_round_trip.py", ["--calls", "20", "--rounds", "1"], "hot connection"),
         ("worker_inprocess.py", ["--batches", "20", "--rounds", "1"], "worker path per job"),
         ("startup.py", ["--rounds", "1"], "jobqueue producer"),
-        ("latency.py", ["--seconds", "0.5", "--loads", "10"], "start-due ms"),
+        ("latency.py", ["--seconds", "0.5", "--loads", "10", "--stages"], "loop stalls"),
         (
             "producer_throughput.py",
             ["--jobs", "200", "--batch", "50", "--requests", "20", "--rounds", "1"],
@@ -74,13 +74,6 @@ ROOT = Path(__file__).resolve().parent.parent
             ],
             "producer resume",
         ),
-        (
-            "cluster_failover.py",
-            # plain only: with the option, resuming waits for the killed node to be back
-            # as a replica (~9 s); tests/cluster asserts that mode
-            [*("--rounds", "1", "--before", "30", "--after", "30", "--modes", "plain")],
-            "lost over 1 rounds",
-        ),
     ],
 )
 def test_benchmark_runs_and_prints_its_figures(script: str, args: list[str], expected: str) -> None:
@@ -93,5 +86,5 @@ def test_benchmark_runs_and_prints_its_figures(script: str, args: list[str], exp
         text=True,
         timeout=180,
     )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]  # chaos: on stdout
+    assert done.returncode == 0, done.stderr[-3000:]
     assert expected in done.stdout, done.stdout
