@@ -52,6 +52,20 @@ def _settings(
     )
 
 
+@pytest.fixture
+def synced(cluster: RedisCluster) -> RedisCluster:
+    """The session's cluster once every primary's replica is online: a new cluster's
+    replicas sync a few seconds after it is created (diskless sync delay), and a WAIT
+    before that waits for them."""
+    deadline = time.monotonic() + 30
+    for primary in cluster.primaries():
+        with cluster.client(primary.port) as node:
+            while node.info("replication").get("slave0", {}).get("state") != "online":
+                assert time.monotonic() < deadline, "a replica did not sync"
+                time.sleep(0.05)
+    return cluster
+
+
 def _ids_on_replicas(cluster: RedisCluster, settings: QueueSettings) -> set[str]:
     """The job ids in every ready stream of every partition, read from the replica of the
     partition's primary (READONLY: a replica answers reads of its own slots)."""
@@ -65,7 +79,8 @@ def _ids_on_replicas(cluster: RedisCluster, settings: QueueSettings) -> set[str]
     return ids
 
 
-def test_an_accepted_job_is_on_the_replica_of_its_partition_primary(cluster: RedisCluster) -> None:
+def test_an_accepted_job_is_on_the_replica_of_its_partition_primary(synced: RedisCluster) -> None:
+    cluster = synced
     # Given a queue of 3 partitions (one per primary) with priority lanes, every enqueue
     # waiting for 1 replica
     settings = _settings(cluster, "repl:work", 1, partitions=3, lanes=LANES)
@@ -100,8 +115,9 @@ def test_fewer_acknowledgements_than_asked_is_unconfirmed_naming_every_job(
 
 
 def test_the_cli_and_the_producer_wait_for_the_replica(
-    cluster: RedisCluster, tmp_path: Path
+    synced: RedisCluster, tmp_path: Path
 ) -> None:
+    cluster = synced
     types = tmp_path / "types.yaml"
     types.write_text("noop: null\n")
     stream = "http:work"
@@ -160,8 +176,9 @@ def _post(url: str) -> tuple[int, dict[str, object]]:
 
 
 def test_no_accepted_job_is_lost_when_the_primary_fails_over_under_load(
-    cluster: RedisCluster,
+    synced: RedisCluster,
 ) -> None:
+    cluster = synced
     settings = _settings(cluster, "failover:work", 1)
     accepted: list[str] = []
     refused: list[str] = []

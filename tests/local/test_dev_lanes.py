@@ -1,5 +1,6 @@
-"""Local mode on a JobQueue with priority lanes: its processes get the lanes, it scales on
-every lane's backlog together, and the client commands find the lanes of a running dev."""
+"""Local mode on a JobQueue with priority lanes: its processes get the lanes (and how to
+serve them: strict or weighted), it scales on every lane's backlog together, and the
+client commands find the lanes of a running dev."""
 
 from __future__ import annotations
 
@@ -29,6 +30,19 @@ LANES_YAML = (
 )
 
 
+# Two lanes served 2:1 by one worker of one slot; the low lane holds priority 5, so its
+# stream is the queue's own.
+WEIGHTED_YAML = (
+    QUEUE_YAML.replace("concurrency: 2", "concurrency: 1").replace(
+        "maxReplicas: 3", "maxReplicas: 1"
+    )
+    + """  lanes:
+    - {name: high, priorities: "6-10", weight: 2}
+    - {name: low, priorities: "1-5", weight: 1}
+"""
+)
+
+
 def lanes_file(tmp_path: Path) -> Path:
     path = tmp_path / "lanes.yaml"
     path.write_text(LANES_YAML)
@@ -44,6 +58,53 @@ def test_the_workers_and_the_producer_get_the_spec_lanes(tmp_path: Path) -> None
     assert queue.queue_env() == {"JOBQUEUE_LANES": "high:8-10,normal:4-7,low:1-3"}
     # Without lanes the variable is set empty: a JOBQUEUE_LANES of the shell is no lane table
     assert load_queue(plain).worker_env()["JOBQUEUE_LANES"] == ""
+
+
+def test_the_workers_get_the_lane_mode_and_weights_of_the_spec(tmp_path: Path) -> None:
+    weighted = tmp_path / "weighted.yaml"
+    # a worker.env entry naming a lane variable does not override the spec (as on
+    # Kubernetes, where the operator drops it)
+    weighted.write_text(
+        WEIGHTED_YAML.replace(
+            "    concurrency: 1",
+            "    concurrency: 1\n    env: [{name: JOBQUEUE_LANE_MODE, value: strict}]",
+        )
+    )
+
+    env = load_queue(weighted).worker_env()
+    strict = load_queue(lanes_file(tmp_path)).worker_env()
+
+    assert (env["JOBQUEUE_LANE_MODE"], env["JOBQUEUE_LANE_WEIGHTS"]) == ("weighted", "high:2,low:1")
+    assert (strict["JOBQUEUE_LANE_MODE"], strict["JOBQUEUE_LANE_WEIGHTS"]) == ("strict", "")
+    # the producer has no use for them
+    assert set(load_queue(weighted).queue_env()) == {"JOBQUEUE_LANES"}
+
+
+def test_dev_with_weighted_lanes_starts_low_jobs_while_high_is_backlogged(
+    tmp_path: Path, redis_url: str, start_dev
+) -> None:
+    path = tmp_path / "weighted.yaml"
+    path.write_text(WEIGHTED_YAML)
+    dev: DevProcess = start_dev("-f", str(path), "--port", "0", redis_url=redis_url)
+    dev.wait_for_line(r"replicas=0/0")
+    lanes = parse_lanes("high:6-10,low:1-5")
+
+    # Given 12 high jobs and then 3 low ones, waiting for the queue's only worker slot
+    with Client(QueueSettings(redis_url=redis_url, lanes=lanes)) as client:
+        high = [NewJob("sleep", {"ms": 20}, priority=9) for _ in range(12)]
+        low = [NewJob("sleep", {"ms": 20}, priority=1) for _ in range(3)]
+        ids = [enqueued.job_id for enqueued in client.enqueue_many([*high, *low])]
+
+        def all_done() -> bool:
+            return all(info and info.state == "succeeded" for info in map(client.get, ids))
+
+        dev.wait_until(all_done, timeout_s=30)
+        starts = [str(info.started_at) for info in map(client.get, ids) if info]
+
+    # Then every low job started before the high lane was drained (strict order would
+    # start them after the last high one)
+    last_high = max(starts[:12])
+    assert all(start < last_high for start in starts[12:]), starts
 
 
 def test_dev_scales_on_the_sum_of_the_lanes_and_the_cli_routes_by_them(

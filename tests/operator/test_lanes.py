@@ -1,6 +1,7 @@
 """A JobQueue with priority lanes, against the Kubernetes API emulator and a real Redis:
 the workers get the lanes, the operator scales on every lane's backlog together and
-shows each lane in the status and the metrics; a bad lane table is a condition."""
+shows each lane in the status and the metrics; a bad lane table is a condition. Weighted
+reads (``laneMode``, ``lanes[].weight``) reach the workers as the worker's own settings."""
 
 from __future__ import annotations
 
@@ -22,13 +23,23 @@ from support.kube_emulator import (
 
 from jobqueue.core.errors import ConfigError
 from jobqueue.core.keys import QueueKeys
+from jobqueue.operator.crd import crd_manifest
 from jobqueue.operator.scaler import OperatorContext
 from jobqueue.operator.spec import load_jobqueue, parse_spec
+from jobqueue.operator.worker_pod import worker_pod
+from jobqueue.worker.settings import WorkerSettings
 
 LANES = [
     {"name": "high", "priorities": "8-10"},
     {"name": "normal", "priorities": "4-7"},
     {"name": "low", "priorities": "1-3"},
+]
+
+
+WEIGHTED = [
+    {"name": "high", "priorities": "8-10", "weight": 6},
+    {"name": "normal", "priorities": "4-7", "weight": 3},
+    {"name": "low", "priorities": "1-3", "weight": 1},
 ]
 
 
@@ -75,6 +86,79 @@ def test_a_bad_lane_table_is_refused_naming_the_problem(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_spec(jobqueue("q", "redis://r:6379/0", lanes=lanes)["spec"])
+
+
+def lane_env(**spec: Any) -> dict[str, str]:
+    return parse_spec(jobqueue("q", "redis://r:6379/0", **spec)["spec"]).lane_env
+
+
+def test_weights_make_the_workers_read_weighted_as_their_own_settings_say() -> None:
+    # A weight on any lane is weighted mode; a lane without one weighs its place (2)
+    partly = [WEIGHTED[0], LANES[1], WEIGHTED[2]]
+    env = lane_env(lanes=partly)
+    assert env == {
+        "JOBQUEUE_LANES": "high:8-10,normal:4-7,low:1-3",
+        "JOBQUEUE_LANE_MODE": "weighted",
+        "JOBQUEUE_LANE_WEIGHTS": "high:6,normal:2,low:1",
+    }
+    # and the worker reads that environment back to the same weights
+    assert WorkerSettings.from_env(env).weights == [6, 2, 1]
+    # laneMode Weighted without weights: each lane its place from the lowest
+    default = lane_env(lanes=LANES, laneMode="Weighted")
+    assert default["JOBQUEUE_LANE_WEIGHTS"] == "high:3,normal:2,low:1"
+    assert WorkerSettings.from_env(default).weights == [3, 2, 1]
+    # Strict (given, or implied by no weights) and no lanes at all: strict, no weights
+    strict = {"JOBQUEUE_LANE_MODE": "strict", "JOBQUEUE_LANE_WEIGHTS": ""}
+    assert lane_env(lanes=LANES, laneMode="Strict") == {
+        **strict,
+        "JOBQUEUE_LANES": env["JOBQUEUE_LANES"],
+    }
+    assert lane_env(lanes=LANES)["JOBQUEUE_LANE_MODE"] == "strict"
+    assert lane_env() == {**strict, "JOBQUEUE_LANES": ""}
+    assert WorkerSettings.from_env(lane_env()).weights is None
+
+
+def test_a_lane_mode_written_as_worker_env_is_the_operators_and_dropped_saying_so() -> None:
+    # (before the spec had the fields, the docs said to set it this way)
+    worker = {"image": "x", "app": "a:b", "env": [{"name": "JOBQUEUE_LANE_MODE", "value": "x"}]}
+    spec = parse_spec(jobqueue("q", "redis://r:6379/0", lanes=WEIGHTED, worker=worker)["spec"])
+
+    pod = worker_pod("q", spec)
+
+    assert pod.conflicts == ("worker.env[JOBQUEUE_LANE_MODE]: set by the operator from the spec",)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"laneMode": "Weighted"}, "laneMode Weighted needs lanes"),
+        (
+            {"laneMode": "Strict", "lanes": WEIGHTED},
+            r"weight \(high, normal, low\) is for laneMode Weighted",
+        ),
+        ({"lanes": [{**WEIGHTED[0], "weight": 0}, *WEIGHTED[1:]]}, "lanes.0.weight"),
+        (
+            {"laneMode": "weighted", "lanes": WEIGHTED},
+            "laneMode: Input should be 'Strict' or 'Weighted'",
+        ),
+    ],
+)
+def test_a_lane_mode_that_does_not_fit_the_lanes_is_refused_naming_it(
+    spec: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_spec(jobqueue("q", "redis://r:6379/0", **spec)["spec"])
+
+
+def test_the_crd_checks_weights_and_the_mode_as_the_operator_does() -> None:
+    schema = crd_manifest()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    spec = schema["properties"]["spec"]
+    assert spec["properties"]["laneMode"]["enum"] == ["Strict", "Weighted"]
+    assert "default" not in spec["properties"]["laneMode"]  # unset: implied by the weights
+    assert spec["properties"]["lanes"]["items"]["properties"]["weight"]["minimum"] == 1
+    messages = {v["message"] for v in spec["x-kubernetes-validations"]}
+    assert "laneMode Weighted needs lanes" in messages
+    assert any(m.startswith("lanes[].weight is for laneMode Weighted") for m in messages)
 
 
 async def test_the_operator_scales_on_every_lane_and_shows_each(
@@ -163,6 +247,7 @@ def test_the_sample_jobqueue_lanes_example_is_valid_once_uncommented() -> None:
     spec = load_jobqueue(text).spec
 
     assert spec.lanes_text == "high:8-10,normal:4-7,low:1-3"
+    assert spec.lane_env["JOBQUEUE_LANE_WEIGHTS"] == "high:6,normal:3,low:1"
 
 
 async def test_a_lane_removed_while_it_holds_jobs_is_shown_orphaned_until_drained(
@@ -211,3 +296,64 @@ async def test_a_lane_removed_while_it_holds_jobs_is_shown_orphaned_until_draine
         return bool(found) and found[0]["status"] == "False" and not orphaned()
 
     await eventually(cleared, what="LanesOrphaned cleared")
+
+
+async def test_weighted_lanes_reach_the_workers_and_the_status_and_a_misfit_is_a_condition(
+    kube: KubeEmulator, operator: OperatorContext, redis_url: str
+) -> None:
+    # Given a queue with weighted lanes, and one whose weights contradict laneMode Strict
+    # (a table the API server's CEL rule refuses, but the operator must not crash on it)
+    await apply(kube, jobqueue("fair", redis_url, lanes=WEIGHTED))
+    await apply(kube, jobqueue("torn", redis_url, lanes=WEIGHTED, laneMode="Strict"))
+
+    # Then the worker pods get the weighted mode and every lane's weight
+    deployment = await eventually(
+        lambda: kube.get(DEPLOYMENTS, NAMESPACE, "fair-worker"), what="deployment"
+    )
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["JOBQUEUE_LANE_MODE"] == "weighted"
+    assert env["JOBQUEUE_LANE_WEIGHTS"] == "high:6,normal:3,low:1"
+    # and the status shows the mode in effect, each lane with its weight
+    status = await eventually(
+        lambda: status_of(kube, "fair").get("laneMode") and status_of(kube, "fair"),
+        what="status with the lane mode",
+    )
+    assert status["laneMode"] == "Weighted"
+    assert [(r["name"], r["weight"]) for r in status["lanes"]] == [
+        ("high", 6),
+        ("normal", 3),
+        ("low", 1),
+    ]
+
+    # The misfit is refused with a condition and an Event naming the problem, no Deployment
+    ready = await eventually(
+        lambda: next(
+            (c for c in status_of(kube, "torn").get("conditions", []) if c["type"] == "Ready"),
+            None,
+        ),
+        what="Ready condition",
+    )
+    assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
+    assert "is for laneMode Weighted" in ready["message"]
+    await eventually(
+        lambda: "InvalidSpec" in {e.get("reason") for e in kube.events(involved="torn")},
+        what="InvalidSpec event",
+    )
+    assert kube.get(DEPLOYMENTS, NAMESPACE, "torn-worker") is None
+
+    # When the weighted queue goes back to strict, its pods and status follow
+    await kube.patch_spec(JOBQUEUES, NAMESPACE, "fair", {"lanes": LANES})
+
+    def strict_env() -> bool:
+        found = kube.get(DEPLOYMENTS, NAMESPACE, "fair-worker") or {}
+        [worker] = found["spec"]["template"]["spec"]["containers"]
+        now = {e["name"]: e.get("value") for e in worker["env"]}
+        return (now["JOBQUEUE_LANE_MODE"], now["JOBQUEUE_LANE_WEIGHTS"]) == ("strict", "")
+
+    await eventually(strict_env, what="strict mode in the worker environment")
+    status = await eventually(
+        lambda: status_of(kube, "fair").get("laneMode") == "Strict" and status_of(kube, "fair"),
+        what="status in strict mode",
+    )
+    assert all("weight" not in row for row in status["lanes"])

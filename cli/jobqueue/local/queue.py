@@ -119,7 +119,8 @@ class LocalQueue:
         return {"JOBQUEUE_LANES": self.spec.lanes_text}
 
     def worker_env(self) -> dict[str, str]:
-        """The environment of the worker processes: the queue's (`queue_env`), the retry
+        """The environment of the worker processes: the queue's (`queue_env`), how the
+        lanes are served (mode and weights, set even when empty, as for the lanes), the retry
         backoff (it has no flag), the limits (as the operator passes them to pods) and
         ``worker.env`` entries that carry a value."""
         backoff = self.spec.retry.backoff
@@ -130,6 +131,9 @@ class LocalQueue:
             **limits_env(self.spec.type_limits),
         }
         env.update({var.name: var.value for var in self.spec.worker.env if var.value is not None})
+        # Last: the spec's lanes win over a worker.env entry, as the operator drops one
+        # that names a variable it sets (the mode and weights are the workers' alone).
+        env.update(self.spec.lane_env)
         return env
 
     def warnings(self) -> list[str]:

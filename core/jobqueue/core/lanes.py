@@ -14,6 +14,7 @@ Lanes are ordered highest first; that is the order workers serve them in.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from jobqueue.core.keys import QueueKeys
@@ -21,6 +22,10 @@ from jobqueue.core.wire import DEFAULT_PRIORITY, MAX_PRIORITY, MIN_PRIORITY
 
 LANE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 """Lane names: lower-case, short, safe in a key, a metric label and a DNS-ish spec."""
+STRICT, WEIGHTED = "strict", "weighted"
+LANE_MODES = (STRICT, WEIGHTED)
+"""How workers serve the lanes: a higher lane always first, or in proportion to weights
+(``JOBQUEUE_LANE_MODE``; `jobqueue.worker.lanes`)."""
 _ITEM = re.compile(r"^(?P<name>[^:]+):(?P<low>\d+)(?:-(?P<high>\d+))?$")
 
 
@@ -118,6 +123,43 @@ def parse_lanes(text: str) -> Lanes:
             f"the lanes must cover {MIN_PRIORITY}..{MAX_PRIORITY}"
         )
     return Lanes(tuple(lanes))
+
+
+def parse_lane_weights(text: str) -> tuple[tuple[str, int], ...]:
+    """``name:weight,...`` (``high:6,normal:3,low:1``) read; ValueError saying what is
+    wrong. Empty text: no weights given (each lane's default applies)."""
+    out: list[tuple[str, int]] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        name, sep, weight = item.partition(":")
+        if not sep or not weight.strip().isdigit() or int(weight) < 1:
+            raise ValueError(f"{item!r} is not name:weight with a weight of 1 or more")
+        if any(name.strip() == seen for seen, _ in out):
+            raise ValueError(f"lane {name.strip()!r} has two weights")
+        out.append((name.strip(), int(weight)))
+    return tuple(out)
+
+
+def lane_weights(lanes: Lanes, given: Sequence[tuple[str, int]]) -> list[int]:
+    """Each lane's weight, highest lane first: the one given, else its place counted from
+    the lowest (3, 2, 1 for three lanes). ValueError for a weight of a lane that does not
+    exist."""
+    names = [lane.name for lane in lanes.lanes]
+    weights = dict(given)
+    unknown = sorted(set(weights) - set(names))
+    if unknown:
+        raise ValueError(
+            f"JOBQUEUE_LANE_WEIGHTS names no lane of the queue: {', '.join(unknown)} "
+            f"(lanes: {', '.join(names) or 'none'})"
+        )
+    return [weights.get(name, len(names) - i) for i, name in enumerate(names)]
+
+
+def lane_weights_text(lanes: Lanes, weights: Sequence[int]) -> str:
+    """``name:weight`` per lane (``high:6,normal:3,low:1``), as ``JOBQUEUE_LANE_WEIGHTS``
+    is written; ``weights`` highest lane first, as `lane_weights` gives them."""
+    return ",".join(f"{lane.name}:{w}" for lane, w in zip(lanes.lanes, weights, strict=True))
 
 
 def _parse_item(item: str) -> Lane:

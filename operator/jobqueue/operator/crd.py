@@ -119,6 +119,10 @@ def status_schema() -> dict[str, Any]:
             "pending": {**integer, "description": "Jobs delivered, not yet acknowledged."},
             "delayed": {**integer, "description": "Delayed jobs and retries in backoff."},
             "deadLetters": {**integer, "description": "Entries in the dead-letter stream."},
+            "laneMode": {
+                **text,
+                "description": "How workers serve the lanes: Strict or Weighted (with lanes).",
+            },
             "lanes": {
                 "type": "array",
                 "description": "Per priority lane, highest first: lag and pending summed above"
@@ -131,6 +135,10 @@ def status_schema() -> dict[str, Any]:
                         "stream": text,
                         "lag": {**integer, "description": "Jobs waiting in the lane."},
                         "pending": {**integer, "description": "Delivered, not acknowledged."},
+                        "weight": {
+                            **integer,
+                            "description": "Weighted mode: the lane's weight in effect.",
+                        },
                         "orphaned": {
                             "type": "boolean",
                             "description": "No longer in spec.lanes: no worker reads it.",

@@ -176,7 +176,7 @@ class QueueScaler:
             ready=self._ready,
             max_replicas=spec.scaling.max_replicas,
         )
-        self._record(generation, sample, observed, decision)
+        self._record(generation, spec, sample, observed, decision)
         await self._orphaned_lanes(body, generation, spec, every)
         self.book.update(partitionCount=spec.partitions)
         if len(samples) > 1:
@@ -328,9 +328,20 @@ class QueueScaler:
         self.book.update(lastScaleTime=utc_now(), lastScaleReason=message)
 
     def _record(
-        self, generation: int, sample: QueueSample, observed: Sample, decision: Decision
+        self,
+        generation: int,
+        spec: JobQueueSpec,
+        sample: QueueSample,
+        observed: Sample,
+        decision: Decision,
     ) -> None:
         book = self.book
+        names = [lane.name for lane in spec.queue_lanes.lanes]
+        weights = dict(zip(names, spec.lane_weights or [], strict=False))
+        if spec.lanes:
+            book.update(laneMode="Weighted" if spec.lane_weights else "Strict")
+        elif "laneMode" in book.fields:
+            book.update(laneMode=None)  # lanes removed: a merge patch's null drops it
         book.update(
             lag=sample.lag,
             lagSource=sample.lag_source,
@@ -338,7 +349,14 @@ class QueueScaler:
             delayed=sample.delayed,
             deadLetters=sample.dead_letters,
             lanes=[
-                {"name": lane.name, "stream": lane.stream, "lag": lane.lag, "pending": lane.pending}
+                {
+                    "name": lane.name,
+                    "stream": lane.stream,
+                    "lag": lane.lag,
+                    "pending": lane.pending,
+                    # The weight in effect (given, or the lane's place), weighted mode only.
+                    **({"weight": weights[lane.name]} if lane.name in weights else {}),
+                }
                 for lane in sample.lanes
             ],
             arrivalRate=round(observed.arrival_rate, 2),

@@ -34,7 +34,15 @@ from jobqueue.core.limits import TypeLimit
 from jobqueue.core.settings import MAX_PARTITIONS, check_redis_url
 from jobqueue.operator.spec_base import SpecModel
 from jobqueue.operator.spec_base import cel as _cel
-from jobqueue.operator.spec_lanes import MAX_LANES, LaneSpec, lanes_text, parse_lane_specs
+from jobqueue.operator.spec_lanes import (
+    MAX_LANES,
+    LaneMode,
+    LaneSpec,
+    lane_mode_env,
+    lanes_text,
+    parse_lane_specs,
+    weights_in_effect,
+)
 from jobqueue.operator.spec_limits import LimitSpec
 from jobqueue.operator.spec_workloads import DisruptionBudgetSpec, PodTemplate, ScheduleSpec
 
@@ -291,6 +299,16 @@ class JobQueueSpec(SpecModel):
             "has(self.worker.image) || has(self.podTemplate)",
             "worker.image is required (or a podTemplate whose worker container names it)",
         ),
+        (
+            "!has(self.laneMode) || self.laneMode != 'Weighted'"
+            " || (has(self.lanes) && size(self.lanes) > 0)",
+            "laneMode Weighted needs lanes",
+        ),
+        (
+            "!has(self.laneMode) || self.laneMode != 'Strict' || !has(self.lanes)"
+            " || self.lanes.all(l, !has(l.weight))",
+            "lanes[].weight is for laneMode Weighted: set it so, or leave laneMode unset",
+        ),
     )
 
     redis: RedisSpec = Field(default_factory=RedisSpec)
@@ -342,6 +360,10 @@ class JobQueueSpec(SpecModel):
     )
     """Priority lanes: one stream per lane, served highest first; together they cover the
     priorities 1..10 exactly once. Empty: one stream, priority does not reorder work."""
+    lane_mode: LaneMode | None = None
+    """How workers serve the lanes: Strict (a higher lane always first) or Weighted (in
+    proportion to the lanes' weights, so a backlogged lane is never starved). Unset:
+    Weighted when any lane has a weight, else Strict."""
 
     @field_validator("lanes")
     @classmethod
@@ -358,6 +380,22 @@ class JobQueueSpec(SpecModel):
     def lanes_text(self) -> str:
         """``lanes`` as ``JOBQUEUE_LANES`` text; '' for none."""
         return lanes_text(self.lanes)
+
+    @model_validator(mode="after")
+    def _lane_mode_fits_the_lanes(self) -> JobQueueSpec:
+        weights_in_effect(self.lane_mode, self.lanes)  # the ValueError says what is wrong
+        return self
+
+    @property
+    def lane_weights(self) -> list[int] | None:
+        """Each lane's weight, highest first, in weighted mode; None in strict mode."""
+        return weights_in_effect(self.lane_mode, self.lanes)
+
+    @property
+    def lane_env(self) -> dict[str, str]:
+        """``JOBQUEUE_LANES``, ``JOBQUEUE_LANE_MODE`` and ``JOBQUEUE_LANE_WEIGHTS`` of the
+        worker processes (each always set, empty when it does not apply)."""
+        return {"JOBQUEUE_LANES": self.lanes_text, **lane_mode_env(self.lane_mode, self.lanes)}
 
     @model_validator(mode="after")
     def _distinct_streams(self) -> JobQueueSpec:

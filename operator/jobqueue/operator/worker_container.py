@@ -75,7 +75,7 @@ def owned_env(spec: JobQueueSpec) -> list[V1EnvVar]:
         "JOBQUEUE_GROUP": spec.group,
         "JOBQUEUE_PARTITIONS": str(spec.partitions),
         "JOBQUEUE_DEAD_STREAM": spec.dead_letter_stream or "",
-        "JOBQUEUE_LANES": spec.lanes_text,
+        **spec.lane_env,
         "JOBQUEUE_CONCURRENCY": str(spec.worker.concurrency),
         "JOBQUEUE_VISIBILITY_TIMEOUT_S": f"{spec.visibility_timeout_seconds:g}",
         "JOBQUEUE_JOB_TIMEOUT_S": f"{spec.job_timeout_seconds:g}",

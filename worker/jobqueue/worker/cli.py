@@ -15,14 +15,13 @@ import click
 import uvloop
 
 from jobqueue.core.errors import ConfigError
-from jobqueue.core.lanes import parse_lanes
+from jobqueue.core.lanes import LANE_MODES, parse_lane_weights, parse_lanes
 from jobqueue.core.limits import with_text
 from jobqueue.core.log_flags import log_options
 from jobqueue.core.logs import LogSettings, setup_logging
 from jobqueue.core.partitions import parse_partition_list
 from jobqueue.core.startup import paused_gc
 from jobqueue.worker.app import load_app
-from jobqueue.worker.lanes import LANE_MODES, parse_lane_weights
 from jobqueue.worker.partitioned import worker_for
 from jobqueue.worker.runner import EarlyStop
 from jobqueue.worker.settings import WorkerSettings

@@ -58,7 +58,17 @@ _RECONNECT_REPLIES = ("READONLY", "MOVED", "CLUSTERDOWN")
 """Nothing more can succeed here (a replica now, or the slot is served elsewhere)."""
 
 Arg = str | bytes | int | float
-Command = tuple[Arg, ...]
+Command = tuple[Arg, ...] | bytes
+"""A command's arguments, or the bytes `pack` made of them (a command built ahead of its
+send is packed ahead too)."""
+
+
+def pack(command: tuple[Arg, ...]) -> bytes:
+    """``command`` as Redis reads it (RESP), to `send` later."""
+    # hiredis's stub types pack_command's argument as a 1-tuple; any length works.
+    packed: bytes = hiredis.pack_command(command)  # type: ignore[arg-type]
+    return packed
+
 
 # Error replies that the worker treats differently from a plain ResponseError.
 _ERROR_TYPES: dict[str, type[Exception]] = {
@@ -180,8 +190,7 @@ class HotConnection:
             raise RedisConnectionError("not connected to Redis")
         future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         protocol.waiting.append(_Request(commands, future))
-        # hiredis's stub types pack_command's argument as a 1-tuple; any length works.
-        packed = [hiredis.pack_command(c) for c in commands]  # type: ignore[arg-type]
+        packed = [c if type(c) is bytes else pack(c) for c in commands]  # type: ignore[arg-type]
         protocol.transport.write(b"".join(packed))
         return future
 

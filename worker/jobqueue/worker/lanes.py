@@ -26,9 +26,7 @@ from jobqueue.core.keys import QueueKeys
 from jobqueue.core.lanes import Lanes
 from jobqueue.worker.crashes import CrashLedger
 
-STRICT, WEIGHTED = "strict", "weighted"
 EPSILON = 1e-9
-LANE_MODES = (STRICT, WEIGHTED)
 
 # KEYS: the lane streams, highest first. ARGV: group, consumer, count, then (weighted
 # mode) pairs lane index (1-based), cap: a first pass reading at most cap entries of each
@@ -104,37 +102,6 @@ def lane_streams(
         ledger = CrashLedger(redis, stream_keys, consumer)
         out.append(LaneStream(index, lane.name, stream_keys, prefix, ledger))
     return out
-
-
-def parse_lane_weights(text: str) -> tuple[tuple[str, int], ...]:
-    """``name:weight,...`` (``high:6,normal:3,low:1``) read; ValueError saying what is
-    wrong. Empty text: no weights given (each lane's default applies)."""
-    out: list[tuple[str, int]] = []
-    for item in (part.strip() for part in text.split(",")):
-        if not item:
-            continue
-        name, sep, weight = item.partition(":")
-        if not sep or not weight.strip().isdigit() or int(weight) < 1:
-            raise ValueError(f"{item!r} is not name:weight with a weight of 1 or more")
-        if any(name.strip() == seen for seen, _ in out):
-            raise ValueError(f"lane {name.strip()!r} has two weights")
-        out.append((name.strip(), int(weight)))
-    return tuple(out)
-
-
-def lane_weights(lanes: Lanes, given: Sequence[tuple[str, int]]) -> list[int]:
-    """Each lane's weight, highest lane first: the one given, else its place counted from
-    the lowest (3, 2, 1 for three lanes). ValueError for a weight of a lane that does not
-    exist."""
-    names = [lane.name for lane in lanes.lanes]
-    weights = dict(given)
-    unknown = sorted(set(weights) - set(names))
-    if unknown:
-        raise ValueError(
-            f"JOBQUEUE_LANE_WEIGHTS names no lane of the queue: {', '.join(unknown)} "
-            f"(lanes: {', '.join(names) or 'none'})"
-        )
-    return [weights.get(name, len(names) - i) for i, name in enumerate(names)]
 
 
 class WeightedOrder:

@@ -30,6 +30,7 @@ from jobqueue.core.keys import DONE_BUCKET_CHARS, ULID_CHARS, QueueKeys
 from jobqueue.core.logs import job_fields
 from jobqueue.core.wire import dead_letter_fields, utc_now_iso
 from jobqueue.worker import scripts
+from jobqueue.worker.hot_connection import pack
 from jobqueue.worker.inflight import Delivery
 from jobqueue.worker.lanes import LaneStream
 from jobqueue.worker.metrics import UNKNOWN_TYPE, WorkerMetrics
@@ -70,6 +71,13 @@ class Flush:
     """KEYS of `scripts.FLUSH`: the stream, then the status records it names."""
     args: list[str | int | bytes]
     """ARGV of `scripts.FLUSH`."""
+    packed: bytes | None = None
+
+    def command(self) -> bytes:
+        """The script call as the hot connection sends it, packed once."""
+        if self.packed is None:
+            self.packed = pack(("EVAL", scripts.FLUSH, len(self.keys), *self.keys, *self.args))
+        return self.packed
 
     @property
     def freed(self) -> int:
@@ -207,7 +215,9 @@ class Outcomes:
         """
         if self._on_wire is None or not self._batch or self._prepared is not None:
             return
-        self._prepared = (self._queued, self._build())
+        flush = self._build()
+        flush.command()  # packing it is part of the work done ahead
+        self._prepared = (self._queued, flush)
 
     def _build(self) -> Flush:
         batch, running = self._batch[:MAX_ACK_BATCH], self._running

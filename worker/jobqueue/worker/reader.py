@@ -40,7 +40,6 @@ from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import ConnectionError, ResponseError
 
 from jobqueue.core.keys import QueueKeys
-from jobqueue.worker import scripts
 from jobqueue.worker.hot_connection import Arg, Command, HotConnection
 from jobqueue.worker.inflight import InFlight
 from jobqueue.worker.lanes import READ_LANES, LaneStream, WeightedOrder
@@ -363,7 +362,7 @@ class Reader:
             return None
         commands: list[Command] = list(starts)
         if flush is not None:
-            commands.append(("EVAL", scripts.FLUSH, len(flush.keys), *flush.keys, *flush.args))
+            commands.append(flush.command())
         plan = None
         if count > 0:
             if self.laned:

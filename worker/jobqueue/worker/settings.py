@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from jobqueue.core.errors import ConfigError
+from jobqueue.core.lanes import LANE_MODES, STRICT, WEIGHTED, lane_weights, parse_lane_weights
 from jobqueue.core.limits import (
     TypeLimit,
     combine,
@@ -20,7 +21,6 @@ from jobqueue.core.limits import (
 )
 from jobqueue.core.partitions import parse_partition_list
 from jobqueue.core.settings import QueueSettings, env_value, parse_bool
-from jobqueue.worker.lanes import LANE_MODES, STRICT, WEIGHTED, lane_weights, parse_lane_weights
 
 DEFAULT_HTTP_PORT = 8081
 MAX_RECLAIM_INTERVAL_S = 1.0
