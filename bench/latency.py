@@ -45,6 +45,8 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 from worker_throughput import RedisServer, finished, free_port, worker_run  # noqa: E402
 
+from jobqueue.core.wire import new_job_id  # noqa: E402
+
 STREAM, GROUP = "bench:work", "workers"
 TICK_S = 0.001
 CAPACITY_JOBS = 20_000
@@ -72,7 +74,7 @@ def produce(url: str, rate: float, seconds: float) -> None:
         with client.pipeline(transaction=False) as pipe:
             for n in range(sent, sent + due_count):
                 payload = orjson.dumps({"due": start + n / rate, "sent": now})
-                pipe.xadd(STREAM, {**fields, "id": f"job-{n}", "payload": payload})
+                pipe.xadd(STREAM, {**fields, "id": new_job_id(), "payload": payload})
             pipe.execute()
         sent += due_count
     client.close()
@@ -218,7 +220,7 @@ def main() -> None:
             client = redis.Redis.from_url(server.url, decode_responses=True)
             concurrency = int(os.environ.get("JOBQUEUE_CONCURRENCY", "64"))  # as measured
             client.config_resetstat()
-            elapsed, _ = worker_run(client, server.url, CAPACITY_JOBS, concurrency, {})
+            elapsed, _, _ = worker_run(client, server.url, CAPACITY_JOBS, concurrency, {}, "ulid")
             capacity, per_read = CAPACITY_JOBS / elapsed, CAPACITY_JOBS / max(1, reads(client))
             print(f"load average {os.getloadavg()[0]:.1f}; capacity {capacity:.0f} jobs/s", end="")
             print(f" ({per_read:.1f} jobs per read)")
