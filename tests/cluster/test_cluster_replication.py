@@ -114,6 +114,29 @@ def test_fewer_acknowledgements_than_asked_is_unconfirmed_naming_every_job(
     assert len(caught.value.job_ids) == 6
 
 
+def test_a_moved_slot_and_a_primary_without_the_script_are_followed_writing_once(
+    synced: RedisCluster,
+) -> None:
+    # Given a client that has enqueued (its slot map and the primary's script cache warm)
+    cluster = synced
+    settings = _settings(cluster, "moved:work", 1)
+    with Client(settings) as client:
+        first = client.enqueue("noop", {})
+        # When the queue's slot moves to another primary, which never ran the script
+        # (MOVED, then NOSCRIPT: both answered before anything is written)
+        source = cluster.owner(settings.stream)
+        target = next(node for node in cluster.primaries() if node is not source)
+        cluster.migrate_slot(settings.stream, target, batch=10)
+        with cluster.client(target.port) as node:
+            node.script_flush()
+        second = client.enqueue("noop", {})
+    # Then the enqueue went to the new owner, once, and its replica has it
+    with cluster.client(target.port) as node:
+        ids = [fields["id"] for _, fields in node.xrange(settings.stream)]
+    assert ids == [first.job_id, second.job_id]
+    assert _ids_on_replicas(cluster, settings) == set(ids)
+
+
 def test_the_cli_and_the_producer_wait_for_the_replica(
     synced: RedisCluster, tmp_path: Path
 ) -> None:
