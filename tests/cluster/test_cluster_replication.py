@@ -114,26 +114,26 @@ def test_fewer_acknowledgements_than_asked_is_unconfirmed_naming_every_job(
     assert len(caught.value.job_ids) == 6
 
 
-def test_a_moved_slot_and_a_primary_without_the_script_are_followed_writing_once(
+def test_a_primary_that_lost_the_script_and_a_moved_slot_are_followed_writing_once(
     synced: RedisCluster,
 ) -> None:
-    # Given a client that has enqueued (its slot map and the primary's script cache warm)
     cluster = synced
     settings = _settings(cluster, "moved:work", 1)
     with Client(settings) as client:
         first = client.enqueue("noop", {})
-        # When the queue's slot moves to another primary, which never ran the script
-        # (MOVED, then NOSCRIPT: both answered before anything is written)
+        # When the primary loses its script cache (a restart): NOSCRIPT, nothing written
         source = cluster.owner(settings.stream)
-        target = next(node for node in cluster.primaries() if node is not source)
-        cluster.migrate_slot(settings.stream, target, batch=10)
-        with cluster.client(target.port) as node:
+        with cluster.client(source.port) as node:
             node.script_flush()
         second = client.enqueue("noop", {})
-    # Then the enqueue went to the new owner, once, and its replica has it
+        # and when the queue's slot moves to another primary: MOVED, nothing written
+        target = next(node for node in cluster.primaries() if node is not source)
+        cluster.migrate_slot(settings.stream, target, batch=10)
+        third = client.enqueue("noop", {})
+    # Then each enqueue was written once, the last on the new owner, all on its replica
     with cluster.client(target.port) as node:
         ids = [fields["id"] for _, fields in node.xrange(settings.stream)]
-    assert ids == [first.job_id, second.job_id]
+    assert ids == [first.job_id, second.job_id, third.job_id]
     assert _ids_on_replicas(cluster, settings) == set(ids)
 
 
@@ -198,6 +198,38 @@ def _post(url: str) -> tuple[int, dict[str, object]]:
         return error.code, json.loads(error.read())
 
 
+def test_a_wait_cut_short_by_a_failover_is_unconfirmed(synced: RedisCluster) -> None:
+    # Given an enqueue blocked in WAIT (2 replicas asked, each primary has 1)
+    cluster = synced
+    settings = _settings(cluster, "cut:work", 2, timeout_ms=60_000)
+    outcome: list[BaseException | str] = []
+
+    def enqueue() -> None:
+        with Client(settings) as client:
+            try:
+                outcome.append(client.enqueue("noop", {}).job_id)
+            except BaseException as exc:
+                outcome.append(exc)
+
+    thread = threading.Thread(target=enqueue, daemon=True)
+    thread.start()
+    old = cluster.owner(settings.stream)
+    _until(lambda: _blocked_in_wait(cluster, old))
+    # When its primary turns replica (Redis answers the WAIT with an error)
+    promoted = cluster.failover(old)
+    thread.join(30)
+    # Then the enqueue is unconfirmed, naming the job the new primary holds
+    [unconfirmed] = outcome
+    assert isinstance(unconfirmed, EnqueueUnconfirmed), repr(unconfirmed)
+    with cluster.client(promoted.port) as node:
+        assert [f["id"] for _, f in node.xrange(settings.stream)] == unconfirmed.job_ids
+
+
+def _blocked_in_wait(cluster: RedisCluster, node: object) -> bool:
+    with cluster.client(node.port) as client:  # type: ignore[attr-defined]
+        return any(c.get("cmd") == "wait" for c in client.client_list())
+
+
 def test_no_accepted_job_is_lost_when_the_primary_fails_over_under_load(
     synced: RedisCluster,
 ) -> None:
@@ -205,6 +237,7 @@ def test_no_accepted_job_is_lost_when_the_primary_fails_over_under_load(
     settings = _settings(cluster, "failover:work", 1)
     accepted: list[str] = []
     refused: list[str] = []
+    broken: list[Exception] = []
     stop = threading.Event()
 
     def load() -> None:
@@ -216,18 +249,22 @@ def test_no_accepted_job_is_lost_when_the_primary_fails_over_under_load(
                     accepted.append(job_id)
                 except (EnqueueUnconfirmed, RedisError):
                     refused.append(job_id)
+                except Exception as exc:  # a bug: say it, not "the load did not progress"
+                    broken.append(exc)
+                    raise
 
     old = cluster.owner(settings.stream)
     thread = threading.Thread(target=load, daemon=True)
     thread.start()
     try:
-        _until(lambda: len(accepted) >= 100)
+        _until(lambda: len(accepted) >= 100 or bool(broken))
         promoted = cluster.failover(old)
         mark = len(accepted)
-        _until(lambda: len(accepted) >= mark + 100)
+        _until(lambda: len(accepted) >= mark + 100 or bool(broken))
     finally:
         stop.set()
         thread.join(30)
+    assert not broken, repr(broken)
     assert cluster.owner(settings.stream) is promoted
     with cluster.client(promoted.port) as node:
         stored = {fields["id"] for _, fields in node.xrange(settings.stream)}

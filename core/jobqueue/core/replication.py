@@ -14,7 +14,7 @@ that owns the calls' slot (every key of a call, and every call of one enqueue, a
 partition's: one slot). Only answers that prove nothing was written are followed by
 another attempt: the node unreachable before anything was sent, MOVED (the slot has
 another owner: a failover or a migration done), ASK/TRYAGAIN/CLUSTERDOWN (a migration
-or a failover under way), NOSCRIPT (a promoted replica without the script). A write
+or a failover under way), NOSCRIPT (a restarted node without the script). A write
 sent and then a lost connection stays `EnqueueUnconfirmed`: sent again on another
 connection, a WAIT would count that connection's writes, not the first one's.
 """
@@ -22,6 +22,7 @@ connection, a WAIT would count that connection's writes, not the first one's.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -50,6 +51,8 @@ written (a redirection, the owner unreachable); the caller's own retries come on
 NOT_WRITTEN = (AskError, TryAgainError, ClusterDownError, NoScriptError)
 """Answers to a script call (or to its queueing in MULTI) given before it ran: MOVED is
 an `AskError` too."""
+_LOADED: weakref.WeakKeyDictionary[RedisCluster, set[str]] = weakref.WeakKeyDictionary()
+"""The nodes (names) of each cluster client known to have the enqueue script cached."""
 
 
 async def enqueue_replicated(
@@ -119,37 +122,62 @@ async def _on_cluster(
             last = exc
             continue
         assert node is not None  # a primary is asked for: None only for replicas
-        connection = node.acquire_connection()
-        try:
-            try:
-                await node.disconnect_if_needed(connection)
-                await connection.connect()  # type: ignore[no-untyped-call]
-            except (ConnectionError, TimeoutError, OSError) as exc:
-                # Nothing sent: the owner is down (a failover may be under way).
-                _refresh_later(cluster, node)
-                last = ConnectionError(f"{node.name} unreachable, nothing written: {exc}")
-                continue
-            try:
-                await connection.send_packed_command(connection.pack_commands(commands))
-                replies = [await _reply(connection) for _ in commands]
-            except (ConnectionError, TimeoutError) as exc:
-                _refresh_later(cluster, node)
-                raise EnqueueUnconfirmed(job_ids, f"connection lost: {exc}") from exc
-        finally:
-            node.release(connection)
+        loaded = _LOADED.setdefault(cluster, set())
+        # A node not known to have the script gets it first, in the same write: a
+        # NOSCRIPT would cost a WAIT too, which blocks up to its timeout when fewer
+        # replicas than asked are attached (a primary just promoted).
+        load = node.name not in loaded
+        sent = [("SCRIPT", "LOAD", script.script), *commands] if load else commands
+        replies = await _send(cluster, node, sent, job_ids)
+        if isinstance(replies, ConnectionError):
+            last = replies
+            continue
+        if load and not isinstance(replies.pop(0), ResponseError):
+            loaded.add(node.name)
         refused = _refusal(replies, transaction)
         if refused is None:
             return _checked(replies, transaction, job_ids, min_replicas, timeout_ms)
         last = refused
         if isinstance(refused, MovedError):
             await cluster.nodes_manager.move_slot(refused)
-        elif isinstance(refused, NoScriptError):
-            await _load(node, script)
+        elif isinstance(refused, NoScriptError):  # a node restarted: load it next time
+            loaded.discard(node.name)
         elif isinstance(refused, ClusterDownError):
             _refresh_later(cluster, node)
     if isinstance(last, ConnectionError):
         raise last
     raise ClusterError(f"enqueue not written after {CLUSTER_ATTEMPTS} attempts: {last}") from last
+
+
+async def _send(
+    cluster: RedisCluster, node: ClusterNode, commands: list[tuple[Any, ...]], job_ids: list[str]
+) -> list[Any] | ConnectionError:
+    """The replies to ``commands``, written at once on one connection of ``node``. A
+    ConnectionError is returned when nothing could be sent (the node unreachable);
+    `EnqueueUnconfirmed` is raised when the connection broke after the write."""
+    connection = node.acquire_connection()
+    try:
+        try:
+            await node.disconnect_if_needed(connection)
+            await connection.connect()  # type: ignore[no-untyped-call]
+        except (ConnectionError, TimeoutError, OSError) as exc:
+            # Nothing sent: the owner is down (a failover may be under way).
+            _refresh_later(cluster, node)
+            return ConnectionError(f"{node.name} unreachable, nothing written: {exc}")
+        try:
+            await connection.send_packed_command(connection.pack_commands(commands))
+            replies = [await _reply(connection) for _ in commands]
+            if isinstance(replies[-1], ResponseError):
+                # UNBLOCKED: the primary turned replica while WAIT blocked (a
+                # failover); Redis closes the connection after that reply.
+                _refresh_later(cluster, node)
+                await connection.disconnect()
+        except (ConnectionError, TimeoutError) as exc:
+            _refresh_later(cluster, node)
+            raise EnqueueUnconfirmed(job_ids, f"connection lost: {exc}") from exc
+    finally:
+        node.release(connection)
+    return replies
 
 
 async def _reply(connection: Connection) -> Any:
@@ -183,6 +211,8 @@ def _checked(
     for reply in [*replies[:-1], *calls]:
         if isinstance(reply, ResponseError):  # the script's own error, as on one Redis
             raise reply
+    if isinstance(replies[-1], ResponseError):  # the script ran; WAIT did not count
+        raise EnqueueUnconfirmed(job_ids, f"WAIT answered {replies[-1]}") from replies[-1]
     acknowledged = int(replies[-1])
     if acknowledged < min_replicas:
         raise EnqueueUnconfirmed(
@@ -197,12 +227,3 @@ def _refresh_later(cluster: RedisCluster, node: ClusterNode) -> None:
     node asked last (as redis-py does after a connection error of its own)."""
     cluster.nodes_manager.move_node_to_end_of_cached_nodes(node.name)
     cluster._initialize = True
-
-
-async def _load(node: ClusterNode, script: AsyncScript) -> None:
-    connection = node.acquire_connection()
-    try:
-        await connection.send_command("SCRIPT", "LOAD", script.script)
-        await connection.read_response()
-    finally:
-        node.release(connection)
