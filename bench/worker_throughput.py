@@ -119,7 +119,7 @@ def worker_run(
     jobs: int,
     concurrency: int,
     env: dict[str, str],
-    ids: str,
+    ids: str = "ulid",
     jobqueue: str = str(ROOT / ".venv/bin/jobqueue"),
 ) -> tuple[float, float, float]:
     """(seconds, CPU seconds, Redis CPU seconds) one worker process takes to run ``jobs``
