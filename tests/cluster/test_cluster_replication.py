@@ -20,10 +20,11 @@ from pathlib import Path
 import pytest
 import redis
 from producer.http_api import ProducerProcess
-from redis.exceptions import RedisError
+from redis.exceptions import OutOfMemoryError, RedisError
 from support.redis_cluster import RedisCluster
 
 from jobqueue.core.client import JOBS_PER_SCRIPT_CALL, Client, NewJob
+from jobqueue.core.connection import REDIS_UNAVAILABLE
 from jobqueue.core.errors import EnqueueUnconfirmed
 from jobqueue.core.lanes import parse_lanes
 from jobqueue.core.settings import QueueSettings
@@ -135,6 +136,23 @@ def test_a_primary_that_lost_the_script_and_a_moved_slot_are_followed_writing_on
         ids = [fields["id"] for _, fields in node.xrange(settings.stream)]
     assert ids == [first.job_id, second.job_id, third.job_id]
     assert _ids_on_replicas(cluster, settings) == set(ids)
+
+
+def test_a_primary_refusing_writes_is_redis_unavailable_with_nothing_written(
+    synced: RedisCluster,
+) -> None:
+    # A batch of two script calls (MULTI/EXEC, then WAIT) meets a full primary
+    settings = _settings(synced, "oom:work", 1)
+    owner = synced.owner(settings.stream)
+    with synced.client(owner.port) as node:
+        node.config_set("maxmemory", "1")
+        try:
+            with Client(settings) as client, pytest.raises(REDIS_UNAVAILABLE) as caught:
+                client.enqueue_many([NewJob("noop", {})] * (JOBS_PER_SCRIPT_CALL + 1))
+        finally:
+            node.config_set("maxmemory", "0")
+        assert isinstance(caught.value, OutOfMemoryError)  # the cause, not EXECABORT
+        assert node.xlen(settings.stream) == 0
 
 
 def test_the_cli_and_the_producer_wait_for_the_replica(

@@ -205,10 +205,12 @@ def _checked(
     replies: list[Any], transaction: bool, job_ids: list[str], min_replicas: int, timeout_ms: int
 ) -> list[Any]:
     """The script calls' replies, once ``WAIT`` counted enough replicas."""
+    # In order: a call refused when queued (OOM...) comes before the EXECABORT it caused.
+    for reply in replies[:-1]:
+        if isinstance(reply, ResponseError):
+            raise reply
     calls = replies[-2] if transaction else replies[:-1]
-    if isinstance(calls, ResponseError):  # EXEC itself refused
-        raise calls
-    for reply in [*replies[:-1], *calls]:
+    for reply in calls:
         if isinstance(reply, ResponseError):  # the script's own error, as on one Redis
             raise reply
     if isinstance(replies[-1], ResponseError):  # the script ran; WAIT did not count
