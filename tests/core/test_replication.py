@@ -3,13 +3,15 @@ jobs, else `EnqueueUnconfirmed` naming them; never a success that was not confir
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
 from redis.asyncio import Redis as AsyncRedis
-from support.redis_server import RedisServer
+from support.redis_server import RedisServer, free_port
 
 from jobqueue.core.client import JOBS_PER_SCRIPT_CALL, AsyncClient, NewJob
 from jobqueue.core.errors import ConfigError, EnqueueUnconfirmed
@@ -88,6 +90,30 @@ async def test_an_idempotent_repeat_is_answered_as_before(
     again = await client.enqueue("email", {}, idempotency_key="k1")
     assert (again.job_id, again.duplicate) == (first.job_id, True)
     assert replica.xlen(KEYS.stream) == 1
+
+
+async def test_a_wait_cut_short_by_a_demotion_is_unconfirmed(tmp_path: Path) -> None:
+    # Given an enqueue blocked in WAIT on a primary of its own (no replica to answer)
+    primary = RedisServer(tmp_path / "primary")
+    primary.start()
+    try:
+        async with AsyncRedis(port=primary.port, decode_responses=True) as connection:
+            client = AsyncClient(connection, replicated(1, timeout_ms=60_000))
+            enqueue = asyncio.create_task(client.enqueue("email", {}))
+            with redis.Redis(port=primary.port, decode_responses=True) as admin:
+                deadline = time.monotonic() + 10
+                while not any(c["cmd"] == "wait" for c in admin.client_list()):
+                    assert time.monotonic() < deadline, "the enqueue never reached WAIT"
+                    await asyncio.sleep(0.01)
+                # When the primary is made a replica (a failover): Redis answers UNBLOCKED
+                admin.replicaof("127.0.0.1", free_port())
+                # Then the enqueue is unconfirmed, naming the job that was written
+                with pytest.raises(EnqueueUnconfirmed, match="UNBLOCKED") as caught:
+                    await asyncio.wait_for(enqueue, 10)
+                [(_, fields)] = admin.xrange(KEYS.stream)
+                assert caught.value.job_ids == [fields["id"]]
+    finally:
+        primary.stop()
 
 
 def test_the_settings_refuse_what_cannot_work() -> None:

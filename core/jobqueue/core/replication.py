@@ -83,9 +83,14 @@ async def enqueue_replicated(
             pipe.execute_command("EXEC")
         pipe.execute_command("WAIT", min_replicas, timeout_ms)
         try:
-            replies = await pipe.execute()
+            replies = await pipe.execute(raise_on_error=False)
         except (ConnectionError, TimeoutError) as exc:
             raise EnqueueUnconfirmed(job_ids, f"connection lost: {exc}") from exc
+    for reply in replies[:-1]:
+        if isinstance(reply, Exception):  # the script's own error, or Redis refusing it
+            raise reply
+    if isinstance(replies[-1], Exception):  # UNBLOCKED: demoted mid-WAIT, the script ran
+        raise EnqueueUnconfirmed(job_ids, f"WAIT answered {replies[-1]}") from replies[-1]
     acknowledged = int(replies[-1])
     if acknowledged < min_replicas:
         raise EnqueueUnconfirmed(
