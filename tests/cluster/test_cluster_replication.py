@@ -22,6 +22,7 @@ import redis
 from producer.http_api import ProducerProcess
 from redis.exceptions import OutOfMemoryError, RedisError
 from support.redis_cluster import RedisCluster
+from support.redis_server import RedisServer
 
 from jobqueue.core.client import JOBS_PER_SCRIPT_CALL, Client, NewJob
 from jobqueue.core.connection import REDIS_UNAVAILABLE
@@ -243,8 +244,8 @@ def test_a_wait_cut_short_by_a_failover_is_unconfirmed(synced: RedisCluster) -> 
         assert [f["id"] for _, f in node.xrange(settings.stream)] == unconfirmed.job_ids
 
 
-def _blocked_in_wait(cluster: RedisCluster, node: object) -> bool:
-    with cluster.client(node.port) as client:  # type: ignore[attr-defined]
+def _blocked_in_wait(cluster: RedisCluster, node: RedisServer) -> bool:
+    with cluster.client(node.port) as client:
         return any(c.get("cmd") == "wait" for c in client.client_list())
 
 
