@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
                 *("--jobs", "200", "--fault-phase-s", "2", "--sigkills", "1"),
                 *("--sigterms", "0", "--client-kills", "1", "--redis-restarts", "0"),
                 *("--long-jobs", "1", "--long-job-ms", "500", "--poison-jobs", "0"),
-                *("--visibility-timeout-s", "2"),
+                *("--visibility-timeout-s", "4"),
             ],
             "guarantees held",
         ),
