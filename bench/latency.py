@@ -13,12 +13,14 @@ In this invocation, against one private redis-server:
    due) is reported beside it, so a late producer is not taken for a slow worker.
 
     .venv/bin/python bench/latency.py [--seconds 10] [--loads 10,25,50,75,90] [--stages]
-        [--before OTHER/.venv/bin/jobqueue] [--worker-nice N] [--producer-nice N]
+        [--before OTHER/.venv/bin/jobqueue] [--nice N] [--worker-nice N] [--producer-nice N]
 
 ``--stages`` splits each load's delay by where the job was (`print_stages`);
 ``--before`` runs another checkout's worker at every load too, in alternating order, so
-a change is compared within one invocation; the nice values separate the worker's own
-share from the machine's other load (``--worker-nice -10`` needs root).
+a change is compared within one invocation. ``--nice -10`` (root) puts Redis, the
+workers and the producer ahead of whatever else the machine runs, so the rows measure
+the three processes sharing the cores rather than the other load; ``--worker-nice`` and
+``--producer-nice`` shift one of them against the others.
 
 Both workers get this process's environment, so ``JOBQUEUE_CONCURRENCY=16 ...`` (or
 any other worker setting) measures a variant's capacity and curve alike.
@@ -112,11 +114,20 @@ def measure(
             time.sleep(0.05)
         time.sleep(0.5)  # past start-up's first reads
         client.config_resetstat()
+        ran, waited = schedstat(worker.pid)
+        begun = time.monotonic()
         producer = [sys.executable, __file__, "--produce", url, str(rate), str(seconds)]
         subprocess.run(producer, check=True, preexec_fn=lambda: os.nice(producer_nice))
         total = int(rate * seconds)
         while not finished(client, total):
             time.sleep(0.05)
+        if stages:
+            now_ran, now_waited = schedstat(worker.pid)
+            print(
+                f"      worker over {time.monotonic() - begun:.1f} s: on a CPU "
+                f"{now_ran - ran:.2f} s ({1e6 * (now_ran - ran) / total:.1f} us a job), "
+                f"runnable but waiting for one {now_waited - waited:.2f} s"
+            )
         per_read = total / max(1, reads(client))
         out.unlink(missing_ok=True)
         from jobqueue.core.client import Client
@@ -177,6 +188,16 @@ def print_stages(rows: list[list[float]], extra: dict[str, list[float]]) -> None
         )
 
 
+def schedstat(pid: int) -> tuple[float, float]:
+    """Seconds process ``pid``'s main thread ran on a CPU and waited on a run queue
+    (runnable, not running: the machine's other load), from /proc."""
+    try:
+        ran, waited, _ = Path(f"/proc/{pid}/schedstat").read_text().split()
+    except OSError:
+        return 0.0, 0.0
+    return int(ran) / 1e9, int(waited) / 1e9
+
+
 def reads(client: redis.Redis) -> int:
     """``XREADGROUP`` calls since the last ``CONFIG RESETSTAT`` (every consumer's)."""
     stats = client.info("commandstats").get("cmdstat_xreadgroup", {})
@@ -203,15 +224,23 @@ def main() -> None:
         help="another checkout's .venv/bin/jobqueue: each load runs it too, alternating",
     )
     parser.add_argument(
-        "--producer-nice", type=int, default=0, help="nice value of the load generator"
+        "--producer-nice", type=int, default=0, help="added to the load generator's nice value"
+    )
+    parser.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="nice value of this process, inherited by Redis, the workers and the producer "
+        "(negative: as root, ahead of the machine's other load)",
     )
     parser.add_argument(
         "--worker-nice",
         type=int,
         default=0,
-        help="nice value of the worker (negative: as root, ahead of the machine's other load)",
+        help="added to the worker's nice value",
     )
     args = parser.parse_args()
+    os.nice(args.nice)
     loads = [int(x) for x in args.loads.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         server = RedisServer(Path(tmp))
