@@ -121,13 +121,19 @@ def measure(
         total = int(rate * seconds)
         while not finished(client, total):
             time.sleep(0.05)
-        if stages:
-            now_ran, now_waited = schedstat(worker.pid)
-            print(
-                f"      worker over {time.monotonic() - begun:.1f} s: on a CPU "
-                f"{now_ran - ran:.2f} s ({1e6 * (now_ran - ran) / total:.1f} us a job), "
-                f"runnable but waiting for one {now_waited - waited:.2f} s"
-            )
+        now_ran, now_waited = schedstat(worker.pid)
+        stats = client.info("commandstats")
+        calls = {
+            name[8:]: int(v["calls"]) / total
+            for name, v in stats.items()
+            if name[8:] not in ("xadd", "info", "xinfo", "xpending", "config|resetstat")
+        }
+        print(
+            f"      worker over {time.monotonic() - begun:.1f} s: on a CPU "
+            f"{now_ran - ran:.2f} s ({1e6 * (now_ran - ran) / total:.1f} us a job), "
+            f"runnable but waiting for one {now_waited - waited:.2f} s; Redis calls a job: "
+            + ", ".join(f"{k} {v:.2f}" for k, v in sorted(calls.items()) if v >= 0.01)
+        )
         per_read = total / max(1, reads(client))
         out.unlink(missing_ok=True)
         from jobqueue.core.client import Client
