@@ -163,7 +163,7 @@ def worker(app_ref: str, log_level: str | None, log_format: str | None, **flags:
     # first collections of generation 1 (and every full one) then scan it: 10-35 ms
     # stalls of the event loop that no job can start through, most of the p99 of
     # enqueue-to-start at low load (bench/latency.py --stages). Frozen, a collection
-    # scans only what the jobs allocate (< 1 ms). No collection first: start-up frees
+    # scans only what the jobs allocate (at most a few ms). No collection first: start-up frees
     # hardly any cycles (`jobqueue.core.startup`).
     gc.freeze()
     code = uvloop.run(runner.run(early=early))
