@@ -199,12 +199,9 @@ class Reader:
         Either way the batch's start record goes out before its handlers run."""
         if self.laned:
             return await self._read_lanes(read_ahead)
-        read, self._ahead = self._ahead, None
+        read = await self._next_read()
         if read is None:
-            await self.hot.connect()
-            read = self._send(may_block=True)
-            if read is None:
-                return 0
+            return 0
         try:
             reply, landed = await self._receive(read)
             rows: list[Any] = reply[0][1] if reply else []
@@ -226,16 +223,22 @@ class Reader:
             self.inflight.unreserve(read.count)
         return arrived
 
-    async def _read_lanes(self, read_ahead: bool) -> int:
-        """`read_new` over the lane streams: one script call takes the lanes highest
-        first (or in the weighted order); only if every lane is empty does the reader
-        block on all of them (`_wait_for_lanes`)."""
+    async def _next_read(self) -> _Read | None:
+        """The read sent ahead, else a new one; None when there is no room and no flush
+        to carry."""
         read, self._ahead = self._ahead, None
         if read is None:
             await self.hot.connect()
             read = self._send(may_block=True)
-            if read is None:
-                return 0
+        return read
+
+    async def _read_lanes(self, read_ahead: bool) -> int:
+        """`read_new` over the lane streams: one script call takes the lanes highest
+        first (or in the weighted order); only if every lane is empty does the reader
+        block on all of them (`_wait_for_lanes`)."""
+        read = await self._next_read()
+        if read is None:
+            return 0
         try:
             reply, landed = await self._receive(read)
             batches = self._lane_batches(reply, read.count, read.plan)
