@@ -1,8 +1,10 @@
 """Fuzzing a running ``jobqueue producer`` over real HTTP: requests drawn from its own
 ``/openapi.json`` (valid and invalid, every operation) plus hostile headers and bodies,
-sent many at a time. Nothing may answer 5xx or anything but JSON, and after every round
-the queue holds exactly the jobs answered 202 as new (less those cancelled): none lost,
-none twice, none nobody was told of.
+sent many at a time, to a plain queue and to one with priority lanes and partitions
+(where each accepted job must be in the stream of its lane in its partition). Nothing
+may answer 5xx or anything but JSON, and after every round the queue holds exactly the
+jobs answered 202 as new (less those cancelled): none lost, none twice, none nobody was
+told of.
 
 Short by default; ``JOBQUEUE_FUZZ_EXAMPLES=5000`` (say) runs a long, randomised session.
 """
@@ -24,14 +26,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from producer.http_api import README_EXAMPLE, ProducerProcess, RawAnswer, raw_request
 
-from jobqueue.core.keys import QueueKeys
+from jobqueue.core.lanes import NO_LANES, Lanes, parse_lanes
+from jobqueue.core.settings import QueueSettings
 
 pytestmark = pytest.mark.slow
 
 EXAMPLES = int(os.environ.get("JOBQUEUE_FUZZ_EXAMPLES", "50"))
 LONG = EXAMPLES > 200
 TOKEN = "fuzz-token"
-KEYS = QueueKeys()
+SHAPES = {
+    "plain": {},
+    "lanes+partitions": {
+        "JOBQUEUE_LANES": "high:8-10,normal:4-7,low:1-3",
+        "JOBQUEUE_PARTITIONS": "3",
+    },
+}
 DROPPED_HEADERS = {"host", "content-length", "transfer-encoding", "connection"}
 CONTENT_TYPES = [
     b"application/json",
@@ -81,15 +90,22 @@ class Ledger:
             self.cancelled.add(body["jobId"])
 
 
-@pytest.fixture(scope="module")
-def producer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProducerProcess]:
+@pytest.fixture(scope="module", params=list(SHAPES))
+def producer(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ProducerProcess]:
     from support.redis_server import RedisServer
+
+    shape = SHAPES[request.param]
 
     server = RedisServer(tmp_path_factory.mktemp("fuzz-redis"))
     server.start()
     # Long polls of jobs the fuzz enqueued (no worker runs them) end after 0.5 s.
-    process = ProducerProcess(server.url, JOBQUEUE_AUTH_TOKENS=TOKEN, JOBQUEUE_MAX_WAIT_S="0.5")
+    process = ProducerProcess(
+        server.url, JOBQUEUE_AUTH_TOKENS=TOKEN, JOBQUEUE_MAX_WAIT_S="0.5", **shape
+    )
     process.redis_url = server.url  # type: ignore[attr-defined]
+    process.shape = shape  # type: ignore[attr-defined]
     yield process
     process.stop()
     server.stop()
@@ -143,11 +159,21 @@ def _retry_storm(job_id: str, copies: int) -> list[Request]:
     return [Request("POST", "/jobs", headers, body) for _ in range(copies)]
 
 
-def _queued_ids(redis_url: str) -> list[str]:
+def _queued_ids(redis_url: str, shape: dict[str, str]) -> list[str]:
+    """Every job id in a ready stream or a delayed set, once per place it is in; a job in
+    a stream that is not its lane's in its partition is reported as misplaced."""
+    lanes: Lanes = parse_lanes(shape["JOBQUEUE_LANES"]) if shape else NO_LANES
+    partitions = QueueSettings(partitions=int(shape.get("JOBQUEUE_PARTITIONS", "1"))).partition_keys
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
-        ids = [fields["id"] for _, fields in client.xrange(KEYS.stream)]
-        return ids + list(client.zrange(KEYS.delayed, 0, -1))
+        ids = []
+        for keys in partitions:
+            for stream in lanes.streams(keys):
+                for _, fields in client.xrange(stream):
+                    right = lanes.stream_for(keys, int(fields["priority"]))
+                    ids.append(fields["id"] if stream == right else f"misplaced {fields}")
+            ids += client.zrange(keys.delayed, 0, -1)
+        return ids
     finally:
         client.close()
 
@@ -183,7 +209,7 @@ def test_no_request_answers_5xx_and_the_queue_holds_exactly_the_accepted_jobs(
         answers = asyncio.run(_send_all(producer, requests))
         for request, answer in zip(requests, answers, strict=True):
             ledger.record(request, answer)
-        queued = _queued_ids(producer.redis_url)  # type: ignore[attr-defined]
+        queued = _queued_ids(producer.redis_url, producer.shape)  # type: ignore[attr-defined]
         assert len(queued) == len(set(queued)), "a job is queued twice"
         assert set(queued) == ledger.new - ledger.cancelled, producer.output()
 

@@ -7,9 +7,10 @@ batch atomically, with each job's status record among its ``KEYS`` (Redis Cluste
 every key named up front): each id still due is removed from the sorted set and the
 hash, added to the stream and its status set to ``queued``, all in one step, so two
 workers racing never promote a job twice (the second finds the id gone and skips it) and
-a crash in between never loses one. A hash value that is not a JSON object cannot be
-turned back into a job; it goes to the dead-letter stream with the raw text instead of
-blocking the set.
+a crash in between never loses one. A hash value that is not a JSON object with fields
+cannot be turned back into a job; it goes to the dead-letter stream with the raw text
+and a reason instead of blocking the set (or, before, being dropped: ``{}`` made the
+XADD fail after its ids had left the set).
 """
 
 from __future__ import annotations
@@ -58,6 +59,12 @@ local function stream_for(fields)
   return KEYS[3]
 end
 local moved, dead = 0, {}
+local function bury(id, text, reason)
+  redis.call('XADD', KEYS[4], '*', 'original_id', id, 'source_stream', KEYS[3],
+    'payload', text, 'failed_at', ARGV[3], 'reason', reason)
+  dead[#dead + 1] = id
+  dead[#dead + 1] = reason
+end
 for i = 5, #ARGV do
   local id, key = ARGV[i], KEYS[i]
   local due = redis.call('ZSCORE', KEYS[1], id)
@@ -71,18 +78,22 @@ for i = 5, #ARGV do
       if ok and type(fields) == 'table' then
         local flat = {}
         for name, value in pairs(fields) do
-          flat[#flat + 1] = name
-          flat[#flat + 1] = tostring(value)
+          flat[#flat + 1] = tostring(name)
+          -- a nested value keeps its JSON text (a payload stored as an object runs)
+          flat[#flat + 1] = type(value) == 'table' and cjson.encode(value) or tostring(value)
         end
-        local entry = redis.call('XADD', stream_for(fields), '*', unpack(flat))
-        if ours(key, 'hash') then  -- a foreign key in its place is left alone
-          redis.call('HSET', key, 'state', 'queued', 'entry_id', entry, 'updated_at', ARGV[3])
-          redis.call('EXPIRE', key, ARGV[2])
+        if #flat == 0 then
+          -- XADD needs a field: this error after the ZREM above would lose the job
+          bury(id, text, 'malformed: delayed job has no fields')
+        else
+          local entry = redis.call('XADD', stream_for(fields), '*', unpack(flat))
+          if ours(key, 'hash') then  -- a foreign key in its place is left alone
+            redis.call('HSET', key, 'state', 'queued', 'entry_id', entry, 'updated_at', ARGV[3])
+            redis.call('EXPIRE', key, ARGV[2])
+          end
         end
       else
-        redis.call('XADD', KEYS[4], '*', 'original_id', id, 'source_stream', KEYS[3],
-          'payload', text, 'failed_at', ARGV[3], 'reason', 'malformed: delayed job is not JSON')
-        dead[#dead + 1] = id
+        bury(id, text, 'malformed: delayed job is not JSON')
       end
     end
   end
@@ -127,10 +138,11 @@ class Promoter:
             args: list[str | int] = [now, self.ttl_s, utc_now_iso(), route, *ids]
             moved, dead = await self._promote(keys=keys, args=args)
             total += int(moved)
-            for job_id in dead:
+            for job_id, reason in zip(dead[::2], dead[1::2], strict=True):
                 log.error(
-                    "job %s dead-lettered: malformed: delayed job is not JSON",
+                    "job %s dead-lettered: %s",
                     job_id,
+                    reason,
                     extra=job_fields(job_id, "", self.keys.stream, reason="malformed"),
                 )
             if len(ids) < PROMOTE_BATCH:
