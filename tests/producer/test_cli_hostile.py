@@ -46,7 +46,7 @@ BAD_FLAGS = {
 def test_a_bad_partition_key_or_priority_is_one_line_and_exits_non_zero(
     redis_url: str, sync_redis: redis.Redis, flags: list[str], named: str
 ) -> None:
-    env = {"JOBQUEUE_REDIS_URL": redis_url, "JOBQUEUE_LANES": LANES, "JOBQUEUE_PARTITIONS": "3"}
+    env = {"REDIS_URL": redis_url, "JOBQUEUE_LANES": LANES, "JOBQUEUE_PARTITIONS": "3"}
 
     result = CliRunner().invoke(cli, ["enqueue", "noop", "{}", *flags], env=env)
 
@@ -61,7 +61,7 @@ def test_a_bad_partition_key_or_priority_is_one_line_and_exits_non_zero(
 def test_partition_key_bytes_from_a_real_command_line_are_refused_cleanly(
     redis_url: str, sync_redis: redis.Redis
 ) -> None:
-    env = {**os.environ, "JOBQUEUE_REDIS_URL": redis_url, "JOBQUEUE_LANES": LANES,
+    env = {**os.environ, "REDIS_URL": redis_url, "JOBQUEUE_LANES": LANES,
            "JOBQUEUE_PARTITIONS": "3"}  # fmt: skip
 
     done = subprocess.run(

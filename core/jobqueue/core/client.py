@@ -606,9 +606,10 @@ class AsyncClient:
         for name, stream in ready:
             if stream == source:
                 return name, stream
-        priority = dead.get("priority", "")
-        lanes = self.settings.lanes
-        route = lanes.recorded_name(int(priority)) if priority.isdigit() else ""
+        try:  # as the worker reads it; text it cannot read goes to the default lane
+            route = self.settings.lanes.recorded_name(int(dead.get("priority", "")))
+        except ValueError:  # "abc", and "²" too (isdigit() but no int)
+            route = ""
         return next((name, s) for name, s in ready if name == route)
 
     async def delete_dead(self, dead_entry_id: str, *, job_id: str | None = None) -> bool:

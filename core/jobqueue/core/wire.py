@@ -159,6 +159,17 @@ def _extra_fields(fields: Mapping[str, str]) -> dict[str, str]:
     return extra
 
 
+def shown(text: str) -> str:
+    """``text`` as read from Redis (bytes that are not UTF-8 arrive as lone surrogates,
+    `jobqueue.core.connection`), safe to print or put in JSON: each such byte as ``\\xNN``.
+    For display only: a dead letter replayed keeps its bytes."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return text
+
+
 def _check_utf8(name: str, text: str) -> None:
     try:
         text.encode()

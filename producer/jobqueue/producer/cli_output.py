@@ -13,6 +13,7 @@ from rich.table import Table
 
 from jobqueue.core.backlog import QueueSample
 from jobqueue.core.client import CancelOutcome, DeadLetter, Enqueued, JobInfo
+from jobqueue.core.wire import shown
 
 console = Console()
 MAX_ROWS_SHOWN = 20
@@ -24,7 +25,28 @@ def emit_json(data: Any) -> None:
     the shape the HTTP API gives it (``jobId``, ``streamEntryId``, a dead letter's ``id``)."""
     # Dataclasses pass through to `_plain` (orjson would write their snake_case fields).
     option = orjson.OPT_INDENT_2 | orjson.OPT_PASSTHROUGH_DATACLASS
-    click.echo(orjson.dumps(data, default=_plain, option=option).decode())
+    try:
+        text = orjson.dumps(data, default=_plain, option=option)
+    except TypeError:
+        # A text read from Redis with bytes that are not UTF-8 (a malformed entry's dead
+        # letter or record keeps them): JSON cannot hold them, so they print as \\xNN.
+        text = orjson.dumps(_shown(data), option=orjson.OPT_INDENT_2)
+    click.echo(text.decode())
+
+
+def _shown(value: Any) -> Any:
+    """``value`` as `emit_json` prints it, every text made printable (`shown`)."""
+    if isinstance(value, str):
+        return shown(value)
+    if isinstance(value, dict):
+        return {_shown(k): _shown(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_shown(item) for item in value]
+    if isinstance(value, DeadLetter) or (
+        dataclasses.is_dataclass(value) and not isinstance(value, type)
+    ):
+        return _shown(_plain(value))
+    return value
 
 
 RENAMES = {"entry_id": "streamEntryId", "answer": "result"}

@@ -7,6 +7,7 @@ import re
 from aiohttp import web
 
 from jobqueue.core.client import AmbiguousDeadLetter, DeadLetter
+from jobqueue.core.wire import shown
 from jobqueue.producer.context import CLIENT
 from jobqueue.producer.errors import json_error
 from jobqueue.producer.models import DeadLetterOut, DeadPageOut, DeletedOut, ReplayOut
@@ -20,14 +21,17 @@ LIMIT = re.compile("[0-9]{1,6}")
 
 
 def _out(dead: DeadLetter) -> DeadLetterOut:
+    """A dead letter keeps the bytes of the entry that failed, UTF-8 or not (a malformed
+    entry is dead-lettered as it was): shown here with ``\\xNN`` for the bytes that are
+    not, since JSON cannot hold them (a page with one such letter was a 500)."""
     return DeadLetterOut(
         id=dead.entry_id,
-        jobId=dead.job_id,
-        type=dead.type,
-        reason=dead.reason,
-        failedAt=dead.failed_at,
-        attempts=dead.attempts,
-        fields=dict(dead.fields),
+        jobId=shown(dead.job_id),
+        type=shown(dead.type),
+        reason=shown(dead.reason),
+        failedAt=shown(dead.failed_at),
+        attempts=shown(dead.attempts),
+        fields={shown(name): shown(value) for name, value in dead.fields.items()},
     )
 
 
@@ -58,7 +62,8 @@ async def replay_dead(request: web.Request) -> web.Response:
         return json_error(409, "Ambiguous dead letter", f"{exc} (?jobId=)")
     if replayed is None or replayed.entry_id is None:
         return json_error(404, "Dead letter not found", f"no dead letter {entry_id!r}")
-    return json_response(ReplayOut(jobId=replayed.job_id, streamEntryId=replayed.entry_id))
+    # the id as the dead letter had it: bytes that are not UTF-8 shown as \\xNN (see _out)
+    return json_response(ReplayOut(jobId=shown(replayed.job_id), streamEntryId=replayed.entry_id))
 
 
 @routes.delete(f"/dead/{{entry_id:{ENTRY_ID_PATTERN}}}")

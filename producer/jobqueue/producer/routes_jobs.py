@@ -15,7 +15,7 @@ from redis.exceptions import InvalidResponse
 from jobqueue.core.client import InvalidNewJob, NewJob
 from jobqueue.core.client_types import JOB_ID_PATTERN
 from jobqueue.core.partitions import partition_rows
-from jobqueue.core.wire import new_job_id
+from jobqueue.core.wire import new_job_id, shown
 from jobqueue.producer.context import BATCHER, CLIENT, JOB_TYPES, METRICS, SETTINGS
 from jobqueue.producer.deadline import DEADLINE
 from jobqueue.producer.errors import invalid_job, json_error
@@ -241,14 +241,16 @@ async def get_job(request: web.Request) -> web.Response:
         JobStatusOut(
             jobId=info.job_id,
             state=info.state,
-            type=info.type,
+            # a malformed entry's record keeps its type as given: bytes that are not
+            # UTF-8 shown as \\xNN (JSON cannot hold them; the record was a 500)
+            type=shown(info.type),
             attempts=info.attempts,
             enqueuedAt=info.enqueued_at,
             startedAt=info.started_at,
             finishedAt=info.finished_at,
             updatedAt=info.updated_at,
             runAt=info.run_at,
-            lastError=info.last_error,
+            lastError=None if info.last_error is None else shown(info.last_error),
             streamEntryId=info.entry_id,
             cancelRequested=info.cancel_requested,
             deadEntryId=info.dead_entry_id,
