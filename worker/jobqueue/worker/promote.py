@@ -79,8 +79,15 @@ for i = 5, #ARGV do
         local flat = {}
         for name, value in pairs(fields) do
           flat[#flat + 1] = tostring(name)
-          -- a nested value keeps its JSON text (a payload stored as an object runs)
-          flat[#flat + 1] = type(value) == 'table' and cjson.encode(value) or tostring(value)
+          -- a nested value keeps its JSON text (a payload stored as an object runs);
+          -- one cjson cannot write back (1e400 read as inf) as Lua prints it, for the
+          -- worker to dead-letter: an error here, after the ZREM, would lose the job
+          local text = nil
+          if type(value) == 'table' then
+            local written, encoded = pcall(cjson.encode, value)
+            if written then text = encoded end
+          end
+          flat[#flat + 1] = text or tostring(value)
         end
         if #flat == 0 then
           -- XADD needs a field: this error after the ZREM above would lose the job
