@@ -9,7 +9,14 @@ dead-lettered, poison jobs dead-lettered, duplicates and their bound, long jobs 
 and exits 1 if a guarantee broke.
 
     .venv/bin/python bench/chaos.py [--jobs 50000] [--fault-phase-s 90] [--sigkills 20] ...
+    .venv/bin/python bench/chaos.py --lanes high:8-10,normal:4-7,low:1-3 [--partitions 3]
     .venv/bin/python bench/chaos.py --reclaim-latency [--visibility-timeout-s 30]
+
+``--lanes`` and ``--partitions`` run the workers on a queue with priority lanes
+(JOBQUEUE_LANES) and/or partitions (JOBQUEUE_PARTITIONS, one engine per partition in
+each worker): jobs then go through the client's routing (valid jobs at every priority,
+long and poison jobs in the non-default lanes first) and the counts cover every lane
+stream, delayed set and dead-letter stream of every partition.
 
 ``--reclaim-latency`` measures instead how long after a SIGKILL another worker takes the
 dead worker's jobs over, killing it right after a heartbeat refreshed its claims (the
@@ -53,6 +60,8 @@ def chaos(args: argparse.Namespace, tmp: Path) -> int:
         concurrency=args.concurrency,
         settle_timeout_s=args.settle_timeout_s,
         seed=args.seed,
+        lanes=args.lanes,
+        partitions=args.partitions,
     )
     print(plan)
     report = ChaosRun(plan, RedisServer(tmp / "redis", appendonly=True), tmp).run()
@@ -131,6 +140,8 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--settle-timeout-s", type=float, default=300.0)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--lanes", default="", help="JOBQUEUE_LANES, e.g. high:8-10,low:1-7")
+    parser.add_argument("--partitions", type=int, default=1, help="JOBQUEUE_PARTITIONS")
     parser.add_argument("--reclaim-latency", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="jobqueue-chaos-") as tmp:

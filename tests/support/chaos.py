@@ -22,10 +22,19 @@ it lets the workers settle and counts, from Redis and the processes' deaths:
 
 Every job is enqueued by this process between faults, so the set of accepted jobs is
 exact (a Redis restart never interrupts an enqueue).
+
+With ``lanes`` (``high:8-10,normal:4-7,low:1-3``, JOBQUEUE_LANES) and/or ``partitions``
+(JOBQUEUE_PARTITIONS) the workers run those paths and the jobs are enqueued through the
+client (`jobqueue.core.client.Client`, ids chosen here so the accepted set stays exact),
+which routes them: valid jobs at random priorities 1..10, long and poison jobs cycled
+over the lanes other than the default first, every job to the partition of its id. The
+counts then look in every lane stream, delayed set and dead-letter stream of every
+partition, and ``spread`` says how many jobs of each kind went to each stream.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import random
 import signal
@@ -38,8 +47,19 @@ from typing import TypeVar
 import orjson
 import redis
 
+from jobqueue.core.client import Client
+from jobqueue.core.client_types import NewJob
 from jobqueue.core.keys import QueueKeys
-from jobqueue.core.wire import new_job_id, utc_now_iso
+from jobqueue.core.lanes import parse_lanes
+from jobqueue.core.partitions import partition_for
+from jobqueue.core.settings import QueueSettings
+from jobqueue.core.wire import (
+    DEFAULT_PRIORITY,
+    MAX_PRIORITY,
+    MIN_PRIORITY,
+    new_job_id,
+    utc_now_iso,
+)
 from support.redis_server import RedisServer
 from support.worker_process import WorkerProcess
 
@@ -69,6 +89,19 @@ class ChaosPlan:
     max_deliveries: int = 5
     settle_timeout_s: float = 60.0
     seed: int = 1
+    lanes: str = ""
+    """Priority lanes (JOBQUEUE_LANES text); empty: one stream."""
+    partitions: int = 1
+
+    @property
+    def queue(self) -> QueueSettings:
+        """The queue the workers and the client see (lanes, partitions)."""
+        return QueueSettings(lanes=parse_lanes(self.lanes), partitions=self.partitions)
+
+    @property
+    def routed(self) -> bool:
+        """Whether jobs go through the client's routing instead of a plain XADD."""
+        return bool(self.lanes) or self.partitions > 1
 
 
 @dataclass
@@ -98,6 +131,8 @@ class ChaosReport:
     long_stolen: list[str] = field(default_factory=list)
     deaths: list[Death] = field(default_factory=list)
     faults: dict[str, int] = field(default_factory=dict)
+    spread: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Stream -> kind -> jobs enqueued there (only when the jobs are routed)."""
     elapsed_s: float = 0.0
 
     def failures(self) -> list[str]:
@@ -134,6 +169,10 @@ class ChaosReport:
                 " by workers when they died)",
                 f"long jobs stolen    {len(self.long_stolen)}",
                 f"elapsed             {self.elapsed_s:.1f} s",
+                *(
+                    f"  {stream:<28} {', '.join(f'{n} {k}' for k, n in kinds.items())}"
+                    for stream, kinds in sorted(self.spread.items())
+                ),
             ]
         )
 
@@ -153,11 +192,26 @@ class ChaosRun:
         self.restarts: list[tuple[float, str]] = []
         self.ids: dict[str, list[str]] = {"valid": [], "long": [], "poison": []}
         self.report = ChaosReport(plan)
+        queue = plan.queue
+        self.partition_keys = queue.partition_keys
+        self.streams = [s for keys in self.partition_keys for s in queue.lanes.streams(keys)]
+        """Every ready stream: each lane of each partition."""
+        self.priorities = random.Random(plan.seed + 1)
+        """Valid jobs' priorities (apart from `random`, so the faults stay the seed's)."""
+        lanes = queue.lanes.lanes
+        default = queue.lanes.default
+        # Long and poison jobs meet the non-default lanes' paths first.
+        self.cycle = [lane.high for lane in lanes if lane != default]
+        self.cycle += [default.high] if default is not None else [DEFAULT_PRIORITY]
 
     def run(self) -> ChaosReport:
         started = time.monotonic()
         self.server.start()
         self.client = redis.Redis.from_url(self.server.url, decode_responses=True)
+        self.queue_client: Client | None = None
+        if self.plan.routed:
+            settings = dataclasses.replace(self.plan.queue, redis_url=self.server.url)
+            self.queue_client = Client(settings)
         try:
             for n in range(self.plan.workers):
                 self._start(f"chaos-{n}")
@@ -168,6 +222,8 @@ class ChaosRun:
             for worker in self.workers.values():
                 worker.stop(timeout_s=10)
             self.client.close()
+            if self.queue_client is not None:
+                self.queue_client.close()
             self.server.stop()
         self.report.elapsed_s = time.monotonic() - started
         return self.report
@@ -250,6 +306,7 @@ class ChaosRun:
         args += ["--concurrency", str(plan.concurrency)]
         args += ["--max-deliveries", str(plan.max_deliveries)]
         env = {"JOBQUEUE_BACKOFF_BASE_S": "0.1", "JOBQUEUE_BACKOFF_CAP_S": "0.5"}
+        env |= {"JOBQUEUE_LANES": plan.lanes, "JOBQUEUE_PARTITIONS": str(plan.partitions)}
         worker = WorkerProcess(self.server.url, consumer, *args, log_dir=self.log_dir, env=env)
         self.workers[consumer] = worker.start()
         self.alive_seen[worker.pid] = time.time()
@@ -265,6 +322,9 @@ class ChaosRun:
             "poison": ("crash", {}),
         }[kind]
         ids = [new_job_id() for _ in range(count)]
+        if self.queue_client is not None:
+            self._enqueue_routed(kind, job_type, payload, ids)
+            return
         text = orjson.dumps(payload).decode()
 
         def write() -> None:
@@ -280,16 +340,47 @@ class ChaosRun:
         self.ids[kind] += ids
         self.report.accepted[kind] = len(self.ids[kind])
 
+    def _enqueue_routed(
+        self, kind: str, job_type: str, payload: dict[str, object], ids: list[str]
+    ) -> None:
+        """Enqueue through the client, which picks each job's lane and partition."""
+        client = self.queue_client
+        assert client is not None
+        jobs = []
+        for n, job_id in enumerate(ids, start=len(self.ids[kind])):
+            if kind == "valid":
+                priority = self.priorities.randint(MIN_PRIORITY, MAX_PRIORITY)
+            else:
+                priority = self.cycle[n % len(self.cycle)]
+            jobs.append(NewJob(job_type, payload, priority=priority, job_id=job_id))
+        # A repeat of the call after a cut connection enqueues nothing twice (fixed ids).
+        results = self._retry(lambda: client.enqueue_many(jobs))
+        assert [r.job_id for r in results] == ids
+        self.ids[kind] += ids
+        self.report.accepted[kind] = len(self.ids[kind])
+        queue = self.plan.queue
+        for job in jobs:
+            assert job.job_id is not None
+            # The client's routing, recomputed: the partition of the id, the priority's lane.
+            partition = partition_for(
+                job.job_id, queue.partitions, partition_key=None, idempotency_key=None
+            )
+            stream = queue.lanes.stream_for(self.partition_keys[partition], job.priority)
+            into = self.report.spread.setdefault(stream, {})
+            into[kind] = into.get(kind, 0) + 1
+
     def _held(self, consumer: str) -> int:
         def held() -> int:
-            try:
-                summary = self.client.xpending(KEYS.stream, KEYS.group)
-            except redis.ResponseError:  # no group yet: no worker has started
-                return 0
-            for row in summary["consumers"]:
-                if row["name"] == consumer:
-                    return int(row["pending"])
-            return 0
+            total = 0
+            for stream in self.streams:
+                try:
+                    summary = self.client.xpending(stream, KEYS.group)
+                except redis.ResponseError:  # no group yet: no worker has started
+                    continue
+                for row in summary["consumers"]:
+                    if row["name"] == consumer:
+                        total += int(row["pending"])
+            return total
 
         return self._retry(held)
 
@@ -315,8 +406,10 @@ class ChaosRun:
 
     def _outcomes(self) -> tuple[dict[str, int], dict[str, str]]:
         done = {k: int(v) for k, v in self._retry(lambda: self.client.hgetall(DONE)).items()}
-        rows = self._retry(lambda: self.client.xrange(KEYS.dead))
-        dead = {fields.get("original_id", ""): fields.get("reason", "") for _, fields in rows}
+        dead: dict[str, str] = {}
+        for stream in dict.fromkeys(keys.dead for keys in self.partition_keys):
+            rows = self._retry(lambda stream=stream: self.client.xrange(stream))
+            dead |= {fields.get("original_id", ""): fields.get("reason", "") for _, fields in rows}
         return done, dead
 
     def _unsettled(self) -> set[str]:
@@ -334,11 +427,17 @@ class ChaosRun:
         report.duplicates = sum(n - 1 for i, n in done.items() if i in valid and n > 1)
         report.duplicate_bound = sum(d.held for d in report.deaths)
         unsettled = self._unsettled()
-        summary = self._retry(lambda: self.client.xpending(KEYS.stream, KEYS.group))
-        delayed = self._retry(lambda: self.client.zcard(KEYS.delayed))
-        groups = self._retry(lambda: self.client.xinfo_groups(KEYS.stream))
-        unread = sum(int(g.get("lag") or 0) for g in groups)
-        report.stuck = min(len(unsettled), int(summary["pending"]) + int(delayed) + unread)
+        held = 0
+        for stream in self.streams:
+            # A lane no job went to may have no stream (and so no group) at all.
+            if not self._retry(lambda stream=stream: self.client.exists(stream)):
+                continue
+            summary = self._retry(lambda stream=stream: self.client.xpending(stream, KEYS.group))
+            groups = self._retry(lambda stream=stream: self.client.xinfo_groups(stream))
+            held += int(summary["pending"]) + sum(int(g.get("lag") or 0) for g in groups)
+        for keys in self.partition_keys:
+            held += int(self._retry(lambda keys=keys: self.client.zcard(keys.delayed)))
+        report.stuck = min(len(unsettled), held)
         report.lost = len(unsettled) - report.stuck
         report.long_stolen = self._stolen()
 
