@@ -31,6 +31,7 @@ from worker.conftest import (
     settings_for,
 )
 
+from jobqueue.core.keys import QueueKeys, partition_streams
 from jobqueue.worker.crashes import CrashLedger
 from jobqueue.worker.testing import app as testing_app
 
@@ -44,8 +45,10 @@ def spawn(tmp_path: Path) -> Iterator[Spawn]:
     """Start worker processes that are SIGKILLed at teardown if still alive."""
     started: list[WorkerProcess] = []
 
-    def start(redis_url: str, consumer: str, *args: str) -> WorkerProcess:
-        worker = WorkerProcess(redis_url, consumer, *args, log_dir=tmp_path).start()
+    def start(
+        redis_url: str, consumer: str, *args: str, env: dict[str, str] | None = None
+    ) -> WorkerProcess:
+        worker = WorkerProcess(redis_url, consumer, *args, log_dir=tmp_path, env=env).start()
         started.append(worker)
         return worker
 
@@ -145,6 +148,32 @@ def test_innocent_jobs_that_shared_a_poison_jobs_crash_survive_it(
     # (an innocent job may have run twice: its worker died before its acknowledgement)
     assert sorted(sync_redis.hgetall("done")) == sorted(innocent)
     [(_, dead)] = sync_redis.xrange(DEAD)
+    assert dead["original_id"] == poison
+    assert dead["reason"].startswith("deliveries: started 2 times by workers that died")
+
+
+def test_suspects_of_different_partitions_never_run_together(
+    sync_redis: redis.Redis, redis_url: str, spawn: Spawn
+) -> None:
+    # given a queue of two partitions: innocent jobs in partition 1 read with a job of
+    # partition 0 that kills its worker (one process runs both partitions' engines)
+    first, second = partition_streams(STREAM, 2)
+    innocent = [xadd_job(sync_redis, second, "sleep", {"ms": 300, "into": "done"}) for _ in "abc"]
+    poison = xadd_job(sync_redis, first, "crash", {})
+    # when the pod keeps being restarted under the same name until its queue is empty
+    args = (*QUICK, "--max-deliveries", "2", "--concurrency", "8", "--burst")
+    exits = []
+    for _ in range(6):
+        worker = spawn(redis_url, "pod-p", *args, env={"JOBQUEUE_PARTITIONS": "2"})
+        exits.append(worker.wait(60))
+        if exits[-1] == 0:
+            break
+    # then a suspect of partition 1 never ran beside partition 0's poison job (one
+    # suspect at a time in the process, not per engine: else each crash blamed both)
+    assert exits[-1] == 0, worker.output()
+    assert sorted(sync_redis.hgetall("done")) == sorted(innocent)
+    assert sync_redis.xlen(QueueKeys(second).dead) == 0, sync_redis.xrange(QueueKeys(second).dead)
+    [(_, dead)] = sync_redis.xrange(KEYS.dead)
     assert dead["original_id"] == poison
     assert dead["reason"].startswith("deliveries: started 2 times by workers that died")
 

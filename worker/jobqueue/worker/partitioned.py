@@ -12,6 +12,8 @@ adds what must be once per process:
   more pending entries than it can run, which a shared pool could not promise);
 - the metrics: one set of metric objects (label ``queue``: the queue's stream) that
   every engine updates, the in-flight gauge their sum;
+- the turn of suspects (`jobqueue.worker.solo`): one runs at a time in the process,
+  since a death takes every engine's running jobs with it;
 - signals, the stop, the exit code (the first engine to fail stops the others and its
   code is the process's), and the HTTP side server (``/readyz`` 503 while any engine's
   Redis refuses access, ``/healthz`` with the oldest of the engines' last reads).
@@ -84,7 +86,11 @@ class PartitionedWorker:
     ) -> None:
         self.settings = settings
         self.metrics = WorkerMetrics(registry, settings.queue.stream)
-        self.engines = [Worker(app, s, metrics=self.metrics) for s in engine_settings(settings)]
+        # One suspect at a time in the process: a death blames every engine's suspect.
+        turn = asyncio.Lock()
+        self.engines = [
+            Worker(app, s, metrics=self.metrics, solo_turn=turn) for s in engine_settings(settings)
+        ]
         self.partitions = settings.partitions or tuple(range(settings.queue.partitions))
         engines = self.engines
         self.metrics.in_flight.set_function(lambda: sum(e.inflight.count for e in engines))

@@ -88,10 +88,12 @@ class Worker:
         redis: AsyncRedis | None = None,
         registry: CollectorRegistry | None = None,
         metrics: WorkerMetrics | None = None,
+        solo_turn: asyncio.Lock | None = None,
     ) -> None:
         """``metrics``: the metric objects to update (several engines of one process
         share them, `jobqueue.worker.partitioned`); else a set of its own in
-        ``registry``."""
+        ``registry``. ``solo_turn``: the process's one turn for running suspects, shared
+        by its engines (`jobqueue.worker.solo`); else one of its own."""
         self.app = app
         self.settings = settings
         keys = settings.queue.keys
@@ -124,7 +126,7 @@ class Worker:
         self.health = RedisHealth(self.redis, keys, settings.consumer)
         self.ledger = next(lane.ledger for lane in self.lanes if lane.stream == keys.stream)
         """The crash ledger of the queue's own stream."""
-        self.solo = SoloGate(self.ledger)
+        self.solo = SoloGate(self.ledger, solo_turn)
         self.executor = Executor(app, settings, self.redis, self.outcomes, self.health, self.solo)
         self.limiter = (
             Limiter(self.redis, keys, settings.limits, settings.lease_ttl_s, self.metrics.registry)

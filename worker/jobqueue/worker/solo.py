@@ -11,6 +11,14 @@ suspects waiting for their turn. So each innocent job is blamed at most once for
 someone else's crash, while a poison job is blamed for every crash it causes and
 reaches ``max_deliveries``.
 
+One at a time per process, not per engine: a worker of a partitioned queue runs one
+engine per partition, and a process's death blames each engine's running suspect. If
+every engine ran a suspect of its own, an innocent suspect of one partition would be
+blamed for each crash a poison suspect of another caused while it ran, until it reached
+``max_deliveries`` (seen in the chaos run with 3 partitions). So the engines of one
+process share one turn (`SoloGate` ``turn``); each records its suspect in its own
+partition's ledger.
+
 Jobs that are no suspects keep running beside a suspect: a poison job costs the worker
 its other jobs' progress on each crash, not its throughput in between.
 """
@@ -36,9 +44,11 @@ away, the stale record only spares the next crash's suspect one count)."""
 class SoloGate:
     """Lets this worker's suspects run one at a time, each recorded while it runs."""
 
-    def __init__(self, ledger: CrashLedger) -> None:
+    def __init__(self, ledger: CrashLedger, turn: asyncio.Lock | None = None) -> None:
+        """``turn``: the lock the suspects wait for, shared by every engine of a process
+        (`jobqueue.worker.partitioned`); else one of its own."""
         self.ledger = ledger
-        self._turn = asyncio.Lock()
+        self._turn = turn or asyncio.Lock()
 
     @contextlib.asynccontextmanager
     async def alone(self, delivery: Delivery) -> AsyncIterator[None]:
