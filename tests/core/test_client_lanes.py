@@ -7,7 +7,7 @@ import pytest
 import redis
 from redis.asyncio import Redis as AsyncRedis
 
-from jobqueue.core.client import AsyncClient, Client, NewJob
+from jobqueue.core.client import AsyncClient, Client, Enqueued, InvalidNewJob, NewJob
 from jobqueue.core.keys import QueueKeys
 from jobqueue.core.lanes import parse_lanes
 from jobqueue.core.partitions import partition_of
@@ -212,3 +212,38 @@ async def test_each_partition_has_its_own_lanes(redis_client: AsyncRedis) -> Non
         ("normal", 0),
         ("low", 1),
     ]
+
+
+NOT_PRIORITIES = [9.0, 2.0, 9.5, "9", None, True, 0, 11]
+
+
+@pytest.mark.parametrize("priority", NOT_PRIORITIES, ids=repr)
+async def test_a_priority_that_is_not_an_int_1_to_10_is_refused_and_nothing_is_written(
+    redis_client: AsyncRedis, priority: object
+) -> None:
+    # 9.0 used to pass, land in the default lane's stream as "9.0" and be dead-lettered
+    # by the worker (not an integer); it is a job of a partitioned queue with lanes here
+    queue = QueueSettings(status_ttl_s=3600, lanes=LANES, partitions=3)
+    client = AsyncClient(redis_client, queue)
+    good = NewJob("noop", {}, priority=9, partition_key="k")
+    bad = NewJob("noop", {}, priority=priority, partition_key="k")  # type: ignore[arg-type]
+
+    with pytest.raises(InvalidNewJob, match=r"'priority' must be an integer 1\.\.10"):
+        await client.enqueue_many([good, bad])
+    [accepted, refused] = await client.enqueue_each([good, bad])
+
+    assert isinstance(refused, InvalidNewJob)
+    assert isinstance(accepted, Enqueued)
+    home = queue.partition_keys[partition_of("k", 3)]
+    streams = {
+        s: await redis_client.xlen(s) for k in queue.partition_keys for s in LANES.streams(k)
+    }
+    assert {s: n for s, n in streams.items() if n} == {LANES.stream_for(home, 9): 1}
+
+
+@pytest.mark.parametrize("key", [7, b"k", ["k"]], ids=repr)
+async def test_a_partition_key_that_is_not_a_string_is_refused_by_name(
+    client: AsyncClient, key: object
+) -> None:
+    with pytest.raises(InvalidNewJob, match="'partition_key' must be a string"):
+        await client.enqueue_many([NewJob("noop", {}, partition_key=key)])  # type: ignore[arg-type]

@@ -106,7 +106,15 @@ class NewJob:
             raise ValueError("'type' must be a non-empty string")
         if not isinstance(self.payload, Mapping):
             raise ValueError("'payload' must be a JSON object (a mapping)")
-        if isinstance(self.priority, bool) or not MIN_PRIORITY <= self.priority <= MAX_PRIORITY:
+        # Only an int: 9.0 passed the range check, then went to the default lane's stream
+        # as "9.0", which the worker dead-lettered (int() refuses it); "5" and None
+        # failed later with a TypeError.
+        priority = self.priority
+        if (
+            not isinstance(priority, int)
+            or isinstance(priority, bool)
+            or not MIN_PRIORITY <= priority <= MAX_PRIORITY
+        ):
             raise ValueError(f"'priority' must be an integer {MIN_PRIORITY}..{MAX_PRIORITY}")
         if self.delay_s is not None and self.run_at is not None:
             raise ValueError("give 'delay_s' or 'run_at', not both")
@@ -114,16 +122,8 @@ class NewJob:
             raise ValueError("'delay_s' must be a finite number of seconds >= 0")
         if self.run_at is not None and self.run_at.tzinfo is None:
             raise ValueError("'run_at' must carry a timezone")
-        key = self.idempotency_key
-        if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY_CHARS:
-            raise ValueError(f"'idempotency_key' must be 1..{MAX_IDEMPOTENCY_KEY_CHARS} characters")
-        if key is not None and not _is_utf8(key):
-            raise ValueError("'idempotency_key' must be text that encodes as UTF-8")
-        part = self.partition_key
-        if part is not None and not 0 < len(part) <= MAX_IDEMPOTENCY_KEY_CHARS:
-            raise ValueError(f"'partition_key' must be 1..{MAX_IDEMPOTENCY_KEY_CHARS} characters")
-        if part is not None and not _is_utf8(part):
-            raise ValueError("'partition_key' must be text that encodes as UTF-8")
+        _check_key("idempotency_key", self.idempotency_key)
+        _check_key("partition_key", self.partition_key)
         if self.job_id is not None and (
             not isinstance(self.job_id, str) or not _JOB_ID.fullmatch(self.job_id)
         ):
@@ -163,6 +163,18 @@ def enqueue_arg(job: NewJob, now_ms: int, stream: int = 1) -> tuple[str, bytes]:
         raise
     except Exception as exc:  # e.g. TypeError/OverflowError from a value of a foreign type
         raise ValueError(f"cannot be encoded: {type(exc).__name__}: {exc}") from None
+
+
+def _check_key(name: str, key: object) -> None:
+    """An idempotency or partition key: None, or 1..200 characters of UTF-8 text."""
+    if key is None:
+        return
+    if not isinstance(key, str):
+        raise ValueError(f"'{name}' must be a string")
+    if not 0 < len(key) <= MAX_IDEMPOTENCY_KEY_CHARS:
+        raise ValueError(f"'{name}' must be 1..{MAX_IDEMPOTENCY_KEY_CHARS} characters")
+    if not _is_utf8(key):
+        raise ValueError(f"'{name}' must be text that encodes as UTF-8")
 
 
 def _enqueue_arg(job: NewJob, now_ms: int, stream: int) -> tuple[str, bytes]:
