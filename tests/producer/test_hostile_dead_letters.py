@@ -15,6 +15,7 @@ from redis.asyncio import Redis as AsyncRedis
 
 from jobqueue.cli.main import cli
 from jobqueue.core.lanes import parse_lanes
+from jobqueue.core.partitions import partition_of
 from jobqueue.core.settings import QueueSettings
 from jobqueue.core.wire import new_job_id, utc_now_iso
 from jobqueue.worker.partitioned import worker_for
@@ -131,3 +132,35 @@ async def test_an_odd_hand_written_dead_letter_is_listed_replayed_and_deleted_wi
     holding = [s for s in streams if await redis_client.xlen(s)]
     assert len(holding) == 1
     assert await redis_client.xlen(part.dead) == 0
+
+
+ODD_RECORDS: dict[str, dict[str | bytes, str | bytes]] = {
+    "attempts abc": {"attempts": "abc"},
+    "attempts huge": {"attempts": "9" * 30},
+    "result not JSON": {"result": "{nope"},
+    "result bytes": {"result": b"\xff"},
+    "enqueued at bytes": {"enqueued_at": b"\xff"},
+    "lane bytes": {"lane": b"\xff"},
+    "state bytes": {"state": b"\xff"},
+    "result error bytes": {"result_error": b"\xff"},
+    "type empty": {"type": ""},
+}
+
+
+@pytest.mark.parametrize("odd", ODD_RECORDS.values(), ids=ODD_RECORDS.keys())
+async def test_a_status_record_with_odd_values_is_read_and_cancelled_without_a_5xx(
+    api: Api, redis_client: AsyncRedis, odd: dict[str | bytes, str | bytes]
+) -> None:
+    job_id = new_job_id()
+    status_key = QUEUE.partition_keys[partition_of(job_id, 3)].status(job_id)
+    record = {"state": "queued", "type": "noop", "attempts": "0", **odd}
+    await redis_client.hset(status_key, mapping=record)  # type: ignore[arg-type]
+
+    read, body = await api.call("GET", f"/jobs/{job_id}")
+    waited, _ = await api.call("GET", f"/jobs/{job_id}?wait=0.05")
+    cancelled, _ = await api.call("DELETE", f"/jobs/{job_id}")
+
+    assert (read, waited) == (200, 200), body
+    assert cancelled in (200, 409)
+    if odd.get("state") == b"\xff":
+        assert body["state"] == "\\xff"

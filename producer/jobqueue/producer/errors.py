@@ -20,6 +20,7 @@ from redis import exceptions as redis_exceptions
 from jobqueue.core import redis_errors
 from jobqueue.core.connection import REDIS_UNAVAILABLE
 from jobqueue.core.errors import EnqueueUnconfirmed
+from jobqueue.core.wire import shown
 from jobqueue.producer.models import ErrorBody, InvalidJob, Issue
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,9 @@ def json_error(
 ) -> web.Response:
     """A JSON error response: ``{"error": error, "detail": detail}`` (and ``jobIds``, whose
     outcome is then unknown)."""
-    body = ErrorBody(error=error, detail=detail, jobIds=job_ids)
+    # A detail may quote what Redis holds (a record's state): bytes that are not UTF-8
+    # shown as \\xNN, or the error would itself be a 500.
+    body = ErrorBody(error=error, detail=None if detail is None else shown(detail), jobIds=job_ids)
     if job_ids is not None:
         body.outcome = "unknown"
     return web.Response(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections import Counter
 from typing import Any, Literal
@@ -237,20 +238,26 @@ async def get_job(request: web.Request) -> web.Response:
     info = await (client.wait(job_id, wait_s) if wait_s > 0 else client.get(job_id))
     if info is None:
         return json_error(404, "Job not found", f"no status record for {job_id!r} (or expired)")
+    # A record keeps what it was given: a malformed entry's type, a hand-edited field.
+    # Bytes that are not UTF-8 are shown as \\xNN (JSON cannot hold them; this was a 500).
+    shown_texts: dict[str, Any] = {
+        f.name: shown(value)
+        for f in dataclasses.fields(info)
+        if isinstance(value := getattr(info, f.name), str)
+    }
+    info = dataclasses.replace(info, **shown_texts)
     return json_response(
         JobStatusOut(
             jobId=info.job_id,
             state=info.state,
-            # a malformed entry's record keeps its type as given: bytes that are not
-            # UTF-8 shown as \\xNN (JSON cannot hold them; the record was a 500)
-            type=shown(info.type),
+            type=info.type,
             attempts=info.attempts,
             enqueuedAt=info.enqueued_at,
             startedAt=info.started_at,
             finishedAt=info.finished_at,
             updatedAt=info.updated_at,
             runAt=info.run_at,
-            lastError=None if info.last_error is None else shown(info.last_error),
+            lastError=info.last_error,
             streamEntryId=info.entry_id,
             cancelRequested=info.cancel_requested,
             deadEntryId=info.dead_entry_id,
@@ -273,4 +280,4 @@ async def cancel_job(request: web.Request) -> web.Response:
     result: Literal["cancelled", "cancel_requested"] = (
         "cancelled" if outcome.answer == "cancelled" else "cancel_requested"
     )
-    return json_response(CancelOut(jobId=job_id, result=result, state=outcome.state))
+    return json_response(CancelOut(jobId=job_id, result=result, state=shown(outcome.state)))
