@@ -7,7 +7,14 @@ import pytest
 import redis
 from redis.asyncio import Redis as AsyncRedis
 
-from jobqueue.core.client import AsyncClient, Client, Enqueued, InvalidNewJob, NewJob
+from jobqueue.core.client import (
+    AsyncClient,
+    Client,
+    Enqueued,
+    InvalidNewJob,
+    NewJob,
+    PartlyEnqueued,
+)
 from jobqueue.core.keys import QueueKeys
 from jobqueue.core.lanes import parse_lanes
 from jobqueue.core.partitions import partition_of
@@ -247,3 +254,29 @@ async def test_a_partition_key_that_is_not_a_string_is_refused_by_name(
 ) -> None:
     with pytest.raises(InvalidNewJob, match="'partition_key' must be a string"):
         await client.enqueue_many([NewJob("noop", {}, partition_key=key)])  # type: ignore[arg-type]
+
+
+async def test_a_batch_whose_call_fails_in_one_partition_names_the_jobs_written_in_others(
+    redis_client: AsyncRedis,
+) -> None:
+    # given a partitioned queue with lanes where partition 1's high lane stream is a
+    # foreign key of another type (its script call fails; EXEC still runs the others)
+    queue = QueueSettings(status_ttl_s=3600, lanes=LANES, partitions=3)
+    client = AsyncClient(redis_client, queue)
+    broken = queue.partition_keys[1]
+    await redis_client.set(LANES.stream(broken, LANES.lanes[0]), "foreign")
+    keys = {p: next(f"k{n}" for n in range(100) if partition_of(f"k{n}", 3) == p) for p in range(3)}
+    jobs = [
+        NewJob("noop", {}, priority=9, partition_key=keys[p], job_id=f"job-{p}") for p in (0, 1, 2)
+    ]
+    # when the batch is enqueued
+    with pytest.raises(PartlyEnqueued) as caught:
+        await client.enqueue_many(jobs)
+    # then the error names the jobs of partitions 0 and 2, which are queued, and not
+    # the one of partition 1
+    written = set(caught.value.enqueued)
+    assert written == {"job-0", "job-2"}
+    for job_id in written:
+        info = await client.get(job_id)
+        assert info is not None
+        assert info.state == "queued"

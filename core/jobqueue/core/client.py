@@ -343,7 +343,7 @@ class AsyncClient:
         by_partition: dict[int, list[int]] = {}
         for index, job in enumerate(prepared):
             by_partition.setdefault(job[4], []).append(index)
-        calls, order = [], []
+        calls, order, sizes = [], [], []
         for partition, indexes in by_partition.items():
             q = self.partitions[partition]
             ready = self._ready(q)
@@ -353,6 +353,7 @@ class AsyncClient:
                 keys = queue_keys + [key for j in chunk for key in prepared[j][2]]
                 calls.append((keys, head + self._names(ready) + [prepared[j][1] for j in chunk]))
                 order += chunk
+                sizes.append(len(chunk))
         if self.settings.enqueue_min_replicas:
             replies = await enqueue_replicated(
                 self.redis,
@@ -368,7 +369,8 @@ class AsyncClient:
             async with self.redis.pipeline(transaction=True) as pipe:
                 for keys, args in calls:
                     await self._enqueue(keys=keys, args=args, client=pipe)
-                replies = await pipe.execute()
+                replies = await pipe.execute(raise_on_error=False)
+            self._raise_failed_calls(replies, sizes, order, prepared)
         flat = [value for reply in replies for value in reply]
         answered = [Enqueued.from_reply(flat[i : i + 4]) for i in range(0, len(flat), 4)]
         placed: list[Enqueued | None] = [None] * len(prepared)
@@ -376,6 +378,27 @@ class AsyncClient:
             placed[index] = result
         results = [result for result in placed if result is not None]
         return await self._with_first_records(results, prepared)
+
+    @staticmethod
+    def _raise_failed_calls(
+        replies: list[Any], sizes: list[int], order: list[int], prepared: list[_Prepared]
+    ) -> None:
+        """EXEC runs every call of the transaction even when one fails (a script error in
+        one partition, e.g. a foreign key): the other calls' jobs are written. As on a
+        cluster, that is `PartlyEnqueued` naming them, not an error that hides them.
+        ``sizes``: the jobs of each call, whose indexes follow each other in ``order``."""
+        failed = [reply for reply in replies if isinstance(reply, Exception)]
+        if not failed:
+            return
+        written: list[str] = []
+        at = 0
+        for size, reply in zip(sizes, replies, strict=True):
+            if not isinstance(reply, Exception):
+                written += [prepared[j][0] for j in order[at : at + size]]
+            at += size
+        if written:
+            raise PartlyEnqueued(written, failed[0]) from failed[0]
+        raise failed[0]
 
     async def _with_first_records(
         self, results: list[Enqueued], prepared: list[_Prepared]
