@@ -57,6 +57,10 @@ BAD_ENTRIES: dict[str, dict[str, str | bytes]] = {
         "type": "missing-handler",
     },
     "attempts -1": {**_good(), "attempts": "-1"},
+    "attempts abc": {**_good(), "attempts": "abc"},
+    "type empty": {**_good(), "type": ""},
+    "payload empty": {**_good(), "payload": ""},
+    "priority huge": _good("9" * 5000),
     "only an id": {"id": new_job_id()},
 }
 
