@@ -180,3 +180,14 @@ async def test_a_dead_letter_route_with_any_job_id_query_answers_4xx(api: Api, m
         answer = await raw_request("127.0.0.1", _port(api), request)
         assert 400 <= answer.status < 500, (job_id[:40], answer)
         answer.json()
+
+
+async def test_a_dead_letter_page_with_any_after_or_limit_answers_200_or_400(api: Api) -> None:
+    for query in [b"after=", b"after=abc", b"after=1-", b"after=99999999999999999999999-0",
+                  b"after=%FF%FE", b"after=18446744073709551615-18446744073709551615",
+                  b"after=0-0&after=1-0", b"limit=0", b"limit=%FF", b"limit=500", b"limit=-1",
+                  b"limit=1e3", b"limit=" + b"9" * 5000, b"other=1"]:  # fmt: skip
+        request = b"GET /dead?%s HTTP/1.1\r\nHost: p\r\n\r\n" % query
+        answer = await raw_request("127.0.0.1", _port(api), request)
+        assert answer.status in (200, 400), (query[:40], answer)
+        answer.json()
