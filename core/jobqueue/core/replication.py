@@ -86,18 +86,7 @@ async def enqueue_replicated(
             replies = await pipe.execute(raise_on_error=False)
         except (ConnectionError, TimeoutError) as exc:
             raise EnqueueUnconfirmed(job_ids, f"connection lost: {exc}") from exc
-    for reply in replies[:-1]:
-        if isinstance(reply, Exception):  # the script's own error, or Redis refusing it
-            raise reply
-    if isinstance(replies[-1], Exception):  # UNBLOCKED: demoted mid-WAIT, the script ran
-        raise EnqueueUnconfirmed(job_ids, f"WAIT answered {replies[-1]}") from replies[-1]
-    acknowledged = int(replies[-1])
-    if acknowledged < min_replicas:
-        raise EnqueueUnconfirmed(
-            job_ids,
-            f"{acknowledged} of {min_replicas} replicas acknowledged within {timeout_ms} ms",
-        )
-    return list(replies[-2]) if transaction else replies[:-1]
+    return _checked(replies, transaction, job_ids, min_replicas, timeout_ms)
 
 
 async def _on_cluster(
@@ -209,16 +198,17 @@ def _refusal(replies: list[Any], transaction: bool) -> Exception | None:
 def _checked(
     replies: list[Any], transaction: bool, job_ids: list[str], min_replicas: int, timeout_ms: int
 ) -> list[Any]:
-    """The script calls' replies, once ``WAIT`` counted enough replicas."""
+    """The script calls' replies, once ``WAIT`` counted enough replicas (one Redis and
+    a cluster node alike)."""
     # In order: a call refused when queued (OOM...) comes before the EXECABORT it caused.
     for reply in replies[:-1]:
-        if isinstance(reply, ResponseError):
+        if isinstance(reply, Exception):
             raise reply
     calls = replies[-2] if transaction else replies[:-1]
     for reply in calls:
-        if isinstance(reply, ResponseError):  # the script's own error, as on one Redis
+        if isinstance(reply, Exception):  # the script's own error
             raise reply
-    if isinstance(replies[-1], ResponseError):  # the script ran; WAIT did not count
+    if isinstance(replies[-1], Exception):  # the script ran; WAIT did not count (UNBLOCKED)
         raise EnqueueUnconfirmed(job_ids, f"WAIT answered {replies[-1]}") from replies[-1]
     acknowledged = int(replies[-1])
     if acknowledged < min_replicas:
