@@ -6,7 +6,6 @@ point is that `bench/` does not rot as the code it measures changes.
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 import sys
@@ -94,21 +93,5 @@ def test_benchmark_runs_and_prints_its_figures(script: str, args: list[str], exp
         text=True,
         timeout=180,
     )
-    if script == "chaos.py" and _only_extra_duplicates(done.stdout):
-        # An open defect, found at the end of 2026-11-30 (CHANGELOG "Known issues"): since
-        # the priority-lanes change (2d9cd4c), a run with one SIGKILL and one CLIENT KILL
-        # sometimes runs 1-2 jobs more than the entries the killed worker held (3-4 of 18
-        # seeds of this smoke run; 0 of 18 before it). Every other guarantee (nothing
-        # lost, stuck or wrongly dead-lettered, no long job stolen) is still asserted.
-        pytest.xfail("duplicates beyond the bound: open defect since 2d9cd4c, see CHANGELOG")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]  # chaos: on stdout
     assert expected in done.stdout, done.stdout
-
-
-def _only_extra_duplicates(report: str) -> bool:
-    """Whether a chaos report's only broken guarantee is the duplicate bound."""
-    broken = [line for line in report.splitlines() if line.startswith("BROKEN:")]
-    return (
-        len(broken) == 1
-        and re.fullmatch(r"BROKEN: \['\d+ duplicates > bound \d+'\]", broken[0]) is not None
-    )

@@ -128,7 +128,9 @@ class Executor:
             "job %s (%s) attempt %d failed while Redis was unavailable (%s: %s);"
             " not counted, it runs again once Redis is back",
             *(job.id, job.type, job.attempts + 1, type(error).__name__, error),
-            extra=self._log_fields(job),
+            # A JSON line says so in a field: the handler's own writes before the error
+            # may have landed, so this is a run that may repeat side effects.
+            extra={**self._log_fields(job), "redis_unavailable": True},
         )
         self.held += 1
         await self.health.wait_healthy()
