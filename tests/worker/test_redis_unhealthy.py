@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from redis.asyncio import Redis as AsyncRedis
 from support.redis_server import RedisServer
 from worker.conftest import (
@@ -41,7 +42,7 @@ async def always_fails(ctx: JobContext) -> None:
 
 
 async def test_no_valid_job_is_dead_lettered_while_redis_is_at_maxmemory(
-    own_redis: RedisServer,
+    own_redis: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     client: AsyncRedis = async_redis(own_redis.url)
     try:
@@ -78,6 +79,11 @@ async def test_no_valid_job_is_dead_lettered_while_redis_is_at_maxmemory(
         assert await client.hgetall("done") == {i: "1" for i in ids}
         states = [(await record_of(client, i)).get("attempts") for i in ids]
         assert set(states) == {"1"}
+        # and each held attempt's log line says so in a field (a JSON log's reader, such as
+        # the chaos harness, tells these re-runs from others by it)
+        held = {r.job_id for r in caplog.records if getattr(r, "redis_unavailable", False)}
+        assert held
+        assert held <= set(ids)
     finally:
         await client.aclose()
 
