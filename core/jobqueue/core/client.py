@@ -31,6 +31,7 @@ from redis.backoff import ExponentialBackoff
 from jobqueue.core import scripts
 from jobqueue.core.backlog import QueueSample, parse_entry_id
 from jobqueue.core.client_types import (
+    EXPIRED,
     AmbiguousDeadLetter,
     CancelOutcome,
     DeadLetter,
@@ -59,15 +60,14 @@ DEFAULT_IDEMPOTENCY_TTL_S = 24 * 3600
 JOBS_PER_SCRIPT_CALL = 500
 """Bounds how long one script call holds Redis; bigger batches become several calls
 inside one MULTI, still one round trip."""
-_Prepared = tuple[str, bytes, list[str], bool, int]
-"""One job ready for the enqueue script: its id, its argument, the keys it touches,
-whether its id was the caller's, and its partition (`jobqueue.core.partitions`)."""
+_Prepared = tuple[str, bytes, list[str], bool, int, bool]
+"""One job ready for the enqueue script: its id, its argument, the keys it may touch,
+whether its id was the caller's, its partition (`jobqueue.core.partitions`), and whether
+the script needs its keys even without a lookup (an idempotency key, a delay)."""
 ENQUEUE_RETRIES = 3
 """Times an enqueue whose reply was lost is sent again, with the same job ids (so never
 written twice), before its caller hears the connection error."""
 ENTRY_ID = re.compile(r"[0-9]{1,19}-[0-9]{1,19}")
-EXPIRED = "expired"
-"""The state the enqueue script answers for a job it did not write past ``not_after_ms``."""
 
 __all__ = [
     "AmbiguousDeadLetter",
@@ -230,7 +230,8 @@ class AsyncClient:
         done = q.done(job_id)
         if done is not None:
             keys.append(done)
-        return job_id, arg, keys, job.job_id is not None, partition
+        own_keys = job.idempotency_key is not None or job.due_ms(now_ms) > 0
+        return job_id, arg, keys, job.job_id is not None, partition, own_keys
 
     def _apart_on_cluster(self, prepared: list[_Prepared]) -> list[list[int]] | None:
         """The indexes of ``prepared`` by partition when they must go as separate calls
@@ -350,7 +351,10 @@ class AsyncClient:
             queue_keys = [q.delayed, q.delayed_jobs, q.queued, *(stream for _, stream in ready)]
             for i in range(0, len(indexes), JOBS_PER_SCRIPT_CALL):
                 chunk = indexes[i : i + JOBS_PER_SCRIPT_CALL]
-                keys = queue_keys + [key for j in chunk for key in prepared[j][2]]
+                # A job's own keys only where the script may touch them (`scripts.ENQUEUE`).
+                keys = queue_keys + [
+                    key for j in chunk if check or prepared[j][5] for key in prepared[j][2]
+                ]
                 calls.append((keys, head + self._names(ready) + [prepared[j][1] for j in chunk]))
                 order += chunk
                 sizes.append(len(chunk))
@@ -371,11 +375,10 @@ class AsyncClient:
                     await self._enqueue(keys=keys, args=args, client=pipe)
                 replies = await pipe.execute(raise_on_error=False)
             self._raise_failed_calls(replies, sizes, order, prepared)
-        flat = [value for reply in replies for value in reply]
-        answered = [Enqueued.from_reply(flat[i : i + 4]) for i in range(0, len(flat), 4)]
+        answers = [answer for reply in replies for answer in reply]
         placed: list[Enqueued | None] = [None] * len(prepared)
-        for index, result in zip(order, answered, strict=True):
-            placed[index] = result
+        for index, answer in zip(order, answers, strict=True):
+            placed[index] = Enqueued.from_answer(prepared[index][0], answer)
         results = [result for result in placed if result is not None]
         return await self._with_first_records(results, prepared)
 

@@ -254,6 +254,10 @@ def _wide_int_path(value: Any, path: str, depth: int = 0) -> str | None:
     return None
 
 
+EXPIRED = "expired"
+"""The state of a job the enqueue script did not write, past ``not_after_ms``."""
+
+
 @dataclass(frozen=True, slots=True)
 class Enqueued:
     """The answer to an enqueue: the job's id, its stream entry id (None while delayed),
@@ -265,9 +269,15 @@ class Enqueued:
     duplicate: bool
 
     @classmethod
-    def from_reply(cls, reply: Sequence[str]) -> Enqueued:
-        job_id, entry_id, state, duplicate = reply
-        return cls(job_id, entry_id or None, state, duplicate == "1")
+    def from_answer(cls, job_id: str, answer: str) -> Enqueued:
+        """The enqueue script's answer for the job ``job_id`` (`jobqueue.core.scripts`)."""
+        if answer == "d":
+            return cls(job_id, None, "delayed", False)
+        if answer == "x":
+            return cls(job_id, None, EXPIRED, False)
+        if answer[:1] == "=":  # a duplicate: the caller reads the first job's record
+            return cls(answer[1:], None, "", True)
+        return cls(job_id, answer, "queued", False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,9 +33,12 @@ end
 """
 
 # KEYS: delayed (zset), delayed_jobs (hash), queued (hash), the S ready streams (the
-#       queue's stream, or the stream of each priority lane), then per job its status
-#       record, its idempotency key when it has one, and its success-record hash when its
-#       id has one (`QueueKeys.done`: 26 characters).
+#       queue's stream, or the stream of each priority lane), then, for each job the
+#       script may look up or whose record it writes (with check, an idempotency key, or
+#       delayed), its status record, its idempotency key when it has one, and its
+#       success-record hash when its id has one (`QueueKeys.done`: 26 characters). A
+#       fresh job that goes straight to its stream names no key of its own: Redis's cost
+#       per job is what that saves (bench/README.md).
 # ARGV: status_ttl_s, idempotency_ttl_s, now_iso, now_ms, not_after_ms ('0' = none),
 #       check ('1': look whether each job exists already), S, then per ready stream what
 #       follows the entry id in `queued` for a job in it ('' for the queue's stream, ' <lane
@@ -52,8 +55,9 @@ end
 # Past not_after_ms by Redis's clock the call writes nothing and answers every job
 # 'expired': a caller that gave up at its deadline (and said "outcome unknown") is not
 # contradicted by a write landing later.
-# Returns per job, flat: job_id, entry_id ('' when delayed or a duplicate), state ('' for
-# a duplicate: the caller reads the first job's record; 'expired'), duplicate ('1'/'0').
+# Returns one string per job: its entry id when it was queued, 'd' when it was delayed,
+# 'x' when the call expired, '=' and the first job's id for a duplicate (the caller
+# reads that job's record): one reply element a job, not four.
 ENQUEUE = """#!lua
 local delayed, delayed_jobs, queued = KEYS[1], KEYS[2], KEYS[3]
 local status_ttl, idem_ttl, now, now_ms = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
@@ -68,12 +72,7 @@ local out = {}
 if not_after > 0 then
   local time = call('TIME')
   if tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000) > not_after then
-    for i = first_job, #ARGV do
-      out[#out + 1] = decode(ARGV[i])[2]
-      out[#out + 1] = ''
-      out[#out + 1] = 'expired'
-      out[#out + 1] = '0'
-    end
+    for i = first_job, #ARGV do out[#out + 1] = 'x' end
     return out
   end
 end
@@ -82,55 +81,49 @@ for i = first_job, #ARGV do
   local job = decode(ARGV[i])
   local idem, id, due_ms, run_at = job[1], job[2], job[3], job[4]
   local job_type, enqueued_at, fields = job[5], job[6], job[7]
-  local status = KEYS[k]
-  local idem_key = nil
-  k = k + 1
-  if idem ~= '' then
-    idem_key = KEYS[k]
+  local status, idem_key, done = nil, nil, nil
+  if check or idem ~= '' or due_ms ~= '0' then  -- the job's keys come (see KEYS)
+    status = KEYS[k]
     k = k + 1
-  end
-  local done = nil
-  if #id == 26 then
-    done = KEYS[k]
-    k = k + 1
+    if idem ~= '' then
+      idem_key = KEYS[k]
+      k = k + 1
+    end
+    if #id == 26 then
+      done = KEYS[k]
+      k = k + 1
+    end
   end
   local existing = idem_key and call('GET', idem_key)
   if not existing and check and known(status, done, id) then
     existing = id
   end
   if existing then
-    out[#out + 1] = existing
-    out[#out + 1] = ''
-    out[#out + 1] = ''
-    out[#out + 1] = '1'
+    out[#out + 1] = '=' .. existing
   else
     if idem_key then
       call('SET', idem_key, id, 'EX', idem_ttl)
     end
-    local entry_id, state = '', 'queued'
     if due_ms ~= '0' then
-      state = 'delayed'
       call('ZADD', delayed, due_ms, id)
       call('HSET', delayed_jobs, id, job[9])
-      call('HSET', status, 'state', state, 'type', job_type, 'enqueued_at', enqueued_at,
+      call('HSET', status, 'state', 'delayed', 'type', job_type, 'enqueued_at', enqueued_at,
         'attempts', '0', 'run_at', run_at, 'updated_at', now)
       -- The record outlives the wait, or a long delay would leave a job without one.
       call('EXPIRE', status,
         tonumber(status_ttl) + math.ceil((tonumber(due_ms) - now_ms) / 1000))
+      out[#out + 1] = 'd'
     else
       -- A queued job has no record of its own, only its entry id in `queued`: the
       -- rest is in the entry (the client derives `queued` from it). The worker removes
       -- it when the job starts (docs/internals.md, status records).
       local lane = job[8]
-      entry_id = call('XADD', KEYS[3 + lane], '*', unpack(fields))
+      local entry_id = call('XADD', KEYS[3 + lane], '*', unpack(fields))
       local suffix = ARGV[7 + lane]
       -- No concatenation for the queue's own stream: a new string per job costs.
       call('HSET', queued, id, suffix == '' and entry_id or entry_id .. suffix)
+      out[#out + 1] = entry_id
     end
-    out[#out + 1] = id
-    out[#out + 1] = entry_id
-    out[#out + 1] = state
-    out[#out + 1] = '0'
   end
 end
 return out
