@@ -308,6 +308,7 @@ class Outcomes:
         take_mark = running.pop
         stored: list[str | int] = []
         values: list[bytes] = []
+        now, dumps = utc_now_iso(), orjson.dumps
         for item in batch:
             entry_id, job_id, result = item.entry_id, item.job_id, item.stored
             keys.append(prefix + job_id)
@@ -325,13 +326,17 @@ class Outcomes:
             if result is None and len(job_id) == ULID_CHARS:
                 bucket = done_prefix + job_id[:DONE_BUCKET_CHARS]
                 buckets[bucket] = None
-            started_and_done += (entry_id, at, bucket, job_id, attempt, job_type, enqueued_at)
+            # Its value in the success hash (`jobqueue.core.records.success_record`), with
+            # the bare entry id (a lane's deliveries are keyed "lane/id").
+            bare_id = entry_id[entry_id.find("/") + 1 :]
+            success = dumps((now, attempt, bare_id, job_type, enqueued_at)).decode()
+            started_and_done += (entry_id, at, bucket, job_id, success)
         marks: list[str | int] = []
         for entry_id, (job_id, attempt, job_type, enqueued_at) in running.items():
             keys.append(prefix + job_id)
             marks += (len(keys), attempt, entry_id, job_type, enqueued_at, job_id)
         keys += buckets
-        args: list[str | int | bytes] = [self.keys.group, self.ttl_s, utc_now_iso()]
+        args: list[str | int | bytes] = [self.keys.group, self.ttl_s, now]
         by_stream = b""
         if self._lane_streams:
             by_stream = self._per_stream(keys, marks, done, started_and_done)
@@ -373,7 +378,7 @@ class Outcomes:
 
         bare(marks, 2, 6, 0)
         bare(done, 0, 3, 1)
-        bare(both, 0, 7, 2)
+        bare(both, 0, 5, 2)
         return orjson.dumps(list(acks.values()))
 
     async def retry(
