@@ -208,6 +208,15 @@ async def test_the_operator_scales_on_every_lane_and_shows_each(
     assert registry.get_sample_value("jobqueue_queue_lane_lag_jobs", labels) == 14
     labels["lane"] = "high"
     assert registry.get_sample_value("jobqueue_queue_lane_pending_jobs", labels) == 2
+    # and each lane's oldest waiting job has an age (from its entry id, one sample's clock):
+    # the high lane's jobs were enqueued first, the low lane's last
+    ages = []
+    for lane in ("high", "normal", "low"):
+        labels["lane"] = lane
+        ages.append(registry.get_sample_value("jobqueue_queue_lane_oldest_job_age_seconds", labels))
+    assert None not in ages
+    assert ages == sorted(ages, reverse=True)
+    assert 0 < ages[0] < 600
 
 
 async def test_a_lane_table_with_a_gap_is_a_condition_and_an_event_not_a_crash(

@@ -91,6 +91,10 @@ class LaneSample:
     def backlog(self) -> int:
         return self.lag + self.pending
 
+    def oldest_waiting_age_s(self, now_s: float) -> float:
+        """`QueueSample.oldest_waiting_age_s` of this lane."""
+        return _age_s(self.oldest_waiting_id, now_s)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -141,10 +145,7 @@ class QueueSample:
     def oldest_waiting_age_s(self, now_s: float) -> float:
         """Seconds the oldest undelivered entry has waited at ``now_s`` (`time.time`),
         from the time in its id (when Redis added it); 0 when nothing waits."""
-        if self.oldest_waiting_id is None:
-            return 0.0
-        added_ms, _ = parse_entry_id(self.oldest_waiting_id)
-        return max(0.0, now_s - added_ms / 1000)
+        return _age_s(self.oldest_waiting_id, now_s)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -313,6 +314,14 @@ async def _group_sample(
         lag_source=source,
         consumer_names=consumer_names,
     )
+
+
+def _age_s(entry_id: str | None, now_s: float) -> float:
+    """Seconds since Redis added ``entry_id`` (the time in the id); 0 for None."""
+    if entry_id is None:
+        return 0.0
+    added_ms, _ = parse_entry_id(entry_id)
+    return max(0.0, now_s - added_ms / 1000)
 
 
 def parse_entry_id(entry_id: str) -> tuple[int, int]:

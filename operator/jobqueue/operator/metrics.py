@@ -80,6 +80,13 @@ class OperatorMetrics:
             LANE_LABELS,
             registry=reg,
         )
+        self.lane_oldest_age = Gauge(
+            "jobqueue_queue_lane_oldest_job_age_seconds",
+            "Age of the oldest entry of a priority lane not yet delivered, seconds (queues"
+            " with lanes only): a low lane starved by a busy high one shows here first",
+            LANE_LABELS,
+            registry=reg,
+        )
         self._lanes: dict[tuple[str, str], set[str]] = {}
         """The lanes each JobQueue has series of, to drop those of a removed lane."""
         self.last_sample = Gauge(
@@ -121,12 +128,14 @@ class OperatorMetrics:
         self._partitions[(namespace, name)] = len(partitions)
         lanes = {lane.name for lane in sample.lanes}
         for gone in self._lanes.get((namespace, name), set()) - lanes:
-            _remove(self.lane_lag, namespace, name, gone)
-            _remove(self.lane_pending, namespace, name, gone)
+            for gauge in (self.lane_lag, self.lane_pending, self.lane_oldest_age):
+                _remove(gauge, namespace, name, gone)
         self._lanes[(namespace, name)] = lanes
         for lane in sample.lanes:
             self.lane_lag.labels(namespace, name, lane.name).set(lane.lag)
             self.lane_pending.labels(namespace, name, lane.name).set(lane.pending)
+            age_s = lane.oldest_waiting_age_s(now_s)
+            self.lane_oldest_age.labels(namespace, name, lane.name).set(age_s)
 
     def observe(
         self,
@@ -174,8 +183,8 @@ class OperatorMetrics:
         for direction in ("up", "down"):
             _remove(self.decisions, namespace, name, direction)
         for lane in self._lanes.pop((namespace, name), set()):
-            _remove(self.lane_lag, namespace, name, lane)
-            _remove(self.lane_pending, namespace, name, lane)
+            for gauge in (self.lane_lag, self.lane_pending, self.lane_oldest_age):
+                _remove(gauge, namespace, name, lane)
 
     def exposition(self) -> tuple[bytes, str]:
         """The text format body and its content type."""
