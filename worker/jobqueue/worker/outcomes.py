@@ -308,7 +308,7 @@ class Outcomes:
         take_mark = running.pop
         stored: list[str | int] = []
         values: list[bytes] = []
-        now, dumps = utc_now_iso(), orjson.dumps
+        now, dumps, laned = utc_now_iso(), orjson.dumps, bool(self._lane_streams)
         for item in batch:
             entry_id, job_id, result = item.entry_id, item.job_id, item.stored
             keys.append(prefix + job_id)
@@ -328,7 +328,7 @@ class Outcomes:
                 buckets[bucket] = None
             # Its value in the success hash (`jobqueue.core.records.success_record`), with
             # the bare entry id (a lane's deliveries are keyed "lane/id").
-            bare_id = entry_id[entry_id.find("/") + 1 :]
+            bare_id = entry_id[entry_id.find("/") + 1 :] if laned else entry_id
             success = dumps((now, attempt, bare_id, job_type, enqueued_at)).decode()
             started_and_done += (entry_id, at, bucket, job_id, success)
         marks: list[str | int] = []
