@@ -180,8 +180,9 @@ def jobqueue_schema() -> Obj:
 def validate_jobqueue(obj: Obj) -> None:
     """Validate a JobQueue against the CRD's structural schema.
 
-    The CRD's CEL rules (x-kubernetes-validations) need an API server; the spec model's
-    own validation (`jobqueue.operator.spec.parse_spec`) covers them here.
+    The CRD's CEL rules (x-kubernetes-validations) are not run here: `k8s.crd_cel`
+    evaluates them (tests/k8s/test_crd_cel_rules.py), and the spec model's own validation
+    (`jobqueue.operator.spec.parse_spec`) checks the same.
     """
     validate_custom(obj)
 
