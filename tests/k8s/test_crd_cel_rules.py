@@ -102,10 +102,15 @@ RULES = [
     ),
     RuleExamples(
         path="spec",
-        rule="has(self.worker.image) || has(self.podTemplate)",
+        rule="has(self.worker.image) || (has(self.podTemplate) && has(self.podTemplate.spec)"
+        " && has(self.podTemplate.spec.containers)"
+        " && self.podTemplate.spec.containers.exists(c, has(c.image)))",
         message="worker.image is required (or a podTemplate whose worker container names it)",
         accepts={
             "image_in_worker": queue(),
+            "image_in_worker_beside_a_pod_template_without_one": queue(
+                podTemplate={"spec": {"containers": [{"name": "worker", "resources": {}}]}}
+            ),
             "image_in_the_pod_templates_worker_container": queue(
                 worker=worker(image=None),
                 podTemplate={
@@ -115,6 +120,14 @@ RULES = [
         },
         refuses={
             "no_image_anywhere": queue(worker=worker(image=None)),
+            "a_pod_template_without_an_image": queue(
+                worker=worker(image=None),
+                podTemplate={"spec": {"containers": [{"name": "worker", "resources": {}}]}},
+            ),
+            "a_pod_template_without_containers": queue(
+                worker=worker(image=None),
+                podTemplate={"metadata": {"labels": {"team": "platform"}}},
+            ),
         },
     ),
     RuleExamples(

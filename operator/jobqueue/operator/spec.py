@@ -296,7 +296,9 @@ class JobQueueSpec(SpecModel):
             "stream and deadLetterStream must differ",
         ),
         (
-            "has(self.worker.image) || has(self.podTemplate)",
+            "has(self.worker.image) || (has(self.podTemplate) && has(self.podTemplate.spec)"
+            " && has(self.podTemplate.spec.containers)"
+            " && self.podTemplate.spec.containers.exists(c, has(c.image)))",
             "worker.image is required (or a podTemplate whose worker container names it)",
         ),
         (
