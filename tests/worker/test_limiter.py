@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 from collections.abc import Awaitable
 
+from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis as AsyncRedis
 from worker.conftest import (
     KEYS,
@@ -21,8 +23,11 @@ from worker.conftest import (
 
 from jobqueue.core.client import AsyncClient
 from jobqueue.core.limits import TypeLimit
+from jobqueue.core.wire import decode
 from jobqueue.worker.app import App, JobContext
 from jobqueue.worker.cli import settings_from
+from jobqueue.worker.inflight import Delivery
+from jobqueue.worker.limiter import Limiter
 from jobqueue.worker.runner import Worker
 from jobqueue.worker.settings import WorkerSettings
 from jobqueue.worker.testing import app as testing_app
@@ -168,3 +173,24 @@ async def test_a_client_enqueued_job_put_back_to_wait_leaves_the_queued_hash(
 
 async def _true_async(count: Awaitable[int], expected: int) -> bool:
     return await count == expected
+
+
+async def test_a_limit_above_a_thousand_a_second_spaces_starts_below_a_millisecond(
+    redis_client: AsyncRedis,
+) -> None:
+    # Given a limit of 5,000 starts a second (one every 0.21 ms with the start guard),
+    limit = TypeLimit("fast", rate_jobs=5000, rate_period_s=1.0)
+    limiter = Limiter(redis_client, KEYS, [limit], 30.0, CollectorRegistry())
+    # when one batch of 200 such jobs asks for its permits,
+    deliveries = []
+    for n in range(200):
+        fields = {"id": f"fast-{n}", "type": "fast", "payload": "{}"}
+        deliveries.append(Delivery(f"1-{n}", fields, decode(f"1-{n}", fields)))
+    admission = await limiter.admit(deliveries)
+    # then every job is granted, in order, 0.21 ms apart: the batch spans 42 ms, not the
+    # 200 ms it would at one start a millisecond
+    assert admission.deferred == []
+    starts = [start_s for _, start_s in admission.granted]
+    assert [d for d, _ in admission.granted] == deliveries
+    gaps_ms = [(b - a) * 1000 for a, b in itertools.pairwise(starts)]
+    assert all(0.2 <= gap <= 0.22 for gap in gaps_ms), (min(gaps_ms), max(gaps_ms))

@@ -17,7 +17,6 @@ starts in one window either; a job that would start later than that asks again. 
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -44,11 +43,12 @@ class TypeLimit:
     """Most jobs of this type running at once across every worker of the queue."""
 
     @property
-    def interval_ms(self) -> int:
-        """Milliseconds between two starts under the rate limit (0: no rate limit)."""
+    def interval_ms(self) -> float:
+        """Milliseconds between two starts under the rate limit (0: no rate limit), with
+        a fraction: ``5000/1s`` starts one job every 0.21 ms, not one a millisecond."""
         if not self.rate_jobs:
-            return 0
-        return max(1, math.ceil((self.rate_period_s * 1000 + self.guard_ms) / self.rate_jobs))
+            return 0.0
+        return (self.rate_period_s * 1000 + self.guard_ms) / self.rate_jobs
 
     @property
     def guard_ms(self) -> float:

@@ -52,14 +52,18 @@ FORGET_MS = 3_600_000
 WAIT_BUCKETS_S = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
 
 # KEYS: per limited type of the batch: its rate key, reserved set and leases set.
-# ARGV: JSON [[interval_ms (0 = no rate limit), concurrency (0 = none), lease_ttl_ms,
-#       hold_ms, [job_id, lease, ...]], ...] in the order of the KEYS triples.
-# Returns Redis's now (ms), then per job, in order: code, ms. Code 0: granted, start in
-# ms; 1: over the rate limit, its reserved start is in ms; 2: no free lease, wait ms.
+# ARGV: JSON [[interval_ms (0 = no rate limit; fractional above 1000 starts a second),
+#       concurrency (0 = none), lease_ttl_ms, hold_ms, [job_id, lease, ...]], ...] in the
+#       order of the KEYS triples.
+# Times are milliseconds with a fraction (Redis's clock to the microsecond), so a limit
+# of more than 1000 starts a second spaces its starts as it says, not 1 ms apart.
+# Returns Redis's now (us), then per job, in order: code, us. Code 0: granted, start in
+# us; 1: over the rate limit, its reserved start is in us; 2: no free lease, wait us.
 ADMIT = f"""#!lua
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local out = {{now}}
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local function us(ms) return math.floor(ms * 1000) end  -- replies are integers
+local out = {{us(now)}}
 local specs = cjson.decode(ARGV[1])
 for n, s in ipairs(specs) do
   local rate_key, reserved_key, leases_key = KEYS[3 * n - 2], KEYS[3 * n - 1], KEYS[3 * n]
@@ -79,7 +83,7 @@ for n, s in ipairs(specs) do
       local wait = {CONCURRENCY_WAIT_MS} * (1 + math.floor(behind / limit))
       behind = behind + 1
       out[#out + 1] = 2
-      out[#out + 1] = math.min(wait, {CONCURRENCY_WAIT_CAP_MS})
+      out[#out + 1] = us(math.min(wait, {CONCURRENCY_WAIT_CAP_MS}))
     else
       local start = now
       if tat then
@@ -105,10 +109,12 @@ for n, s in ipairs(specs) do
         end
         out[#out + 1] = 0
       end
-      out[#out + 1] = start - now
+      out[#out + 1] = us(start - now)
     end
   end
-  if tat then redis.call('SET', rate_key, tat, 'PX', math.max(tat - now, 0) + 60000) end
+  if tat then
+    redis.call('SET', rate_key, tat, 'PX', math.floor(math.max(tat - now, 0)) + 60000)
+  end
 end
 return out
 """
@@ -220,21 +226,21 @@ class Limiter:
     def _read(
         self, reply: list[int], by_type: dict[str, list[Delivery]], admission: Admission
     ) -> None:
-        at, now_s = 1, int(reply[0]) / 1000
+        at, now_s = 1, int(reply[0]) / 1e6
         for job_type, group in by_type.items():
             limit = self.limits[job_type]
             for d in group:
-                code, ms = int(reply[at]), int(reply[at + 1])
+                code, wait_s = int(reply[at]), int(reply[at + 1]) / 1e6
                 at += 2
-                self._waits[job_type].observe(ms / 1000)
+                self._waits[job_type].observe(wait_s)
                 if code == GRANTED:
                     if limit.concurrency:
                         self.held[d.key] = self.keys.limit_leases(job_type)
-                    admission.granted.append((d, now_s + ms / 1000 if limit.rate_jobs else 0.0))
+                    admission.granted.append((d, now_s + wait_s if limit.rate_jobs else 0.0))
                     continue
                 name = LIMIT_NAMES[code]
                 self.throttled.labels(*self._labels[job_type], name).inc()
-                due_s = ms / 1000 - HOLD_S if code == OVER_RATE else ms / 1000
+                due_s = wait_s - HOLD_S if code == OVER_RATE else wait_s
                 admission.deferred.append((d, max(0.0, due_s), name))
 
     def late(self, delivery: Delivery, start_s: float) -> bool:
