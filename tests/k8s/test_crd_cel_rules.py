@@ -180,7 +180,7 @@ RULES = [
     RuleExamples(
         path="spec.redis",
         rule="!self.tls || !has(self.url) || self.url.startsWith('rediss')",
-        message="redis.tls needs a rediss:// or rediss+sentinel:// url",
+        message="redis.tls needs a rediss://, rediss+sentinel:// or rediss+cluster:// url",
         accepts={
             "tls_with_a_rediss_url": queue(redis={"url": "rediss://redis:6380/0", "tls": True}),
             "tls_with_a_rediss_sentinel_url": queue(

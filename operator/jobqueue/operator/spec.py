@@ -86,7 +86,7 @@ class RedisSpec(SpecModel):
         ("!(has(self.url) && has(self.secretRef))", "give redis.url or redis.secretRef, not both"),
         (
             "!self.tls || !has(self.url) || self.url.startsWith('rediss')",
-            "redis.tls needs a rediss:// or rediss+sentinel:// url",
+            "redis.tls needs a rediss://, rediss+sentinel:// or rediss+cluster:// url",
         ),
     )
 
@@ -98,7 +98,8 @@ class RedisSpec(SpecModel):
     secret_ref: SecretKeyRef | None = None
     """Secret key holding the URL (use this when the URL carries a password)."""
     tls: bool = False
-    """Require TLS: the URL must use ``rediss://`` (or ``rediss+sentinel://``)."""
+    """Require TLS: the URL must use ``rediss://`` (or ``rediss+sentinel://``,
+    ``rediss+cluster://``)."""
 
     @model_validator(mode="after")
     def _one_source(self) -> RedisSpec:
