@@ -317,8 +317,8 @@ RULES = [
     RuleExamples(
         path="spec.disruptionBudget",
         rule="!has(self.minAvailable) || (type(self.minAvailable) == int"
-        " ? self.minAvailable >= 0 : self.minAvailable.matches('^[0-9]{1,3}%$'))",
-        message="minAvailable: a number of pods >= 0 or a percentage like '25%'",
+        " ? self.minAvailable >= 0 : self.minAvailable.matches('^(100|0?[0-9]{1,2})%$'))",
+        message="minAvailable: a number of pods >= 0 or a percentage up to 100% like '25%'",
         accepts={
             "min_available_a_number_of_pods": queue(disruptionBudget={"minAvailable": 2}),
             "min_available_zero": queue(disruptionBudget={"minAvailable": 0}),
@@ -329,19 +329,27 @@ RULES = [
             "min_available_negative": queue(disruptionBudget={"minAvailable": -1}),
             "min_available_a_number_as_text": queue(disruptionBudget={"minAvailable": "2"}),
             "min_available_a_word": queue(disruptionBudget={"minAvailable": "half"}),
+            # A PodDisruptionBudget of over 100% is refused by Kubernetes, when the operator
+            # creates it: the JobQueue is refused up front instead.
+            "min_available_over_all_pods": queue(disruptionBudget={"minAvailable": "150%"}),
         },
     ),
     RuleExamples(
         path="spec.disruptionBudget",
         rule="!has(self.maxUnavailable) || (type(self.maxUnavailable) == int"
-        " ? self.maxUnavailable >= 0 : self.maxUnavailable.matches('^[0-9]{1,3}%$'))",
-        message="maxUnavailable: a number of pods >= 0 or a percentage like '25%'",
+        " ? self.maxUnavailable >= 0 : self.maxUnavailable.matches('^(100|0?[0-9]{1,2})%$'))",
+        message="maxUnavailable: a number of pods >= 0 or a percentage up to 100% like '25%'",
         accepts={
             "max_unavailable_one_pod": queue(disruptionBudget={"maxUnavailable": 1}),
             "max_unavailable_a_percentage": queue(disruptionBudget={"maxUnavailable": "10%"}),
+            "max_unavailable_all_pods": queue(disruptionBudget={"maxUnavailable": "100%"}),
+            "max_unavailable_a_percentage_written_with_a_zero": queue(
+                disruptionBudget={"maxUnavailable": "05%"}
+            ),
         },
         refuses={
             "max_unavailable_negative": queue(disruptionBudget={"maxUnavailable": -2}),
+            "max_unavailable_over_all_pods": queue(disruptionBudget={"maxUnavailable": "101%"}),
             "max_unavailable_a_fraction_as_text": queue(disruptionBudget={"maxUnavailable": "0.5"}),
             "max_unavailable_a_percentage_with_a_space": queue(
                 disruptionBudget={"maxUnavailable": "10 %"}

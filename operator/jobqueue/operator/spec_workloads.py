@@ -28,12 +28,18 @@ PodTemplate = Annotated[
 """A Kubernetes ``PodTemplateSpec`` (a subset of its fields; see `jobqueue.operator.podschema`)."""
 
 
+_PERCENT = r"(100|0?[0-9]{1,2})%"
+"""A percentage as Kubernetes takes one for a PodDisruptionBudget: 1-3 digits, at most 100."""
+
+
 def _int_or_percent(value: int | str) -> int | str:
     if isinstance(value, int) and value >= 0:
         return value
-    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,3}%", value):
+    if isinstance(value, str) and re.fullmatch(_PERCENT, value):
         return value
-    raise ValueError(f"want a number of pods (>= 0) or a percentage like '25%', got {value!r}")
+    raise ValueError(
+        f"want a number of pods (>= 0) or a percentage up to 100% like '25%', got {value!r}"
+    )
 
 
 IntOrPercent = Annotated[
@@ -42,7 +48,9 @@ IntOrPercent = Annotated[
     WithJsonSchema({"x-kubernetes-int-or-string": True}),
 ]
 """A number of pods or a percentage of the desired replicas (``"25%"``)."""
-_PERCENT_OR_INT = "(type(self.{0}) == int ? self.{0} >= 0 : self.{0}.matches('^[0-9]{{1,3}}%$'))"
+_PERCENT_OR_INT = (
+    "(type(self.{0}) == int ? self.{0} >= 0 : self.{0}.matches('^(100|0?[0-9]{{1,2}})%$'))"
+)
 
 
 class DisruptionBudgetSpec(SpecModel):
@@ -55,11 +63,11 @@ class DisruptionBudgetSpec(SpecModel):
         ),
         (
             "!has(self.minAvailable) || " + _PERCENT_OR_INT.format("minAvailable"),
-            "minAvailable: a number of pods >= 0 or a percentage like '25%'",
+            "minAvailable: a number of pods >= 0 or a percentage up to 100% like '25%'",
         ),
         (
             "!has(self.maxUnavailable) || " + _PERCENT_OR_INT.format("maxUnavailable"),
-            "maxUnavailable: a number of pods >= 0 or a percentage like '25%'",
+            "maxUnavailable: a number of pods >= 0 or a percentage up to 100% like '25%'",
         ),
     )
 
