@@ -50,8 +50,10 @@ def test_json_lines_and_an_access_log_when_asked(redis_url: str, tmp_path: Path)
     assert all(line["component"] == "producer" for line in lines)
     assert any(line["message"].startswith("producer on http://") for line in lines)
     access = [line for line in lines if line["logger"] == "aiohttp.access"]
-    assert len(access) == 1, text
-    assert "GET /healthz" in access[0]["message"]
+    # One line per GET /healthz: more than one when a GET timed out on a loaded machine
+    # and was sent again.
+    assert access, text
+    assert all("GET /healthz" in line["message"] for line in access), text
 
 
 def test_no_access_log_by_default_and_the_level_applies(redis_url: str, tmp_path: Path) -> None:
