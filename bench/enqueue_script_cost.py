@@ -11,7 +11,7 @@ key, no delay) in batches of ``--batch``, and the figure is redis-server's CPU p
 3. **lua xadd + queued**: the same plus the ``queued`` index (``HSET`` job id -> entry
    id) that status lookups and cancels of waiting jobs need;
 4. **ENQUEUE**: the shipped script (`jobqueue.core.scripts.ENQUEUE`) as the client calls
-   it: one JSON argument a job (``cjson.decode``), one reply element a job.
+   it: a job's fields as plain arguments, one reply element a job.
 
     .venv/bin/python bench/enqueue_script_cost.py [--jobs 20000] [--batch 100] [--rounds 3]
 """
@@ -26,7 +26,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import orjson
 import redis
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,15 +51,15 @@ end
 return out
 """
 
-Batch = list[tuple[str, bytes, list[str]]]
-"""Per job: its id, the ENQUEUE argument, its fields as a flat list."""
+Batch = list[tuple[str, list[str], list[str]]]
+"""Per job: its id, its ENQUEUE arguments, its fields as a flat list."""
 
 
 def batch(size: int) -> Batch:
     jobs: Batch = []
     for _ in range(size):
-        job_id, arg = enqueue_arg(NewJob("email", PAYLOAD), int(time.time() * 1000))
-        jobs.append((job_id, arg, orjson.loads(arg)[6]))
+        job_id, args = enqueue_arg(NewJob("email", PAYLOAD), int(time.time() * 1000))
+        jobs.append((job_id, args, args[3:]))
     return jobs
 
 
@@ -86,7 +85,8 @@ def enqueue_script(client: redis.Redis, jobs: Batch) -> None:
     keys = [KEYS.delayed, KEYS.delayed_jobs, KEYS.queued, KEYS.stream]
     head = ["86400", "86400", "2026-11-30T00:00:00.000Z", str(int(time.time() * 1000))]
     head += ["0", "0", "1", ""]  # no deadline, no lookups, one ready stream (the queue's)
-    client.eval(scripts.ENQUEUE, len(keys), *keys, *head, *(arg for _, arg, _ in jobs))
+    args = [arg for _, job_args, _ in jobs for arg in job_args]
+    client.eval(scripts.ENQUEUE, len(keys), *keys, *head, *args)
 
 
 def cpu_s(client: redis.Redis) -> float:

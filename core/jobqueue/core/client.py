@@ -60,8 +60,8 @@ DEFAULT_IDEMPOTENCY_TTL_S = 24 * 3600
 JOBS_PER_SCRIPT_CALL = 500
 """Bounds how long one script call holds Redis; bigger batches become several calls
 inside one MULTI, still one round trip."""
-_Prepared = tuple[str, bytes, list[str], bool, int, bool]
-"""One job ready for the enqueue script: its id, its argument, the keys it may touch,
+_Prepared = tuple[str, list[str], list[str], bool, int, bool]
+"""One job ready for the enqueue script: its id, its arguments, the keys it may touch,
 whether its id was the caller's, its partition (`jobqueue.core.partitions`), and whether
 the script needs its keys even without a lookup (an idempotency key, a delay)."""
 ENQUEUE_RETRIES = 3
@@ -355,7 +355,10 @@ class AsyncClient:
                 keys = queue_keys + [
                     key for j in chunk if check or prepared[j][5] for key in prepared[j][2]
                 ]
-                calls.append((keys, head + self._names(ready) + [prepared[j][1] for j in chunk]))
+                args = head + self._names(ready)
+                for j in chunk:
+                    args += prepared[j][1]
+                calls.append((keys, args))
                 order += chunk
                 sizes.append(len(chunk))
         if self.settings.enqueue_min_replicas:

@@ -150,8 +150,8 @@ def _is_utf8(text: str) -> bool:
     return True
 
 
-def enqueue_arg(job: NewJob, now_ms: int, stream: int = 1) -> tuple[str, bytes]:
-    """The job's id and the enqueue script's argument for it, a JSON array (layout in
+def enqueue_arg(job: NewJob, now_ms: int, stream: int = 1) -> tuple[str, list[str]]:
+    """The job's id and the enqueue script's arguments for it (layout in
     `jobqueue.core.scripts`), ``stream`` the index (1-based) of its ready stream among
     the script's; ValueError when the job cannot be accepted.
 
@@ -177,7 +177,7 @@ def _check_key(name: str, key: object) -> None:
         raise ValueError(f"'{name}' must be text that encodes as UTF-8")
 
 
-def _enqueue_arg(job: NewJob, now_ms: int, stream: int) -> tuple[str, bytes]:
+def _enqueue_arg(job: NewJob, now_ms: int, stream: int) -> tuple[str, list[str]]:
     job.check()
     extra = dict(job.extra)
     if job.idempotency_key is not None:
@@ -198,14 +198,17 @@ def _enqueue_arg(job: NewJob, now_ms: int, stream: int) -> tuple[str, bytes]:
     except orjson.JSONEncodeError as exc:
         raise ValueError(_unencodable_payload(wire.payload, exc)) from None
     due_ms = job.due_ms(now_ms)
-    flat = [value for pair in fields.items() for value in pair]
-    arg: list[Any] = [job.idempotency_key or "", wire.id, str(due_ms), "", wire.type]
-    arg += [wire.enqueued_at, flat, stream]
-    if due_ms:
-        run_at = datetime.fromtimestamp(due_ms / 1000, UTC).isoformat(timespec="milliseconds")
-        arg[3] = run_at.replace("+00:00", "Z")
-        arg.append(orjson.dumps(fields).decode())
-    return wire.id, orjson.dumps(arg)
+    args = [wire.id, str(stream), str(2 * len(fields))]
+    args += [value for pair in fields.items() for value in pair]
+    if due_ms or job.idempotency_key is not None:
+        meta: list[Any] = [job.idempotency_key or "", str(due_ms), "", wire.type]
+        meta += [wire.enqueued_at, stream]
+        if due_ms:
+            run_at = datetime.fromtimestamp(due_ms / 1000, UTC).isoformat(timespec="milliseconds")
+            meta[2] = run_at.replace("+00:00", "Z")
+            meta.append(orjson.dumps(fields).decode())
+        args[1] = orjson.dumps(meta).decode()
+    return wire.id, args
 
 
 _last_iso: tuple[int, str] = (0, "")

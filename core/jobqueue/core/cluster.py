@@ -29,6 +29,7 @@ from redis.exceptions import RedisError
 
 from jobqueue.core.errors import ConfigError
 from jobqueue.core.hostlist import parse_hosts
+from jobqueue.core.packing import hiredis_packing
 
 SCHEMES = ("redis+cluster", "rediss+cluster")
 DEFAULT_PORT = 6379
@@ -85,6 +86,9 @@ class ClusterUrl:
             **node_options,
             **options,
         )
+        # The nodes it finds get their connections of this class (TLS or not).
+        kwargs = client.nodes_manager.connection_kwargs
+        kwargs["connection_class"] = hiredis_packing(kwargs["connection_class"])
         return cast(AsyncRedis, client)
 
     async def slot_owner(self, key: str) -> tuple[str, int]:

@@ -25,6 +25,7 @@ from redis.backoff import NoBackoff
 
 from jobqueue.core import cluster, sentinel
 from jobqueue.core.errors import ConfigError
+from jobqueue.core.packing import hiredis_packing
 
 HEALTH_CHECK_INTERVAL_S = 15
 CONNECT_TIMEOUT_S = 5.0
@@ -83,7 +84,10 @@ def _check_direct(url: str) -> None:
 
 
 def _direct_client(url: str, options: dict[str, Any]) -> AsyncRedis:
-    return AsyncRedis.from_url(url, **options)
+    client = AsyncRedis.from_url(url, **options)
+    pool = client.connection_pool  # its class follows the URL (TLS, unix socket)
+    pool.connection_class = hiredis_packing(pool.connection_class)
+    return client
 
 
 def _direct_endpoint(url: str, key: str | None = None) -> Endpoint:

@@ -42,12 +42,14 @@ end
 # ARGV: status_ttl_s, idempotency_ttl_s, now_iso, now_ms, not_after_ms ('0' = none),
 #       check ('1': look whether each job exists already), S, then per ready stream what
 #       follows the entry id in `queued` for a job in it ('' for the queue's stream, ' <lane
-#       name>' for another lane's: `jobqueue.core.records`), then one JSON array per job:
-#       [idempotency_key ('' = none), job_id, due_ms ('0' = now), run_at_iso, type,
-#       enqueued_at, [k1, v1, ..., kn, vn], stream (1..S, its ready stream when not
-#       delayed), delayed_json (only when delayed)]. One argument per job keeps the
-#       client's command packing cheap; cjson decoding it in Redis costs less than packing
-#       twenty arguments in Python.
+#       name>' for another lane's: `jobqueue.core.records`), then per job: job_id, meta,
+#       n, then the n entry fields as plain arguments k1, v1, ..., (n = 2 x fields).
+#       ``meta`` is the index (1..S) of its ready stream for a job with no idempotency
+#       key and no delay; for any other a JSON array [idempotency_key ('' = none),
+#       due_ms ('0' = now), run_at_iso, type, enqueued_at, stream, delayed_json (only
+#       when delayed)]. Plain arguments go to XADD as they are: one JSON argument a job
+#       cost Redis ~2.5 us a job more to decode and take apart, and the client packs the
+#       arguments in C (`jobqueue.core.packing`; bench/enqueue_script_cost.py).
 # A job whose idempotency key is known, or (with check) whose id is known anywhere a
 # state lives (own record, `queued`, its success hash), is not enqueued again: the answer
 # is that job, marked duplicate. So a call repeated after a lost reply (same ids, check
@@ -72,15 +74,29 @@ local out = {}
 if not_after > 0 then
   local time = call('TIME')
   if tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000) > not_after then
-    for i = first_job, #ARGV do out[#out + 1] = 'x' end
+    local i = first_job
+    while i <= #ARGV do
+      out[#out + 1] = 'x'
+      i = i + 3 + tonumber(ARGV[i + 2])
+    end
     return out
   end
 end
 local k = 4 + streams
-for i = first_job, #ARGV do
-  local job = decode(ARGV[i])
-  local idem, id, due_ms, run_at = job[1], job[2], job[3], job[4]
-  local job_type, enqueued_at, fields = job[5], job[6], job[7]
+local i, last = first_job, #ARGV
+while i <= last do
+  local id, meta, first_field = ARGV[i], ARGV[i + 1], i + 3
+  local last_field = i + 2 + tonumber(ARGV[i + 2])
+  i = last_field + 1
+  local idem, due_ms, lane = '', '0', nil
+  local run_at, job_type, enqueued_at, delayed_json
+  if string.byte(meta, 1) == 91 then  -- '[': an idempotency key or a delay
+    local m = decode(meta)
+    idem, due_ms, run_at, job_type, enqueued_at, lane = m[1], m[2], m[3], m[4], m[5], m[6]
+    delayed_json = m[7]
+  else
+    lane = tonumber(meta)
+  end
   local status, idem_key, done = nil, nil, nil
   if check or idem ~= '' or due_ms ~= '0' then  -- the job's keys come (see KEYS)
     status = KEYS[k]
@@ -106,7 +122,7 @@ for i = first_job, #ARGV do
     end
     if due_ms ~= '0' then
       call('ZADD', delayed, due_ms, id)
-      call('HSET', delayed_jobs, id, job[9])
+      call('HSET', delayed_jobs, id, delayed_json)
       call('HSET', status, 'state', 'delayed', 'type', job_type, 'enqueued_at', enqueued_at,
         'attempts', '0', 'run_at', run_at, 'updated_at', now)
       -- The record outlives the wait, or a long delay would leave a job without one.
@@ -117,8 +133,7 @@ for i = first_job, #ARGV do
       -- A queued job has no record of its own, only its entry id in `queued`: the
       -- rest is in the entry (the client derives `queued` from it). The worker removes
       -- it when the job starts (docs/internals.md, status records).
-      local lane = job[8]
-      local entry_id = call('XADD', KEYS[3 + lane], '*', unpack(fields))
+      local entry_id = call('XADD', KEYS[3 + lane], '*', unpack(ARGV, first_field, last_field))
       local suffix = ARGV[7 + lane]
       -- No concatenation for the queue's own stream: a new string per job costs.
       call('HSET', queued, id, suffix == '' and entry_id or entry_id .. suffix)

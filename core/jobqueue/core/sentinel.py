@@ -34,6 +34,7 @@ from redis.asyncio.sentinel import (
 
 from jobqueue.core.errors import ConfigError
 from jobqueue.core.hostlist import parse_hosts
+from jobqueue.core.packing import hiredis_packing
 
 SCHEMES = ("redis+sentinel", "rediss+sentinel")
 DEFAULT_SENTINEL_PORT = 26379
@@ -149,7 +150,8 @@ def master_client(url: str, options: Mapping[str, Any]) -> SentinelMaster:
     parsed = SentinelUrl.parse(url)
     master = dict(parsed.master_options)
     tls = master.pop("connection_class", None) is SSLConnection
-    master["connection_class"] = SentinelManagedSSLConnection if tls else SentinelManagedConnection
+    managed = SentinelManagedSSLConnection if tls else SentinelManagedConnection
+    master["connection_class"] = hiredis_packing(managed)
     sentinel = sentinel_for(parsed)
     # Options in the URL win, as they do in redis-py's from_url.
     pool = SentinelConnectionPool(  # type: ignore[no-untyped-call]
