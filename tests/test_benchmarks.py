@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
             "noop limited to 64",
         ),
         ("redis_cost.py", ["--jobs", "300", "--rounds", "1"], "ratio jobqueue/raw"),
+        ("enqueue_script_cost.py", ["--jobs", "300", "--rounds", "1"], "ENQUEUE (shipped)"),
         ("hot_path_round_trip.py", ["--calls", "20", "--rounds", "1"], "hot connection"),
         ("worker_inprocess.py", ["--batches", "20", "--rounds", "1"], "worker path per job"),
         ("startup.py", ["--rounds", "1"], "jobqueue producer"),
