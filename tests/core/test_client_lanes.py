@@ -280,3 +280,22 @@ async def test_a_batch_whose_call_fails_in_one_partition_names_the_jobs_written_
         info = await client.get(job_id)
         assert info is not None
         assert info.state == "queued"
+
+
+async def test_a_job_with_too_many_extra_fields_is_refused_alone_and_nothing_else_is_harmed(
+    client: AsyncClient, redis_client: AsyncRedis
+) -> None:
+    # Given a batch with a job of 5,000 extra fields (more than one Lua unpack takes) between
+    # two good ones,
+    big = NewJob("noop", {}, extra={f"f{n}": "x" for n in range(5000)})
+    batch = [NewJob("noop", {}), big, NewJob("noop", {})]
+    # then all-or-nothing refuses the batch before writing anything, naming the job,
+    with pytest.raises(InvalidNewJob, match="'extra' must hold at most 1000 fields"):
+        await client.enqueue_many(batch)
+    assert sum([await redis_client.xlen(s) for s in LANES.streams(KEYS)]) == 0
+    # and each-on-its-own enqueues the good ones, once each, not as duplicates.
+    first, refused, last = await client.enqueue_each(batch)
+    assert isinstance(refused, InvalidNewJob)
+    assert isinstance(first, Enqueued)
+    assert isinstance(last, Enqueued)
+    assert (first.duplicate, last.duplicate) == (False, False)

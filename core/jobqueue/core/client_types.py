@@ -21,6 +21,10 @@ from jobqueue.core.status import JobState
 from jobqueue.core.wire import CORE_FIELDS, MAX_PRIORITY, MIN_PRIORITY, Job, new_job_id
 
 MAX_IDEMPOTENCY_KEY_CHARS = 200
+MAX_EXTRA_FIELDS = 1000
+"""Most extra fields a job may carry: the enqueue script hands a job's fields to XADD
+in one Lua ``unpack``, which fails past ~8,000 values, and it would fail there after
+writing the jobs before it in the call."""
 JOB_ID_PATTERN = "[0-9A-Za-z_-]{1,64}"
 """What a client-chosen job id may look like (a ULID fits; so does a UUID)."""
 _JOB_ID = re.compile(JOB_ID_PATTERN)
@@ -131,6 +135,8 @@ class NewJob:
         clashing = sorted(CORE_FIELDS.intersection(self.extra))
         if clashing:
             raise ValueError(f"'extra' must not set wire fields {clashing}")
+        if len(self.extra) > MAX_EXTRA_FIELDS:
+            raise ValueError(f"'extra' must hold at most {MAX_EXTRA_FIELDS} fields")
 
     def due_ms(self, now_ms: int) -> int:
         """Epoch milliseconds this job is due, or 0 when it may run now."""
