@@ -3,6 +3,8 @@ script call, and status, cancel, replay and stats find it there."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import redis
 from redis.asyncio import Redis as AsyncRedis
@@ -299,3 +301,22 @@ async def test_a_job_with_too_many_extra_fields_is_refused_alone_and_nothing_els
     assert isinstance(first, Enqueued)
     assert isinstance(last, Enqueued)
     assert (first.duplicate, last.duplicate) == (False, False)
+
+
+@pytest.mark.parametrize("which", ["queued", "delayed", "delayed_jobs", "stream"])
+async def test_a_foreign_queue_key_fails_the_call_before_anything_is_written(
+    redis_client: AsyncRedis, which: str
+) -> None:
+    # Given one of the queue's keys held by another application as a plain string,
+    client = AsyncClient(redis_client, QueueSettings(status_ttl_s=3600))
+    key = getattr(KEYS, which)
+    await redis_client.set(key, "foreign")
+    # when a batch of a queued and a delayed job is enqueued,
+    batch = [NewJob("noop", {}), NewJob("noop", {}, delay_s=60)]
+    with pytest.raises(redis.ResponseError, match=f"WRONGTYPE {re.escape(key)} holds another"):
+        await client.enqueue_many(batch)
+    # then nothing was written (all or nothing) and the foreign key is as it was
+    assert await redis_client.get(key) == "foreign"
+    for other in ("queued", "delayed", "delayed_jobs", "stream"):
+        if other != which:
+            assert not await redis_client.exists(getattr(KEYS, other)), other

@@ -60,11 +60,19 @@ end
 # Returns one string per job: its entry id when it was queued, 'd' when it was delayed,
 # 'x' when the call expired, '=' and the first job's id for a duplicate (the caller
 # reads that job's record): one reply element a job, not four.
-ENQUEUE = """#!lua
+# A queue key of another type (a foreign key) fails the call before its first write, as
+# in the other scripts (`OWN_KEYS_LUA`): a batch is all or nothing.
+ENQUEUE = (
+    OWN_KEYS_LUA
+    + """
 local delayed, delayed_jobs, queued = KEYS[1], KEYS[2], KEYS[3]
 local status_ttl, idem_ttl, now, now_ms = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local not_after, check, streams = tonumber(ARGV[5]), ARGV[6] == '1', tonumber(ARGV[7])
 local first_job = 8 + streams
+require_ours(delayed, 'zset')
+require_ours(delayed_jobs, 'hash')
+require_ours(queued, 'hash')
+for s = 1, streams do require_ours(KEYS[3 + s], 'stream') end
 local function known(status, done, id)
   return redis.call('EXISTS', status) == 1 or redis.call('HEXISTS', queued, id) == 1
     or (done ~= nil and redis.call('HEXISTS', done, id) == 1)
@@ -143,6 +151,7 @@ while i <= last do
 end
 return out
 """
+)
 
 # KEYS: delayed (zset), delayed_jobs (hash), status record, queued (hash), waiting,
 # settled (`jobqueue.core.waiting`), the S ready streams (the queue's stream first, then
