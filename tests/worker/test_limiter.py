@@ -8,6 +8,7 @@ import dataclasses
 import itertools
 from collections.abc import Awaitable
 
+import pytest
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis as AsyncRedis
 from worker.conftest import (
@@ -194,3 +195,43 @@ async def test_a_limit_above_a_thousand_a_second_spaces_starts_below_a_milliseco
     assert [d for d, _ in admission.granted] == deliveries
     gaps_ms = [(b - a) * 1000 for a, b in itertools.pairwise(starts)]
     assert all(0.2 <= gap <= 0.22 for gap in gaps_ms), (min(gaps_ms), max(gaps_ms))
+
+
+async def test_a_foreign_limiter_key_holds_only_its_types_jobs_and_says_so(
+    redis_client: AsyncRedis, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a limited type whose rate key another application holds as a hash (it crashed
+    # the read loop, and every job of the batch sat in flight until the worker stopped),
+    app = App("foreign-limiter")
+    done: dict[str, list[int]] = {"slow": [], "free": []}
+
+    @app.handler("slow")
+    async def slow(ctx: JobContext) -> None:
+        done["slow"].append(ctx.job.attempts)
+
+    @app.handler("free")
+    async def free(ctx: JobContext) -> None:
+        done["free"].append(ctx.job.attempts)
+
+    await redis_client.hset(KEYS.limit_rate("slow"), "not", "ours")
+    limits = (TypeLimit("slow", rate_jobs=100, rate_period_s=1.0),)
+    settings = dataclasses.replace(settings_for(redis_url), limits=limits)
+    slow_ids = [await enqueue(redis_client, "slow") for _ in range(3)]
+    for _ in range(3):
+        await enqueue(redis_client, "free")
+    # when a worker reads them together,
+    async with running(app, settings):
+        # then the other type's jobs run,
+        await eventually(lambda: _true(len(done["free"]) == 3), what="the free jobs")
+
+        # the limited ones wait in the delayed set with their attempts, none ran or died,
+        async def all_delayed() -> bool:
+            scores = [await redis_client.zscore(KEYS.delayed, i) for i in slow_ids]
+            return None not in scores
+
+        await eventually(all_delayed, what="the limited jobs delayed")
+    assert done["slow"] == []
+    assert await dead_letters(redis_client) == []
+    # the foreign key is left as it was, and the log names it
+    assert await redis_client.hgetall(KEYS.limit_rate("slow")) == {"not": "ours"}
+    assert any(KEYS.limit_rate("slow") in r.getMessage() for r in caplog.records)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 import weakref
 from collections.abc import Iterable
@@ -38,8 +39,11 @@ from redis.asyncio import Redis as AsyncRedis
 
 from jobqueue.core.keys import QueueKeys
 from jobqueue.core.limits import TypeLimit
+from jobqueue.core.scripts import OWN_KEYS_LUA
 from jobqueue.worker.inflight import Delivery
 from jobqueue.worker.resilience import TRANSIENT_ERRORS, persist
+
+log = logging.getLogger("jobqueue.worker")
 
 HOLD_S = 1.0
 """Longest a granted job is held in the worker before its start, seconds; a job whose
@@ -47,6 +51,8 @@ start is further off waits in the delayed set and is promoted this long before i
 CONCURRENCY_WAIT_MS = 250
 """Wait of a job that found no free lease, per ``limit`` jobs ahead of it, ms."""
 CONCURRENCY_WAIT_CAP_MS = 5000
+FOREIGN_WAIT_MS = 30_000
+"""Wait of a job whose type's limiter keys another application holds (`ADMIT` code 3)."""
 FORGET_MS = 3_600_000
 """A reservation this old (its job was cancelled or deleted while delayed) is dropped."""
 WAIT_BUCKETS_S = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
@@ -58,8 +64,12 @@ WAIT_BUCKETS_S = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
 # Times are milliseconds with a fraction (Redis's clock to the microsecond), so a limit
 # of more than 1000 starts a second spaces its starts as it says, not 1 ms apart.
 # Returns Redis's now (us), then per job, in order: code, us. Code 0: granted, start in
-# us; 1: over the rate limit, its reserved start is in us; 2: no free lease, wait us.
-ADMIT = f"""#!lua
+# us; 1: over the rate limit, its reserved start is in us; 2: no free lease, wait us;
+# 3: a key of its type's limiter is held by another application as another type (the
+# limit cannot be kept: the job waits, wait us, and the worker says which key).
+ADMIT = (
+    OWN_KEYS_LUA
+    + f"""
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 local function us(ms) return math.floor(ms * 1000) end  -- replies are integers
@@ -69,6 +79,16 @@ for n, s in ipairs(specs) do
   local rate_key, reserved_key, leases_key = KEYS[3 * n - 2], KEYS[3 * n - 1], KEYS[3 * n]
   local interval, limit, ttl, hold, jobs = s[1], s[2], s[3], s[4], s[5]
   local free, tat, behind = nil, nil, 0
+  local foreign = not (ours(rate_key, 'string') and ours(reserved_key, 'zset')
+    and ours(leases_key, 'zset'))
+  if foreign then
+    for i = 1, #jobs, 2 do
+      out[#out + 1] = 3
+      out[#out + 1] = us({FOREIGN_WAIT_MS})
+    end
+    jobs = {{}}
+    interval, limit = 0, 0
+  end
   if limit > 0 then
     redis.call('ZREMRANGEBYSCORE', leases_key, '-inf', now)
     free = limit - redis.call('ZCARD', leases_key)
@@ -118,9 +138,10 @@ for n, s in ipairs(specs) do
 end
 return out
 """
+)
 
-GRANTED, OVER_RATE, NO_LEASE = 0, 1, 2
-LIMIT_NAMES = {OVER_RATE: "rate", NO_LEASE: "concurrency"}
+GRANTED, OVER_RATE, NO_LEASE, FOREIGN_KEY = 0, 1, 2, 3
+LIMIT_NAMES = {OVER_RATE: "rate", NO_LEASE: "concurrency", FOREIGN_KEY: "foreign_key"}
 
 
 @dataclass(slots=True)
@@ -207,11 +228,7 @@ class Limiter:
         specs: list[list[object]] = []
         for job_type, group in by_type.items():
             limit = self.limits[job_type]
-            keys += (
-                self.keys.limit_rate(job_type),
-                self.keys.limit_reserved(job_type),
-                self.keys.limit_leases(job_type),
-            )
+            keys += self._key_names(job_type)
             jobs: list[str] = []
             for d in group:
                 assert d.job is not None
@@ -239,9 +256,24 @@ class Limiter:
                     admission.granted.append((d, now_s + wait_s if limit.rate_jobs else 0.0))
                     continue
                 name = LIMIT_NAMES[code]
+                if code == FOREIGN_KEY and d is group[0]:
+                    log.error(
+                        "limits of %r not kept: another application holds one of %s as"
+                        " another type; its %d job(s) wait %.0f s",
+                        *(job_type, ", ".join(self._key_names(job_type)), len(group)),
+                        wait_s,
+                    )
                 self.throttled.labels(*self._labels[job_type], name).inc()
                 due_s = wait_s - HOLD_S if code == OVER_RATE else wait_s
                 admission.deferred.append((d, max(0.0, due_s), name))
+
+    def _key_names(self, job_type: str) -> tuple[str, str, str]:
+        keys = self.keys
+        return (
+            keys.limit_rate(job_type),
+            keys.limit_reserved(job_type),
+            keys.limit_leases(job_type),
+        )
 
     def late(self, delivery: Delivery, start_s: float) -> bool:
         """Whether a job granted the start ``start_s`` (`time.time`) is now later than
