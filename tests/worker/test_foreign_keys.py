@@ -176,3 +176,23 @@ async def test_a_worker_retries_and_dead_letters_jobs_with_foreign_status_keys(
         await assert_foreign_untouched(redis_client, KEYS.status(job_id))
     # and every outcome was recorded whole (it once logged "outcome not recorded")
     assert not [r for r in caplog.records if "not recorded" in r.getMessage()]
+
+
+@pytest.mark.parametrize("which", ["started", "solo", "crashes", "health"])
+async def test_a_foreign_ledger_or_probe_key_is_named_and_jobs_still_run(
+    redis_client: AsyncRedis, redis_url: str, caplog: pytest.LogCaptureFixture, which: str
+) -> None:
+    # given the crash ledger's or the write probe's key held as a string by another
+    # application (the ledger's crashed the read loop at every start: no job ran)
+    key = getattr(KEYS, which)
+    await redis_client.set(key, FOREIGN)
+    ids = [await enqueue(redis_client, "record", {"into": "done"}) for _ in range(5)]
+    # when a burst worker runs,
+    settings = settings_for(redis_url, max_loop_crashes=2)
+    assert await run_burst(testing_app, settings) == 0
+    # then every job ran once, nothing is pending, the key is as it was and the log says so
+    assert await redis_client.hgetall("done") == {job_id: "1" for job_id in ids}
+    assert await group_pending(redis_client) == 0
+    await assert_foreign_untouched(redis_client, key)
+    assert any(key in r.getMessage() and r.levelname == "ERROR" for r in caplog.records)
+    assert not [r for r in caplog.records if "crashed" in r.getMessage()]

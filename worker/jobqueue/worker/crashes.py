@@ -29,14 +29,21 @@ before anything runs, so it is dead-lettered after at most ``max_deliveries`` + 
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from uuid import uuid4
 
 from redis.asyncio import Redis as AsyncRedis
+from redis.exceptions import ResponseError
 
 from jobqueue.core.keys import QueueKeys
+from jobqueue.core.scripts import OWN_KEYS_LUA
 from jobqueue.worker.resilience import persist
+
+log = logging.getLogger("jobqueue.worker")
 
 Taken = tuple[str, dict[str, str], int]
 """(entry id, fields, crashes) of an entry taken over."""
@@ -48,8 +55,15 @@ TAKE_LIMIT = 1000
 # id, then for own entries the previous process's last started id and solo id ('' if
 # none). Returns the next start id ('0-0' at the end), then id, fields, crashes per
 # claimed entry; entries deleted from the stream are dropped by XCLAIM.
-TAKE = """#!lua
+# A ledger key another application holds as another type is left alone and read as
+# empty (`OWN_KEYS_LUA`): crash accounting is off for it (the worker logs it), the
+# take-over itself goes on, so jobs still run and no read loop crashes on it.
+TAKE = (
+    OWN_KEYS_LUA
+    + """
 local stream, group, me, token = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
+local started_ok, solo_ok = ours(KEYS[2], 'hash'), ours(KEYS[3], 'hash')
+local crashes_ok = ours(KEYS[4], 'hash')
 local own, count = ARGV[4] == '', tonumber(ARGV[6])
 local rows
 if own then
@@ -73,8 +87,8 @@ local function record(owner)
   if records[owner] then return records[owner] end
   local r = {}
   if owner ~= me then
-    r.mark = id_of(redis.call('HGET', KEYS[2], owner))
-    r.solo = id_of(redis.call('HGET', KEYS[3], owner))
+    if started_ok then r.mark = id_of(redis.call('HGET', KEYS[2], owner)) end
+    if solo_ok then r.solo = id_of(redis.call('HGET', KEYS[3], owner)) end
   elseif own then
     r.mark, r.solo = id_of(ARGV[8]), id_of(ARGV[9])
   end
@@ -87,9 +101,9 @@ for i, row in ipairs(rows) do
   ids[i] = id
   local blamed = r.solo == id
   if not blamed and r.mark then
-    blamed = redis.call('HEXISTS', KEYS[4], id) == 0 and le(id, r.mark)
+    blamed = crashes_ok and redis.call('HEXISTS', KEYS[4], id) == 0 and le(id, r.mark)
   end
-  if blamed then redis.call('HINCRBY', KEYS[4], id, 1) end
+  if blamed and crashes_ok then redis.call('HINCRBY', KEYS[4], id, 1) end
 end
 local min_idle = own and 0 or ARGV[4]
 local claimed = redis.call('XCLAIM', stream, group, me, min_idle, unpack(ids))
@@ -98,20 +112,23 @@ local before = id_of(ARGV[7])
 local mark = before
 for _, entry in ipairs(claimed) do
   local id = entry[1]
-  local crashes = tonumber(redis.call('HGET', KEYS[4], id) or '0')
+  local crashes = crashes_ok and tonumber(redis.call('HGET', KEYS[4], id) or '0') or 0
   if crashes == 0 and (mark == nil or not le(id, mark)) then mark = id end
   out[#out + 1], out[#out + 2], out[#out + 3] = id, entry[2], crashes
 end
-if mark ~= before then redis.call('HSET', KEYS[2], me, mark .. ' ' .. token) end
+if started_ok and mark ~= before then redis.call('HSET', KEYS[2], me, mark .. ' ' .. token) end
 return out
 """
+)
 
 # KEYS: started, solo. ARGV: consumer, token. The records a previous process of this
 # consumer left (it died), removed and returned; nothing if they are this process's own.
-SNAPSHOT = """#!lua
+SNAPSHOT = (
+    OWN_KEYS_LUA
+    + """
 local out = {}
 for i, key in ipairs(KEYS) do
-  local v = redis.call('HGET', key, ARGV[1])
+  local v = ours(key, 'hash') and redis.call('HGET', key, ARGV[1])
   if v and string.sub(v, -#ARGV[2]) ~= ARGV[2] then
     redis.call('HDEL', key, ARGV[1])
     out[i] = v
@@ -121,21 +138,28 @@ for i, key in ipairs(KEYS) do
 end
 return out
 """
+)
 
 # KEYS: started, solo. ARGV: consumer, token. A graceful stop: this process's records go,
 # so what it leaves pending is taken over without blame.
-FORGET = """#!lua
+FORGET = (
+    OWN_KEYS_LUA
+    + """
 for _, key in ipairs(KEYS) do
-  local v = redis.call('HGET', key, ARGV[1])
+  local v = ours(key, 'hash') and redis.call('HGET', key, ARGV[1])
   if v and string.sub(v, -#ARGV[2]) == ARGV[2] then redis.call('HDEL', key, ARGV[1]) end
 end
 return 0
 """
+)
 
 # KEYS: stream, crashes. ARGV: group. Drops the counts of entries no longer pending
 # (acknowledged or dead-lettered); the hash holds only entries that crashed a worker.
-PRUNE = """#!lua
+PRUNE = (
+    OWN_KEYS_LUA
+    + """
 local removed = 0
+if not ours(KEYS[2], 'hash') then return 0 end
 for _, id in ipairs(redis.call('HKEYS', KEYS[2])) do
   if #redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1) == 0 then
     redis.call('HDEL', KEYS[2], id)
@@ -144,6 +168,7 @@ for _, id in ipairs(redis.call('HKEYS', KEYS[2])) do
 end
 return removed
 """
+)
 
 
 @dataclass(slots=True)
@@ -181,6 +206,7 @@ class CrashLedger:
         """Claim up to ``count`` of this consumer's pending entries from ``start``
         (``-`` first), blaming those a previous process of it died running."""
         if not self._snapshot_taken:
+            await self._say_if_foreign()
             keys = [self.keys.started, self.keys.solo]
             mark, solo = await self._snapshot(keys=keys, args=[self.consumer, self.token])
             self._previous = Previous(mark, solo) if mark or solo else None
@@ -217,16 +243,34 @@ class CrashLedger:
                 self.mark = entry_id
         return str(reply[0]), taken
 
+    async def _say_if_foreign(self) -> None:
+        """Log, once per process, a ledger key another application holds as another type:
+        the scripts leave it alone, and crash accounting is off for what it records."""
+        keys = (self.keys.started, self.keys.solo, self.keys.crashes)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.type(key)
+            kinds = await pipe.execute()
+        foreign = [key for key, kind in zip(keys, kinds, strict=True) if kind not in FREE]
+        if foreign:
+            log.error(
+                "crash accounting is off: %s held by another application as another type"
+                " (jobs still run; a job that kills its worker is not counted)",
+                ", ".join(foreign),
+            )
+
     async def begin_solo(self, entry_id: str) -> None:
         """Record that ``entry_id`` now runs alone (before its handler starts)."""
         value = f"{entry_id} {self.token}"
-        await persist(
-            lambda: self.redis.hset(self.keys.solo, self.consumer, value), "record solo run"
-        )
+        with _foreign_left_alone():
+            await persist(
+                lambda: self.redis.hset(self.keys.solo, self.consumer, value), "record solo run"
+            )
 
     async def end_solo(self) -> None:
         """The entry running alone is over: a death now blames by the last start again."""
-        await persist(lambda: self.redis.hdel(self.keys.solo, self.consumer), "end solo run")
+        with _foreign_left_alone():
+            await persist(lambda: self.redis.hdel(self.keys.solo, self.consumer), "end solo run")
 
     async def forget(self) -> None:
         """A graceful stop: delete this process's records (nothing it leaves is blamed)."""
@@ -237,6 +281,20 @@ class CrashLedger:
         """Drop the counts of entries no longer pending; returns how many went."""
         keys = [self.keys.stream, self.keys.crashes]
         return int(await self._prune(keys=keys, args=[self.keys.group]))
+
+
+FREE = ("none", "hash")
+"""What a ledger key may be: absent, or a hash of ours."""
+
+
+@contextlib.contextmanager
+def _foreign_left_alone() -> Iterator[None]:
+    """A write to a ledger key of another type is skipped (`_say_if_foreign` said so)."""
+    try:
+        yield
+    except ResponseError as exc:
+        if "WRONGTYPE" not in str(exc):
+            raise
 
 
 def _after(entry_id: str, mark: str) -> bool:

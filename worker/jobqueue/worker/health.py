@@ -23,10 +23,11 @@ import time
 from collections.abc import Callable
 
 from redis.asyncio import Redis as AsyncRedis
-from redis.exceptions import ConnectionError
+from redis.exceptions import ConnectionError, ResponseError
 
 from jobqueue.core.connection import drop_idle_connections
 from jobqueue.core.keys import QueueKeys
+from jobqueue.core.scripts import OWN_KEYS_LUA
 from jobqueue.core.wire import utc_now_iso
 from jobqueue.worker.resilience import ACCESS_DENIED_ERRORS, TRANSIENT_ERRORS
 
@@ -41,6 +42,18 @@ PROBE_TIMEOUT_S = 2.0
 HEALTH_TTL_S = 60
 """Lifetime of the probe hash, seconds: it never outlives its workers by long."""
 PROBE_ERRORS: tuple[type[Exception], ...] = (TimeoutError, *TRANSIENT_ERRORS)
+# KEYS: the health hash. ARGV: consumer, now_iso, ttl_s. A write Redis refuses when it
+# refuses writes (a script that may write is refused whole under OOM, or on a replica);
+# a key another application holds as another type is left alone (returns 0).
+PROBE = (
+    OWN_KEYS_LUA
+    + """
+if not ours(KEYS[1], 'hash') then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+)
 CAUSE_DEPTH = 5
 """How far down an exception's causes a Redis error is looked for."""
 
@@ -73,6 +86,8 @@ class RedisHealth:
         """Source ("probe", "read") -> `time.monotonic` since when Redis has refused
         this worker's credentials or permissions there."""
         self.denied_reason = ""
+        self._foreign_said = False
+        self._probe = redis.register_script(PROBE)
 
     @property
     def ok(self) -> bool:
@@ -109,10 +124,8 @@ class RedisHealth:
         """One write probe; updates and returns the health."""
         try:
             async with asyncio.timeout(PROBE_TIMEOUT_S):
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    pipe.hset(self.keys.health, self.consumer, utc_now_iso())
-                    pipe.expire(self.keys.health, HEALTH_TTL_S)
-                    await pipe.execute()
+                args: list[str | int] = [self.consumer, utc_now_iso(), HEALTH_TTL_S]
+                ours = await self._probe(keys=[self.keys.health], args=args)
         except ACCESS_DENIED_ERRORS as exc:
             self.note_denied("probe", exc)
             self._unhealthy()
@@ -121,6 +134,18 @@ class RedisHealth:
             reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             self._unhealthy(f"Redis is not taking writes ({reason}): new jobs wait")
             return False
+        except ResponseError as exc:  # none known: said, and the watch goes on
+            self._unhealthy(f"the write probe failed ({exc}): new jobs wait")
+            return False
+        if not ours and not self._foreign_said:
+            # Redis ran a script that may write (refusing writes, it would have said OOM
+            # or READONLY), so it counts as taking writes; the key is left alone.
+            log.error(
+                "write probe: %s is held by another application as another type;"
+                " Redis counts as taking writes while it answers",
+                self.keys.health,
+            )
+            self._foreign_said = True
         self.clear_denied("probe")
         if not self.ok:
             # Idle pooled connections may be dead ends of the outage (a restarted
