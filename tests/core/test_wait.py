@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from redis.asyncio import Redis as AsyncRedis
 
 from jobqueue.core.client import AsyncClient, Client, JobInfo
@@ -146,3 +147,32 @@ async def test_the_sync_client_waits_too(redis_client: AsyncRedis, redis_url: st
     info = await asyncio.wait_for(waiter, JOIN_S)
     assert info is not None
     assert (info.state, info.result) == ("succeeded", [1, 2])
+
+
+@pytest.mark.parametrize("which", ["waiting", "settled"])
+async def test_a_foreign_waiting_or_settled_key_slows_waiters_but_fails_no_outcome(
+    redis_client: AsyncRedis, redis_url: str, which: str
+) -> None:
+    # given the waiting set or the settled stream held by another application as a string
+    # (cancel and dead letters refused to run on it: a failing job stayed pending forever)
+    key = getattr(KEYS, which)
+    await redis_client.set(key, "another application's value")
+    client = AsyncClient(redis_client)
+    queued = await client.enqueue("noop", {})
+    failing = await client.enqueue("record", {})  # no 'into': Fatal, dead-lettered
+    done = await client.enqueue("noop", {})
+    cancelled = asyncio.create_task(client.wait(queued.job_id, timeout=JOIN_S))
+    dead = asyncio.create_task(client.wait(failing.job_id, timeout=JOIN_S))
+    succeeded = asyncio.create_task(client.wait(done.job_id, timeout=JOIN_S))
+    # when one job is cancelled and a worker runs the others,
+    assert (await client.cancel(queued.job_id)).answer == "cancelled"
+    await burst(redis_url)
+    # then every outcome is recorded and every waiter returns it (reading the status)
+    results = [await asyncio.wait_for(t, JOIN_S) for t in (cancelled, dead, succeeded)]
+    assert [info.state if info else None for info in results] == [
+        "cancelled",
+        "dead",
+        "succeeded",
+    ]
+    # and the other application's key is as it was
+    assert await redis_client.get(key) == "another application's value"

@@ -178,8 +178,6 @@ require_ours(delayed, 'zset')
 require_ours(delayed_jobs, 'hash')
 for i = 1, streams do require_ours(KEYS[6 + i], 'stream') end
 require_ours(queued, 'hash')
-require_ours(waiting, 'zset')
-require_ours(settled, 'stream')
 if done and ours(done, 'hash') and redis.call('HEXISTS', done, id) == 1 then
   return {'not_cancellable', 'succeeded'}
 end

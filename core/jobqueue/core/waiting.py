@@ -17,16 +17,20 @@ promotion) are not announced: the waiter reads the status again every
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from redis.asyncio import Redis as AsyncRedis
+from redis.exceptions import ResponseError
 
 from jobqueue.core.keys import QueueKeys
 from jobqueue.core.status import TERMINAL_STATES
 
 RECHECK_S = 2.0
+POLL_S = 0.25
+"""How often a waiter reads the status when it cannot use the waiting set (`_poll`)."""
 """Longest a waiter blocks before it reads the status again, seconds."""
 SETTLED_MAXLEN = 1000
 """About how many announcements the settled stream keeps (``MAXLEN ~``)."""
@@ -38,8 +42,12 @@ local function anyone_waits(waiting)
   local n = redis.pcall('ZCARD', waiting)
   return type(n) == 'number' and n > 0  -- a foreign key there: nobody of ours waits
 end
+-- A waiting or settled key another application holds as another type is left alone:
+-- nobody of ours can wait there, and the outcome must not fail on it.
 local function announce(waiting, settled, key, state)
-  if redis.call('ZSCORE', waiting, key) then
+  local kind = redis.call('TYPE', settled)['ok']
+  if kind ~= 'none' and kind ~= 'stream' then return end
+  if type(redis.pcall('ZSCORE', waiting, key)) == 'string' then
     redis.call('ZREM', waiting, key)
     redis.call('XADD', settled, 'MAXLEN', '~', '{SETTLED_MAXLEN}', '*', 'key', key,
       'state', state)
@@ -59,18 +67,34 @@ async def wait_settled(
     key = keys.status(job_id)
     ends = time.monotonic() + max(timeout_s, 0.0)
     now_ms = int(time.time() * 1000)
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.zremrangebyscore(keys.waiting, "-inf", now_ms)
-        pipe.zadd(keys.waiting, {key: now_ms + int(timeout_s * 1000) + 1000}, gt=True)
-        pipe.xrevrange(keys.settled, count=1)
-        *_, last_rows = await pipe.execute()
-    last = last_rows[0][0] if last_rows else "0-0"
+    try:
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.zremrangebyscore(keys.waiting, "-inf", now_ms)
+            pipe.zadd(keys.waiting, {key: now_ms + int(timeout_s * 1000) + 1000}, gt=True)
+            pipe.xrevrange(keys.settled, count=1)
+            *_, last_rows = await pipe.execute()
+        last = last_rows[0][0] if last_rows else "0-0"
+        while True:
+            info = await read()
+            left = ends - time.monotonic()
+            if info is None or info.state in TERMINAL_STATES or left <= 0:
+                return info
+            last = await _block(redis, keys.settled, key, last, min(left, RECHECK_S))
+    except ResponseError as exc:
+        if "WRONGTYPE" not in str(exc):
+            raise
+        # Another application holds the waiting set or the settled stream as another
+        # type (the outcome scripts leave them alone): read the status now and then.
+        return await _poll(ends, read)
+
+
+async def _poll(ends: float, read: Read) -> Any:
     while True:
         info = await read()
         left = ends - time.monotonic()
         if info is None or info.state in TERMINAL_STATES or left <= 0:
             return info
-        last = await _block(redis, keys.settled, key, last, min(left, RECHECK_S))
+        await asyncio.sleep(min(left, POLL_S))
 
 
 async def _block(redis: AsyncRedis, settled: str, key: str, last: str, block_s: float) -> str:

@@ -206,8 +206,6 @@ ACK_DEAD = (
     + ANNOUNCE_LUA
     + """
 require_ours(KEYS[2], 'stream')
-require_ours(KEYS[5], 'zset')
-require_ours(KEYS[6], 'stream')
 local record = ours(KEYS[3], 'hash')
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
 if ours(KEYS[4], 'hash') then redis.call('HDEL', KEYS[4], ARGV[9]) end
@@ -228,8 +226,6 @@ ACK_CANCELLED = (
     OWN_KEYS_LUA
     + ANNOUNCE_LUA
     + """
-require_ours(KEYS[3], 'zset')
-require_ours(KEYS[4], 'stream')
 local record = ours(KEYS[2], 'hash')
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
 if record then
