@@ -34,6 +34,23 @@ from jobqueue.worker.settings import WorkerSettings
 from jobqueue.worker.testing import app as testing_app
 
 
+def slow_and_free(name: str) -> tuple[App, dict[str, list[int]]]:
+    """An app of two types, ``slow`` (to limit) and ``free``, each recording the attempt
+    number of every run."""
+    app = App(name)
+    done: dict[str, list[int]] = {"slow": [], "free": []}
+
+    @app.handler("slow")
+    async def slow(ctx: JobContext) -> None:
+        done["slow"].append(ctx.job.attempts)
+
+    @app.handler("free")
+    async def free(ctx: JobContext) -> None:
+        done["free"].append(ctx.job.attempts)
+
+    return app, done
+
+
 async def test_without_limits_there_is_no_limiter_and_no_limit_key(
     redis_client: AsyncRedis, redis_url: str
 ) -> None:
@@ -49,16 +66,7 @@ async def test_a_throttled_job_waits_delayed_with_its_attempts_while_other_types
     redis_client: AsyncRedis, redis_url: str
 ) -> None:
     # Given a type limited to 2 starts a second and an unlimited one,
-    app = App("limited")
-    done: dict[str, list[int]] = {"slow": [], "free": []}
-
-    @app.handler("slow")
-    async def slow(ctx: JobContext) -> None:
-        done["slow"].append(ctx.job.attempts)
-
-    @app.handler("free")
-    async def free(ctx: JobContext) -> None:
-        done["free"].append(ctx.job.attempts)
+    app, done = slow_and_free("limited")
 
     limits = (TypeLimit("slow", rate_jobs=2, rate_period_s=1.0),)
     settings = dataclasses.replace(settings_for(redis_url), limits=limits)
@@ -202,16 +210,7 @@ async def test_a_foreign_limiter_key_holds_only_its_types_jobs_and_says_so(
 ) -> None:
     # Given a limited type whose rate key another application holds as a hash (it crashed
     # the read loop, and every job of the batch sat in flight until the worker stopped),
-    app = App("foreign-limiter")
-    done: dict[str, list[int]] = {"slow": [], "free": []}
-
-    @app.handler("slow")
-    async def slow(ctx: JobContext) -> None:
-        done["slow"].append(ctx.job.attempts)
-
-    @app.handler("free")
-    async def free(ctx: JobContext) -> None:
-        done["free"].append(ctx.job.attempts)
+    app, done = slow_and_free("foreign-limiter")
 
     await redis_client.hset(KEYS.limit_rate("slow"), "not", "ours")
     limits = (TypeLimit("slow", rate_jobs=100, rate_period_s=1.0),)
