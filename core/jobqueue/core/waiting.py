@@ -67,6 +67,8 @@ async def wait_settled(
     key = keys.status(job_id)
     ends = time.monotonic() + max(timeout_s, 0.0)
     now_ms = int(time.time() * 1000)
+    # The settled stream's last entry seen; None: read the status now and then instead.
+    last: str | None = None
     try:
         async with redis.pipeline(transaction=True) as pipe:
             pipe.zremrangebyscore(keys.waiting, "-inf", now_ms)
@@ -74,27 +76,29 @@ async def wait_settled(
             pipe.xrevrange(keys.settled, count=1)
             *_, last_rows = await pipe.execute()
         last = last_rows[0][0] if last_rows else "0-0"
-        while True:
-            info = await read()
-            left = ends - time.monotonic()
-            if info is None or info.state in TERMINAL_STATES or left <= 0:
-                return info
-            last = await _block(redis, keys.settled, key, last, min(left, RECHECK_S))
     except ResponseError as exc:
-        if "WRONGTYPE" not in str(exc):
-            raise
-        # Another application holds the waiting set or the settled stream as another
-        # type (the outcome scripts leave them alone): read the status now and then.
-        return await _poll(ends, read)
-
-
-async def _poll(ends: float, read: Read) -> Any:
+        _raise_unless_foreign(exc)
     while True:
         info = await read()
         left = ends - time.monotonic()
         if info is None or info.state in TERMINAL_STATES or left <= 0:
             return info
-        await asyncio.sleep(min(left, POLL_S))
+        if last is None:
+            await asyncio.sleep(min(left, POLL_S))
+            continue
+        try:
+            last = await _block(redis, keys.settled, key, last, min(left, RECHECK_S))
+        except ResponseError as exc:
+            _raise_unless_foreign(exc)
+            last = None
+
+
+def _raise_unless_foreign(exc: ResponseError) -> None:
+    """Another application holding the waiting set or the settled stream as another type
+    (the outcome scripts leave them alone) leaves the waiter polling; anything else is
+    raised."""
+    if "WRONGTYPE" not in str(exc):
+        raise exc
 
 
 async def _block(redis: AsyncRedis, settled: str, key: str, last: str, block_s: float) -> str:

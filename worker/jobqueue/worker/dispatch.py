@@ -104,7 +104,8 @@ class Dispatcher:
         """The deliveries to run now; the others wait (held here, or delayed)."""
         limiter = self.limiter
         assert limiter is not None
-        if not any(d.job is not None and limiter.limited(d.job.type) for d in runnable):
+        limited = {d.key for d in runnable if d.job is not None and limiter.limited(d.job.type)}
+        if not limited:
             return runnable
         try:
             admission = await limiter.admit(runnable)
@@ -112,10 +113,9 @@ class Dispatcher:
             # Not an outage (`persist` waits those out): the limiter cannot decide. Jobs
             # of limited types stay pending, out of this worker's hands, to be reclaimed
             # once idle; the others run, and the read loop goes on.
-            held = [d for d in runnable if d.job is not None and limiter.limited(d.job.type)]
-            log.exception("limiter failed: %d job(s) left pending for reclaim", len(held))
-            self.inflight.release([d.key for d in held])
-            return [d for d in runnable if d not in held]
+            log.exception("limiter failed: %d job(s) left pending for reclaim", len(limited))
+            self.inflight.release(list(limited))
+            return [d for d in runnable if d.key not in limited]
         if admission.deferred:
             waits = [(d, due_s) for d, due_s, _ in admission.deferred]
             task = asyncio.get_running_loop().create_task(self._defer(waits))
